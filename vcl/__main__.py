@@ -1,0 +1,3 @@
+from vcl.cli.app import main
+
+main()

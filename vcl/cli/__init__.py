@@ -1,0 +1,1 @@
+"""The command-line layer: thin typer commands over the library, one file each."""

@@ -1,0 +1,137 @@
+"""What every command shares: the error decorator, -q/-v/--config, and common options.
+
+``vcl_command`` wraps a command function so that a :class:`~vcl.errors.VclError`
+becomes one ``error:`` line on stderr and its exit code (see ``vcl.errors.ExitCode``),
+Ctrl-C exits 130, and an unexpected exception exits 70 with a one-line summary (the
+traceback with ``-v``). It also adds ``-q/--quiet``, ``-v/--verbose`` and
+``--config FILE.toml`` to the command, so all commands take them the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.exceptions import TyperException
+
+from vcl.errors import ExitCode, UsageError, VclError
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    return typer.Exit(code)
+
+
+def _config_key(key: str) -> str:
+    return key.replace("-", "_")
+
+
+def load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> None:
+    """Eager ``--config``: TOML keys become option defaults; flags still override.
+
+    Top-level keys apply to every command that has such an option (``seed = 1``,
+    ``device = "cuda"``); a table named after the command (``[synth]``) applies to
+    that command only and must name its options.
+    """
+    if value is None:
+        return
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(value).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise fail(f"{value}: no such config file", ExitCode.NO_INPUT) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise fail(f"{value}: not valid TOML ({exc})", ExitCode.USAGE) from None
+    names = {p.name for p in ctx.command.params if p.name not in ("config",)}
+    command = ctx.info_name or ""
+    defaults = {_config_key(k): v for k, v in data.items()
+                if not isinstance(v, dict) and _config_key(k) in names}
+    section = data.get(command, {})
+    if not isinstance(section, dict):
+        raise fail(f"{value}: [{command}] must be a table", ExitCode.USAGE)
+    for key, val in section.items():
+        if _config_key(key) not in names:
+            raise fail(f"{value}: [{command}] has unknown option {key!r}; "
+                       f"see vcl {command} --help", ExitCode.USAGE)
+        defaults[_config_key(key)] = val
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
+_EXTRA_PARAMS = {
+    "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")],
+              False),
+    "verbose": (Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Print debug messages, and tracebacks on errors.")], False),
+    "config": (Annotated[Path | None, typer.Option(
+        "--config", metavar="FILE.toml", is_eager=True, callback=load_config,
+        help="Read option defaults from a TOML file (flags override it).")], None),
+}
+
+
+def vcl_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add -q/-v/--config to a typer command and map its errors to exit codes."""
+    from vcl.console import configure
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, quiet: bool = False, verbose: bool = False,
+                config: Path | None = None, **kwargs: Any) -> Any:
+        configure(quiet=quiet, verbose=verbose)
+        try:
+            return fn(*args, **kwargs)
+        except VclError as exc:
+            if verbose:
+                traceback.print_exc()
+            raise fail(exc.message, exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", ExitCode.INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, TyperException):
+            raise
+        except BrokenPipeError:
+            raise typer.Exit(0) from None
+        except Exception as exc:
+            if verbose:
+                traceback.print_exc()
+            hint = "" if verbose else " (rerun with -v for the traceback)"
+            raise fail(f"internal error: {type(exc).__name__}: {exc}; please report it{hint}",
+                       ExitCode.INTERNAL) from None
+
+    signature = inspect.signature(fn, eval_str=True)
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                               annotation=annotated)
+             for name, (annotated, default) in _EXTRA_PARAMS.items()]
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), *extra])
+    wrapper.__annotations__ = {**getattr(fn, "__annotations__", {}),
+                               **{name: spec[0] for name, spec in _EXTRA_PARAMS.items()}}
+    return wrapper
+
+
+def parse_shard_option(value: str | None) -> tuple[int, int] | None:
+    from vcl.parallel import parse_shard
+
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise UsageError(str(exc), "--shard") from None
+
+
+# Shared options: the same names, defaults and help in every command.
+Seed = Annotated[int, typer.Option("--seed", help="Seed for every random choice (recorded "
+                                   "in the output).")]
+Workers = Annotated[int, typer.Option("--workers", min=0, help="Worker processes over videos "
+                                      "(0: one per CPU core).")]
+Shard = Annotated[str | None, typer.Option("--shard", metavar="I/N", help="Process only "
+                  "shard I of N (0-based; a stable hash of each id picks its shard).")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps; auto "
+                                     "takes an accelerator when present.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]

@@ -1,0 +1,48 @@
+"""vcl info: what any vcl file is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vcl.cli.common import vcl_command
+
+
+@vcl_command
+def run(
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="A store (.zarr), a manifest (.jsonl), a video "
+                                        "file or a frame folder.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON on "
+                                          "stdout instead of a summary on stderr.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip checking that every "
+                                            "chunk of a store is present.")] = False,
+) -> None:
+    """Describe any vcl file and check it.
+
+    Validates the file as the stages that read it would, so a malformed line, an
+    unknown schema version or an interrupted write is reported here too.
+    """
+    from vcl.console import err_console
+    from vcl.io.describe import describe
+
+    description = describe(path, verify=not no_verify)
+    if as_json:
+        typer.echo(json.dumps(description, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    table = Table(title=str(path), show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in description.items():
+        if key == "path":
+            continue
+        if isinstance(value, dict) and key == "arrays":
+            value = "\n".join(f"{n}: {v['shape']} {v['dtype']}" for n, v in value.items())
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        table.add_row(key, str(value))
+    err_console.print(table)

@@ -1,0 +1,63 @@
+"""vcl videos: build a videos manifest from files, frame folders and manifests."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated
+
+import typer
+
+from vcl.cli.common import Overwrite, Shard, Workers, parse_shard_option, vcl_command
+
+
+def _probe_or_error(record, count):
+    from vcl.errors import VclError
+    from vcl.io.sources import probe_record
+
+    try:
+        return probe_record(record, count)
+    except VclError as exc:
+        return exc
+
+
+@vcl_command
+def run(
+    inputs: Annotated[list[str], typer.Argument(metavar="VIDEOS...", help="Video files, frame folders, folders of "
+                                                "videos, manifests (.jsonl) or - for stdin.",
+                                                show_default=False)],
+    output: Annotated[str, typer.Option("-o", "--output", help="Manifest to write (- for "
+                                        "stdout).")] = "-",
+    count: Annotated[bool, typer.Option("--count", help="Decode every video to count its "
+                                        "frames (declared counts can be wrong).")] = False,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out unreadable videos "
+                                           "with a warning instead of failing.")] = False,
+    shard: Shard = None,
+    workers: Workers = 1,
+    overwrite: Overwrite = False,
+) -> None:
+    """List and probe videos into a manifest.
+
+    Each line gets the video's id, path, fps, size and frame count, so later stages
+    and Makefiles can work from one manifest. Ids of plain paths are their path
+    below the common folder, without extension.
+    """
+    from vcl.console import log, track
+    from vcl.errors import VclError
+    from vcl.io.manifest import RecordWriter
+    from vcl.io.sources import resolve_videos
+    from vcl.parallel import parallel_map, select_shard
+
+    records = select_shard(resolve_videos(inputs), parse_shard_option(shard), lambda r: r.id)
+    probe = functools.partial(_probe_or_error, count=count)
+    bad = 0
+    with RecordWriter(output, overwrite=overwrite) as writer:
+        results = parallel_map(probe, records, workers)
+        for result in track(results, "probing videos", total=len(records), unit="videos"):
+            if isinstance(result, VclError):
+                if not skip_bad:
+                    raise result
+                bad += 1
+                log.warning("skipped: %s", result.message)
+                continue
+            writer.write(result)
+    log.info("%d videos listed%s", writer.count, f", {bad} unreadable skipped" if bad else "")

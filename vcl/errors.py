@@ -1,0 +1,72 @@
+"""The project's exceptions and the one table of exit codes they map to.
+
+Library code raises these; the CLI decorator (`vcl.cli.common.vcl_command`) turns
+them into a one-line ``error: <file>: <problem>; <what to do>`` and the exit code.
+Codes follow BSD sysexits so that shell scripts and Makefiles can tell a bad input
+from a missing one or from a bug.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    USAGE = 2  # wrong flags or arguments
+    DATA = 65  # input exists but is malformed: bad line, wrong schema, corrupt video
+    NO_INPUT = 66  # input file or folder does not exist
+    UNAVAILABLE = 69  # asked-for device (cuda:N, mps) is absent
+    INTERNAL = 70  # a bug in vcl: please report it
+    CANNOT_CREATE = 73  # output cannot be written, or exists and --overwrite was not given
+    INTERRUPTED = 130  # Ctrl-C / SIGINT
+
+
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success",
+    ExitCode.USAGE: "usage error: unknown option, bad value, conflicting flags",
+    ExitCode.DATA: "bad input data: malformed line, unknown schema version, corrupt video",
+    ExitCode.NO_INPUT: "an input file or folder does not exist",
+    ExitCode.UNAVAILABLE: "the requested device is not available",
+    ExitCode.INTERNAL: "internal error (a bug in vcl; rerun with -v and report it)",
+    ExitCode.CANNOT_CREATE: "the output cannot be created, or exists already",
+    ExitCode.INTERRUPTED: "interrupted",
+}
+
+
+class VclError(Exception):
+    """A user-facing failure: one line naming the file, the problem and the fix."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, problem: str, path: str | Path | None = None, hint: str | None = None):
+        self.problem = problem
+        self.path = None if path is None else str(path)
+        self.hint = hint
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        text = self.problem if self.path is None else f"{self.path}: {self.problem}"
+        return text if not self.hint else f"{text}; {self.hint}"
+
+
+class UsageError(VclError):
+    exit_code = ExitCode.USAGE
+
+
+class DataError(VclError):
+    exit_code = ExitCode.DATA
+
+
+class MissingInputError(VclError):
+    exit_code = ExitCode.NO_INPUT
+
+
+class DeviceUnavailableError(VclError):
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class OutputError(VclError):
+    exit_code = ExitCode.CANNOT_CREATE

@@ -1,0 +1,1 @@
+"""File contracts: JSONL manifests, zarr stores and video reading."""

@@ -1,0 +1,107 @@
+"""Turn what a user names on the command line into video records.
+
+Every video command accepts, in any mix: a videos manifest (``*.jsonl``), ``-``
+(a manifest on stdin), video files, frame folders (a folder holding images is one
+video), and folders of videos or frame folders (searched recursively). Ids of
+plain paths are their path relative to the deepest folder common to all of them,
+without extension, so ``a/x.mp4`` and ``b/x.mp4`` stay distinct.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from vcl.errors import DataError, MissingInputError, UsageError
+from vcl.io.manifest import VideoRecord, read_records
+from vcl.io.video import IMAGE_EXTENSIONS
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg",
+                              ".mpeg", ".wmv", ".flv", ".ogv", ".3gp", ".ts"})
+
+
+def _is_frame_folder(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
+
+
+def _find_videos(folder: Path) -> list[Path]:
+    """Video files and frame folders below ``folder``, in sorted order."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        here = Path(root)
+        if here != folder and any(Path(f).suffix.lower() in IMAGE_EXTENSIONS for f in files):
+            found.append(here)
+            dirs.clear()  # a frame folder's subfolders are not more videos
+            continue
+        found.extend(here / f for f in sorted(files) if Path(f).suffix.lower() in VIDEO_EXTENSIONS)
+    return found
+
+
+def _ids_for(paths: list[Path]) -> list[str]:
+    resolved = [p.resolve() for p in paths]
+    if len(resolved) == 1:
+        return [resolved[0].stem if resolved[0].is_file() else resolved[0].name]
+    common = Path(os.path.commonpath([p.parent for p in resolved]))
+    ids = []
+    for p in resolved:
+        rel = p.relative_to(common)
+        ids.append(rel.with_suffix("").as_posix() if p.is_file() else rel.as_posix())
+    return ids
+
+
+def resolve_videos(inputs: Sequence[str]) -> list[VideoRecord]:
+    """Video records for the inputs, in order; duplicate ids are an error."""
+    if not inputs:
+        raise UsageError("no videos given", None, "pass video files, frame folders or a manifest")
+    records: list[VideoRecord] = []
+    plain: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if item == "-" or path.suffix == ".jsonl":
+            records.extend(read_records(item, VideoRecord))
+        elif not path.exists():
+            raise MissingInputError("no such video file, frame folder or manifest", path)
+        elif path.is_file():
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                raise UsageError("is an image, not a video", path,
+                                 "pass the folder of frames instead")
+            plain.append(path)
+        elif _is_frame_folder(path):
+            plain.append(path)
+        else:
+            found = _find_videos(path)
+            if not found:
+                raise DataError("holds no video files or frame folders", path)
+            plain.extend(found)
+    if plain:
+        records.extend(VideoRecord(id=vid, path=str(p.resolve()))
+                       for vid, p in zip(_ids_for(plain), plain, strict=True))
+    seen: dict[str, str] = {}
+    for record in records:
+        if record.id in seen:
+            raise DataError(f"two videos have the id {record.id!r} ({seen[record.id]} and "
+                            f"{record.path})", None, "give them distinct ids in a manifest")
+        seen[record.id] = record.path
+    return records
+
+
+def probe_record(record: VideoRecord, count: bool = False) -> VideoRecord:
+    """The record with the video's size, rate and frame count filled in.
+
+    ``frames`` is the declared count unless ``count`` decodes the video to count it
+    (declared counts can be wrong); ``frames_counted`` says which.
+    """
+    from dataclasses import replace
+
+    from vcl.io.video import VideoReader
+
+    reader = VideoReader(record.path, fps=record.fps)
+    info = reader.info
+    frames = reader.count_frames() if count else info.frame_count
+    extra = {**record.extra, "kind": info.kind, "width": info.width, "height": info.height,
+             "frames": frames, "frames_counted": bool(count)}
+    if info.codec:
+        extra["codec"] = info.codec
+    return replace(record, fps=info.fps if info.fps else record.fps, extra=extra)

@@ -1,0 +1,341 @@
+"""zarr stores: atomic, resumable columnar tables and plain arrays, with provenance.
+
+Layout of a store (a zarr v3 group, zstd-compressed arrays):
+
+- attrs: ``vcl_schema`` ("vcl.<kind>/<major>"), ``vcl_version``, ``command``,
+  ``params``, ``seed``, ``created``, and ``vcl_complete`` once fully written;
+- columns: arrays sharing their first axis (one row per box, per trajectory, per
+  image...), listed in ``attrs["vcl_columns"]``;
+- groups: rows arrive one group at a time (usually one video), recorded in the
+  arrays ``group_ids`` and ``group_rows``; a group's rows are contiguous, in order;
+- plain arrays: anything else (a PCA basis, GMM means...).
+
+A writer builds the store at ``NAME.partial`` and renames it to ``NAME`` only when it
+closes without error, after setting ``vcl_complete``; readers refuse anything else.
+A rerun finds ``NAME.partial``, checks its parameters are the same, truncates rows
+of a group whose commit did not finish, and skips the groups already written.
+Appending a group writes its rows first and its ``group_rows`` entry last, so that
+entry is the commit: a kill at any moment loses at most the group in flight.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vcl.errors import DataError, MissingInputError, OutputError
+
+COMPLETE = "vcl_complete"
+GROUP_IDS, GROUP_ROWS = "group_ids", "group_rows"
+_CHUNK_BYTES = 4 << 20  # ~4 MiB of raw data per chunk: few files, cheap partial reads
+
+
+def partial_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def provenance(schema: str, params: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
+    """The attrs every output carries: schema, version, command line, params, seed, time."""
+    import shlex
+
+    from vcl import __version__
+
+    return {
+        "vcl_schema": schema,
+        "vcl_version": __version__,
+        "command": shlex.join(["vcl", *sys.argv[1:]]) if sys.argv else "",
+        "params": _jsonable(dict(params)),
+        "seed": seed,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """Make params JSON-serialisable (numpy scalars and paths are not)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _chunk_rows(dtype: np.dtype, trailing: tuple[int, ...]) -> int:
+    row_bytes = max(1, int(np.prod(trailing, dtype=np.int64)) * np.dtype(dtype).itemsize)
+    return int(min(1 << 16, max(1, _CHUNK_BYTES // row_bytes)))
+
+
+def _create_array(group: Any, name: str, dtype: Any, trailing: tuple[int, ...],
+                  fill_value: Any = None) -> Any:
+    import zarr.codecs
+
+    is_str = dtype is str
+    chunk = 4096 if is_str else _chunk_rows(np.dtype(dtype), trailing)
+    return group.create_array(
+        name,
+        shape=(0, *trailing),
+        chunks=(chunk, *trailing),
+        dtype=dtype,
+        fill_value=fill_value,
+        compressors=None if is_str else zarr.codecs.ZstdCodec(level=3),
+        config={"write_empty_chunks": True},  # so a missing chunk file means damage
+    )
+
+
+class StoreWriter:
+    """Write a store atomically and resumably; use as a context manager.
+
+    >>> with StoreWriter("p.zarr", "vcl.proposals/1", params, seed) as w:
+    ...     w.define_columns({"frame": ("int32", ()), "box": ("float32", (4,))})
+    ...     for vid in ids:
+    ...         if vid not in w.done_groups:
+    ...             w.append_group(vid, frame=..., box=...)
+    """
+
+    def __init__(self, path: str | Path, schema: str, params: Mapping[str, Any],
+                 seed: int | None = None, overwrite: bool = False):
+        import zarr
+
+        self.path = Path(path)
+        self.partial = partial_path(self.path)
+        self.overwrite = overwrite
+        if self.path.exists() and not overwrite:
+            raise OutputError("exists already", self.path, "pass --overwrite to replace it")
+        attrs = provenance(schema, params, seed)
+        self.resumed = False
+        if self.partial.exists():
+            self.group = self._reopen(attrs)
+            self.resumed = True
+        else:
+            try:
+                self.partial.parent.mkdir(parents=True, exist_ok=True)
+                self.group = zarr.open_group(str(self.partial), mode="w", zarr_format=3)
+            except OSError as exc:
+                raise OutputError(f"cannot create ({exc.strerror})", self.partial) from None
+            self.group.attrs.update({**attrs, "vcl_columns": []})
+            _create_array(self.group, GROUP_IDS, str, ())
+            _create_array(self.group, GROUP_ROWS, "int64", (), fill_value=-1)
+        self._trim_uncommitted()
+        ids = self.group[GROUP_IDS][:]
+        self.done_groups: set[str] = {str(i) for i in ids}
+
+    def _reopen(self, attrs: dict[str, Any]) -> Any:
+        import zarr
+
+        try:
+            group = zarr.open_group(str(self.partial), mode="r+")
+            old = dict(group.attrs)
+        except Exception as exc:
+            raise OutputError(f"an interrupted run left an unreadable store ({exc})",
+                              self.partial, "delete it and rerun") from None
+        if old.get("vcl_schema") != attrs["vcl_schema"] or old.get("params") != attrs["params"]:
+            raise OutputError(
+                "an interrupted run with different parameters left this store",
+                self.partial,
+                "rerun with the same parameters to resume, or delete it to start over",
+            )
+        group.attrs.update({"command": attrs["command"], "resumed": attrs["created"]})
+        return group
+
+    def _trim_uncommitted(self) -> None:
+        """Drop rows and group entries written after the last committed group."""
+        rows = self.group[GROUP_ROWS][:]
+        ids = self.group[GROUP_IDS][:]
+        n = min(len(rows), len(ids))
+        bad = np.flatnonzero((rows[:n] < 0) | (ids[:n] == ""))
+        n = int(bad[0]) if bad.size else n
+        committed = int(rows[:n].sum())
+        for arr in (self.group[GROUP_ROWS], self.group[GROUP_IDS]):
+            if arr.shape[0] != n:
+                arr.resize((n,))
+        for name in self.columns:
+            arr = self.group[name]
+            if arr.shape[0] != committed:
+                arr.resize((committed, *arr.shape[1:]))
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.group.attrs.get("vcl_columns", []))
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.group[GROUP_ROWS][:].sum())
+
+    def define_columns(self, spec: Mapping[str, tuple[Any, tuple[int, ...]]]) -> None:
+        """Declare columns ``name -> (dtype, trailing shape)``; a no-op when resuming."""
+        existing = self.columns
+        if existing:
+            if sorted(existing) != sorted(spec):
+                raise OutputError("store being resumed has other columns", self.partial,
+                                  "delete it and rerun")
+            return
+        for name, (dtype, trailing) in spec.items():
+            _create_array(self.group, name, dtype, tuple(trailing))
+        self.group.attrs["vcl_columns"] = list(spec)
+
+    def append_group(self, group_id: str, **columns: np.ndarray) -> None:
+        """Append one group's rows (all columns, same length) and commit it."""
+        if group_id in self.done_groups:
+            raise ValueError(f"group {group_id!r} is already in the store")
+        if sorted(columns) != sorted(self.columns):
+            raise ValueError(f"need exactly the columns {self.columns}, got {sorted(columns)}")
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"columns of group {group_id!r} differ in length: {lengths}")
+        n = lengths.pop() if lengths else 0
+        for name, values in columns.items():
+            arr = self.group[name]
+            values = np.asarray(values, dtype=arr.dtype if arr.dtype != object else None)
+            if values.shape[1:] != arr.shape[1:]:
+                raise ValueError(f"column {name!r} rows must be {arr.shape[1:]}, "
+                                 f"got {values.shape[1:]}")
+            if n:
+                arr.append(values, axis=0)
+        self.group[GROUP_IDS].append(np.array([group_id], dtype=str))
+        self.group[GROUP_ROWS].append(np.array([n], dtype=np.int64))  # the commit
+        self.done_groups.add(group_id)
+
+    def write_array(self, name: str, values: np.ndarray) -> None:
+        """Write a plain (non-column) array whole, replacing any earlier one."""
+        import zarr.codecs
+
+        values = np.asarray(values)
+        if name in self.group:
+            del self.group[name]
+        arr = self.group.create_array(
+            name, shape=values.shape, dtype=values.dtype if values.dtype.kind != "U" else str,
+            chunks=values.shape if values.size else None,
+            compressors=None if values.dtype.kind == "U" else zarr.codecs.ZstdCodec(level=3),
+            config={"write_empty_chunks": True},
+        )
+        if values.size:
+            arr[...] = values
+
+    def set_attrs(self, **attrs: Any) -> None:
+        self.group.attrs.update(_jsonable(attrs))
+
+    def finish(self) -> Path:
+        """Mark complete and move into place; the only way a store becomes readable."""
+        self.group.attrs[COMPLETE] = True
+        old = None
+        if self.path.exists():
+            old = self.path.with_name(f"{self.path.name}.old-{os.getpid()}")
+            os.replace(self.path, old)
+        os.replace(self.partial, self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.path
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.finish()
+        # otherwise leave NAME.partial for a rerun to resume; readers refuse it
+
+
+class Store:
+    """A complete store opened for reading; refuses partial or foreign stores."""
+
+    def __init__(self, path: str | Path, kind: str | None = None, version: int | None = None):
+        import zarr
+
+        from vcl.io.manifest import parse_schema
+
+        self.path = Path(path)
+        name = str(self.path)
+        if name.endswith(".partial") or (not self.path.exists()
+                                         and partial_path(self.path).exists()):
+            raise DataError("incomplete: an interrupted write left only a .partial store", name,
+                            "rerun the command that makes it to resume")
+        if not self.path.exists():
+            raise MissingInputError("no such store", name)
+        try:
+            self.group = zarr.open_group(name, mode="r")
+            self.attrs: dict[str, Any] = dict(self.group.attrs)
+        except Exception as exc:
+            raise DataError(f"not a readable zarr store ({type(exc).__name__})", name) from None
+        schema = self.attrs.get("vcl_schema")
+        if schema is None:
+            raise DataError("not a vcl store (no vcl_schema attribute)", name)
+        try:
+            self.kind, self.version = parse_schema(schema)
+        except ValueError as exc:
+            raise DataError(str(exc), name) from None
+        if not self.attrs.get(COMPLETE):
+            raise DataError("incomplete: the writer did not finish (no completion mark)", name,
+                            "rerun the command that makes it")
+        if kind is not None and self.kind != kind:
+            raise DataError(f"is a vcl.{self.kind} store, expected vcl.{kind}", name)
+        if version is not None and self.version != version:
+            raise DataError(f"schema {schema} is not the vcl.{self.kind}/{version} this vcl reads",
+                            name, "upgrade vcl" if self.version > version else "convert it")
+        self.columns: list[str] = list(self.attrs.get("vcl_columns", []))
+        self.group_ids: list[str] = [str(i) for i in self.group[GROUP_IDS][:]]
+        rows = self.group[GROUP_ROWS][:]
+        self.offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+        self.n_rows = int(self.offsets[-1])
+        for column in self.columns:
+            if self.group[column].shape[0] != self.n_rows:
+                raise DataError(
+                    f"column {column!r} has {self.group[column].shape[0]} rows, "
+                    f"expected {self.n_rows}: the store is truncated or damaged", name,
+                    "rerun the command that makes it")
+        self._index = {gid: i for i, gid in enumerate(self.group_ids)}
+
+    def __getitem__(self, name: str) -> Any:
+        return self.group[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.group
+
+    @property
+    def arrays(self) -> list[str]:
+        return sorted(self.group.array_keys())
+
+    def rows(self, group_id: str) -> slice:
+        i = self._index[group_id]
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def read_group(self, group_id: str) -> dict[str, np.ndarray]:
+        sl = self.rows(group_id)
+        return {c: self.group[c][sl] for c in self.columns}
+
+    def verify(self) -> list[str]:
+        """Problems found by checking every chunk file is present (empty list: intact)."""
+        problems = []
+        for name in self.arrays:
+            arr = self.group[name]
+            if arr.size and arr.nchunks_initialized != arr.nchunks:
+                problems.append(f"array {name!r} is missing {arr.nchunks - arr.nchunks_initialized}"
+                                f" of {arr.nchunks} chunks")
+        return problems
+
+    def describe(self) -> dict[str, Any]:
+        arrays = {}
+        for name in self.arrays:
+            arr = self.group[name]
+            arrays[name] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
+        keys = ("vcl_version", "command", "params", "seed", "created")
+        return {
+            "path": str(self.path),
+            "type": "store",
+            "schema": self.attrs["vcl_schema"],
+            "rows": self.n_rows,
+            "groups": len(self.group_ids),
+            "columns": self.columns,
+            "arrays": arrays,
+            **{k: self.attrs.get(k) for k in keys},
+        }

@@ -1,0 +1,297 @@
+"""Video input and output: the only module that decodes or encodes video.
+
+A video is a file (anything FFmpeg reads: mp4, avi, mkv, webm, ...) decoded with PyAV,
+or a folder of frames (jpg/png, sorted by name in natural order: the ImageNet VID
+layout) read with OpenCV. Frames come out as RGB uint8 arrays (H×W×3), optionally
+resized so the longer side is at most ``max_side``; ``scale`` records the factor so
+that boxes found on resized frames map back to source pixels (divide by it).
+
+Declared frame counts are often wrong (OpenCV's tree.avi declares 444 frames and
+holds 68), so ``frame_count`` is what the container says and ``count_frames`` decodes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vcl.errors import DataError, MissingInputError, OutputError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+_CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".avi": "avi",
+                      ".mkv": "matroska", ".webm": "webm"}
+_CODECS = {"mp4v": ("mpeg4", "yuv420p"), "mjpg": ("mjpeg", "yuvj420p")}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video is, before decoding it. ``frame_count`` is declared, not counted."""
+
+    path: str
+    kind: str  # "file" or "frames"
+    width: int
+    height: int
+    fps: float | None
+    frame_count: int | None
+    codec: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_frame_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def _resized_shape(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    factor = max_side / max(width, height)
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+class VideoReader:
+    """Iterate ``(frame_index, rgb)`` over a video file or a frame folder.
+
+    ``stride`` keeps every stride-th frame, ``start``/``end`` bound the frame indices
+    (end exclusive). Seeking in files uses timestamps when they are usable, so
+    ``start`` deep into a long video does not decode everything before it.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        max_side: int | None = None,
+        stride: int = 1,
+        start: int = 0,
+        end: int | None = None,
+        fps: float | None = None,
+    ):
+        if stride < 1 or start < 0 or (end is not None and end < start):
+            raise ValueError("need stride >= 1 and 0 <= start <= end")
+        if max_side is not None and max_side < 1:
+            raise ValueError("max_side must be >= 1")
+        self.path = Path(path)
+        self.max_side, self.stride, self.start, self.end = max_side, stride, start, end
+        if not self.path.exists():
+            raise MissingInputError("no such video file or frame folder", self.path)
+        self.info = probe(self.path, fps=fps)
+        out_w, out_h = _resized_shape(self.info.width, self.info.height, max_side)
+        self.size = (out_w, out_h)
+        self.scale = (out_w / self.info.width, out_h / self.info.height)
+
+    def _wanted(self, index: int) -> bool:
+        return index >= self.start and (index - self.start) % self.stride == 0
+
+    def _finish(self, rgb: np.ndarray) -> np.ndarray:
+        if (rgb.shape[1], rgb.shape[0]) != self.size:
+            import cv2
+
+            rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(rgb)
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        if self.info.kind == "frames":
+            yield from self._iter_folder()
+        else:
+            yield from self._iter_file()
+
+    def _iter_folder(self) -> Iterator[tuple[int, np.ndarray]]:
+        import cv2
+
+        files = list_frame_files(self.path)
+        stop = len(files) if self.end is None else min(self.end, len(files))
+        for index in range(self.start, stop, self.stride):
+            bgr = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise DataError(f"frame {index} ({files[index].name}) is not a readable image",
+                                self.path)
+            if (bgr.shape[1], bgr.shape[0]) != (self.info.width, self.info.height):
+                raise DataError(
+                    f"frame {index} ({files[index].name}) is {bgr.shape[1]}x{bgr.shape[0]}, "
+                    f"not {self.info.width}x{self.info.height} like the first frame", self.path)
+            yield index, self._finish(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+    def _iter_file(self) -> Iterator[tuple[int, np.ndarray]]:
+        import av
+
+        container, stream, index_of = self._open_at_start()
+        decoded = 0
+        try:
+            for frame in container.decode(stream):
+                index = index_of(frame, decoded)
+                decoded += 1
+                if self.end is not None and index >= self.end:
+                    break
+                if self._wanted(index):
+                    yield index, self._finish(frame.to_ndarray(format="rgb24"))
+        except av.FFmpegError as exc:
+            raise DataError(f"corrupt video: decoding failed after {decoded} frames ({exc})",
+                            self.path) from None
+        finally:
+            container.close()
+        if decoded == 0 and self.start == 0:
+            raise DataError("no frame could be decoded", self.path, "the file is empty or corrupt")
+
+    def _open_at_start(self) -> tuple[Any, Any, Any]:
+        """Open the file positioned at or before ``start``, and a frame -> index mapping.
+
+        With usable timestamps, seek to the key frame before ``start`` and number frames
+        by timestamp; otherwise (or if the seek lands past ``start``) decode from the
+        beginning and number frames by count.
+        """
+        container = _open_container(self.path)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps, base, origin = self.info.fps, stream.time_base, stream.start_time or 0
+        if self.start == 0 or not fps or base is None:
+            return container, stream, lambda frame, decoded: decoded
+
+        def by_timestamp(frame: Any, decoded: int) -> int:
+            if frame.pts is None:
+                raise DataError("frame without a timestamp after seeking", self.path)
+            return round(float((frame.pts - origin) * base) * fps)
+
+        seconds = Fraction(self.start) / Fraction(fps).limit_denominator(100000)
+        target = origin + int(seconds / base)
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            first = next(container.decode(stream), None)
+            if first is not None and first.pts is not None and by_timestamp(first, 0) <= self.start:
+                container.seek(target, stream=stream, backward=True, any_frame=False)
+                return container, stream, by_timestamp
+        except Exception:  # an unseekable file: fall back to decoding from the start
+            pass
+        container.close()
+        container = _open_container(self.path)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return container, stream, lambda frame, decoded: decoded
+
+    def count_frames(self) -> int:
+        """Decode the whole video and count its frames (declared counts can be wrong)."""
+        if self.info.kind == "frames":
+            return len(list_frame_files(self.path))
+        n = 0
+        container = _open_container(self.path)
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for _ in container.decode(stream):
+                n += 1
+        except Exception as exc:
+            raise DataError(f"corrupt video: decoding failed after {n} frames ({exc})",
+                            self.path) from None
+        finally:
+            container.close()
+        return n
+
+
+def _open_container(path: Path) -> Any:
+    import av
+
+    try:
+        container = av.open(str(path), "r")
+    except av.FFmpegError as exc:
+        raise DataError(f"not a readable video ({exc.strerror or exc})", path) from None
+    if not container.streams.video:
+        container.close()
+        raise DataError("has no video stream", path)
+    return container
+
+
+def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
+    """Read a video's size, rate and declared length without decoding it all."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError("no such video file or frame folder", path)
+    if path.is_dir():
+        import cv2
+
+        files = list_frame_files(path)
+        if not files:
+            raise DataError("frame folder holds no jpg/png images", path)
+        first = cv2.imread(str(files[0]), cv2.IMREAD_COLOR)
+        if first is None:
+            raise DataError(f"{files[0].name} is not a readable image", path)
+        return VideoInfo(str(path), "frames", first.shape[1], first.shape[0], fps, len(files),
+                         None)
+    container = _open_container(path)
+    try:
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        declared = stream.frames or None
+        codec = stream.codec_context.name
+    finally:
+        container.close()
+    if not width or not height:
+        raise DataError("video stream has no frame size", path)
+    return VideoInfo(str(path), "file", width, height, fps or (float(rate) if rate else None),
+                     declared, codec)
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
+                codec: str = "mp4v") -> int:
+    """Encode RGB uint8 frames into ``path`` atomically; returns the frame count.
+
+    ``codec``: ``mp4v`` (MPEG-4 part 2, any size) or ``mjpg`` (Motion JPEG). The
+    container comes from the extension (.mp4, .avi, .mkv, ...).
+    """
+    import av
+
+    path = Path(path)
+    if codec not in _CODECS:
+        raise ValueError(f"codec must be one of {sorted(_CODECS)}")
+    fmt = _CONTAINER_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(f"unknown video container {path.suffix!r}", path,
+                          f"use one of {', '.join(sorted(_CONTAINER_FORMATS))}")
+    codec_name, pix_fmt = _CODECS[codec]
+    partial = path.with_name(path.name + ".partial")
+    count = 0
+    try:
+        with av.open(str(partial), "w", format=fmt) as container:
+            stream = None
+            for rgb in frames:
+                if stream is None:
+                    height, width = rgb.shape[:2]
+                    stream = container.add_stream(codec_name,
+                                                  rate=Fraction(fps).limit_denominator(1001))
+                    stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+                    stream.bit_rate = max(400_000, int(width * height * fps * 1.5))
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                container.mux(stream.encode(frame))
+                count += 1
+            if stream is not None:
+                container.mux(stream.encode())
+        if count == 0:
+            raise ValueError("no frames to write")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+def write_frame_folder(folder: str | Path, frames: Iterable[np.ndarray]) -> int:
+    """Write RGB frames as ``000000.png, 000001.png, ...`` (the frame-folder layout)."""
+    import cv2
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for count, rgb in enumerate(frames, start=1):
+        cv2.imwrite(str(folder / f"{count - 1:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return count
