@@ -46,8 +46,9 @@ class _ConsoleHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
-        err_console.print(prefix + record.getMessage(), markup=False, highlight=False,
-                          soft_wrap=True)
+        err_console.print(
+            prefix + record.getMessage(), markup=False, highlight=False, soft_wrap=True
+        )
 
 
 def verbosity() -> int:
@@ -72,8 +73,9 @@ def progress() -> Progress:
     )
 
 
-def track(items: Iterable[T], description: str, total: int | None = None,
-          unit: str = "it") -> Iterator[T]:
+def track(
+    items: Iterable[T], description: str, total: int | None = None, unit: str = "it"
+) -> Iterator[T]:
     """Iterate with a progress bar on stderr showing items per second."""
     with progress() as bar:
         task = bar.add_task(description, total=total, rate="")

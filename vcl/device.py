@@ -46,15 +46,17 @@ def resolve_device(spec: str = "auto") -> Any:
         return torch.device("cpu")
     if spec == "mps":
         if not _mps_available(torch):
-            raise DeviceUnavailableError("device mps is not available on this machine", None,
-                                         "use --device cpu or auto")
+            raise DeviceUnavailableError(
+                "device mps is not available on this machine", None, "use --device cpu or auto"
+            )
         return torch.device("mps")
     count = _cuda_count(torch)
     index = int(spec.split(":")[1]) if ":" in spec else 0
     if index >= count:
         found = f"{count} CUDA device(s) found" if count else "no CUDA device found"
-        raise DeviceUnavailableError(f"device {spec} is not available ({found})", None,
-                                     "use --device cpu or auto")
+        raise DeviceUnavailableError(
+            f"device {spec} is not available ({found})", None, "use --device cpu or auto"
+        )
     return torch.device(f"cuda:{index}")
 
 

@@ -33,8 +33,9 @@ def shard_of(item_id: str, count: int) -> int:
     return int.from_bytes(digest, "little") % count
 
 
-def select_shard(items: Sequence[T], shard: tuple[int, int] | None,
-                 key: Callable[[T], str]) -> list[T]:
+def select_shard(
+    items: Sequence[T], shard: tuple[int, int] | None, key: Callable[[T], str]
+) -> list[T]:
     """The items of one shard, in their original order (all items when shard is None)."""
     if shard is None:
         return list(items)

@@ -52,27 +52,46 @@ def load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | No
         raise fail(f"{value}: not valid TOML ({exc})", ExitCode.USAGE) from None
     names = {p.name for p in ctx.command.params if p.name not in ("config",)}
     command = ctx.info_name or ""
-    defaults = {_config_key(k): v for k, v in data.items()
-                if not isinstance(v, dict) and _config_key(k) in names}
+    defaults = {
+        _config_key(k): v
+        for k, v in data.items()
+        if not isinstance(v, dict) and _config_key(k) in names
+    }
     section = data.get(command, {})
     if not isinstance(section, dict):
         raise fail(f"{value}: [{command}] must be a table", ExitCode.USAGE)
     for key, val in section.items():
         if _config_key(key) not in names:
-            raise fail(f"{value}: [{command}] has unknown option {key!r}; "
-                       f"see vcl {command} --help", ExitCode.USAGE)
+            raise fail(
+                f"{value}: [{command}] has unknown option {key!r}; see vcl {command} --help",
+                ExitCode.USAGE,
+            )
         defaults[_config_key(key)] = val
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
 
 _EXTRA_PARAMS = {
-    "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")],
-              False),
-    "verbose": (Annotated[bool, typer.Option(
-        "--verbose", "-v", help="Print debug messages, and tracebacks on errors.")], False),
-    "config": (Annotated[Path | None, typer.Option(
-        "--config", metavar="FILE.toml", is_eager=True, callback=load_config,
-        help="Read option defaults from a TOML file (flags override it).")], None),
+    "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")], False),
+    "verbose": (
+        Annotated[
+            bool,
+            typer.Option("--verbose", "-v", help="Print debug messages, and tracebacks on errors."),
+        ],
+        False,
+    ),
+    "config": (
+        Annotated[
+            Path | None,
+            typer.Option(
+                "--config",
+                metavar="FILE.toml",
+                is_eager=True,
+                callback=load_config,
+                help="Read option defaults from a TOML file (flags override it).",
+            ),
+        ],
+        None,
+    ),
 }
 
 
@@ -81,8 +100,13 @@ def vcl_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     from vcl.console import configure
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, quiet: bool = False, verbose: bool = False,
-                config: Path | None = None, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any,
+        quiet: bool = False,
+        verbose: bool = False,
+        config: Path | None = None,
+        **kwargs: Any,
+    ) -> Any:
         configure(quiet=quiet, verbose=verbose)
         try:
             return fn(*args, **kwargs)
@@ -100,17 +124,25 @@ def vcl_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             if verbose:
                 traceback.print_exc()
             hint = "" if verbose else " (rerun with -v for the traceback)"
-            raise fail(f"internal error: {type(exc).__name__}: {exc}; please report it{hint}",
-                       ExitCode.INTERNAL) from None
+            raise fail(
+                f"internal error: {type(exc).__name__}: {exc}; please report it{hint}",
+                ExitCode.INTERNAL,
+            ) from None
 
     signature = inspect.signature(fn, eval_str=True)
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                               annotation=annotated)
-             for name, (annotated, default) in _EXTRA_PARAMS.items()]
+    extra = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotated
+        )
+        for name, (annotated, default) in _EXTRA_PARAMS.items()
+    ]
     wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*signature.parameters.values(), *extra])
-    wrapper.__annotations__ = {**getattr(fn, "__annotations__", {}),
-                               **{name: spec[0] for name, spec in _EXTRA_PARAMS.items()}}
+        parameters=[*signature.parameters.values(), *extra]
+    )
+    wrapper.__annotations__ = {
+        **getattr(fn, "__annotations__", {}),
+        **{name: spec[0] for name, spec in _EXTRA_PARAMS.items()},
+    }
     return wrapper
 
 
@@ -126,12 +158,25 @@ def parse_shard_option(value: str | None) -> tuple[int, int] | None:
 
 
 # Shared options: the same names, defaults and help in every command.
-Seed = Annotated[int, typer.Option("--seed", help="Seed for every random choice (recorded "
-                                   "in the output).")]
-Workers = Annotated[int, typer.Option("--workers", min=0, help="Worker processes over videos "
-                                      "(0: one per CPU core).")]
-Shard = Annotated[str | None, typer.Option("--shard", metavar="I/N", help="Process only "
-                  "shard I of N (0-based; a stable hash of each id picks its shard).")]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps; auto "
-                                     "takes an accelerator when present.")]
+Seed = Annotated[
+    int, typer.Option("--seed", help="Seed for every random choice (recorded in the output).")
+]
+Workers = Annotated[
+    int,
+    typer.Option("--workers", min=0, help="Worker processes over videos (0: one per CPU core)."),
+]
+Shard = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="I/N",
+        help="Process only shard I of N (0-based; a stable hash of each id picks its shard).",
+    ),
+]
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device", help="auto, cpu, cuda, cuda:N or mps; auto takes an accelerator when present."
+    ),
+]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]

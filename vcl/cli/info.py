@@ -13,12 +13,24 @@ from vcl.cli.common import vcl_command
 
 @vcl_command
 def run(
-    path: Annotated[Path, typer.Argument(metavar="PATH", help="A store (.zarr), a manifest (.jsonl), a video "
-                                        "file or a frame folder.", show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON on "
-                                          "stdout instead of a summary on stderr.")] = False,
-    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip checking that every "
-                                            "chunk of a store is present.")] = False,
+    path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="PATH",
+            help="A store (.zarr), a manifest (.jsonl), a video file or a frame folder.",
+            show_default=False,
+        ),
+    ],
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the description as JSON on stdout instead of a summary on stderr."
+        ),
+    ] = False,
+    no_verify: Annotated[
+        bool,
+        typer.Option("--no-verify", help="Skip checking that every chunk of a store is present."),
+    ] = False,
 ) -> None:
     """Describe any vcl file and check it.
 

@@ -13,34 +13,64 @@ from vcl.cli.common import Overwrite, Seed, Workers, vcl_command
 
 @vcl_command
 def run(
-    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder to write videos/, videos.jsonl and "
-                                            "gt_tracks.jsonl into.", show_default=False)],
+    out_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="OUT_DIR",
+            help="Folder to write videos/, videos.jsonl and gt_tracks.jsonl into.",
+            show_default=False,
+        ),
+    ],
     videos: Annotated[int, typer.Option("--videos", min=1, help="Number of videos.")] = 8,
     width: Annotated[int, typer.Option("--width", min=16, help="Frame width (px).")] = 160,
     height: Annotated[int, typer.Option("--height", min=16, help="Frame height (px).")] = 120,
     frames: Annotated[int, typer.Option("--frames", min=2, help="Frames per video.")] = 48,
     fps: Annotated[float, typer.Option("--fps", min=0.1, help="Frame rate.")] = 25.0,
-    classes: Annotated[int, typer.Option("--classes", min=1, max=8,
-                                         help="Appearance classes C.")] = 4,
-    motions: Annotated[int, typer.Option("--motions", min=1, max=5, help="Motion patterns M "
-                                         "(linear, circular, zigzag, bouncing, pulsating).")] = 4,
-    min_objects: Annotated[int, typer.Option("--min-objects", min=1,
-                                             help="Fewest moving objects per video.")] = 2,
-    max_objects: Annotated[int, typer.Option("--max-objects", min=1,
-                                             help="Most moving objects per video.")] = 3,
-    camera: Annotated[str, typer.Option("--camera", help="Camera motion: static, pan, zoom, "
-                                        "or mixed (each video picks one).")] = "static",
-    independent: Annotated[bool, typer.Option("--independent", help="Draw appearance classes "
-                                              "independently of the video's motion class.")
-                           ] = False,
-    distractors: Annotated[int, typer.Option("--distractors", min=0,
-                                             help="Static distractor shapes per video.")] = 0,
-    test_fraction: Annotated[float, typer.Option("--test-fraction", min=0.0, max=0.99,
-                                                 help="Fraction of videos in the test split.")
-                             ] = 0.25,
+    classes: Annotated[
+        int, typer.Option("--classes", min=1, max=8, help="Appearance classes C.")
+    ] = 4,
+    motions: Annotated[
+        int,
+        typer.Option(
+            "--motions",
+            min=1,
+            max=5,
+            help="Motion patterns M (linear, circular, zigzag, bouncing, pulsating).",
+        ),
+    ] = 4,
+    min_objects: Annotated[
+        int, typer.Option("--min-objects", min=1, help="Fewest moving objects per video.")
+    ] = 2,
+    max_objects: Annotated[
+        int, typer.Option("--max-objects", min=1, help="Most moving objects per video.")
+    ] = 3,
+    camera: Annotated[
+        str,
+        typer.Option(
+            "--camera", help="Camera motion: static, pan, zoom, or mixed (each video picks one)."
+        ),
+    ] = "static",
+    independent: Annotated[
+        bool,
+        typer.Option(
+            "--independent",
+            help="Draw appearance classes independently of the video's motion class.",
+        ),
+    ] = False,
+    distractors: Annotated[
+        int, typer.Option("--distractors", min=0, help="Static distractor shapes per video.")
+    ] = 0,
+    test_fraction: Annotated[
+        float,
+        typer.Option(
+            "--test-fraction", min=0.0, max=0.99, help="Fraction of videos in the test split."
+        ),
+    ] = 0.25,
     codec: Annotated[str, typer.Option("--codec", help="mp4v (.mp4) or mjpg (.avi).")] = "mp4v",
-    frame_folders: Annotated[bool, typer.Option("--frame-folders", help="Also write each "
-                                                "video as a folder of PNG frames.")] = False,
+    frame_folders: Annotated[
+        bool,
+        typer.Option("--frame-folders", help="Also write each video as a folder of PNG frames."),
+    ] = False,
     seed: Seed = 0,
     workers: Workers = 1,
     overwrite: Overwrite = False,
@@ -63,10 +93,22 @@ def run(
     from vcl.synth import SynthConfig, generate_video
 
     config = SynthConfig(
-        videos=videos, width=width, height=height, frames=frames, fps=fps, classes=classes,
-        motions=motions, min_objects=min_objects, max_objects=max_objects, camera=camera,
-        independent=independent, distractors=distractors, test_fraction=test_fraction,
-        codec=codec, frame_folders=frame_folders, seed=seed,
+        videos=videos,
+        width=width,
+        height=height,
+        frames=frames,
+        fps=fps,
+        classes=classes,
+        motions=motions,
+        min_objects=min_objects,
+        max_objects=max_objects,
+        camera=camera,
+        independent=independent,
+        distractors=distractors,
+        test_fraction=test_fraction,
+        codec=codec,
+        frame_folders=frame_folders,
+        seed=seed,
     )
     try:
         config.validate()
@@ -74,8 +116,9 @@ def run(
         raise UsageError(str(exc)) from None
     manifest, gt = out_dir / "videos.jsonl", out_dir / "gt_tracks.jsonl"
     if (manifest.exists() or gt.exists()) and not overwrite:
-        raise OutputError("holds a synthetic data set already", out_dir,
-                          "pass --overwrite to replace it")
+        raise OutputError(
+            "holds a synthetic data set already", out_dir, "pass --overwrite to replace it"
+        )
     try:
         (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -88,7 +131,7 @@ def run(
             video_writer.write(video)
             track_writer.write_all(tracks)
     params = {k: v for k, v in vars(config).items() if k != "seed"}
-    (out_dir / "synth.json").write_text(json.dumps(
-        provenance("vcl.synth/1", params, seed), indent=2) + "\n")
-    log.info("wrote %d videos, %d tracks to %s", video_writer.count, track_writer.count,
-             out_dir)
+    (out_dir / "synth.json").write_text(
+        json.dumps(provenance("vcl.synth/1", params, seed), indent=2) + "\n"
+    )
+    log.info("wrote %d videos, %d tracks to %s", video_writer.count, track_writer.count, out_dir)

@@ -22,15 +22,30 @@ def _probe_or_error(record, count):
 
 @vcl_command
 def run(
-    inputs: Annotated[list[str], typer.Argument(metavar="VIDEOS...", help="Video files, frame folders, folders of "
-                                                "videos, manifests (.jsonl) or - for stdin.",
-                                                show_default=False)],
-    output: Annotated[str, typer.Option("-o", "--output", help="Manifest to write (- for "
-                                        "stdout).")] = "-",
-    count: Annotated[bool, typer.Option("--count", help="Decode every video to count its "
-                                        "frames (declared counts can be wrong).")] = False,
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out unreadable videos "
-                                           "with a warning instead of failing.")] = False,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="VIDEOS...",
+            help="Video files, frame folders, folders of "
+            "videos, manifests (.jsonl) or - for stdin.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="Manifest to write (- for stdout).")
+    ] = "-",
+    count: Annotated[
+        bool,
+        typer.Option(
+            "--count", help="Decode every video to count its frames (declared counts can be wrong)."
+        ),
+    ] = False,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Leave out unreadable videos with a warning instead of failing."
+        ),
+    ] = False,
     shard: Shard = None,
     workers: Workers = 1,
     overwrite: Overwrite = False,

@@ -25,8 +25,11 @@ def describe(path: str | Path, verify: bool = True) -> dict[str, Any]:
     path = Path(path)
     if str(path) != "-" and not path.exists():
         if partial_path(path).exists():
-            raise DataError("incomplete: an interrupted write left only a .partial output",
-                            path, "rerun the command that makes it to resume")
+            raise DataError(
+                "incomplete: an interrupted write left only a .partial output",
+                path,
+                "rerun the command that makes it to resume",
+            )
         raise MissingInputError("no such file or folder", path)
     if _looks_like_store(path) or path.suffix == ".zarr" or path.name.endswith(".zarr.partial"):
         return describe_store(path, verify)
@@ -67,8 +70,11 @@ def _record_class(path: str | Path) -> type[Record]:
                 except ValueError as exc:
                     raise DataError(f"line 1: {exc}", path) from None
                 if kind not in RECORD_TYPES:
-                    raise DataError(f"line 1: unknown record kind {schema!r}", path,
-                                    f"known: {', '.join(sorted(RECORD_TYPES))}")
+                    raise DataError(
+                        f"line 1: unknown record kind {schema!r}",
+                        path,
+                        f"known: {', '.join(sorted(RECORD_TYPES))}",
+                    )
                 return RECORD_TYPES[kind]
     finally:
         if stream.name != "<stdin>":
@@ -99,14 +105,22 @@ def describe_manifest(path: Path) -> dict[str, Any]:
             lengths.append(len(record.frames))  # type: ignore[attr-defined]
     if count == 0:
         raise DataError("holds no records", path)
-    out: dict[str, Any] = {"path": str(path), "type": "manifest", "schema": cls.schema(),
-                           "records": count, "fields": dict(sorted(fields.items()))}
+    out: dict[str, Any] = {
+        "path": str(path),
+        "type": "manifest",
+        "schema": cls.schema(),
+        "records": count,
+        "fields": dict(sorted(fields.items())),
+    }
     if labels:
         out["labels"] = dict(sorted(labels.items()))
     if splits:
         out["splits"] = dict(sorted(splits.items()))
     if videos:
         out["videos"] = len(videos)
-        out["track_length"] = {"min": min(lengths), "mean": round(sum(lengths) / count, 2),
-                               "max": max(lengths)}
+        out["track_length"] = {
+            "min": min(lengths),
+            "mean": round(sum(lengths) / count, 2),
+            "max": max(lengths),
+        }
     return out

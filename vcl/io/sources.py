@@ -17,8 +17,23 @@ from vcl.errors import DataError, MissingInputError, UsageError
 from vcl.io.manifest import VideoRecord, read_records
 from vcl.io.video import IMAGE_EXTENSIONS
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg",
-                              ".mpeg", ".wmv", ".flv", ".ogv", ".3gp", ".ts"})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".avi",
+        ".mkv",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".wmv",
+        ".flv",
+        ".ogv",
+        ".3gp",
+        ".ts",
+    }
+)
 
 
 def _is_frame_folder(folder: Path) -> bool:
@@ -65,8 +80,9 @@ def resolve_videos(inputs: Sequence[str]) -> list[VideoRecord]:
             raise MissingInputError("no such video file, frame folder or manifest", path)
         elif path.is_file():
             if path.suffix.lower() in IMAGE_EXTENSIONS:
-                raise UsageError("is an image, not a video", path,
-                                 "pass the folder of frames instead")
+                raise UsageError(
+                    "is an image, not a video", path, "pass the folder of frames instead"
+                )
             plain.append(path)
         elif _is_frame_folder(path):
             plain.append(path)
@@ -76,13 +92,18 @@ def resolve_videos(inputs: Sequence[str]) -> list[VideoRecord]:
                 raise DataError("holds no video files or frame folders", path)
             plain.extend(found)
     if plain:
-        records.extend(VideoRecord(id=vid, path=str(p.resolve()))
-                       for vid, p in zip(_ids_for(plain), plain, strict=True))
+        records.extend(
+            VideoRecord(id=vid, path=str(p.resolve()))
+            for vid, p in zip(_ids_for(plain), plain, strict=True)
+        )
     seen: dict[str, str] = {}
     for record in records:
         if record.id in seen:
-            raise DataError(f"two videos have the id {record.id!r} ({seen[record.id]} and "
-                            f"{record.path})", None, "give them distinct ids in a manifest")
+            raise DataError(
+                f"two videos have the id {record.id!r} ({seen[record.id]} and {record.path})",
+                None,
+                "give them distinct ids in a manifest",
+            )
         seen[record.id] = record.path
     return records
 
@@ -100,8 +121,14 @@ def probe_record(record: VideoRecord, count: bool = False) -> VideoRecord:
     reader = VideoReader(record.path, fps=record.fps)
     info = reader.info
     frames = reader.count_frames() if count else info.frame_count
-    extra = {**record.extra, "kind": info.kind, "width": info.width, "height": info.height,
-             "frames": frames, "frames_counted": bool(count)}
+    extra = {
+        **record.extra,
+        "kind": info.kind,
+        "width": info.width,
+        "height": info.height,
+        "frames": frames,
+        "frames_counted": bool(count),
+    }
     if info.codec:
         extra["codec"] = info.codec
     return replace(record, fps=info.fps if info.fps else record.fps, extra=extra)

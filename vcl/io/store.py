@@ -76,8 +76,9 @@ def _chunk_rows(dtype: np.dtype, trailing: tuple[int, ...]) -> int:
     return int(min(1 << 16, max(1, _CHUNK_BYTES // row_bytes)))
 
 
-def _create_array(group: Any, name: str, dtype: Any, trailing: tuple[int, ...],
-                  fill_value: Any = None) -> Any:
+def _create_array(
+    group: Any, name: str, dtype: Any, trailing: tuple[int, ...], fill_value: Any = None
+) -> Any:
     import zarr.codecs
 
     is_str = dtype is str
@@ -103,8 +104,14 @@ class StoreWriter:
     ...             w.append_group(vid, frame=..., box=...)
     """
 
-    def __init__(self, path: str | Path, schema: str, params: Mapping[str, Any],
-                 seed: int | None = None, overwrite: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        schema: str,
+        params: Mapping[str, Any],
+        seed: int | None = None,
+        overwrite: bool = False,
+    ):
         import zarr
 
         self.path = Path(path)
@@ -137,8 +144,11 @@ class StoreWriter:
             group = zarr.open_group(str(self.partial), mode="r+")
             old = dict(group.attrs)
         except Exception as exc:
-            raise OutputError(f"an interrupted run left an unreadable store ({exc})",
-                              self.partial, "delete it and rerun") from None
+            raise OutputError(
+                f"an interrupted run left an unreadable store ({exc})",
+                self.partial,
+                "delete it and rerun",
+            ) from None
         if old.get("vcl_schema") != attrs["vcl_schema"] or old.get("params") != attrs["params"]:
             raise OutputError(
                 "an interrupted run with different parameters left this store",
@@ -177,8 +187,9 @@ class StoreWriter:
         existing = self.columns
         if existing:
             if sorted(existing) != sorted(spec):
-                raise OutputError("store being resumed has other columns", self.partial,
-                                  "delete it and rerun")
+                raise OutputError(
+                    "store being resumed has other columns", self.partial, "delete it and rerun"
+                )
             return
         for name, (dtype, trailing) in spec.items():
             _create_array(self.group, name, dtype, tuple(trailing))
@@ -198,8 +209,9 @@ class StoreWriter:
             arr = self.group[name]
             values = np.asarray(values, dtype=arr.dtype if arr.dtype != object else None)
             if values.shape[1:] != arr.shape[1:]:
-                raise ValueError(f"column {name!r} rows must be {arr.shape[1:]}, "
-                                 f"got {values.shape[1:]}")
+                raise ValueError(
+                    f"column {name!r} rows must be {arr.shape[1:]}, got {values.shape[1:]}"
+                )
             if n:
                 arr.append(values, axis=0)
         self.group[GROUP_IDS].append(np.array([group_id], dtype=str))
@@ -214,7 +226,9 @@ class StoreWriter:
         if name in self.group:
             del self.group[name]
         arr = self.group.create_array(
-            name, shape=values.shape, dtype=values.dtype if values.dtype.kind != "U" else str,
+            name,
+            shape=values.shape,
+            dtype=values.dtype if values.dtype.kind != "U" else str,
             chunks=values.shape if values.size else None,
             compressors=None if values.dtype.kind == "U" else zarr.codecs.ZstdCodec(level=3),
             config={"write_empty_chunks": True},
@@ -256,10 +270,14 @@ class Store:
 
         self.path = Path(path)
         name = str(self.path)
-        if name.endswith(".partial") or (not self.path.exists()
-                                         and partial_path(self.path).exists()):
-            raise DataError("incomplete: an interrupted write left only a .partial store", name,
-                            "rerun the command that makes it to resume")
+        if name.endswith(".partial") or (
+            not self.path.exists() and partial_path(self.path).exists()
+        ):
+            raise DataError(
+                "incomplete: an interrupted write left only a .partial store",
+                name,
+                "rerun the command that makes it to resume",
+            )
         if not self.path.exists():
             raise MissingInputError("no such store", name)
         try:
@@ -275,13 +293,19 @@ class Store:
         except ValueError as exc:
             raise DataError(str(exc), name) from None
         if not self.attrs.get(COMPLETE):
-            raise DataError("incomplete: the writer did not finish (no completion mark)", name,
-                            "rerun the command that makes it")
+            raise DataError(
+                "incomplete: the writer did not finish (no completion mark)",
+                name,
+                "rerun the command that makes it",
+            )
         if kind is not None and self.kind != kind:
             raise DataError(f"is a vcl.{self.kind} store, expected vcl.{kind}", name)
         if version is not None and self.version != version:
-            raise DataError(f"schema {schema} is not the vcl.{self.kind}/{version} this vcl reads",
-                            name, "upgrade vcl" if self.version > version else "convert it")
+            raise DataError(
+                f"schema {schema} is not the vcl.{self.kind}/{version} this vcl reads",
+                name,
+                "upgrade vcl" if self.version > version else "convert it",
+            )
         self.columns: list[str] = list(self.attrs.get("vcl_columns", []))
         self.group_ids: list[str] = [str(i) for i in self.group[GROUP_IDS][:]]
         rows = self.group[GROUP_ROWS][:]
@@ -291,8 +315,10 @@ class Store:
             if self.group[column].shape[0] != self.n_rows:
                 raise DataError(
                     f"column {column!r} has {self.group[column].shape[0]} rows, "
-                    f"expected {self.n_rows}: the store is truncated or damaged", name,
-                    "rerun the command that makes it")
+                    f"expected {self.n_rows}: the store is truncated or damaged",
+                    name,
+                    "rerun the command that makes it",
+                )
         self._index = {gid: i for i, gid in enumerate(self.group_ids)}
 
     def __getitem__(self, name: str) -> Any:
@@ -319,8 +345,10 @@ class Store:
         for name in self.arrays:
             arr = self.group[name]
             if arr.size and arr.nchunks_initialized != arr.nchunks:
-                problems.append(f"array {name!r} is missing {arr.nchunks - arr.nchunks_initialized}"
-                                f" of {arr.nchunks} chunks")
+                problems.append(
+                    f"array {name!r} is missing {arr.nchunks - arr.nchunks_initialized}"
+                    f" of {arr.nchunks} chunks"
+                )
         return problems
 
     def describe(self) -> dict[str, Any]:

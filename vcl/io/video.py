@@ -25,8 +25,14 @@ import numpy as np
 from vcl.errors import DataError, MissingInputError, OutputError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-_CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".avi": "avi",
-                      ".mkv": "matroska", ".webm": "webm"}
+_CONTAINER_FORMATS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".avi": "avi",
+    ".mkv": "matroska",
+    ".webm": "webm",
+}
 _CODECS = {"mp4v": ("mpeg4", "yuv420p"), "mjpg": ("mjpeg", "yuvj420p")}
 
 
@@ -116,12 +122,15 @@ class VideoReader:
         for index in range(self.start, stop, self.stride):
             bgr = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
             if bgr is None:
-                raise DataError(f"frame {index} ({files[index].name}) is not a readable image",
-                                self.path)
+                raise DataError(
+                    f"frame {index} ({files[index].name}) is not a readable image", self.path
+                )
             if (bgr.shape[1], bgr.shape[0]) != (self.info.width, self.info.height):
                 raise DataError(
                     f"frame {index} ({files[index].name}) is {bgr.shape[1]}x{bgr.shape[0]}, "
-                    f"not {self.info.width}x{self.info.height} like the first frame", self.path)
+                    f"not {self.info.width}x{self.info.height} like the first frame",
+                    self.path,
+                )
             yield index, self._finish(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
     def _iter_file(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -138,8 +147,9 @@ class VideoReader:
                 if self._wanted(index):
                     yield index, self._finish(frame.to_ndarray(format="rgb24"))
         except av.FFmpegError as exc:
-            raise DataError(f"corrupt video: decoding failed after {decoded} frames ({exc})",
-                            self.path) from None
+            raise DataError(
+                f"corrupt video: decoding failed after {decoded} frames ({exc})", self.path
+            ) from None
         finally:
             container.close()
         if decoded == 0 and self.start == 0:
@@ -192,8 +202,9 @@ class VideoReader:
             for _ in container.decode(stream):
                 n += 1
         except Exception as exc:
-            raise DataError(f"corrupt video: decoding failed after {n} frames ({exc})",
-                            self.path) from None
+            raise DataError(
+                f"corrupt video: decoding failed after {n} frames ({exc})", self.path
+            ) from None
         finally:
             container.close()
         return n
@@ -226,8 +237,7 @@ def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
         first = cv2.imread(str(files[0]), cv2.IMREAD_COLOR)
         if first is None:
             raise DataError(f"{files[0].name} is not a readable image", path)
-        return VideoInfo(str(path), "frames", first.shape[1], first.shape[0], fps, len(files),
-                         None)
+        return VideoInfo(str(path), "frames", first.shape[1], first.shape[0], fps, len(files), None)
     container = _open_container(path)
     try:
         stream = container.streams.video[0]
@@ -239,12 +249,14 @@ def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
         container.close()
     if not width or not height:
         raise DataError("video stream has no frame size", path)
-    return VideoInfo(str(path), "file", width, height, fps or (float(rate) if rate else None),
-                     declared, codec)
+    return VideoInfo(
+        str(path), "file", width, height, fps or (float(rate) if rate else None), declared, codec
+    )
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
-                codec: str = "mp4v") -> int:
+def write_video(
+    path: str | Path, frames: Iterable[np.ndarray], fps: float, codec: str = "mp4v"
+) -> int:
     """Encode RGB uint8 frames into ``path`` atomically; returns the frame count.
 
     ``codec``: ``mp4v`` (MPEG-4 part 2, any size) or ``mjpg`` (Motion JPEG). The
@@ -257,8 +269,11 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
         raise ValueError(f"codec must be one of {sorted(_CODECS)}")
     fmt = _CONTAINER_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise OutputError(f"unknown video container {path.suffix!r}", path,
-                          f"use one of {', '.join(sorted(_CONTAINER_FORMATS))}")
+        raise OutputError(
+            f"unknown video container {path.suffix!r}",
+            path,
+            f"use one of {', '.join(sorted(_CONTAINER_FORMATS))}",
+        )
     codec_name, pix_fmt = _CODECS[codec]
     partial = path.with_name(path.name + ".partial")
     count = 0
@@ -268,8 +283,9 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
             for rgb in frames:
                 if stream is None:
                     height, width = rgb.shape[:2]
-                    stream = container.add_stream(codec_name,
-                                                  rate=Fraction(fps).limit_denominator(1001))
+                    stream = container.add_stream(
+                        codec_name, rate=Fraction(fps).limit_denominator(1001)
+                    )
                     stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
                     stream.bit_rate = max(400_000, int(width * height * fps * 1.5))
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
