@@ -58,3 +58,12 @@ def run(
             value = json.dumps(value)
         table.add_row(key, str(value))
     err_console.print(table)
+
+
+EXAMPLES = [
+    ("Summarise a manifest on stderr:", "vcl info data/videos.jsonl"),
+    (
+        "The description of a store as JSON, for scripts:",
+        "vcl info proposals.zarr --json | jq .rows",
+    ),
+]

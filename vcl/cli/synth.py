@@ -135,3 +135,15 @@ def run(
         json.dumps(provenance("vcl.synth/1", params, seed), indent=2) + "\n"
     )
     log.info("wrote %d videos, %d tracks to %s", video_writer.count, track_writer.count, out_dir)
+
+
+EXAMPLES = [
+    (
+        "Eight small videos with ground truth, described by vcl info:",
+        "vcl synth data/ --videos 8 && vcl info data/videos.jsonl",
+    ),
+    (
+        "Appearance independent of motion, with a panning camera, on all cores:",
+        "vcl synth data/ --videos 64 --independent --camera pan --workers 0",
+    ),
+]

@@ -76,3 +76,12 @@ def run(
                 continue
             writer.write(result)
     log.info("%d videos listed%s", writer.count, f", {bad} unreadable skipped" if bad else "")
+
+
+EXAMPLES = [
+    (
+        "A manifest of every video below a folder, with decoded frame counts:",
+        "vcl videos ~/datasets/ucf101/ --count --workers 0 -o ucf101.jsonl",
+    ),
+    ("The second of four shards of a manifest, on stdout:", "vcl videos videos.jsonl --shard 1/4"),
+]

@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny, odd-sized, seeded data made by the tests themselves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vcl.cli.app import app
+
+
+def moving_square_frames(
+    n: int = 20,
+    width: int = 37,
+    height: int = 23,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """A bright square sliding right over a seeded smooth pattern: frames are known."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    phase = rng.uniform(0, 6.28, 3)
+    background = np.stack([40 + 30 * np.sin(xx / 4 + yy / 7 + p) for p in phase], -1)
+    background = background.astype(np.uint8)
+    frames = []
+    for t in range(n):
+        frame = background.copy()
+        x = t % (width - 6)
+        frame[5:11, x : x + 6] = (230, 40, 40)
+        frame[0, 0] = (t * 11) % 256, 0, 0  # a per-frame mark
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def invoke(runner: CliRunner):
+    """Run ``vcl ARGS`` in-process; returns the click Result (stdout/stderr apart)."""
+
+    def _invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input)
+
+    return _invoke
+
+
+def run_vcl(
+    *args: str,
+    cwd: Path | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess:
+    """Run ``vcl`` as a real subprocess (as a shell user would)."""
+    return subprocess.run(
+        [sys.executable, "-m", "vcl", *map(str, args)],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

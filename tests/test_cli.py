@@ -1,0 +1,260 @@
+"""CLI conventions, tested once generically through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from tests.conftest import jsonl, moving_square_frames, run_vcl
+from vcl.cli.app import COMMANDS, app
+from vcl.errors import ExitCode
+from vcl.io.store import StoreWriter
+from vcl.io.video import write_video
+
+
+@pytest.fixture
+def two_videos(tmp_path: Path) -> Path:
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    write_video(folder / "a.mp4", moving_square_frames(9), fps=10)
+    write_video(folder / "b.avi", moving_square_frames(7, seed=1), fps=5, codec="mjpg")
+    return folder
+
+
+def one_error_line(stderr: str) -> str:
+    """The error is one line, the last on stderr (a progress bar may precede it)."""
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    errors = [x for x in lines if x.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], stderr
+    assert "Traceback" not in stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize("name", [name for name, _ in COMMANDS])
+def test_every_command_has_help_docs_and_examples(invoke, name: str) -> None:
+    module = dict(COMMANDS)[name]
+    result = invoke(name, "--help")
+    assert result.exit_code == 0
+    assert (module.run.__doc__ or "").strip(), f"vcl {name} has no docstring"
+    assert getattr(module, "EXAMPLES", []), f"vcl {name} has no EXAMPLES for its man page"
+    command = typer.main.get_command(app).commands[name]
+    for param in command.params:
+        assert getattr(param, "help", None), f"vcl {name}: {param.name} has no help"
+    for flag in ("--quiet", "--verbose", "--config"):
+        assert flag in result.stdout
+
+
+def test_version_and_root_help(invoke) -> None:
+    from vcl import __version__
+
+    assert invoke("--version").stdout.strip() == f"vcl {__version__}"
+    listing = invoke("--help").stdout
+    for name, module in COMMANDS:
+        assert name in listing and module.run.__doc__.splitlines()[0].strip() in listing
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys, vcl.cli.app; heavy = {'torch', 'cv2', 'faiss', 'zarr', 'av', 'numpy'}"
+        " & set(sys.modules); print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_stdout_is_data_and_progress_goes_to_stderr(invoke, two_videos: Path) -> None:
+    result = invoke("videos", str(two_videos))
+    assert result.exit_code == 0, result.stderr
+    records = jsonl(result.stdout)  # every stdout line is JSON: nothing else leaked there
+    assert [r["id"] for r in records] == ["a", "b"]
+    assert [r["frames"] for r in records] == [9, 7] and records[1]["fps"] == 5
+    assert "probing videos" in result.stderr and "2 videos listed" in result.stderr
+    quiet = invoke("videos", str(two_videos), "-q")
+    assert quiet.stderr == "" and jsonl(quiet.stdout) == records
+
+
+def test_real_subprocess_separates_streams(two_videos: Path) -> None:
+    proc = run_vcl("videos", two_videos, "--count")
+    assert proc.returncode == 0
+    assert len(jsonl(proc.stdout)) == 2 and "probing" in proc.stderr
+
+
+def test_stdin_manifest_and_shards(invoke, two_videos: Path) -> None:
+    listing = invoke("videos", str(two_videos)).stdout
+    piped = invoke("videos", "-", input=listing)
+    assert jsonl(piped.stdout) == jsonl(listing)
+    shards = [
+        jsonl(invoke("videos", "-", "--shard", f"{i}/3", input=listing).stdout) for i in range(3)
+    ]
+    assert sorted(r["id"] for s in shards for r in s) == ["a", "b"]
+    bad = invoke("videos", "-", "--shard", "3/3", input=listing)
+    assert bad.exit_code == ExitCode.USAGE
+    assert "--shard" in one_error_line(bad.stderr)
+
+
+def test_output_file_is_written_atomically_and_not_overwritten(
+    invoke, two_videos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "m.jsonl"
+    assert invoke("videos", str(two_videos), "-o", str(out)).exit_code == 0
+    assert json.loads(out.read_text().splitlines()[0])["path"] == "clips/a.mp4"  # relative
+    again = invoke("videos", str(two_videos), "-o", str(out))
+    assert again.exit_code == ExitCode.CANNOT_CREATE and "--overwrite" in again.stderr
+    assert invoke("videos", str(two_videos), "-o", str(out), "--overwrite").exit_code == 0
+
+
+def test_bad_video_is_one_error_line_or_skipped(invoke, two_videos: Path) -> None:
+    (two_videos / "broken.mp4").write_bytes(b"\x00not a video" * 10)
+    result = invoke("videos", str(two_videos))
+    assert result.exit_code == ExitCode.DATA
+    assert "broken.mp4" in one_error_line(result.stderr)
+    skipped = invoke("videos", str(two_videos), "--skip-bad")
+    assert skipped.exit_code == 0 and len(jsonl(skipped.stdout)) == 2
+    assert "skipped" in skipped.stderr and "broken.mp4" in skipped.stderr
+
+
+# --- vcl info on bad inputs: each one line and a non-zero exit -------------------------
+
+
+def test_info_missing_path(invoke, tmp_path: Path) -> None:
+    result = invoke("info", str(tmp_path / "nope.zarr"))
+    assert result.exit_code == ExitCode.NO_INPUT
+    assert "nope.zarr: no such file" in one_error_line(result.stderr)
+
+
+def test_info_malformed_line_7(invoke, tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"schema": "vcl.video/1", "id": f"v{i}", "path": "x.mp4"}) for i in range(9)
+    ]
+    lines[6] = lines[6][:-5]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = invoke("info", str(path))
+    assert result.exit_code == ExitCode.DATA
+    assert "m.jsonl: line 7: not valid JSON" in one_error_line(result.stderr)
+
+
+def test_info_unknown_schema_major(invoke, tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        json.dumps(
+            {
+                "schema": "vcl.track/9",
+                "id": "t",
+                "video_id": "v",
+                "frames": [0],
+                "boxes": [[0, 0, 1, 1]],
+            }
+        )
+        + "\n"
+    )
+    result = invoke("info", str(path))
+    assert result.exit_code == ExitCode.DATA
+    line = one_error_line(result.stderr)
+    assert "vcl.track/9" in line and "vcl.track/1" in line and "upgrade vcl" in line
+
+
+def test_info_truncated_and_partial_stores(invoke, tmp_path: Path) -> None:
+    path = tmp_path / "p.zarr"
+    with pytest.raises(RuntimeError), StoreWriter(path, "vcl.test/1", {}) as writer:
+        writer.define_columns({"x": ("float32", ())})
+        raise RuntimeError("killed")
+    for name in (path, Path(str(path) + ".partial")):
+        result = invoke("info", str(name))
+        assert result.exit_code == ExitCode.DATA
+        assert "incomplete" in one_error_line(result.stderr)
+    # a finished store whose column lost rows (truncated by hand or a failing disk)
+    import numpy as np
+
+    with StoreWriter(path, "vcl.test/1", {}) as writer:
+        writer.define_columns({"x": ("float32", ())})
+        writer.append_group("a", x=np.arange(5))
+    import zarr
+
+    zarr.open_array(str(path / "x"), mode="r+").resize((3,))
+    result = invoke("info", str(path))
+    assert result.exit_code == ExitCode.DATA
+    assert "truncated" in one_error_line(result.stderr)
+
+
+def test_info_describes_store_as_json(invoke, tmp_path: Path) -> None:
+    import numpy as np
+
+    path = tmp_path / "p.zarr"
+    with StoreWriter(path, "vcl.test/1", {"k": 3}, seed=5) as writer:
+        writer.define_columns({"x": ("float32", (2,))})
+        writer.append_group("a", x=np.ones((4, 2)))
+    result = invoke("info", str(path), "--json")
+    assert result.exit_code == 0
+    info = json.loads(result.stdout)
+    assert (info["schema"], info["rows"], info["params"], info["seed"]) == (
+        "vcl.test/1",
+        4,
+        {"k": 3},
+        5,
+    )
+    assert info["arrays"]["x"] == {"shape": [4, 2], "dtype": "float32"}
+    summary = invoke("info", str(path))
+    assert summary.stdout == "" and "vcl.test/1" in summary.stderr
+
+
+# --- exit codes for failures inside a command ------------------------------------------
+
+
+def test_internal_errors_and_interrupts(
+    invoke, monkeypatch: pytest.MonkeyPatch, two_videos: Path
+) -> None:
+    def boom(*args, **kwargs):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr("vcl.io.sources.resolve_videos", boom)
+    result = invoke("videos", str(two_videos))
+    assert result.exit_code == ExitCode.INTERNAL
+    assert "internal error: ZeroDivisionError: oops" in one_error_line(result.stderr)
+    verbose = invoke("videos", str(two_videos), "-v")
+    assert verbose.exit_code == ExitCode.INTERNAL and "Traceback" in verbose.stderr
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("vcl.io.sources.resolve_videos", interrupt)
+    assert invoke("videos", str(two_videos)).exit_code == ExitCode.INTERRUPTED
+
+
+def test_usage_errors_exit_2(invoke) -> None:
+    assert invoke("videos").exit_code == ExitCode.USAGE
+    assert invoke("synth", "out", "--videos", "0").exit_code == ExitCode.USAGE
+    assert invoke("info", "x", "--no-such-flag").exit_code == ExitCode.USAGE
+
+
+# --- --config ------------------------------------------------------------------------
+
+
+def test_config_sets_defaults_and_flags_override(invoke, two_videos: Path, tmp_path: Path) -> None:
+    listing = invoke("videos", str(two_videos)).stdout
+    config = tmp_path / "vcl.toml"
+    config.write_text('seed = 3\ndevice = "cpu"\n[videos]\nshard = "1/2"\n')
+    by_config = jsonl(invoke("videos", "-", "--config", str(config), input=listing).stdout)
+    by_flag = jsonl(invoke("videos", "-", "--shard", "1/2", input=listing).stdout)
+    assert by_config == by_flag
+    other = jsonl(
+        invoke("videos", "-", "--config", str(config), "--shard", "0/2", input=listing).stdout
+    )
+    assert sorted(r["id"] for r in by_config + other) == ["a", "b"]
+
+
+def test_config_errors(invoke, tmp_path: Path) -> None:
+    config = tmp_path / "vcl.toml"
+    config.write_text("[videos]\nno_such_option = 1\n")
+    result = invoke("videos", "-", "--config", str(config))
+    assert result.exit_code == ExitCode.USAGE
+    assert "unknown option 'no_such_option'" in one_error_line(result.stderr)
+    config.write_text("this is = not toml = ")
+    assert invoke("videos", "-", "--config", str(config)).exit_code == ExitCode.USAGE
+    missing = invoke("videos", "-", "--config", str(tmp_path / "none.toml"))
+    assert missing.exit_code == ExitCode.NO_INPUT

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from vcl.errors import DataError, MissingInputError, UsageError
+from vcl.io.manifest import (
+    NeighbourRecord,
+    RecordWriter,
+    TrackRecord,
+    VideoRecord,
+    read_records,
+    write_records,
+)
+
+
+def test_round_trip_keeps_fields_and_makes_paths_relative(tmp_path: Path) -> None:
+    (tmp_path / "clips").mkdir()
+    videos = [
+        VideoRecord(
+            id="a",
+            path=str(tmp_path / "clips" / "a.mp4"),
+            label="run",
+            split="train",
+            fps=29.97,
+            extra={"width": 17, "note": {"k": [1, 2]}},
+        ),
+        VideoRecord(id="b", path="/elsewhere/b.mp4"),
+    ]
+    out = tmp_path / "videos.jsonl"
+    assert write_records(out, videos) == 2
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines[0]["schema"] == "vcl.video/1"
+    assert lines[0]["path"] == "clips/a.mp4"  # relative to the manifest's folder
+    assert lines[1]["path"] == "/elsewhere/b.mp4"  # outside it: stays absolute
+    assert "label" not in lines[1]  # None fields are not written
+    back = read_records(out, VideoRecord)
+    assert back == videos  # paths resolved back to absolute, extra kept
+
+
+def test_tracks_and_neighbours_round_trip(tmp_path: Path) -> None:
+    track = TrackRecord(
+        id="t1",
+        video_id="a",
+        frames=[0, 2, 3],
+        boxes=[[0, 0, 4, 5], [1.5, 0, 5, 5], [2, 1, 6, 6]],
+        score=0.5,
+        extra={"visible": [1.0, 0.5, 1.0]},
+    )
+    nn = NeighbourRecord(id="q", neighbours=["x", "y"], distances=[0.1, 0.2])
+    write_records(tmp_path / "t.jsonl", [track])
+    write_records(tmp_path / "n.jsonl", [nn])
+    assert read_records(tmp_path / "t.jsonl", TrackRecord) == [track]
+    assert read_records(tmp_path / "n.jsonl", NeighbourRecord) == [nn]
+
+
+def _write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def good_line(i: int) -> str:
+    return json.dumps({"schema": "vcl.video/1", "id": f"v{i}", "path": f"v{i}.mp4"})
+
+
+def test_malformed_line_is_named(tmp_path: Path) -> None:
+    lines = [good_line(i) for i in range(10)]
+    lines[6] = '{"schema": "vcl.video/1", "id": "v6", "path": '
+    with pytest.raises(DataError, match=r"line 7: not valid JSON"):
+        read_records(_write_lines(tmp_path / "m.jsonl", lines), VideoRecord)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (
+            '{"schema": "vcl.video/2", "id": "a", "path": "x"}',
+            r"vcl\.video/2 is newer than the "
+            r"vcl\.video/1",
+        ),
+        ('{"schema": "vcl.track/1", "id": "a", "path": "x"}', r"not a vcl\.video/1 record"),
+        ('{"schema": "video-1", "id": "a", "path": "x"}', r"must look like"),
+        ('{"schema": "vcl.video/1", "path": "x"}', r"missing field 'id'"),
+        ('{"id": "a", "path": "x", "fps": -3}', r"'fps' must be > 0"),
+        ("[1, 2]", r"must be a JSON object"),
+        ('{"id": "a", "path": 5}', r"'path' must be a non-empty string"),
+    ],
+)
+def test_bad_records_are_refused(tmp_path: Path, line: str, problem: str) -> None:
+    path = _write_lines(tmp_path / "m.jsonl", [good_line(0), line])
+    with pytest.raises(DataError, match=rf"m\.jsonl: line 2: .*{problem}"):
+        read_records(path, VideoRecord)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"id": "t", "video_id": "v", "frames": [0, 1], "boxes": [[0, 0, 1, 1]]},
+        {"id": "t", "video_id": "v", "frames": [1, 1], "boxes": [[0, 0, 1, 1]] * 2},
+        {"id": "t", "video_id": "v", "frames": [0], "boxes": [[3, 0, 1, 1]]},
+        {"id": "t", "video_id": "v", "frames": [0], "boxes": [[0, 0, float("nan"), 1]]},
+        {"id": "t", "video_id": "v", "frames": [0], "boxes": [[0, 0, 1]]},
+    ],
+)
+def test_inconsistent_tracks_are_refused(tmp_path: Path, record: dict) -> None:
+    path = _write_lines(tmp_path / "t.jsonl", [json.dumps(record)])
+    with pytest.raises(DataError, match="line 1"):
+        read_records(path, TrackRecord)
+
+
+def test_duplicate_ids_are_an_error(tmp_path: Path) -> None:
+    path = _write_lines(tmp_path / "m.jsonl", [good_line(0), good_line(1), good_line(0)])
+    with pytest.raises(DataError, match=r"line 3: duplicate id 'v0' \(first on line 1\)"):
+        read_records(path, VideoRecord)
+
+
+def test_lines_without_schema_are_read_as_the_expected_kind(tmp_path: Path) -> None:
+    path = _write_lines(tmp_path / "labels.jsonl", ['{"id": "a", "path": "a.mp4", "x": 1}', ""])
+    (record,) = read_records(path, VideoRecord)
+    assert record.path == str(tmp_path / "a.mp4") and record.extra == {"x": 1}
+
+
+def test_missing_file_and_folder(tmp_path: Path) -> None:
+    with pytest.raises(MissingInputError):
+        read_records(tmp_path / "nope.jsonl", VideoRecord)
+    with pytest.raises(DataError, match="is a folder"):
+        read_records(tmp_path, VideoRecord)
+
+
+def test_stdin_is_read_but_never_from_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(good_line(3) + "\n"))
+    (record,) = read_records("-", VideoRecord)
+    assert record.id == "v3" and Path(record.path).is_absolute()
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal(""))
+    with pytest.raises(UsageError, match="interactive terminal"):
+        read_records("-", VideoRecord)
+
+
+def test_writer_leaves_nothing_when_interrupted(tmp_path: Path) -> None:
+    out = tmp_path / "m.jsonl"
+    with pytest.raises(RuntimeError), RecordWriter(out) as writer:
+        writer.write(VideoRecord(id="a", path="a.mp4"))
+        assert (tmp_path / "m.jsonl.partial").exists() and not out.exists()
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []

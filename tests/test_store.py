@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vcl.errors import DataError, MissingInputError, OutputError
+from vcl.io.store import Store, StoreWriter, partial_path
+
+COLUMNS = {"frame": ("int32", ()), "box": ("float32", (4,)), "score": ("float32", ())}
+PARAMS = {"alpha": 0.65, "method": "edgeboxes"}
+
+
+def group_data(i: int) -> dict[str, np.ndarray]:
+    """Deterministic rows for group i; some groups are empty."""
+    rng = np.random.default_rng(i)
+    n = 0 if i % 5 == 3 else int(rng.integers(1, 40))
+    return {
+        "frame": np.sort(rng.integers(0, 50, n)).astype(np.int32),
+        "box": rng.random((n, 4), dtype=np.float32) * 100,
+        "score": rng.random(n, dtype=np.float32),
+    }
+
+
+def write_all(path: Path, ids: list[str]) -> None:
+    with StoreWriter(path, "vcl.test/1", PARAMS, seed=7) as writer:
+        writer.define_columns(COLUMNS)
+        for gid in ids:
+            if gid not in writer.done_groups:
+                writer.append_group(gid, **group_data(int(gid[1:])))
+
+
+def assert_same_content(a: Path, b: Path) -> None:
+    sa, sb = Store(a), Store(b)
+    assert sa.group_ids == sb.group_ids
+    for gid in sa.group_ids:
+        ga, gb = sa.read_group(gid), sb.read_group(gid)
+        for column in COLUMNS:
+            np.testing.assert_array_equal(ga[column], gb[column])
+
+
+IDS = [f"v{i}" for i in range(12)]
+
+
+def test_write_read_round_trip_with_provenance(tmp_path: Path) -> None:
+    path = tmp_path / "p.zarr"
+    write_all(path, IDS)
+    store = Store(path, kind="test", version=1)
+    assert store.group_ids == IDS
+    assert store.n_rows == sum(len(group_data(i)["frame"]) for i in range(12))
+    for i, gid in enumerate(IDS):
+        np.testing.assert_array_equal(store.read_group(gid)["box"], group_data(i)["box"])
+    assert store.attrs["params"] == PARAMS and store.attrs["seed"] == 7
+    assert {"vcl_version", "command", "created"} <= set(store.attrs)
+    assert store["box"].dtype == np.float32 and store.verify() == []
+    assert not partial_path(path).exists()
+
+
+def test_reader_refuses_partial_and_unfinished_stores(tmp_path: Path) -> None:
+    path = tmp_path / "p.zarr"
+    with pytest.raises(RuntimeError), StoreWriter(path, "vcl.test/1", PARAMS) as writer:
+        writer.define_columns(COLUMNS)
+        writer.append_group("v0", **group_data(0))
+        raise RuntimeError("crash")
+    assert not path.exists() and partial_path(path).exists()
+    with pytest.raises(DataError, match="incomplete"):
+        Store(path)
+    with pytest.raises(DataError, match="incomplete"):
+        Store(partial_path(path))
+    # a store copied or renamed by hand without the completion mark is refused too
+    partial_path(path).rename(path)
+    with pytest.raises(DataError, match="no completion mark"):
+        Store(path)
+    with pytest.raises(MissingInputError):
+        Store(tmp_path / "other.zarr")
+
+
+def test_resume_skips_done_groups_and_drops_uncommitted_rows(tmp_path: Path) -> None:
+    path, reference = tmp_path / "p.zarr", tmp_path / "ref.zarr"
+    write_all(reference, IDS)
+    with pytest.raises(RuntimeError), StoreWriter(path, "vcl.test/1", PARAMS, 7) as writer:
+        writer.define_columns(COLUMNS)
+        for gid in IDS[:5]:
+            writer.append_group(gid, **group_data(int(gid[1:])))
+        writer.group["frame"].append(np.arange(9, dtype=np.int32))  # rows of an uncommitted group
+        raise RuntimeError("killed mid-group")
+    writer = StoreWriter(path, "vcl.test/1", PARAMS, 7)
+    assert writer.resumed and writer.done_groups == set(IDS[:5])
+    assert writer.group["frame"].shape[0] == writer.n_rows  # the 9 stray rows are gone
+    write_all(path, IDS)
+    assert_same_content(path, reference)
+
+
+def test_resume_with_other_parameters_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.zarr"
+    with pytest.raises(RuntimeError), StoreWriter(path, "vcl.test/1", PARAMS) as writer:
+        writer.define_columns(COLUMNS)
+        raise RuntimeError
+    with pytest.raises(OutputError, match="different parameters"):
+        StoreWriter(path, "vcl.test/1", {**PARAMS, "alpha": 0.5})
+
+
+def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "p.zarr"
+    write_all(path, IDS[:2])
+    with pytest.raises(OutputError, match="--overwrite"):
+        StoreWriter(path, "vcl.test/1", PARAMS)
+    with StoreWriter(path, "vcl.test/1", PARAMS, overwrite=True) as writer:
+        writer.define_columns(COLUMNS)
+        writer.append_group("v9", **group_data(9))
+    assert Store(path).group_ids == ["v9"]
+
+
+def test_schema_checks(tmp_path: Path) -> None:
+    path = tmp_path / "p.zarr"
+    with StoreWriter(path, "vcl.test/3", PARAMS) as writer:
+        writer.define_columns(COLUMNS)
+    with pytest.raises(DataError, match=r"expected vcl\.proposals"):
+        Store(path, kind="proposals")
+    with pytest.raises(DataError, match=r"vcl\.test/3 is not the vcl\.test/1.*upgrade vcl"):
+        Store(path, kind="test", version=1)
+
+
+def test_damage_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "p.zarr"
+    write_all(path, IDS)
+    chunk = next((path / "box" / "c").rglob("*"))
+    while chunk.is_dir():
+        chunk = next(chunk.iterdir())
+    chunk.unlink()
+    assert any("'box' is missing" in p for p in Store(path).verify())
+
+
+def test_plain_arrays(tmp_path: Path) -> None:
+    path = tmp_path / "model.zarr"
+    mean = np.arange(12, dtype=np.float64).reshape(3, 4)
+    with StoreWriter(path, "vcl.test/1", PARAMS) as writer:
+        writer.write_array("mean", mean)
+        writer.write_array("names", np.array(["a", "bc"]))
+    store = Store(path)
+    np.testing.assert_array_equal(store["mean"][...], mean)
+    assert list(store["names"][...]) == ["a", "bc"] and store.n_rows == 0
+
+
+WRITER_SCRIPT = """
+import sys, time
+sys.path.insert(0, {root!r})
+from tests.test_store import COLUMNS, PARAMS, IDS, group_data
+from vcl.io.store import StoreWriter
+with StoreWriter(sys.argv[1], "vcl.test/1", PARAMS, seed=7) as writer:
+    writer.define_columns(COLUMNS)
+    for gid in IDS:
+        if gid in writer.done_groups:
+            continue
+        writer.append_group(gid, **group_data(int(gid[1:])))
+        print("committed", gid, flush=True)
+        time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize(("kill_after", "extra_delay"), [(1, 0.0), (4, 0.013), (9, 0.031)])
+def test_killed_writer_leaves_nothing_readable_and_resumes(
+    tmp_path: Path, kill_after: int, extra_delay: float
+) -> None:
+    """SIGKILL a real writer process at several moments; a rerun equals a clean run."""
+    root = str(Path(__file__).resolve().parents[1])
+    path, reference = tmp_path / "p.zarr", tmp_path / "ref.zarr"
+    write_all(reference, IDS)
+    script = WRITER_SCRIPT.format(root=root)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    for _ in range(kill_after):
+        assert proc.stdout.readline().startswith("committed")
+    time.sleep(extra_delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with pytest.raises(DataError, match="incomplete"):
+        Store(path)
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, stdout=subprocess.DEVNULL)
+    assert_same_content(path, reference)
+    assert Store(path).verify() == []

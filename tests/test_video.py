@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import moving_square_frames
+from vcl.errors import DataError, MissingInputError
+from vcl.io.video import VideoReader, probe, write_frame_folder, write_video
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> tuple[Path, list[np.ndarray]]:
+    frames = moving_square_frames(40, width=37, height=23)
+    path = tmp_path / "clip.mp4"
+    assert write_video(path, frames, fps=12.5) == 40
+    return path, frames
+
+
+def test_round_trip_odd_size(clip: tuple[Path, list[np.ndarray]]) -> None:
+    path, frames = clip
+    info = probe(path)
+    assert (info.width, info.height, info.fps, info.frame_count) == (37, 23, 12.5, 40)
+    decoded = list(VideoReader(path))
+    assert [i for i, _ in decoded] == list(range(40))
+    for (_, got), want in zip(decoded, frames, strict=True):
+        assert got.shape == (23, 37, 3) and got.dtype == np.uint8
+        # lossy codec: close on average, and the square is where it was drawn
+        assert np.abs(got.astype(int) - want).mean() < 8
+    red = decoded[10][1][5:11, 10:16, 0].mean()
+    assert red > 150
+
+
+def test_stride_start_end_and_seek_match_sequential(clip: tuple[Path, list[np.ndarray]]) -> None:
+    path, _ = clip
+    full = dict(VideoReader(path))
+    part = list(VideoReader(path, start=27, end=36, stride=3))
+    assert [i for i, _ in part] == [27, 30, 33]
+    for i, frame in part:
+        np.testing.assert_array_equal(frame, full[i])
+    assert list(VideoReader(path, start=38)) and [i for i, _ in VideoReader(path, start=38)] == [
+        38,
+        39,
+    ]
+
+
+def test_resize_records_scale(clip: tuple[Path, list[np.ndarray]]) -> None:
+    path, _ = clip
+    reader = VideoReader(path, max_side=20)
+    _, frame = next(iter(reader))
+    assert frame.shape == (12, 20, 3) and reader.size == (20, 12)
+    assert reader.scale == pytest.approx((20 / 37, 12 / 23))
+    assert VideoReader(path, max_side=100).scale == (1.0, 1.0)  # never upsampled
+
+
+def test_frame_folder_natural_order(tmp_path: Path) -> None:
+    frames = moving_square_frames(12, width=19, height=13)
+    folder = tmp_path / "vid"
+    folder.mkdir()
+    for i, frame in enumerate(frames):  # 0.png ... 11.png: lexical order would put 10 first
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    (folder / "notes.txt").write_text("not a frame")
+    info = probe(folder, fps=30)
+    assert (info.kind, info.width, info.height, info.frame_count, info.fps) == (
+        "frames",
+        19,
+        13,
+        12,
+        30,
+    )
+    got = list(VideoReader(folder, start=1, stride=4))
+    assert [i for i, _ in got] == [1, 5, 9]
+    for i, frame in got:
+        np.testing.assert_array_equal(frame, frames[i])  # png is lossless
+    assert VideoReader(folder).count_frames() == 12
+
+
+def test_write_frame_folder(tmp_path: Path) -> None:
+    frames = moving_square_frames(5)
+    assert write_frame_folder(tmp_path / "f", frames) == 5
+    np.testing.assert_array_equal(dict(VideoReader(tmp_path / "f"))[4], frames[4])
+
+
+def test_count_frames_decodes(clip: tuple[Path, list[np.ndarray]]) -> None:
+    path, _ = clip
+    assert VideoReader(path).count_frames() == 40
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 10, b"RIFF" + bytes(range(256)) * 8])
+def test_corrupt_or_empty_files_are_data_errors(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(DataError, match=r"bad\.mp4"):
+        list(VideoReader(bad))
+
+
+def test_truncated_file_fails_or_yields_fewer_frames(
+    clip: tuple[Path, list[np.ndarray]], tmp_path: Path
+) -> None:
+    path, _ = clip
+    data = path.read_bytes()
+    cut = tmp_path / "cut.avi"
+    write_video(cut, moving_square_frames(30), fps=10, codec="mjpg")
+    cut.write_bytes(cut.read_bytes()[: len(cut.read_bytes()) // 2])
+    try:
+        frames = list(VideoReader(cut))
+    except DataError as exc:
+        assert "cut.avi" in str(exc)
+    else:
+        assert 0 < len(frames) < 30
+    assert data  # the intact clip is untouched
+
+
+def test_frame_folder_problems(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no jpg/png"):
+        probe(tmp_path / "empty")
+    mixed = tmp_path / "mixed"
+    write_frame_folder(mixed, moving_square_frames(2, width=19, height=13))
+    cv2.imwrite(str(mixed / "000002.png"), np.zeros((5, 5, 3), np.uint8))
+    with pytest.raises(DataError, match="not 19x13"):
+        list(VideoReader(mixed))
+    with pytest.raises(MissingInputError):
+        VideoReader(tmp_path / "missing.mp4")
+
+
+def test_real_video_with_wrong_declared_count() -> None:
+    tree = Path(__file__).resolve().parents[2] / "shared" / "data" / "tree.avi"
+    if not tree.exists():
+        pytest.skip("../shared/data is not on this machine")
+    assert probe(tree).frame_count == 444 and VideoReader(tree).count_frames() == 68

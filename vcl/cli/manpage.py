@@ -1,0 +1,154 @@
+"""Man pages generated from typer's own command tree (click-man cannot see typer options).
+
+``python -m vcl.cli.manpage [DIR]`` writes ``vcl.1`` and ``vcl-<command>.1`` into DIR
+(default ``man/``); a test regenerates them and fails when the committed pages are stale.
+Examples come from each command module's ``EXAMPLES`` list.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer.main
+
+from vcl import __version__
+from vcl.errors import EXIT_CODE_MEANINGS
+
+_TYPE_NAMES = {int: "INT", float: "FLOAT", str: "TEXT", Path: "PATH"}
+
+
+def _esc(text: str) -> str:
+    """Escape text for roff: backslashes, hyphens, and leading dots or quotes."""
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    return "\n".join("\\&" + line if line[:1] in (".", "'") else line for line in text.split("\n"))
+
+
+def _paragraphs(text: str) -> str:
+    blocks = [" ".join(b.split()) for b in text.strip().split("\n\n") if b.strip()]
+    return "\n.PP\n".join(_esc(b) for b in blocks)
+
+
+def _metavar(param: Any) -> str:
+    if param.metavar:
+        return param.metavar
+    annotation = param.type_descriptor.annotation
+    return _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", "VALUE").upper())
+
+
+def _option_entry(param: Any) -> str:
+    names = ", ".join(f"\\fB{_esc(o)}\\fR" for o in sorted(param.opts, key=len))
+    head = names if param.is_flag else f"{names} \\fI{_esc(_metavar(param))}\\fR"
+    text = param.help or ""
+    if not param.is_flag and param.default not in (None, "", ()):
+        text += f" (default: {param.default})"
+    return f".TP\n{head}\n{_esc(text)}"
+
+
+def _exit_status() -> str:
+    rows = [
+        f".TP\n\\fB{int(code)}\\fR\n{_esc(meaning)}" for code, meaning in EXIT_CODE_MEANINGS.items()
+    ]
+    return ".SH EXIT STATUS\n" + "\n".join(rows)
+
+
+def _examples(examples: list[tuple[str, str]]) -> str:
+    if not examples:
+        return ""
+    rows = [f"{_esc(what)}\n.PP\n.RS\n.nf\n{_esc(cmd)}\n.fi\n.RE" for what, cmd in examples]
+    return ".SH EXAMPLES\n" + "\n.PP\n".join(rows)
+
+
+def _header(name: str, summary: str) -> str:
+    return (
+        f'.TH {name.upper()} 1 "" "vcl {__version__}" "vcl manual"\n'
+        f".SH NAME\n{_esc(name)} \\- {_esc(summary)}"
+    )
+
+
+def command_page(name: str, command: Any, examples: list[tuple[str, str]]) -> str:
+    summary = (command.help or "").partition("\n")[0]
+    arguments = [p for p in command.params if not hasattr(p, "is_flag")]
+    options = [p for p in command.params if hasattr(p, "is_flag") and not p.hidden]
+    synopsis = " ".join(
+        f"\\fI{_esc(p.metavar or p.name.upper())}\\fR" + ("..." if p.nargs == -1 else "")
+        for p in arguments
+    )
+    parts = [
+        _header(f"vcl-{name}", summary.strip().rstrip(".")),
+        f".SH SYNOPSIS\n\\fBvcl {name}\\fR [\\fIOPTIONS\\fR] {synopsis}",
+        ".SH DESCRIPTION\n" + _paragraphs(command.help or ""),
+    ]
+    if arguments:
+        parts.append(
+            ".SH ARGUMENTS\n"
+            + "\n".join(
+                f".TP\n\\fI{_esc(p.metavar or p.name.upper())}\\fR\n{_esc(p.help or '')}"
+                for p in arguments
+            )
+        )
+    parts.append(".SH OPTIONS\n" + "\n".join(_option_entry(p) for p in options))
+    parts += [_exit_status(), _examples(examples), ".SH SEE ALSO\n\\fBvcl\\fR(1)"]
+    return "\n".join(p for p in parts if p) + "\n"
+
+
+def main_page(group: Any, modules: dict[str, Any]) -> str:
+    commands = "\n".join(
+        f".TP\n\\fBvcl\\-{_esc(n)}\\fR(1)\n{_esc((c.help or '').partition(chr(10))[0])}"
+        for n, c in group.commands.items()
+    )
+    conventions = (
+        "Stages exchange zarr stores and JSONL manifests, so each can be piped, swapped, "
+        "rerun or sharded. stdout carries data only (JSONL or JSON); progress bars, tables "
+        "and messages go to stderr. A path of - means stdin or stdout; a command reading "
+        "stdin refuses to wait on a terminal.\n\n"
+        "Every command takes -q/--quiet, -v/--verbose and --config FILE.toml, whose keys "
+        "set option defaults (top-level keys for any command, a [command] table for one); "
+        "flags override it. Commands that work on videos take --workers N and --shard I/N; "
+        "GPU stages take --device auto|cpu|cuda|cuda:N|mps, and asking for an absent "
+        "device exits 69. Every output records the command line, parameters, seed and vcl "
+        "version, and is written atomically: an interrupted run leaves only NAME.partial, "
+        "which readers refuse and a rerun resumes.\n\n"
+        "A user mistake prints one line, error: FILE: PROBLEM; WHAT TO DO, and no "
+        "traceback (-v shows it)."
+    )
+    examples = [ex for m in modules.values() for ex in getattr(m, "EXAMPLES", [])][:6]
+    parts = [
+        _header("vcl", "composable tools for unsupervised representation learning from video"),
+        ".SH SYNOPSIS\n\\fBvcl\\fR \\fICOMMAND\\fR [\\fIOPTIONS\\fR] [\\fIARGS\\fR]...\n.br\n"
+        "\\fBvcl\\fR \\-\\-version",
+        ".SH DESCRIPTION\n" + _paragraphs(conventions),
+        ".SH COMMANDS\n" + commands,
+        _exit_status(),
+        _examples(examples),
+    ]
+    return "\n".join(p for p in parts if p) + "\n"
+
+
+def render_pages() -> dict[str, str]:
+    """File name -> roff text for ``vcl.1`` and every ``vcl-<command>.1``."""
+    from vcl.cli.app import COMMANDS, app
+
+    group = typer.main.get_command(app)
+    modules = dict(COMMANDS)
+    pages = {"vcl.1": main_page(group, modules)}
+    for name, command in group.commands.items():
+        pages[f"vcl-{name}.1"] = command_page(name, command, getattr(modules[name], "EXAMPLES", []))
+    return pages
+
+
+def main(argv: list[str] | None = None) -> None:
+    out = Path((argv or sys.argv[1:] or ["man"])[0])
+    out.mkdir(parents=True, exist_ok=True)
+    pages = render_pages()
+    for stale in out.glob("vcl*.1"):
+        if stale.name not in pages:
+            stale.unlink()
+    for name, text in pages.items():
+        (out / name).write_text(text, encoding="utf-8")
+    print(f"wrote {len(pages)} man pages to {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
