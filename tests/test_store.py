@@ -87,6 +87,7 @@ def test_resume_skips_done_groups_and_drops_uncommitted_rows(tmp_path: Path) -> 
         writer.define_columns(COLUMNS)
         for gid in IDS[:5]:
             writer.append_group(gid, **group_data(int(gid[1:])))
+        writer.flush()
         writer.group["frame"].append(np.arange(9, dtype=np.int32))  # rows of an uncommitted group
         raise RuntimeError("killed mid-group")
     writer = StoreWriter(path, "vcl.test/1", PARAMS, 7)
@@ -158,6 +159,7 @@ with StoreWriter(sys.argv[1], "vcl.test/1", PARAMS, seed=7) as writer:
         if gid in writer.done_groups:
             continue
         writer.append_group(gid, **group_data(int(gid[1:])))
+        writer.flush()
         print("committed", gid, flush=True)
         time.sleep(0.05)
 """

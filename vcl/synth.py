@@ -9,8 +9,9 @@ the video's motion pattern (`MOTIONS`), which is the video's label.
 Geometry lives in WORLD coordinates; a per-frame camera maps world -> frame by
 ``frame = s_t * (world - c_t) + (W/2, H/2)`` (`camera_matrix`). Pixel ``(x, y)`` covers
 ``[x, x+1) × [y, y+1)``, so its centre is ``(x + 0.5, y + 0.5)``. An object's silhouette
-is ONE polygon per frame: it is filled with subpixel precision for the pixels and
-clipped analytically for the box, so boxes and masks agree to within a pixel.
+is ONE polygon per frame: its pixels are those whose centre it contains (plus the
+pixels holding its clipped vertices) and its box is the polygon clipped to the frame,
+so boxes and masks agree to within a pixel (`_layer`).
 
 Everything about video ``index`` comes from ``np.random.default_rng([seed, index])``
 (`plan_video`), so a video does not depend on how many videos are made, nor on which
@@ -165,7 +166,7 @@ class VideoPlan:
     objects: tuple[ObjectPlan, ...]  # moving objects first, then distractors
     bg_waves: np.ndarray  # (3, 4) per sinusoid: fx, fy (cycles/px), phase, weight
     bg_palette: np.ndarray  # (3, 3) RGB in [0, 1], for background values 0, 0.5, 1
-    bg_seed: tuple[int, int]
+    bg_seed: tuple[int, int, int]  # seeds the blurred noise of the background
 
     @property
     def draw_order(self) -> list[int]:
@@ -246,7 +247,9 @@ def _arena(center: np.ndarray, scale: np.ndarray, w: int, h: int) -> tuple[np.nd
     return (center - half).max(0), (center + half).min(0)
 
 
-def _plan_camera(rng: np.random.Generator, kind: str, w: int, h: int, n: int):
+def _plan_camera(rng: np.random.Generator, kind: str, w: int, h: int,
+                 n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Camera centre (T, 2) in world pixels and scale (T,) for a ``kind`` camera."""
     t = np.arange(n, dtype=np.float64)
     center = np.tile([w / 2, h / 2], (n, 1)).astype(np.float64)
     scale = np.ones(n)
@@ -397,7 +400,7 @@ def plan_video(config: SynthConfig, index: int) -> VideoPlan:
     return VideoPlan(id=f"v{index:04d}", width=w, height=h, frames=n, motion=motion,
                      camera=camera, cam_center=center, cam_scale=cam_scale,
                      objects=tuple(objects), bg_waves=waves, bg_palette=palette,
-                     bg_seed=(config.seed, index))
+                     bg_seed=(config.seed, index, 2))
 
 
 # ---------------------------------------------------------------------------- rendering

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vcl.cli.app import COMMANDS
+from vcl.cli.manpage import render_pages
+
+MAN = Path(__file__).resolve().parents[1] / "man"
+
+
+def test_committed_man_pages_are_fresh() -> None:
+    pages = render_pages()
+    assert set(pages) == {"vcl.1", *(f"vcl-{name}.1" for name, _ in COMMANDS)}
+    committed = {p.name for p in MAN.glob("*.1")}
+    assert committed == set(pages), "run: python -m vcl.cli.manpage man"
+    for name, text in pages.items():
+        assert (MAN / name).read_text() == text, (
+            f"man/{name} is stale: python -m vcl.cli.manpage man"
+        )
+
+
+def test_pages_document_options_and_exit_codes() -> None:
+    pages = render_pages()
+    assert "\\-\\-videos" in pages["vcl-synth.1"] and "\\-\\-shard" in pages["vcl-videos.1"]
+    for text in pages.values():
+        assert ".SH EXIT STATUS" in text and "\\fB65\\fR" in text and ".SH EXAMPLES" in text
+
+
+@pytest.mark.skipif(shutil.which("man") is None, reason="man is not installed")
+def test_man_renders() -> None:
+    out = subprocess.run(
+        ["man", "-l", str(MAN / "vcl.1")],
+        capture_output=True,
+        text=True,
+        env={"MANWIDTH": "80", "PATH": "/usr/bin:/bin", "MANPAGER": "cat"},
+    )
+    assert out.returncode == 0 and "EXIT STATUS" in out.stdout
