@@ -258,3 +258,53 @@ def test_config_errors(invoke, tmp_path: Path) -> None:
     assert invoke("videos", "-", "--config", str(config)).exit_code == ExitCode.USAGE
     missing = invoke("videos", "-", "--config", str(tmp_path / "none.toml"))
     assert missing.exit_code == ExitCode.NO_INPUT
+
+
+# --- vcl synth through the CLI -------------------------------------------------------
+
+
+SMALL = ("--videos", "3", "--width", "64", "--height", "48", "--frames", "8")
+
+
+def test_synth_writes_what_info_describes(invoke, tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    result = invoke("synth", str(out), *SMALL, "--distractors", "1")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert sorted(p.name for p in (out / "videos").iterdir()) == [
+        "v0000.mp4",
+        "v0001.mp4",
+        "v0002.mp4",
+    ]
+    videos = json.loads(invoke("info", str(out / "videos.jsonl"), "--json").stdout)
+    tracks = json.loads(invoke("info", str(out / "gt_tracks.jsonl"), "--json").stdout)
+    assert videos["records"] == 3 and videos["schema"] == "vcl.video/1"
+    assert tracks["schema"] == "vcl.track/1" and tracks["videos"] == 3
+    video = json.loads(invoke("info", str(out / "videos" / "v0001.mp4"), "--json").stdout)
+    assert (video["width"], video["height"], video["frame_count"]) == (64, 48, 8)
+    provenance = json.loads((out / "synth.json").read_text())
+    assert provenance["seed"] == 0 and provenance["params"]["videos"] == 3
+    again = invoke("synth", str(out), *SMALL)
+    assert again.exit_code == ExitCode.CANNOT_CREATE and "--overwrite" in again.stderr
+
+
+def test_synth_is_the_same_with_any_number_of_workers(invoke, tmp_path: Path) -> None:
+    assert invoke("synth", str(tmp_path / "a"), *SMALL, "--seed", "4").exit_code == 0
+    assert (
+        invoke("synth", str(tmp_path / "b"), *SMALL, "--seed", "4", "--workers", "2").exit_code == 0
+    )
+    for name in ("videos.jsonl", "gt_tracks.jsonl"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+    other = invoke("synth", str(tmp_path / "c"), *SMALL, "--seed", "5")
+    assert other.exit_code == 0
+    assert (tmp_path / "c" / "gt_tracks.jsonl").read_text() != (
+        tmp_path / "a" / "gt_tracks.jsonl"
+    ).read_text()
+
+
+def test_synth_bad_config_is_a_usage_error(invoke, tmp_path: Path) -> None:
+    result = invoke("synth", str(tmp_path), "--camera", "shaky")
+    assert result.exit_code == ExitCode.USAGE
+    assert "camera" in one_error_line(result.stderr)
+    result = invoke("synth", str(tmp_path), "--min-objects", "4", "--max-objects", "2")
+    assert result.exit_code == ExitCode.USAGE

@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vcl.errors import DataError, MissingInputError, UsageError
 from vcl.io.manifest import (
@@ -151,3 +153,34 @@ def test_writer_leaves_nothing_when_interrupted(tmp_path: Path) -> None:
         assert (tmp_path / "m.jsonl.partial").exists() and not out.exists()
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+coordinate = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False)
+
+
+@st.composite
+def tracks(draw: st.DrawFn) -> TrackRecord:
+    frames = sorted(draw(st.sets(st.integers(0, 10_000), min_size=1, max_size=20)))
+    boxes = []
+    for _ in frames:
+        x0, x1 = sorted((draw(coordinate), draw(coordinate)))
+        y0, y1 = sorted((draw(coordinate), draw(coordinate)))
+        boxes.append([x0, y0, x1, y1])
+    return TrackRecord(
+        id=draw(st.text(min_size=1, max_size=12)),
+        video_id=draw(st.text(min_size=1, max_size=12)),
+        frames=frames,
+        boxes=boxes,
+        score=draw(coordinate),
+        label=draw(st.none() | st.text(max_size=8)),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(tracks(), max_size=6, unique_by=lambda t: t.id))
+def test_any_valid_tracks_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, records: list[TrackRecord]
+) -> None:
+    path = tmp_path_factory.mktemp("h") / "t.jsonl"
+    write_records(path, records)
+    assert read_records(path, TrackRecord) == records
