@@ -11,7 +11,8 @@ import pytest
 import typer.main
 
 from tests.conftest import jsonl, moving_square_frames, run_vcl
-from vcl.cli.app import COMMANDS, app
+from vcl.cli.app import COMMANDS
+from vcl.cli.manpage import leaf_commands
 from vcl.errors import ExitCode
 from vcl.io.store import StoreWriter
 from vcl.io.video import write_video
@@ -35,18 +36,55 @@ def one_error_line(stderr: str) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize("name", [name for name, _ in COMMANDS])
-def test_every_command_has_help_docs_and_examples(invoke, name: str) -> None:
-    module = dict(COMMANDS)[name]
-    result = invoke(name, "--help")
+@pytest.mark.parametrize(
+    ("name", "command", "module"), leaf_commands(), ids=[name for name, _, _ in leaf_commands()]
+)
+def test_every_command_has_help_docs_and_examples(invoke, name: str, command, module) -> None:
+    result = invoke(*name.split(), "--help")
     assert result.exit_code == 0
-    assert (module.run.__doc__ or "").strip(), f"vcl {name} has no docstring"
+    assert (command.help or "").strip(), f"vcl {name} has no docstring"
     assert getattr(module, "EXAMPLES", []), f"vcl {name} has no EXAMPLES for its man page"
-    command = typer.main.get_command(app).commands[name]
     for param in command.params:
         assert getattr(param, "help", None), f"vcl {name}: {param.name} has no help"
     for flag in ("--quiet", "--verbose", "--config"):
-        assert flag in result.stdout
+        assert flag in result.stdout, f"vcl {name} is not wrapped in @vcl_command"
+
+
+def test_default_command_group() -> None:
+    """`vcl X ARGS` runs X's `run`; `vcl X eval ARGS` runs `eval`; both see options."""
+    from typer.testing import CliRunner
+
+    from vcl.cli.common import command_group, vcl_command
+
+    group = command_group("A toy stage.")
+    calls = []
+
+    @group.command("run")
+    @vcl_command
+    def run(inputs: list[str], k: int = 1) -> None:
+        """Do the work."""
+        calls.append(("run", inputs, k))
+
+    @group.command("eval")
+    @vcl_command
+    def evaluate(path: str) -> None:
+        """Evaluate."""
+        calls.append(("eval", path))
+
+    root = typer.Typer()
+    root.add_typer(group, name="toy")
+
+    @root.callback()
+    def _root() -> None:
+        """Root."""
+
+    runner = CliRunner()
+    assert runner.invoke(root, ["toy", "a.mp4", "b.mp4", "--k", "3"]).exit_code == 0
+    assert runner.invoke(root, ["toy", "--k", "2", "c.mp4"]).exit_code == 0
+    assert runner.invoke(root, ["toy", "eval", "x.zarr"]).exit_code == 0
+    assert calls == [("run", ["a.mp4", "b.mp4"], 3), ("run", ["c.mp4"], 2), ("eval", "x.zarr")]
+    listing = runner.invoke(root, ["toy", "--help"])
+    assert listing.exit_code == 0 and "eval" in listing.stdout
 
 
 def test_version_and_root_help(invoke) -> None:

@@ -1,14 +1,21 @@
-"""The ``vcl`` command: one typer app; each subcommand lives in its own module."""
+"""The ``vcl`` command: one typer app; each subcommand lives in its own module.
+
+A command module exposes either ``run`` (a ``@vcl_command`` function: a plain
+command) or ``app`` (a ``command_group`` with a default ``run`` subcommand and
+others such as ``eval``). The first line of the docstring or group help is what
+``vcl --help`` lists.
+"""
 
 from __future__ import annotations
 
+import importlib
 import signal
+from types import ModuleType
 from typing import Annotated
 
 import typer
 
 from vcl import __version__
-from vcl.cli import info, synth, videos
 
 app = typer.Typer(
     name="vcl",
@@ -22,15 +29,20 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-# (name, module): each module exposes `run`, a @vcl_command function whose docstring's
-# first line is the one-line description `vcl --help` lists.
-COMMANDS = [
-    ("synth", synth),
-    ("videos", videos),
-    ("info", info),
+# The commands, in the order `vcl --help` lists them: (command name, module in vcl.cli).
+COMMAND_MODULES: list[tuple[str, str]] = [
+    ("synth", "synth"),
+    ("videos", "videos"),
+    ("info", "info"),
+]
+COMMANDS: list[tuple[str, ModuleType]] = [
+    (name, importlib.import_module(f"vcl.cli.{module}")) for name, module in COMMAND_MODULES
 ]
 for _name, _module in COMMANDS:
-    app.command(_name)(_module.run)
+    if hasattr(_module, "app"):
+        app.add_typer(_module.app, name=_name)
+    else:
+        app.command(_name)(_module.run)
 
 
 def _version(value: bool) -> None:

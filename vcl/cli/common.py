@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from vcl.errors import ExitCode, UsageError, VclError
@@ -180,3 +181,36 @@ Device = Annotated[
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A command group whose main subcommand can be left out.
+
+    ``vcl proposals VIDEOS -o p.zarr`` runs the group's ``run`` subcommand, while
+    ``vcl proposals eval p.zarr --gt gt.jsonl`` runs ``eval``: when the first argument
+    is not a subcommand name (or help), ``run`` is put in front of the arguments.
+    """
+
+    default_command = "run"
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def command_group(help: str) -> typer.Typer:
+    """A typer app for a stage with a default ``run`` subcommand and helper subcommands.
+
+    Register the main work as ``@group.command("run")`` and the others by name; the
+    group's help text is ``help`` (its first line is what ``vcl --help`` lists).
+    """
+    return typer.Typer(
+        cls=DefaultCommandGroup,
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )

@@ -68,6 +68,7 @@ def _header(name: str, summary: str) -> str:
 
 
 def command_page(name: str, command: Any, examples: list[tuple[str, str]]) -> str:
+    """The page of ``vcl NAME`` (NAME may be ``group sub``)."""
     summary = (command.help or "").partition("\n")[0]
     arguments = [p for p in command.params if not hasattr(p, "is_flag")]
     options = [p for p in command.params if hasattr(p, "is_flag") and not p.hidden]
@@ -76,7 +77,7 @@ def command_page(name: str, command: Any, examples: list[tuple[str, str]]) -> st
         for p in arguments
     )
     parts = [
-        _header(f"vcl-{name}", summary.strip().rstrip(".")),
+        _header(f"vcl-{name.replace(' ', '-')}", summary.strip().rstrip(".")),
         f".SH SYNOPSIS\n\\fBvcl {name}\\fR [\\fIOPTIONS\\fR] {synopsis}",
         ".SH DESCRIPTION\n" + _paragraphs(command.help or ""),
     ]
@@ -93,10 +94,50 @@ def command_page(name: str, command: Any, examples: list[tuple[str, str]]) -> st
     return "\n".join(p for p in parts if p) + "\n"
 
 
-def main_page(group: Any, modules: dict[str, Any]) -> str:
+def leaf_commands() -> list[tuple[str, Any, Any]]:
+    """Every runnable command as ``(name, click command, module)``, groups flattened.
+
+    A group's default ``run`` subcommand is named like the group (``proposals``); its
+    other subcommands get the group's name in front (``proposals eval``).
+    """
+    from vcl.cli.app import COMMANDS, app
+
+    group = typer.main.get_command(app)
+    modules = dict(COMMANDS)
+    leaves = []
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            for sub, subcommand in command.commands.items():
+                full = name if sub == "run" else f"{name} {sub}"
+                leaves.append((full, subcommand, modules[name]))
+        else:
+            leaves.append((name, command, modules[name]))
+    return leaves
+
+
+def _examples_for(full_name: str, module: Any) -> list[tuple[str, str]]:
+    """A module's EXAMPLES; for a group, those whose command line runs this subcommand."""
+    examples = getattr(module, "EXAMPLES", [])
+    group = getattr(module, "app", None)
+    if group is None:
+        return examples
+    group_name, _, sub = full_name.partition(" ")
+    subcommands = set(typer.main.get_command(group).commands)
+
+    def subcommand_of(command_line: str) -> str:
+        tokens = command_line.split()
+        at = tokens.index(group_name) + 1 if group_name in tokens else len(tokens)
+        word = tokens[at] if at < len(tokens) else ""
+        return word if word in subcommands else "run"
+
+    return [ex for ex in examples if subcommand_of(ex[1]) == (sub or "run")]
+
+
+def main_page(leaves: list[tuple[str, Any, Any]]) -> str:
     commands = "\n".join(
-        f".TP\n\\fBvcl\\-{_esc(n)}\\fR(1)\n{_esc((c.help or '').partition(chr(10))[0])}"
-        for n, c in group.commands.items()
+        f".TP\n\\fBvcl\\-{_esc(n.replace(' ', '-'))}\\fR(1)\n"
+        f"{_esc((c.help or '').partition(chr(10))[0])}"
+        for n, c, _ in leaves
     )
     conventions = (
         "Stages exchange zarr stores and JSONL manifests, so each can be piped, swapped, "
@@ -113,7 +154,8 @@ def main_page(group: Any, modules: dict[str, Any]) -> str:
         "A user mistake prints one line, error: FILE: PROBLEM; WHAT TO DO, and no "
         "traceback (-v shows it)."
     )
-    examples = [ex for m in modules.values() for ex in getattr(m, "EXAMPLES", [])][:6]
+    modules = {id(m): m for _, _, m in leaves}.values()
+    examples = [ex for m in modules for ex in getattr(m, "EXAMPLES", [])[:1]][:8]
     parts = [
         _header("vcl", "composable tools for unsupervised representation learning from video"),
         ".SH SYNOPSIS\n\\fBvcl\\fR \\fICOMMAND\\fR [\\fIOPTIONS\\fR] [\\fIARGS\\fR]...\n.br\n"
@@ -128,13 +170,12 @@ def main_page(group: Any, modules: dict[str, Any]) -> str:
 
 def render_pages() -> dict[str, str]:
     """File name -> roff text for ``vcl.1`` and every ``vcl-<command>.1``."""
-    from vcl.cli.app import COMMANDS, app
-
-    group = typer.main.get_command(app)
-    modules = dict(COMMANDS)
-    pages = {"vcl.1": main_page(group, modules)}
-    for name, command in group.commands.items():
-        pages[f"vcl-{name}.1"] = command_page(name, command, getattr(modules[name], "EXAMPLES", []))
+    leaves = leaf_commands()
+    pages = {"vcl.1": main_page(leaves)}
+    for name, command, module in leaves:
+        pages[f"vcl-{name.replace(' ', '-')}.1"] = command_page(
+            name, command, _examples_for(name, module)
+        )
     return pages
 
 
