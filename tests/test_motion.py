@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from vcl.motion import (
+    align_to_previous,
+    camera_flow,
+    camera_homography,
+    dense_flow,
+    estimate_homography,
+    median_flow,
+    residual_flow,
+)
+from vcl.synth import SynthConfig, camera_matrix, plan_video, render_background
+
+
+def grey(rgb_float: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor((rgb_float * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def true_homography(plan, t: int) -> np.ndarray:
+    """prev -> next pixel map of the planted camera: A_{t+1} A_t^{-1}."""
+    a0, a1 = (np.vstack([camera_matrix(plan, i), [0, 0, 1]]) for i in (t, t + 1))
+    return a1 @ np.linalg.inv(a0)
+
+
+def corner_error(H: np.ndarray, truth: np.ndarray, w: int, h: int) -> float:
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], float).T
+    p, q = H @ corners, truth @ corners
+    return float(np.abs(p[:2] / p[2] - q[:2] / q[2]).max())
+
+
+@pytest.mark.parametrize("camera", ["pan", "zoom"])
+@pytest.mark.parametrize("detector", ["orb", "sift"])
+def test_camera_homography_recovers_planted_camera(camera: str, detector: str) -> None:
+    plan = plan_video(
+        SynthConfig(
+            width=171, height=97, frames=12, camera=camera, min_objects=0, max_objects=0, seed=3
+        ),
+        0,
+    )
+    for t in (2, 7):
+        prev, nxt = grey(render_background(plan, t)), grey(render_background(plan, t + 1))
+        flow = dense_flow(prev, nxt, "dis")
+        H, inliers = camera_homography(prev, nxt, flow, detector=detector)
+        truth = true_homography(plan, t)
+        assert corner_error(H, truth, 171, 97) < 0.75 and inliers > 0.5
+        # with the camera undone, the residual motion of the static scene is ~0
+        residual = residual_flow(flow, H)[10:-10, 10:-10]
+        assert np.median(np.linalg.norm(residual, axis=-1)) < 0.25
+        aligned = align_to_previous(nxt, H)
+        inner = (slice(8, -8), slice(8, -8))
+        assert (
+            np.abs(aligned[inner].astype(int) - prev[inner]).mean()
+            < 0.5 * np.abs(nxt[inner].astype(int) - prev[inner]).mean()
+        )
+
+
+def test_flow_of_a_known_shift() -> None:
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (81, 123), dtype=np.uint8), (0, 0), 2.5)
+    base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX)
+    shifted = np.roll(base, (2, 3), axis=(0, 1))  # content moves +3 px in x, +2 px in y
+    for method, preset in (("dis", "medium"), ("farneback", "fast")):
+        flow = median_flow(dense_flow(base, shifted, method, dis_preset=preset))
+        inner = flow[15:-15, 15:-15].reshape(-1, 2)
+        np.testing.assert_allclose(np.median(inner, axis=0), [3, 2], atol=0.1)
+
+
+def test_camera_flow_of_a_translation_and_boxes_excluded() -> None:
+    H = np.array([[1, 0, 2.5], [0, 1, -1.0], [0, 0, 1]])
+    flow = camera_flow(H, (7, 9))
+    assert flow.shape == (7, 9, 2)
+    np.testing.assert_allclose(flow[..., 0], 2.5)
+    np.testing.assert_allclose(flow[..., 1], -1.0)
+    rng = np.random.default_rng(1)
+    src = rng.uniform(0, 100, (200, 2)).astype(np.float32)
+    dst = src + np.float32([2.5, -1.0])
+    inside = (src[:, 0] < 40) & (src[:, 1] < 40)
+    dst[inside] += 15  # a person walking: its matches must not bend the camera fit
+    H_fit, _ = estimate_homography(src, dst, exclude_boxes=np.array([[0, 0, 40, 40]]))
+    np.testing.assert_allclose(H_fit, H, atol=1e-3)
+    assert estimate_homography(src[:5], dst[:5])[1] == 0.0  # too few: identity, 0 inliers

@@ -1,0 +1,212 @@
+"""Apparent motion between frames: dense optical flow and the camera's homography.
+
+Shared by every stage that separates object motion from camera motion (``idt``'s
+camera-motion compensation, ``proposals --method motion``, KCF seeding in ``track``).
+Conventions: frames are grey uint8 (H×W); flow is float32 (H×W×2) with
+``next[y + fy, x + fx] ≈ prev[y, x]``; a homography ``H`` maps pixel coordinates of
+the previous frame to the next (``p_next ≈ H p_prev``).
+
+The C++ IDT release matches SURF keypoints and good-features-to-track points moved by
+the flow, then fits H with RANSAC after removing matches inside human boxes. SURF is
+not in pip builds of OpenCV, so keypoints here are ORB (default, fast) or SIFT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+FLOW_METHODS = ("farneback", "dis")
+DETECTORS = ("orb", "sift")
+
+
+@lru_cache(maxsize=4)
+def _dis(preset: int) -> Any:
+    import cv2
+
+    return cv2.DISOpticalFlow_create(preset)
+
+
+def dense_flow(
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    method: str = "dis",
+    dis_preset: str = "fast",
+    farneback: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Dense flow prev -> next (H×W×2 float32).
+
+    ``farneback`` parameters are (pyr_scale, levels, winsize, iterations, poly_n,
+    poly_sigma); the default is the IDT release's (0.702, 5, 10, 2, 7, 1.5).
+    ``dis_preset``: ultrafast | fast | medium (OpenCV's DIS presets).
+    """
+    import cv2
+
+    if method == "dis":
+        presets = {
+            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        }
+        return _dis(presets[dis_preset]).calc(prev, nxt, None)
+    if method == "farneback":
+        pyr_scale, levels, winsize, iterations, poly_n, poly_sigma = farneback or (
+            0.702,
+            5,
+            10,
+            2,
+            7,
+            1.5,
+        )
+        return cv2.calcOpticalFlowFarneback(
+            prev,
+            nxt,
+            None,
+            pyr_scale,
+            int(levels),
+            int(winsize),
+            int(iterations),
+            int(poly_n),
+            poly_sigma,
+            cv2.OPTFLOW_FARNEBACK_GAUSSIAN,
+        )
+    raise ValueError(f"flow method must be one of {FLOW_METHODS}, got {method!r}")
+
+
+def median_flow(flow: np.ndarray, ksize: int = 3) -> np.ndarray:
+    """Median-filter each flow component (IDT tracks points with a 3×3 median)."""
+    import cv2
+
+    return np.dstack([cv2.medianBlur(np.ascontiguousarray(flow[..., c]), ksize) for c in range(2)])
+
+
+def _outside_boxes(points: np.ndarray, boxes: np.ndarray | None) -> np.ndarray:
+    """Mask of points (N×2) outside every box (M×4 xyxy)."""
+    if boxes is None or len(boxes) == 0 or len(points) == 0:
+        return np.ones(len(points), dtype=bool)
+    x, y = points[:, :1], points[:, 1:2]
+    inside = (x >= boxes[:, 0]) & (x <= boxes[:, 2]) & (y >= boxes[:, 1]) & (y <= boxes[:, 3])
+    return ~inside.any(axis=1)
+
+
+def keypoint_matches(
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    detector: str = "orb",
+    max_features: int = 1000,
+    ratio: float = 0.8,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Matched keypoint positions (N×2 each) by descriptor matching with a ratio test."""
+    import cv2
+
+    if detector == "orb":
+        extractor, norm = cv2.ORB_create(nfeatures=max_features), cv2.NORM_HAMMING
+    elif detector == "sift":
+        extractor, norm = cv2.SIFT_create(nfeatures=max_features), cv2.NORM_L2
+    else:
+        raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
+    kp1, d1 = extractor.detectAndCompute(prev, None)
+    kp2, d2 = extractor.detectAndCompute(nxt, None)
+    empty = np.zeros((0, 2), np.float32)
+    if d1 is None or d2 is None or len(kp1) < 2 or len(kp2) < 2:
+        return empty, empty
+    pairs = cv2.BFMatcher(norm).knnMatch(d1, d2, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
+    if not good:
+        return empty, empty
+    src = np.float32([kp1[m.queryIdx].pt for m in good])
+    dst = np.float32([kp2[m.trainIdx].pt for m in good])
+    return src, dst
+
+
+def flow_matches(
+    prev: np.ndarray,
+    flow: np.ndarray,
+    max_points: int = 1000,
+    quality: float = 0.001,
+    min_distance: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Good features to track in ``prev`` and where the flow moves them (N×2 each)."""
+    import cv2
+
+    corners = cv2.goodFeaturesToTrack(prev, max_points, quality, min_distance)
+    if corners is None:
+        empty = np.zeros((0, 2), np.float32)
+        return empty, empty
+    src = corners.reshape(-1, 2).astype(np.float32)
+    h, w = prev.shape[:2]
+    xi = np.clip(np.rint(src[:, 0]).astype(int), 0, w - 1)
+    yi = np.clip(np.rint(src[:, 1]).astype(int), 0, h - 1)
+    return src, src + flow[yi, xi]
+
+
+def estimate_homography(
+    src: np.ndarray,
+    dst: np.ndarray,
+    exclude_boxes: np.ndarray | None = None,
+    threshold: float = 1.0,
+    min_matches: int = 10,
+) -> tuple[np.ndarray, float]:
+    """RANSAC homography src -> dst, ignoring matches that start inside ``exclude_boxes``.
+
+    Returns ``(H, inlier_fraction)``; the identity and 0.0 when there are too few
+    matches or the fit fails (a static camera is the safest assumption).
+    """
+    import cv2
+
+    keep = _outside_boxes(src, exclude_boxes)
+    src, dst = src[keep], dst[keep]
+    if len(src) < min_matches:
+        return np.eye(3), 0.0
+    H, inliers = cv2.findHomography(src, dst, cv2.RANSAC, threshold)
+    if H is None or not np.all(np.isfinite(H)) or abs(H[2, 2]) < 1e-12:
+        return np.eye(3), 0.0
+    return H / H[2, 2], float(inliers.mean())
+
+
+def camera_homography(
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    flow: np.ndarray,
+    exclude_boxes: np.ndarray | None = None,
+    detector: str = "orb",
+    threshold: float = 1.0,
+) -> tuple[np.ndarray, float]:
+    """The camera's homography prev -> next from keypoint matches plus flow matches."""
+    k_src, k_dst = keypoint_matches(prev, nxt, detector)
+    f_src, f_dst = flow_matches(prev, flow)
+    return estimate_homography(
+        np.concatenate([k_src, f_src]), np.concatenate([k_dst, f_dst]), exclude_boxes, threshold
+    )
+
+
+def align_to_previous(nxt: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """Warp the next frame into the previous frame's coordinates (undo the camera)."""
+    import cv2
+
+    h, w = nxt.shape[:2]
+    return cv2.warpPerspective(
+        nxt,
+        H,
+        (w, h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def camera_flow(H: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The flow (H×W×2) a static scene would have under homography ``H``."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    den = H[2, 0] * xs + H[2, 1] * ys + H[2, 2]
+    u = (H[0, 0] * xs + H[0, 1] * ys + H[0, 2]) / den - xs
+    v = (H[1, 0] * xs + H[1, 1] * ys + H[1, 2]) / den - ys
+    return np.dstack([u, v]).astype(np.float32)
+
+
+def residual_flow(flow: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """Flow minus the camera's: what moved relative to the scene."""
+    return flow - camera_flow(H, flow.shape[:2])
