@@ -199,18 +199,26 @@ class DefaultCommandGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-def command_group(help: str) -> typer.Typer:
-    """A typer app for a stage with a default ``run`` subcommand and helper subcommands.
+def command_group(help: str, default: str | None = "run") -> typer.Typer:
+    """A typer app for a stage made of subcommands.
 
-    Register the main work as ``@group.command("run")`` and the others by name; the
-    group's help text is ``help`` (its first line is what ``vcl --help`` lists).
+    With ``default="run"`` (``vcl proposals VIDEOS`` / ``vcl proposals eval ...``) the
+    main work is ``@group.command("run")`` and may be called without its name; with
+    ``default=None`` every subcommand is named (``vcl fisher fit``, ``vcl fisher
+    encode``). The first line of ``help`` is what ``vcl --help`` lists.
     """
-    return typer.Typer(
-        cls=DefaultCommandGroup,
-        help=help,
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_enable=False,
-        rich_markup_mode=None,
-        context_settings={"help_option_names": ["-h", "--help"]},
-    )
+    settings = {
+        "help": help,
+        "no_args_is_help": True,
+        "add_completion": False,
+        "pretty_exceptions_enable": False,
+        "rich_markup_mode": None,
+        "context_settings": {"help_option_names": ["-h", "--help"]},
+    }
+    if default is None:
+        return typer.Typer(**settings)
+
+    class Group(DefaultCommandGroup):
+        default_command = default
+
+    return typer.Typer(cls=Group, **settings)

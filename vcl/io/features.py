@@ -1,0 +1,170 @@
+"""Feature sets: the ``vcl.features/1`` store (and plain ``.npy`` files) that ``fisher``,
+``embed`` write and ``cluster``, ``probe``, ``retrieve`` read.
+
+Store layout (a columnar table, see ``vcl.io.store``): one row per item (a video for
+``vcl fisher``, a crop for ``vcl embed``), grouped by video (group id = video id):
+
+- ``id`` (str): the item's id, unique in the store;
+- ``features`` (float32, N×D);
+- optional ``label`` (str, "" when unknown), ``track_id`` (str), ``video_id`` (str).
+
+Researchers often have features from elsewhere, so readers also take an ``.npy``
+array (N×D) whose ids are row numbers unless an ids file (one id per line) is given.
+Labels always travel with ids, never by row order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vcl.errors import DataError, MissingInputError
+
+KIND = "features"
+SCHEMA = "vcl.features/1"
+
+
+@dataclass
+class FeatureSet:
+    """Aligned arrays: ``features[i]`` belongs to ``ids[i]``."""
+
+    ids: np.ndarray  # (N,) str
+    features: np.ndarray  # (N, D) float32
+    labels: np.ndarray | None = None  # (N,) str, "" = unknown
+    track_ids: np.ndarray | None = None  # (N,) str
+    video_ids: np.ndarray | None = None  # (N,) str
+    attrs: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if self.features.ndim != 2 or self.features.shape[0] != n:
+            raise ValueError(f"features must be N×D with N = {n} ids, got {self.features.shape}")
+        for name in ("labels", "track_ids", "video_ids"):
+            column = getattr(self, name)
+            if column is not None and len(column) != n:
+                raise ValueError(f"{name} has {len(column)} entries for {n} ids")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def read_feature_set(path: str | Path, ids_file: str | Path | None = None) -> FeatureSet:
+    """Read a ``vcl.features`` store or an ``.npy`` array (N×D) with optional ids file."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError("no such features store or .npy file", path)
+    if path.suffix == ".npy":
+        return _read_npy(path, ids_file)
+    from vcl.io.store import Store
+
+    store = Store(path, kind=KIND, version=1)
+    if "features" not in store.columns or "id" not in store.columns:
+        raise DataError("features store lacks the 'features' or 'id' column", path)
+    optional = {
+        c: _strings(store[c][:]) for c in ("label", "track_id", "video_id") if c in store.columns
+    }
+    ids = _strings(store["id"][:])
+    _check_unique(ids, path)
+    return FeatureSet(
+        ids=ids,
+        features=np.asarray(store["features"][:], dtype=np.float32),
+        labels=optional.get("label"),
+        track_ids=optional.get("track_id"),
+        video_ids=optional.get("video_id"),
+        attrs=store.attrs,
+    )
+
+
+def _read_npy(path: Path, ids_file: str | Path | None) -> FeatureSet:
+    try:
+        features = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"not a readable .npy array ({exc})", path) from None
+    if features.ndim != 2 or not np.issubdtype(features.dtype, np.number):
+        raise DataError(
+            f"must be a numeric N×D array, got shape {features.shape} ({features.dtype})", path
+        )
+    if ids_file is None:
+        ids = np.array([str(i) for i in range(len(features))])
+    else:
+        ids_path = Path(ids_file)
+        if not ids_path.exists():
+            raise MissingInputError("no such ids file", ids_path)
+        ids = np.array([x.strip() for x in ids_path.read_text().splitlines() if x.strip()])
+        if len(ids) != len(features):
+            raise DataError(
+                f"has {len(ids)} ids for {len(features)} rows of {path.name}",
+                ids_path,
+                "give one id per line, in row order",
+            )
+        _check_unique(ids, ids_path)
+    return FeatureSet(
+        ids=ids, features=features.astype(np.float32, copy=False), attrs={"source": str(path)}
+    )
+
+
+def _strings(values: np.ndarray) -> np.ndarray:
+    """zarr returns variable-width StringDType; make plain fixed-width str arrays."""
+    return values.astype(object).astype(str)
+
+
+def _check_unique(ids: np.ndarray, path: Path) -> None:
+    unique, counts = np.unique(ids, return_counts=True)
+    if len(unique) != len(ids):
+        raise DataError(f"duplicate id {str(unique[counts > 1][0])!r}", path, "ids must be unique")
+
+
+def feature_columns(
+    dim: int, labels: bool = False, tracks: bool = False, videos: bool = False
+) -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """The column spec for ``StoreWriter.define_columns`` of a features store."""
+    columns: dict[str, tuple[Any, tuple[int, ...]]] = {
+        "id": (str, ()),
+        "features": ("float32", (dim,)),
+    }
+    for name, wanted in (("label", labels), ("track_id", tracks), ("video_id", videos)):
+        if wanted:
+            columns[name] = (str, ())
+    return columns
+
+
+def write_feature_set(
+    path: str | Path,
+    feature_set: FeatureSet,
+    params: Mapping[str, Any],
+    seed: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a whole feature set at once, rows in their order.
+
+    Groups are videos when ``video_ids`` is set (each video's rows must be contiguous),
+    else one group per row. Stages that stream use ``StoreWriter`` directly.
+    """
+    import itertools
+
+    from vcl.io.store import StoreWriter
+
+    fs = feature_set
+    keys = fs.video_ids if fs.video_ids is not None else fs.ids
+    bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+    if len(bounds) - 1 != len(np.unique(keys)):
+        raise ValueError("rows of each video must be contiguous")
+    optional = {"label": fs.labels, "track_id": fs.track_ids, "video_id": fs.video_ids}
+    with StoreWriter(path, SCHEMA, params, seed, overwrite=overwrite) as writer:
+        writer.define_columns(
+            feature_columns(
+                fs.features.shape[1],
+                fs.labels is not None,
+                fs.track_ids is not None,
+                fs.video_ids is not None,
+            )
+        )
+        for start, stop in itertools.pairwise(bounds):
+            columns = {"id": fs.ids[start:stop], "features": fs.features[start:stop]}
+            columns |= {k: v[start:stop] for k, v in optional.items() if v is not None}
+            writer.append_group(str(keys[start]), **columns)
+    return Path(path)
