@@ -210,3 +210,86 @@ def camera_flow(H: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def residual_flow(flow: np.ndarray, H: np.ndarray) -> np.ndarray:
     """Flow minus the camera's: what moved relative to the scene."""
     return flow - camera_flow(H, flow.shape[:2])
+
+
+def outside_boxes(points: np.ndarray, boxes: np.ndarray | None) -> np.ndarray:
+    """Mask (N,) of points (N×2) lying outside every box (M×4 xyxy)."""
+    return _outside_boxes(points, boxes)
+
+
+def detect_features(
+    grey: np.ndarray, detector: str = "orb", max_features: int = 1000
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Keypoint positions (N×2 float32) and descriptors of one frame.
+
+    Split from matching so a video pipeline detects each frame once and matches it
+    against the previous frame's features (the IDT release keeps them the same way).
+    """
+    import cv2
+
+    if detector == "orb":
+        extractor = cv2.ORB_create(nfeatures=max_features)
+    elif detector == "sift":
+        extractor = cv2.SIFT_create(nfeatures=max_features)
+    else:
+        raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
+    keypoints, descriptors = extractor.detectAndCompute(grey, None)
+    points = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
+    return points, descriptors
+
+
+def match_features(
+    prev: tuple[np.ndarray, np.ndarray | None],
+    nxt: tuple[np.ndarray, np.ndarray | None],
+    detector: str = "orb",
+    ratio: float = 0.8,
+    window: float | None = 25.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Match ``detect_features`` outputs: ratio test, then (optionally) only matches
+    that moved less than ``window`` px along each axis (the release's windowed mask).
+    """
+    import cv2
+
+    (p1, d1), (p2, d2) = prev, nxt
+    empty = np.zeros((0, 2), np.float32)
+    if d1 is None or d2 is None or len(p1) < 2 or len(p2) < 2:
+        return empty, empty
+    norm = cv2.NORM_HAMMING if detector == "orb" else cv2.NORM_L2
+    pairs = cv2.BFMatcher(norm).knnMatch(d1, d2, k=2)
+    idx = np.array(
+        [
+            (p[0].queryIdx, p[0].trainIdx)
+            for p in pairs
+            if len(p) == 2 and p[0].distance < ratio * p[1].distance
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    src, dst = p1[idx[:, 0]], p2[idx[:, 1]]
+    if window is not None and len(src):
+        keep = np.all(np.abs(dst - src) < window, axis=1)
+        src, dst = src[keep], dst[keep]
+    return src, dst
+
+
+def warp_into_previous(
+    nxt: np.ndarray, prev: np.ndarray, H: np.ndarray, margin: int = 5
+) -> np.ndarray:
+    """``align_to_previous``, but pixels whose source falls within ``margin`` px of the
+    next frame's border (or outside it) are copied from ``prev``, so the frame edge
+    that the camera uncovered creates no flow (as the IDT release's warp does).
+    """
+    import cv2
+
+    h, w = nxt.shape[:2]
+    warped = align_to_previous(nxt, H)
+    inside = np.zeros((h, w), np.uint8)
+    inside[margin + 1 : h - 1 - margin, margin + 1 : w - 1 - margin] = 1
+    valid = cv2.warpPerspective(
+        inside,
+        H,
+        (w, h),
+        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    return np.where(valid.astype(bool), warped, prev)

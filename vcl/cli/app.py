@@ -34,6 +34,8 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("synth", "synth"),
     ("videos", "videos"),
     ("info", "info"),
+    ("idt", "idt"),
+    ("fisher", "fisher"),
 ]
 COMMANDS: list[tuple[str, ModuleType]] = [
     (name, importlib.import_module(f"vcl.cli.{module}")) for name, module in COMMAND_MODULES

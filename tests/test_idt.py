@@ -1,0 +1,294 @@
+"""vcl idt: descriptors against hand-computed histograms, planted motion, invariants."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vcl.idt import BLOCKS, HEADER
+from vcl.idt.config import IdtConfig
+from vcl.idt.descriptors import (
+    channel_layout,
+    frame_descriptors,
+    integral_histograms,
+    orientation_votes,
+)
+from vcl.idt.pipeline import extract
+from vcl.idt.sampling import dense_sample, pyramid_sizes
+from vcl.io.video import write_frame_folder
+
+# ----------------------------------------------------------------- hand-built fields
+
+
+def _votes(dx, dy, bins, zero_bin=False):
+    out = np.zeros((bins, *np.shape(dx)), np.float32)
+    orientation_votes(
+        np.asarray(dx, np.float32), np.asarray(dy, np.float32), bins, out, 0, zero_bin, 0.4
+    )
+    return out
+
+
+def test_orientation_votes_split_between_neighbouring_bins() -> None:
+    # 8 bins of 45°: 22.5° is half bin 0 / half bin 1; 300° is 1/3 bin 6, 2/3 bin 7;
+    # 0° all in bin 0; 90° all in bin 2 (y points down, as in image coordinates).
+    angles = np.radians([22.5, 300.0, 0.0, 90.0])
+    mags = np.array([2.0, 3.0, 5.0, 1.0])
+    dx, dy = (mags * np.cos(angles))[None], (mags * np.sin(angles))[None]
+    v = _votes(dx, dy, 8)[:, 0]  # (8 bins, 4 pixels)
+    expected = np.zeros((8, 4))
+    expected[[0, 1], 0] = 1.0
+    expected[6, 1], expected[7, 1] = 1.0, 2.0
+    expected[0, 2] = 5.0
+    expected[2, 3] = 1.0
+    np.testing.assert_allclose(v, expected, atol=0.02)  # fastAtan2 is good to ~0.3°
+
+
+def test_hof_zero_bin_counts_slow_pixels_once() -> None:
+    # |flow| <= 0.4 -> a vote of 1 in the 9th bin, whatever its length; else 8 bins.
+    dx = np.array([[0.3, 0.0, 2.0]])
+    dy = np.array([[0.2, 0.0, 0.0]])
+    v = _votes(dx, dy, 9, zero_bin=True)[:, 0]
+    np.testing.assert_allclose(v[:, 0], [0] * 8 + [1])
+    np.testing.assert_allclose(v[:, 1], [0] * 8 + [1])
+    np.testing.assert_allclose(v[:, 2], [2] + [0] * 8, atol=1e-6)
+
+
+def _expected_per_frame(cells: list[np.ndarray], eps: float = 0.05) -> np.ndarray:
+    """The release's per-frame vector: cell histograms (x-major) + eps, L1, sqrt."""
+    vec = np.concatenate(cells) + eps
+    return np.sqrt(vec / vec.sum())
+
+
+def test_hog_hof_mbh_of_hand_built_fields_equal_hand_computed_histograms() -> None:
+    h, w = 61, 77  # odd sizes
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # a ramp image brighter to the right: centred differences give dx = 2 * 3 = 6, dy = 0
+    grey = (3 * xx).astype(np.uint8)
+    # flow: u = 0.5 x (so du/dx = 1: MBHx all in bin 0); v = 0.25 y (dv/dy = 0.5: MBHy
+    # at 90°, bin 2). HOF: left half moves right at 2 px (bin 0), right half is still.
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[..., 0] = 0.5 * xx
+    flow[..., 1] = 0.25 * yy
+    config = IdtConfig()
+    integral = integral_histograms(grey, flow, config)
+    point = np.array([[38.0, 30.0]], np.float32)  # patch [22, 54) x [14, 46): interior
+    got = frame_descriptors(integral, point, config)
+    # hand: every pixel of a 16×16 cell votes the same
+    n = 16 * 16
+    hog_cell = np.zeros(8)
+    hog_cell[0] = 6 * n
+    np.testing.assert_allclose(got["hog"][0], _expected_per_frame([hog_cell] * 4), rtol=1e-4)
+    mbhx_cell = np.zeros(8)
+    mbhx_cell[0] = 1.0 * n
+    np.testing.assert_allclose(got["mbhx"][0], _expected_per_frame([mbhx_cell] * 4), rtol=1e-4)
+    mbhy_cell = np.zeros(8)
+    mbhy_cell[2] = 0.5 * n
+    np.testing.assert_allclose(got["mbhy"][0], _expected_per_frame([mbhy_cell] * 4), rtol=1e-4)
+    # HOF of the flow itself, per pixel: angle atan2(0.25 y, 0.5 x), length > 0.4 here
+    u, v = flow[14:46, 22:54, 0], flow[14:46, 22:54, 1]
+    ang = np.degrees(np.arctan2(v, u)) % 360
+    mag = np.hypot(u, v)
+    fbin = ang * 8 / 360
+    b0 = np.floor(fbin).astype(int)
+    cells = []
+    for cx in range(2):  # x-major, as the release prints cells
+        for cy in range(2):
+            sl = (slice(cy * 16, cy * 16 + 16), slice(cx * 16, cx * 16 + 16))
+            hist = np.zeros(9)
+            np.add.at(hist, b0[sl], (mag * (1 - (fbin - b0)))[sl])
+            np.add.at(hist, (b0[sl] + 1) % 8, (mag * (fbin - b0))[sl])
+            cells.append(hist)
+    np.testing.assert_allclose(got["hof"][0], _expected_per_frame(cells), rtol=2e-3)
+
+
+def test_frame_descriptors_match_a_plain_loop_at_random_points() -> None:
+    rng = np.random.default_rng(3)
+    h, w = 53, 71
+    grey = rng.integers(0, 256, (h, w)).astype(np.uint8)
+    flow = rng.normal(0, 2, (h, w, 2)).astype(np.float32)
+    config = IdtConfig()
+    integral = integral_histograms(grey, flow, config)
+    points = rng.uniform([0, 0], [w, h], (40, 2)).astype(np.float32)
+    fast = frame_descriptors(integral, points, config)
+    # the reference sums votes directly (no integral image), one point at a time
+    votes = np.diff(np.diff(integral, axis=1), axis=2)  # back to per-pixel votes
+    for i, (x, y) in enumerate(points):
+        x0 = min(max(int(np.rint(x)) - 16, 0), w - 32)
+        y0 = min(max(int(np.rint(y)) - 16, 0), h - 32)
+        for kind, (start, bins) in channel_layout(config).items():
+            cells = [
+                votes[start : start + bins, y0 + cy : y0 + cy + 16, x0 + cx : x0 + cx + 16].sum(
+                    axis=(1, 2)
+                )
+                for cx in (0, 16)
+                for cy in (0, 16)
+            ]
+            np.testing.assert_allclose(fast[kind][i], _expected_per_frame(cells), rtol=1e-3)
+
+
+# ----------------------------------------------------------------------- sampling
+
+
+def test_pyramid_has_six_scales_at_320x240() -> None:
+    factors, sizes = pyramid_sizes(320, 240, 8, math.sqrt(2), 32)
+    assert len(factors) == 6
+    assert sizes[0] == (320, 240) and sizes[2] == (160, 120)
+    np.testing.assert_allclose(factors[1], math.sqrt(2), rtol=1e-6)
+
+
+def test_dense_sample_skips_flat_areas_and_occupied_cells() -> None:
+    rng = np.random.default_rng(0)
+    grey = np.full((43, 57), 128, np.uint8)
+    grey[:, 30:] = rng.integers(0, 256, (43, 27))  # texture on the right only
+    pts = dense_sample(grey, np.zeros((0, 2)), step=5, quality=0.001)
+    assert len(pts) and (pts[:, 0] >= 27).all()  # flat left part gets nothing
+    assert set(np.unique(pts[:, 0] % 5)) == {2} and set(np.unique(pts[:, 1] % 5)) == {2}
+    again = dense_sample(grey, pts[:3] + 0.4, step=5, quality=0.001)
+    assert len(again) == len(pts) - 3  # the three occupied cells are skipped
+
+
+# ---------------------------------------------------------------- planted motion
+
+
+def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    import cv2
+
+    noise = rng.integers(0, 256, (h, w)).astype(np.float32)
+    return cv2.GaussianBlur(noise, (0, 0), 1.2)
+
+
+def _moving_object_video(folder: Path, frames: int = 22, speed: float = 2.0) -> dict:
+    """A textured square moving right at ``speed`` px/frame over a still, textured scene."""
+    rng = np.random.default_rng(5)
+    h, w, side = 97, 131, 34
+    background = 0.5 * _texture(rng, h, w) + 64
+    patch = 1.6 * (_texture(rng, side, side) - 128) + 128
+    out, boxes = [], []
+    for t in range(frames):
+        frame = background.copy()
+        x0 = 10 + speed * t  # integer speed: exact shift, no resampling
+        frame[30 : 30 + side, int(x0) : int(x0) + side] = patch
+        out.append(np.repeat(np.clip(frame, 0, 255).astype(np.uint8)[..., None], 3, axis=2))
+        boxes.append((x0, 30, x0 + side, 30 + side))
+    write_frame_folder(folder, out)
+    return {"boxes": boxes, "speed": speed}
+
+
+def test_moving_object_trajectories_shape_and_hof(tmp_path: Path) -> None:
+    video = _moving_object_video(tmp_path / "obj")
+    res = extract(tmp_path / "obj", IdtConfig(), max_side=None, humans="none")
+    cols = res.columns
+    assert res.rows >= 20
+    # trajectories concentrate on the object: their mean lies on its path
+    first, last = video["boxes"][0], video["boxes"][-1]
+    on_path = (
+        (cols["mean_x"] > first[0] - 4)
+        & (cols["mean_x"] < last[2] + 4)
+        & (cols["mean_y"] > first[1] - 4)
+        & (cols["mean_y"] < first[3] + 4)
+    )
+    assert on_path.mean() > 0.9
+    traj = cols["traj"][on_path].reshape(-1, 15, 2)
+    # each step is (speed, 0) / (15 speed): x = 1/15, y = 0
+    np.testing.assert_allclose(np.median(traj[..., 0], axis=0), 1 / 15, atol=0.01)
+    np.testing.assert_allclose(np.median(traj[..., 1], axis=0), 0, atol=0.01)
+    assert np.median(cols["length"][on_path]) == pytest.approx(15 * video["speed"], rel=0.1)
+    hof = cols["hof"][on_path].reshape(-1, 3, 4, 9).mean(axis=(0, 1, 2))
+    assert np.argmax(hof[:8]) == 0  # bin 0 is rightward motion
+
+
+def _pan_video(folder: Path, frames: int = 24) -> None:
+    from vcl.synth import SynthConfig, plan_video, render_frame
+
+    config = SynthConfig(
+        videos=1, width=123, height=95, frames=frames, camera="pan", min_objects=0, max_objects=0
+    )
+    plan = plan_video(config, 0)
+    write_frame_folder(folder, [render_frame(plan, t)[0] for t in range(frames)])
+
+
+def test_camera_pan_is_compensated(tmp_path: Path) -> None:
+    _pan_video(tmp_path / "pan")
+    plain = extract(tmp_path / "pan", IdtConfig(compensate=False), None, humans="none")
+    comp = extract(tmp_path / "pan", IdtConfig(), None, humans="none")
+    assert plain.rows > 100  # without compensation the pan leaves many trajectories
+    assert comp.candidates > 100  # with it, as many are tracked...
+    assert comp.rows <= 0.05 * plain.rows  # ...and (almost) all removed as camera motion
+    # what survives, and the compensated motion fields, carry (almost) no motion:
+    if comp.rows:
+        hof = comp.columns["hof"].reshape(-1, 3, 4, 9)
+        zero_share = (hof[..., 8] ** 2).sum() / (hof**2).sum()
+        assert zero_share > 0.5
+
+
+def test_compensated_flow_energy_of_a_pan_is_near_zero(tmp_path: Path) -> None:
+    """HOF/MBH energy of the compensated fields, measured the way descriptors see them."""
+    import cv2
+
+    from vcl import motion
+    from vcl.idt.pipeline import CameraModel
+
+    _pan_video(tmp_path / "pan", frames=6)
+    frames = [
+        cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((tmp_path / "pan").iterdir())
+    ]
+    config = IdtConfig()
+    camera = CameraModel(config)
+    camera.start(frames[0])
+    raw, comp = [], []
+    for prev, grey in itertools.pairwise(frames):
+        flow = motion.dense_flow(prev, grey, "farneback")
+        H = camera.fit(prev, grey, flow, None, None)
+        warped = motion.warp_into_previous(grey, prev, H)
+        compensated = motion.dense_flow(prev, warped, "farneback")
+        inner = (slice(10, -10), slice(10, -10))
+        raw.append(np.median(np.hypot(*flow[inner].reshape(-1, 2).T)))
+        comp.append(np.median(np.hypot(*compensated[inner].reshape(-1, 2).T)))
+    assert np.median(raw) > 1.0
+    # what is left is below HOF's 0.4 px zero-bin threshold (Farneback's own bias on
+    # this blurry texture is ~0.15 px), so HOF votes go to the zero-motion bin
+    assert np.median(comp) < 0.4 and np.median(comp) < 0.25 * np.median(raw)
+
+
+# ------------------------------------------------------------------- invariants
+
+
+@pytest.fixture(scope="module")
+def object_result(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("idt") / "obj"
+    _moving_object_video(folder, frames=20)
+    return folder, extract(folder, IdtConfig(), max_side=None, humans="none")
+
+
+def test_dimensions_and_normalisation_invariants(object_result) -> None:
+    _, res = object_result
+    cols = res.columns
+    assert set(cols) == {*HEADER, *BLOCKS}
+    for name, dim in BLOCKS.items():
+        assert cols[name].shape == (res.rows, dim) and cols[name].dtype == np.float32
+    assert cols["frame"].dtype == np.int32
+    # the shape descriptor's 15 step lengths sum to 1
+    steps = np.hypot(*cols["traj"].reshape(-1, 15, 2).transpose(2, 0, 1))
+    np.testing.assert_allclose(steps.sum(axis=1), 1, rtol=1e-4)
+    # a time cell averages 5 unit-L2 positive vectors: its L2 norm is in [1/sqrt(5), 1]
+    for name, bins in (("hog", 8), ("hof", 9), ("mbhx", 8), ("mbhy", 8)):
+        cells = cols[name].reshape(-1, 3, 4 * bins)
+        norms = np.linalg.norm(cells, axis=2)
+        assert (norms <= 1 + 1e-5).all() and (norms >= 1 / math.sqrt(5) - 1e-5).all()
+        assert (cells > 0).all()  # +epsilon keeps every bin positive
+    for name in ("x_pos", "y_pos", "t_pos"):
+        assert (cols[name] >= 0).all() and (cols[name] <= 0.999).all()
+    assert (cols["frame"] >= 15).all()
+    assert (np.maximum(cols["var_x"], cols["var_y"]) >= math.sqrt(3)).all()
+    assert set(np.round(np.log(cols["scale"]) / np.log(math.sqrt(2))).astype(int)) <= set(range(8))
+
+
+def test_deterministic(object_result) -> None:
+    folder, first = object_result
+    again = extract(folder, IdtConfig(), max_side=None, humans="none")
+    for name in first.columns:
+        np.testing.assert_array_equal(first.columns[name], again.columns[name])

@@ -1,0 +1,170 @@
+"""vcl idt through the CLI: the store, text format round trips, bad input, resume."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_idt import _moving_object_video
+from vcl.errors import ExitCode
+from vcl.idt import BLOCKS, HEADER
+from vcl.idt.textformat import read_text, write_text
+from vcl.io.store import Store
+from vcl.io.video import write_frame_folder
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("idtcli") / "obj"
+    _moving_object_video(folder, frames=19)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def store(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from typer.testing import CliRunner
+
+    from vcl.cli.app import app
+
+    out = tmp_path_factory.mktemp("idtstore") / "idt.zarr"
+    result = CliRunner().invoke(app, ["idt", str(clip), "-o", str(out), "--no-humans", "-q"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _random_columns(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    cols = {"frame": rng.integers(15, 500, n).astype(np.int32)}
+    for name in HEADER[1:]:
+        cols[name] = rng.uniform(0, 300, n).astype(np.float32)
+    for name, dim in BLOCKS.items():
+        cols[name] = rng.uniform(-1, 1, (n, dim)).astype(np.float32)
+    return cols
+
+
+def test_text_format_round_trip(tmp_path: Path) -> None:
+    cols = _random_columns(7)
+    buf = io.StringIO()
+    assert write_text(buf, cols) == 7
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 7 and all(len(line.split()) == 436 for line in lines)
+    assert lines[0].split("\t")[0] == str(cols["frame"][0])  # %d, then tab-separated
+    path = tmp_path / "v.txt"
+    path.write_text(buf.getvalue())
+    back = read_text(path)
+    for name in cols:
+        np.testing.assert_allclose(back[name], cols[name], atol=1e-6 if name in BLOCKS else 1e-4)
+        assert back[name].dtype == cols[name].dtype
+
+
+def test_text_reader_names_a_bad_line(tmp_path: Path) -> None:
+    buf = io.StringIO()
+    write_text(buf, _random_columns(3))
+    lines = buf.getvalue().splitlines()
+    lines[1] = lines[1].rsplit("\t", 2)[0]  # one field short
+    path = tmp_path / "bad.txt"
+    path.write_text("\n".join(lines) + "\n")
+    from vcl.errors import DataError
+
+    with pytest.raises(DataError, match="line 2"):
+        read_text(path)
+
+
+def test_run_writes_the_idt_store(store: Path) -> None:
+    s = Store(store, kind="idt", version=1)
+    assert s.group_ids == ["obj"]
+    assert s.columns == ["frame", *HEADER[1:], *BLOCKS]
+    data = s.read_group("obj")
+    assert len(data["frame"]) > 20
+    assert data["frame"].dtype == np.int32 and data["hog"].dtype == np.float32
+    assert {k: data[k].shape[1] for k in BLOCKS} == BLOCKS
+    assert s.attrs["params"]["track_length"] == 15 and s.attrs["seed"] == 0
+    assert s.attrs["videos"]["obj"]["frames"] == 19
+
+
+def test_convert_round_trip_store_text_store(store: Path, tmp_path: Path, invoke) -> None:
+    result = invoke("idt", "convert", store, "-o", tmp_path / "txt", "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "txt" / "obj.txt").exists()
+    result = invoke("idt", "convert", tmp_path / "txt", "-o", tmp_path / "back.zarr", "-q")
+    assert result.exit_code == 0, result.output
+    a, b = Store(store).read_group("obj"), Store(tmp_path / "back.zarr").read_group("obj")
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=1e-4)
+
+
+def test_text_output_equals_store(store: Path, clip: Path, tmp_path: Path, invoke) -> None:
+    out = tmp_path / "txt"
+    result = invoke("idt", clip, "-o", out, "--format", "text", "--no-humans", "-q")
+    assert result.exit_code == 0, result.output
+    text = read_text(out / "obj.txt")
+    ref = Store(store).read_group("obj")
+    np.testing.assert_allclose(text["hof"], ref["hof"], atol=1e-6)
+    np.testing.assert_array_equal(text["frame"], ref["frame"])
+
+
+def test_max_per_video_is_a_seeded_sample(store: Path, clip: Path, tmp_path: Path, invoke) -> None:
+    full = Store(store).read_group("obj")
+    runs = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        out = tmp_path / f"{name}.zarr"
+        result = invoke(
+            "idt", clip, "-o", out, "--no-humans", "--max-per-video", 10, "--seed", seed,
+            "--dtype", "float16", "-q",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        runs[name] = Store(out).read_group("obj")
+    assert len(runs["a"]["frame"]) == 10 and runs["a"]["hog"].dtype == np.float16
+    np.testing.assert_array_equal(runs["a"]["mean_x"], runs["b"]["mean_x"])
+    assert not np.array_equal(runs["a"]["mean_x"], runs["c"]["mean_x"])
+    assert np.isin(runs["a"]["mean_x"], full["mean_x"]).all()  # rows of the full set
+
+
+def test_short_video_gives_no_trajectories_and_a_warning(tmp_path: Path, invoke) -> None:
+    from tests.conftest import moving_square_frames
+
+    write_frame_folder(tmp_path / "short", moving_square_frames(9, width=41, height=37))
+    result = invoke("idt", tmp_path / "short", "-o", tmp_path / "s.zarr", "--no-humans")
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.stderr and "fewer than the 16" in result.stderr
+    s = Store(tmp_path / "s.zarr")
+    assert s.group_ids == ["short"] and s.n_rows == 0
+
+
+def test_bad_human_boxes_line_is_named(clip: Path, tmp_path: Path, invoke) -> None:
+    boxes = tmp_path / "boxes.jsonl"
+    good = {"video_id": "obj", "frame": 0, "boxes": [[1, 2, 30, 40]]}
+    boxes.write_text(
+        json.dumps(good) + "\n" + json.dumps({"video_id": "obj", "frame": 1, "boxes": [[1, 2]]})
+    )
+    result = invoke("idt", clip, "-o", tmp_path / "x.zarr", "--human-boxes", boxes)
+    assert result.exit_code == ExitCode.DATA
+    assert "boxes.jsonl" in result.stderr and "line 2" in result.stderr
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_human_boxes_are_used(clip: Path, tmp_path: Path, invoke) -> None:
+    boxes = tmp_path / "people.jsonl"
+    track = {"video_id": "obj", "frames": [0, 1], "boxes": [[1, 2, 30, 40], [2, 2, 31, 40]]}
+    boxes.write_text(json.dumps(track) + "\n")
+    result = invoke("idt", clip, "-o", tmp_path / "h.zarr", "--human-boxes", boxes, "-q")
+    assert result.exit_code == 0, result.output
+    assert Store(tmp_path / "h.zarr").attrs["params"]["humans"] == "boxes"
+
+
+def test_bad_inputs_exit_codes(store: Path, clip: Path, tmp_path: Path, invoke) -> None:
+    result = invoke("idt", tmp_path / "missing.mp4", "-o", tmp_path / "m.zarr")
+    assert result.exit_code == ExitCode.NO_INPUT
+    result = invoke("idt", clip, "-o", store, "--no-humans")
+    assert result.exit_code == ExitCode.CANNOT_CREATE and "--overwrite" in result.stderr
+    result = invoke("idt", clip, "-o", tmp_path / "f.zarr", "--flow", "tvl1")
+    assert result.exit_code == ExitCode.USAGE and "flow" in result.stderr
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00" * 2000)
+    result = invoke("idt", corrupt, "-o", tmp_path / "c.zarr")
+    assert result.exit_code == ExitCode.DATA and "corrupt.mp4" in result.stderr
+    assert not (tmp_path / "c.zarr").exists()

@@ -1,0 +1,507 @@
+"""vcl idt: Improved Dense Trajectories (Wang & Schmid 2013) for every video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from vcl.cli.common import Overwrite, Seed, Shard, Workers, command_group, vcl_command
+
+if TYPE_CHECKING:
+    from vcl.idt.pipeline import VideoJob, VideoResult
+
+app = command_group(
+    "Extract Improved Dense Trajectories from videos.\n\n"
+    "`vcl idt VIDEOS -o idt.zarr` runs the extraction (the `run` subcommand, which may be "
+    "left out: see `vcl idt run --help`): HOG/HOF/MBH along camera-compensated trajectories; "
+    "`vcl idt convert` moves trajectories between the store and the C++ release's text "
+    "format. Both take --quiet, --verbose and --config FILE.toml."
+)
+
+
+@app.command("run")
+@vcl_command
+def run(
+    videos: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="VIDEOS...",
+            help="Video files, frame folders, folders of them, or manifests (.jsonl, - for stdin).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="The idt store to write (zarr), or a folder of VIDEO_ID.txt files "
+            "(--format text).",
+            show_default=False,
+        ),
+    ],
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format", help="zarr (the vcl.idt/1 store) or text (the C++ release's lines)."
+        ),
+    ] = "zarr",
+    flow: Annotated[
+        str,
+        typer.Option(
+            "--flow",
+            help="Optical flow: farneback (the release's method and parameters) or dis "
+            "(OpenCV's DIS, several times faster).",
+        ),
+    ] = "farneback",
+    dis_preset: Annotated[
+        str, typer.Option("--dis-preset", help="DIS preset: ultrafast, fast or medium.")
+    ] = "fast",
+    max_side: Annotated[
+        int,
+        typer.Option(
+            "--max-side", min=0, help="Resize so the longer side is at most this (0: keep size)."
+        ),
+    ] = 320,
+    step: Annotated[
+        int, typer.Option("--step", min=1, help="W: dense-sampling grid step in pixels.")
+    ] = 5,
+    scales: Annotated[
+        int,
+        typer.Option(
+            "--scales", min=1, help="Most spatial scales (fewer when a scale gets below a patch)."
+        ),
+    ] = 8,
+    scale_stride: Annotated[
+        float,
+        typer.Option("--scale-stride", min=1.01, help="Each scale is 1/this of the previous."),
+    ] = 1.4142135623730951,
+    quality: Annotated[
+        float,
+        typer.Option(
+            "--quality",
+            min=0.0,
+            max=1.0,
+            help="Skip grid points whose smaller structure-tensor eigenvalue is below "
+            "this × the frame's largest (homogeneous areas).",
+        ),
+    ] = 0.001,
+    init_gap: Annotated[
+        int, typer.Option("--init-gap", min=1, help="Re-sample empty grid cells every N frames.")
+    ] = 1,
+    track_length: Annotated[
+        int, typer.Option("--track-length", min=2, help="L: trajectory length in frames.")
+    ] = 15,
+    median_size: Annotated[
+        int,
+        typer.Option("--median-size", help="Median filter on the tracking flow (1, 3 or 5)."),
+    ] = 3,
+    min_var: Annotated[
+        float,
+        typer.Option(
+            "--min-var", min=0.0, help="Static: both position std devs below this (px) drop it."
+        ),
+    ] = 1.7320508075688772,
+    max_var: Annotated[
+        float,
+        typer.Option("--max-var", min=0.0, help="Erratic: a position std dev above this (px)."),
+    ] = 50.0,
+    max_dis: Annotated[
+        float,
+        typer.Option(
+            "--max-dis",
+            min=0.0,
+            help="Erratic: a single step longer than this (px) and --max-step-fraction of "
+            "the trajectory's length.",
+        ),
+    ] = 20.0,
+    max_step_fraction: Annotated[
+        float,
+        typer.Option(
+            "--max-step-fraction", min=0.0, max=1.0, help="See --max-dis (the release: 0.7)."
+        ),
+    ] = 0.7,
+    min_camera_disp: Annotated[
+        float,
+        typer.Option(
+            "--min-camera-disp",
+            min=0.0,
+            help="Camera motion: drop trajectories whose compensated steps never exceed this (px).",
+        ),
+    ] = 1.0,
+    patch_size: Annotated[
+        int, typer.Option("--patch-size", min=2, help="N: descriptor patch side (px).")
+    ] = 32,
+    xy_cells: Annotated[
+        int, typer.Option("--xy-cells", min=1, help="n_sigma: spatial cells per patch side.")
+    ] = 2,
+    t_cells: Annotated[
+        int, typer.Option("--t-cells", min=1, help="n_tau: time cells along a trajectory.")
+    ] = 3,
+    epsilon: Annotated[
+        float,
+        typer.Option("--epsilon", min=0.0, help="Added to every histogram bin of a cell."),
+    ] = 0.05,
+    min_flow: Annotated[
+        float,
+        typer.Option(
+            "--min-flow", min=0.0, help="HOF: flow of at most this length votes in the zero bin."
+        ),
+    ] = 0.4,
+    compensate: Annotated[
+        bool,
+        typer.Option(
+            "--compensate/--no-compensation",
+            help="Camera-motion compensation (homography, warped flow for HOF/MBH/traj, "
+            "camera-only trajectories removed).",
+        ),
+    ] = True,
+    keypoints: Annotated[
+        str,
+        typer.Option(
+            "--keypoints",
+            help="Keypoints for the homography: orb or sift (the release's SURF is not in "
+            "pip OpenCV).",
+        ),
+    ] = "orb",
+    ransac_threshold: Annotated[
+        float,
+        typer.Option(
+            "--ransac-threshold", min=0.0, help="RANSAC reprojection threshold (px) of the fit."
+        ),
+    ] = 1.0,
+    no_humans: Annotated[
+        bool,
+        typer.Option(
+            "--no-humans", help="Do not detect people (their matches stay in the camera fit)."
+        ),
+    ] = False,
+    human_boxes: Annotated[
+        Path | None,
+        typer.Option(
+            "--human-boxes",
+            metavar="BOXES.jsonl",
+            help='Human boxes instead of the HOG detector: lines {"video_id", "frame", '
+            '"boxes": [[x0,y0,x1,y1],...]} (source pixels) or vcl track lines.',
+        ),
+    ] = None,
+    max_per_video: Annotated[
+        int,
+        typer.Option(
+            "--max-per-video",
+            min=0,
+            help="Keep a seeded uniform sample of at most K trajectories a video (0: all).",
+        ),
+    ] = 0,
+    dtype: Annotated[
+        str,
+        typer.Option("--dtype", help="Descriptor blocks as float32 or float16 (zarr only)."),
+    ] = "float32",
+    workers: Workers = 1,
+    shard: Shard = None,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+) -> None:
+    """Extract Improved Dense Trajectories from videos.
+
+    Dense points (grid step W on up to 8 scales) are tracked for L frames with
+    median-filtered optical flow; static, erratic and camera-only trajectories are
+    dropped; each survivor gets its shape (30), HOG (96), HOF (108), MBHx (96) and
+    MBHy (96) from a 32×32×L volume (2×2×3 cells; per-frame histograms +0.05 per bin,
+    L1-normalised then square-rooted, averaged over 5 frames per time cell). The
+    camera's homography (ORB/SIFT + flow matches, RANSAC, human boxes left out)
+    compensates the flow used by HOF, MBH and the shape. Writes one group per video
+    (id = video id) of the vcl.idt/1 store, resumable per video; videos shorter than
+    L + 1 frames give no trajectories and a warning. Header positions are in pixels of
+    the resized frames, as the release reports them for the video it is given.
+
+    Deviations from the C++ release (DenseTrackStab): ORB (or SIFT) keypoints with a
+    ratio test instead of SURF (not in pip OpenCV); OpenCV's Farneback computed once
+    at full size and resized to each scale instead of the release's own per-level
+    Farneback; OpenCV's HOG people detector instead of precomputed boxes (boxes
+    remove matches from the camera fit only, as in the release); t_pos uses the
+    decoded frame count, not the container's declared one.
+    """
+    from vcl.cli.common import parse_shard_option
+    from vcl.console import log, track
+    from vcl.errors import UsageError
+    from vcl.idt import HEADER, SCHEMA
+    from vcl.idt.config import IdtConfig
+    from vcl.idt.humans import read_human_boxes
+    from vcl.idt.pipeline import VideoJob, process_video
+    from vcl.io.sources import resolve_videos
+    from vcl.parallel import parallel_map, select_shard
+
+    if output_format not in ("zarr", "text"):
+        raise UsageError(f"--format must be zarr or text, got {output_format!r}")
+    if dtype not in ("float32", "float16"):
+        raise UsageError(f"--dtype must be float32 or float16, got {dtype!r}")
+    if no_humans and human_boxes is not None:
+        raise UsageError("--no-humans and --human-boxes exclude each other")
+    config = IdtConfig(
+        step=step,
+        scales=scales,
+        scale_stride=scale_stride,
+        quality=quality,
+        init_gap=init_gap,
+        track_length=track_length,
+        median_size=median_size,
+        min_var=min_var,
+        max_var=max_var,
+        max_dis=max_dis,
+        max_step_fraction=max_step_fraction,
+        min_camera_disp=min_camera_disp,
+        patch_size=patch_size,
+        xy_cells=xy_cells,
+        t_cells=t_cells,
+        epsilon=epsilon,
+        min_flow=min_flow,
+        flow=flow,
+        dis_preset=dis_preset,
+        compensate=compensate,
+        detector=keypoints,
+        ransac_threshold=ransac_threshold,
+    )
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    records = select_shard(resolve_videos(videos), parse_shard_option(shard), lambda r: r.id)
+    boxes = read_human_boxes(human_boxes) if human_boxes is not None else {}
+    humans = "none" if no_humans else "boxes" if human_boxes is not None else "detect"
+    params = {
+        **config.to_json(),
+        "max_side": max_side,
+        "humans": humans,
+        "human_boxes": str(human_boxes) if human_boxes else None,
+        "max_per_video": max_per_video,
+        "dtype": dtype,
+    }
+    jobs = [
+        VideoJob(
+            r.id, r.path, config, max_side or None, humans, boxes.get(r.id), max_per_video, seed
+        )
+        for r in records
+    ]
+    if output_format == "text":
+        _run_text(jobs, output, overwrite, workers)
+        return
+
+    from vcl.idt.pipeline import empty_columns
+    from vcl.io.store import StoreWriter
+
+    with StoreWriter(output, SCHEMA, params, seed, overwrite) as writer:
+        spec = {}
+        for name, values in empty_columns(config).items():
+            block = values.ndim == 2
+            spec[name] = (dtype if block else str(values.dtype), values.shape[1:])
+        writer.define_columns(spec)
+        info = dict(writer.group.attrs.get("videos", {}))
+        todo = [j for j in jobs if j.video_id not in writer.done_groups]
+        if writer.resumed:
+            log.info("resuming: %d of %d videos done", len(jobs) - len(todo), len(jobs))
+        results = parallel_map(process_video, todo, workers)
+        total = 0
+        for job, result in track(results, "idt", total=len(todo), unit="videos"):
+            writer.append_group(job.video_id, **result.columns)
+            info[job.video_id] = _video_info(result)
+            writer.set_attrs(videos=info)
+            total += result.rows
+            log.debug(
+                "%s: %d trajectories from %d frames", job.video_id, result.rows, result.frames
+            )
+        writer.set_attrs(
+            header=list(HEADER),
+            blocks=config.dims,
+            normalisation="per-frame L1 then square root; time cells averaged",
+            units="header positions and lengths in pixels of the resized frames",
+        )
+    log.info("wrote %d trajectories from %d videos to %s", total, len(todo), output)
+
+
+def _video_info(result: VideoResult) -> dict:
+    return {
+        "frames": result.frames,
+        "width": result.size[0],
+        "height": result.size[1],
+        "resize": [float(result.resize[0]), float(result.resize[1])],
+        "trajectories": result.rows,
+        "candidates": result.candidates,
+    }
+
+
+def _run_text(jobs: list[VideoJob], output: Path, overwrite: bool, workers: int) -> None:
+    """One VIDEO_ID.txt per video, each written beside and renamed (resumable)."""
+    import os
+
+    from vcl.console import log, track
+    from vcl.errors import OutputError
+    from vcl.idt.pipeline import process_video
+    from vcl.idt.textformat import write_text
+    from vcl.parallel import parallel_map
+
+    if output.exists() and not output.is_dir():
+        raise OutputError("exists and is not a folder", output, "--format text writes a folder")
+    targets = {j.video_id: output / f"{j.video_id}.txt" for j in jobs}
+    todo = [j for j in jobs if overwrite or not targets[j.video_id].exists()]
+    if len(todo) < len(jobs):
+        log.info("skipping %d videos whose text file exists", len(jobs) - len(todo))
+    for job, result in track(
+        parallel_map(process_video, todo, workers), "idt", total=len(todo), unit="videos"
+    ):
+        target = targets[job.video_id]
+        partial = target.with_name(target.name + ".partial")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with partial.open("w", encoding="utf-8") as stream:
+                write_text(stream, result.columns)
+            os.replace(partial, target)
+        except OSError as exc:
+            raise OutputError(f"cannot write ({exc.strerror})", target) from None
+    log.info("wrote %d text files to %s", len(todo), output)
+
+
+@app.command("convert")
+@vcl_command
+def convert(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="INPUTS...",
+            help="Release text files (.txt, .txt.gz; folders of them) to make a store, "
+            "or one idt store to write as text.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="The idt store (from text), or the folder of VIDEO_ID.txt files (from a store).",
+            show_default=False,
+        ),
+    ],
+    dtype: Annotated[
+        str,
+        typer.Option("--dtype", help="Descriptor blocks as float32 or float16 (text -> store)."),
+    ] = "float32",
+    overwrite: Overwrite = False,
+) -> None:
+    """Convert between the idt store and the C++ release's text format.
+
+    Text files (one trajectory a line: 10 header fields + 426 descriptor values, as
+    DenseTrackStab prints them) become one group each, named by the file name without
+    .txt (or its path below the inputs' common folder), so descriptors computed with
+    the original binary can enter vcl fisher. A store becomes VIDEO_ID.txt files.
+    """
+    import os
+
+    from vcl.console import log
+    from vcl.errors import OutputError, UsageError
+    from vcl.idt import SCHEMA
+    from vcl.idt.config import IdtConfig
+    from vcl.idt.pipeline import empty_columns
+    from vcl.idt.textformat import read_text, write_text
+    from vcl.io.store import Store, StoreWriter
+
+    if dtype not in ("float32", "float16"):
+        raise UsageError(f"--dtype must be float32 or float16, got {dtype!r}")
+    stores = [p for p in inputs if p.is_dir() and (p / "zarr.json").exists()]
+    if stores:
+        if len(inputs) != 1:
+            raise UsageError("give one idt store to write as text, or only text files")
+        store = Store(inputs[0], kind="idt", version=1)
+        if output.exists() and not output.is_dir():
+            raise OutputError("exists and is not a folder", output)
+        for gid in store.group_ids:
+            target = output / f"{gid}.txt"
+            if target.exists() and not overwrite:
+                raise OutputError("exists already", target, "pass --overwrite to replace it")
+            partial = target.with_name(target.name + ".partial")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with partial.open("w", encoding="utf-8") as stream:
+                write_text(stream, store.read_group(gid))
+            os.replace(partial, target)
+        log.info("wrote %d text files to %s", len(store.group_ids), output)
+        return
+
+    files = _text_files(inputs)
+    ids = _ids(files)
+    with StoreWriter(output, SCHEMA, {"source": "text", "dtype": dtype}, None, overwrite) as w:
+        spec = {}
+        for name, values in empty_columns(IdtConfig()).items():
+            spec[name] = (dtype if values.ndim == 2 else str(values.dtype), values.shape[1:])
+        w.define_columns(spec)
+        total = 0
+        for gid, path in zip(ids, files, strict=True):
+            if gid not in w.done_groups:
+                columns = read_text(path)
+                w.append_group(gid, **columns)
+                total += len(columns["frame"])
+        w.set_attrs(source_files=[str(p) for p in files])
+    log.info("wrote %d trajectories from %d files to %s", total, len(files), output)
+
+
+def _text_files(inputs: list[Path]) -> list[Path]:
+    from vcl.errors import DataError, MissingInputError
+
+    files: list[Path] = []
+    for path in inputs:
+        if not path.exists():
+            raise MissingInputError("no such file or folder", path)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.name.endswith((".txt", ".txt.gz")) and p.is_file()
+            )
+            if not found:
+                raise DataError("holds no .txt or .txt.gz trajectory files", path)
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def _ids(files: list[Path]) -> list[str]:
+    import os
+
+    from vcl.errors import DataError
+
+    def strip(name: str) -> str:
+        for suffix in (".txt.gz", ".txt", ".gz"):
+            if name.endswith(suffix):
+                return name[: -len(suffix)]
+        return name
+
+    resolved = [p.resolve() for p in files]
+    if len(resolved) == 1:
+        ids = [strip(resolved[0].name)]
+    else:
+        common = Path(os.path.commonpath([p.parent for p in resolved]))
+        ids = [strip(p.relative_to(common).as_posix()) for p in resolved]
+    if len(set(ids)) != len(ids):
+        raise DataError("two text files give the same video id", files[0].parent)
+    return ids
+
+
+EXAMPLES = [
+    (
+        "Trajectories of a folder of videos at 320 px, on all cores:",
+        "vcl idt videos/ -o idt.zarr --workers 0",
+    ),
+    (
+        "The fast variant: DIS flow, at most 10,000 trajectories a video:",
+        "vcl idt videos.jsonl -o idt.zarr --flow dis --max-per-video 10000 --seed 1",
+    ),
+    (
+        "Human boxes from another detector, and the release's text format:",
+        "vcl idt clip.mp4 --human-boxes people.jsonl --format text -o idt_txt/",
+    ),
+    (
+        "Descriptors computed by the C++ DenseTrackStab binary, into a store:",
+        "vcl idt convert dt_out/ -o idt.zarr",
+    ),
+    ("A store back to the release's text format:", "vcl idt convert idt.zarr -o idt_txt/"),
+]
