@@ -1,0 +1,250 @@
+"""vcl.fisher library: each fast path against a plain reference or a reference package."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vcl.fisher import PCA, CountSketch, DiagonalGMM, FisherEncoder, FisherModel, fisher_dim
+
+
+def blobs(n: int, d: int, centres: int, seed: int, spread: float = 3.0) -> np.ndarray:
+    """Seeded clusters with unequal per-dimension scales (odd sizes catch D/K mix-ups)."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, d)) * spread
+    scale = rng.uniform(0.3, 1.5, (centres, d))
+    label = rng.integers(0, centres, n)
+    return c[label] + rng.standard_normal((n, d)) * scale[label]
+
+
+def fitted_gmm(d: int = 7, k: int = 5, seed: int = 0) -> DiagonalGMM:
+    x = blobs(1500, d, k, seed)
+    return DiagonalGMM(k, n_iter=30, n_init=1, dtype="float64", seed=seed).fit(x)
+
+
+def reference_fv(x: np.ndarray, w: np.ndarray, mu: np.ndarray, var: np.ndarray, kind: str):
+    """Eq. 5–6 (Perronnin et al. 2010) written plainly in float64, one component at a time."""
+    t, d = x.shape
+    k = len(w)
+    logp = np.empty((t, k))
+    for j in range(k):
+        logp[:, j] = (
+            np.log(w[j])
+            - 0.5 * np.sum((x - mu[j]) ** 2 / var[j], axis=1)
+            - 0.5 * np.sum(np.log(2 * np.pi * var[j]))
+        )
+    gamma = np.exp(logp - logp.max(1, keepdims=True))
+    gamma /= gamma.sum(1, keepdims=True)
+    g_mu, g_sigma = np.empty((k, d)), np.empty((k, d))
+    for j in range(k):
+        sigma = np.sqrt(var[j])
+        u = (x - mu[j]) / sigma
+        if kind == "improved":
+            g_mu[j] = (gamma[:, j : j + 1] * u).sum(0) / (t * np.sqrt(w[j]))
+            g_sigma[j] = (gamma[:, j : j + 1] * (u**2 - 1)).sum(0) / (t * np.sqrt(2 * w[j]))
+        else:  # the official code: plain gradients, its sign for the variances
+            g_mu[j] = (gamma[:, j : j + 1] * (x - mu[j])).sum(0) / t
+            g_sigma[j] = -(gamma[:, j : j + 1] * ((x - mu[j]) ** 2 - var[j])).sum(0) / t
+    return np.concatenate([g_mu.ravel(), g_sigma.ravel()])
+
+
+def power_l2(v: np.ndarray) -> np.ndarray:
+    v = np.sign(v) * np.sqrt(np.abs(v))
+    return v / np.linalg.norm(v)
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("kind", ["improved", "vc"])
+def test_encoder_equals_plain_float64_reference(kind: str) -> None:
+    gmm = fitted_gmm()
+    rng = np.random.default_rng(1)
+    videos = [blobs(n, 7, 3, seed=10 + n) + rng.normal(0, 0.5, 7) for n in (1, 37, 211)]
+    refs = [reference_fv(v, gmm.weights_, gmm.means_, gmm.variances_, kind) for v in videos]
+    fast32 = FisherEncoder(gmm, kind, normalize=False).transform(videos)  # the default path
+    fast64 = FisherEncoder(gmm, kind, normalize=False, dtype="float64").transform(videos)
+    normed = FisherEncoder(gmm, kind, dtype="float64").transform(videos)
+    for i, ref in enumerate(refs):
+        assert fast32.shape[1] == fisher_dim(5, 7, kind) == ref.size
+        assert rel(fast32[i], ref) <= 1e-5
+        assert rel(fast64[i], ref) <= 1e-10
+        np.testing.assert_allclose(normed[i], power_l2(ref), atol=1e-10)
+
+
+def test_skimage_variant_equals_skimage_fisher_vector() -> None:
+    from skimage.feature import fisher_vector
+    from sklearn.mixture import GaussianMixture
+
+    x = blobs(900, 6, 4, seed=3)
+    sk = GaussianMixture(4, covariance_type="diag", random_state=0).fit(x)
+    gmm = DiagonalGMM.from_params(sk.weights_, sk.means_, sk.covariances_)
+    videos = [blobs(n, 6, 2, seed=n) for n in (5, 44, 130)]
+    for improved in (False, True):
+        ours = FisherEncoder(gmm, "skimage", normalize=improved, dtype="float64").transform(videos)
+        ref = np.stack([fisher_vector(v, sk, improved=improved) for v in videos])
+        assert ours.shape == ref.shape == (3, 2 * 4 * 6 + 4)
+        np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_empty_video_gives_zero_vector_in_a_batch() -> None:
+    gmm = fitted_gmm()
+    out = FisherEncoder(gmm).transform([blobs(9, 7, 2, 1), np.zeros((0, 7)), blobs(4, 7, 2, 2)])
+    assert not out[1].any()
+    np.testing.assert_allclose(np.linalg.norm(out[[0, 2]], axis=1), 1.0, rtol=1e-5)
+
+
+def test_em_never_decreases_and_matches_sklearn_from_the_same_init() -> None:
+    from sklearn.mixture import GaussianMixture
+
+    x = blobs(2311, 9, 6, seed=5, spread=2.0)
+    start = DiagonalGMM(6, seed=2)
+    w0, mu0, var0 = start._kmeans_init(x - x.mean(0), seed=2)
+    mu0 = mu0 + x.mean(0)
+    init = {"weights_init": w0, "means_init": mu0, "variances_init": var0}
+    ours = DiagonalGMM(6, n_iter=300, tol=1e-9, var_floor=1e-6, dtype="float64", **init).fit(x)
+    ll = np.array(ours.log_likelihood_)
+    assert len(ll) > 3 and np.all(np.diff(ll) >= -1e-12 * np.abs(ll[:-1]))
+    fast = DiagonalGMM(6, n_iter=60, tol=0, **init).fit(x)  # float32 path
+    assert np.all(np.diff(fast.log_likelihood_) >= -1e-5)
+    sk = GaussianMixture(
+        6,
+        covariance_type="diag",
+        weights_init=w0,
+        means_init=mu0,
+        precisions_init=1 / var0,
+        reg_covar=1e-9,
+        tol=1e-9,
+        max_iter=300,
+    ).fit(x)
+    assert abs(ours.score(x) - sk.score(x)) <= 0.01 * abs(sk.score(x))
+    assert abs(ours.lower_bound_ - ours.score(x)) < 1e-6
+    np.testing.assert_allclose(np.sort(ours.weights_), np.sort(sk.weights_), atol=1e-3)
+
+
+def test_gmm_several_inits_keep_the_best_and_recover_planted_means() -> None:
+    rng = np.random.default_rng(7)
+    centres = np.array([[0.0, 0, 0], [8, 0, 0], [0, 8, 0], [0, 0, 8]])
+    x = centres[rng.integers(0, 4, 3001)] + rng.standard_normal((3001, 3)) * 0.5
+    gmm = DiagonalGMM(4, n_init=3, seed=1).fit(x)
+    assert len(gmm.log_likelihoods_) == 3
+    assert gmm.lower_bound_ == max(r[-1] for r in gmm.log_likelihoods_)
+    err = np.abs(np.sort(gmm.means_, axis=0) - np.sort(centres, axis=0)).max()
+    assert err < 0.1 and np.allclose(gmm.weights_.sum(), 1.0)
+    np.testing.assert_allclose(gmm.variances_, 0.25, rtol=0.15)
+
+
+def test_variance_floor_holds_for_a_collapsed_component() -> None:
+    x = np.concatenate([np.random.default_rng(0).standard_normal((500, 4)), np.ones((60, 4))])
+    gmm = DiagonalGMM(3, var_floor=1e-3, dtype="float64").fit(x)
+    assert np.all(gmm.variances_ >= 1e-3 * x.var(0) * (1 - 1e-9))
+    assert np.all(np.isfinite(gmm.means_))
+
+
+def test_count_sketch_is_linear_and_matches_a_dense_projection() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(-50, 50, (2, 3, 1001)).astype(np.float64)
+    sketch = CountSketch(37, seed=4).fit(n_features=1001)
+    a, b = 3.0, -7.0
+    np.testing.assert_array_equal(
+        sketch.transform(a * x + b * y), a * sketch.transform(x) + b * sketch.transform(y)
+    )
+    dense = np.zeros((1001, 37))
+    dense[np.arange(1001), sketch.bucket_] = sketch.sign_
+    np.testing.assert_array_equal(sketch.transform(x), x @ dense)
+    tensor = sketch.transform(torch.as_tensor(x, dtype=torch.float32))
+    assert tensor.dtype == torch.float32 and tensor.shape == (3, 37)
+
+
+def test_count_sketch_preserves_inner_products_in_expectation() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(503)
+    y = 0.6 * x + rng.standard_normal(503)
+    exact = x @ y
+    values = []
+    for seed in range(400):
+        s = CountSketch(31, seed=seed).fit(n_features=503)
+        sx, sy = s.transform(np.stack([x, y]))
+        values.append(sx @ sy)
+    values = np.array(values)
+    stderr = values.std(ddof=1) / np.sqrt(len(values))
+    assert abs(values.mean() - exact) < 4 * stderr
+    assert values.std() > 1.0  # a random projection, not the identity
+
+
+def test_pca_keeps_the_requested_variance_and_matches_sklearn() -> None:
+    from sklearn.decomposition import PCA as SkPCA
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((401, 23)) @ rng.standard_normal((23, 23)) + 5.0
+    for fraction in (0.5, 0.9, 0.99):
+        pca = PCA(fraction).fit(x)
+        ratio = np.cumsum(PCA(None).fit(x).explained_variance_ratio_)
+        k = pca.n_components_
+        assert pca.explained_variance_ratio_.sum() >= fraction
+        assert k == 1 or ratio[k - 2] < fraction
+        sk = SkPCA(k).fit(x)
+        np.testing.assert_allclose(pca.explained_variance_, sk.explained_variance_, rtol=1e-8)
+        cos = np.abs(np.sum(pca.components_ * sk.components_, axis=1))
+        np.testing.assert_allclose(cos, 1.0, atol=1e-6)
+    white = PCA(5, whiten=True).fit(x).transform(x)
+    np.testing.assert_allclose(white.std(0, ddof=1), 1.0, rtol=1e-8)
+    np.testing.assert_allclose(white.mean(0), 0.0, atol=1e-9)
+
+
+def _videos(n: int, seed: int, dims: dict[str, int]) -> tuple[list[dict], list[int]]:
+    """Videos of 3 planted classes: descriptors shifted along a class direction."""
+    rng = np.random.default_rng(seed)
+    shift = {c: rng.standard_normal((3, d)) for c, d in dims.items()}
+    videos, labels = [], []
+    for i in range(n):
+        cls = i % 3
+        t = int(rng.integers(100, 200))
+        videos.append(
+            {
+                c: (rng.standard_normal((t, d)) + shift[c][cls]).astype(np.float32)
+                for c, d in dims.items()
+            }
+        )
+        labels.append(cls)
+    return videos, labels
+
+
+@pytest.mark.parametrize("parts", ["per-type", "joint"])
+def test_model_round_trip_and_planted_classes(parts: str, tmp_path) -> None:
+    dims = {"a": 11, "b": 6}
+    videos, labels = _videos(18, 0, dims)
+    sample = {c: np.concatenate([v[c] for v in videos]) for c in dims}
+    model = FisherModel(["a", "b"], parts=parts, pca_variance=0.95, k=2, n_iter=15, seed=3)
+    model.fit(sample)
+    assert model.part_names_ == (["a", "b"] if parts == "per-type" else ["joint"])
+    full = model.transform(videos, "improved", sketch_dim=0)
+    assert full.shape == (18, model.output_dim("improved", 0))
+    np.testing.assert_allclose(np.linalg.norm(full, axis=1), 1.0, rtol=1e-5)
+    sketched = model.transform(videos, "improved", sketch_dim=16)
+    assert sketched.shape == (18, 16)
+    # nearest neighbour by Fisher vector recovers each video's planted class (with the
+    # weight gradients: here the GMM's components are the classes themselves, and then
+    # 2KD vectors carry little more than noise)
+    fv = model.transform(videos, "skimage", sketch_dim=0)
+    sim = fv @ fv.T - 2 * np.eye(18)
+    assert np.mean(np.array(labels)[sim.argmax(1)] == np.array(labels)) == 1.0
+    model.save(tmp_path / "m.zarr", {"parts": parts}, seed=3)
+    again = FisherModel.load(tmp_path / "m.zarr")
+    for variant in ("improved", "vc", "skimage"):
+        np.testing.assert_allclose(
+            again.transform(videos[:4], variant, 16), model.transform(videos[:4], variant, 16)
+        )
+
+
+def test_row_chunks_that_split_videos_change_nothing() -> None:
+    from vcl.fisher import fisher_vectors
+
+    gmm = fitted_gmm()
+    params = gmm._tensors(torch.float64, "cpu")
+    videos = [torch.as_tensor(blobs(n, 7, 2, n)) for n in (13, 0, 1, 29, 8)]
+    whole = fisher_vectors(videos, *params, "improved", dtype="float64")
+    split = fisher_vectors(videos, *params, "improved", dtype="float64", chunk_rows=7)
+    torch.testing.assert_close(split, whole, rtol=1e-12, atol=1e-12)
