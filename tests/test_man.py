@@ -7,14 +7,16 @@ from pathlib import Path
 import pytest
 
 from vcl.cli.app import COMMANDS
-from vcl.cli.manpage import render_pages
+from vcl.cli.manpage import leaf_commands, render_pages
 
 MAN = Path(__file__).resolve().parents[1] / "man"
 
 
 def test_committed_man_pages_are_fresh() -> None:
     pages = render_pages()
-    assert set(pages) == {"vcl.1", *(f"vcl-{name}.1" for name, _ in COMMANDS)}
+    expected = {f"vcl-{name.replace(' ', '-')}.1" for name, _, _ in leaf_commands()}
+    assert set(pages) == {"vcl.1", *expected}
+    assert {name for name, _ in COMMANDS} <= {n.split()[0] for n, _, _ in leaf_commands()}
     committed = {p.name for p in MAN.glob("*.1")}
     assert committed == set(pages), "run: python -m vcl.cli.manpage man"
     for name, text in pages.items():

@@ -65,12 +65,27 @@ _SHAPES: dict[str, np.ndarray] = {  # (N, 2) vertices of a shape of radius about
     "square": _regular(4, math.sqrt(2) * 0.75, np.pi / 4),
     "triangle": _regular(3, 1.0, -np.pi / 2),
     "star": _star(),
-    "cross": np.array([(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3),
-                       (0.3, 1), (-0.3, 1), (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)]),
+    "cross": np.array(
+        [
+            (-0.3, -1),
+            (0.3, -1),
+            (0.3, -0.3),
+            (1, -0.3),
+            (1, 0.3),
+            (0.3, 0.3),
+            (0.3, 1),
+            (-0.3, 1),
+            (-0.3, 0.3),
+            (-1, 0.3),
+            (-1, -0.3),
+            (-0.3, -0.3),
+        ]
+    ),
     "hexagon": _regular(6, 0.95),
     "diamond": np.array([(0.0, -1.0), (0.65, 0.0), (0.0, 1.0), (-0.65, 0.0)]),
-    "lshape": np.array([(-0.8, -0.9), (-0.15, -0.9), (-0.15, 0.25), (0.8, 0.25), (0.8, 0.9),
-                        (-0.8, 0.9)]),
+    "lshape": np.array(
+        [(-0.8, -0.9), (-0.15, -0.9), (-0.15, 0.25), (0.8, 0.25), (0.8, 0.9), (-0.8, 0.9)]
+    ),
 }
 
 
@@ -105,26 +120,42 @@ class SynthConfig:
     def validate(self) -> None:
         checks = [
             (self.videos >= 1, f"videos must be >= 1, got {self.videos}"),
-            (self.width >= 16 and self.height >= 16,
-             f"frame size must be at least 16x16, got {self.width}x{self.height}"),
+            (
+                self.width >= 16 and self.height >= 16,
+                f"frame size must be at least 16x16, got {self.width}x{self.height}",
+            ),
             (self.frames >= 2, f"frames must be >= 2, got {self.frames}"),
             (self.fps > 0 and math.isfinite(self.fps), f"fps must be > 0, got {self.fps}"),
-            (1 <= self.classes <= len(_CLASSES),
-             f"classes must be in 1..{len(_CLASSES)}, got {self.classes}"),
-            (1 <= self.motions <= len(MOTIONS),
-             f"motions must be in 1..{len(MOTIONS)}, got {self.motions}"),
-            (0 <= self.min_objects <= self.max_objects <= 16,
-             f"need 0 <= min_objects <= max_objects <= 16, got {self.min_objects}, "
-             f"{self.max_objects}"),
+            (
+                1 <= self.classes <= len(_CLASSES),
+                f"classes must be in 1..{len(_CLASSES)}, got {self.classes}",
+            ),
+            (
+                1 <= self.motions <= len(MOTIONS),
+                f"motions must be in 1..{len(MOTIONS)}, got {self.motions}",
+            ),
+            (
+                0 <= self.min_objects <= self.max_objects <= 16,
+                f"need 0 <= min_objects <= max_objects <= 16, got {self.min_objects}, "
+                f"{self.max_objects}",
+            ),
             (0 <= self.distractors <= 16, f"distractors must be in 0..16, got {self.distractors}"),
-            (self.camera in (*CAMERAS, "mixed"),
-             f"camera must be one of static, pan, zoom, mixed; got {self.camera!r}"),
-            (0 <= self.test_fraction < 1, f"test_fraction must be in [0, 1), got "
-             f"{self.test_fraction}"),
-            (self.codec in _CODEC_EXT, f"codec must be one of {sorted(_CODEC_EXT)}, got "
-             f"{self.codec!r}"),
-            (isinstance(self.seed, int) and self.seed >= 0, f"seed must be an int >= 0, got "
-             f"{self.seed!r}"),
+            (
+                self.camera in (*CAMERAS, "mixed"),
+                f"camera must be one of static, pan, zoom, mixed; got {self.camera!r}",
+            ),
+            (
+                0 <= self.test_fraction < 1,
+                f"test_fraction must be in [0, 1), got {self.test_fraction}",
+            ),
+            (
+                self.codec in _CODEC_EXT,
+                f"codec must be one of {sorted(_CODEC_EXT)}, got {self.codec!r}",
+            ),
+            (
+                isinstance(self.seed, int) and self.seed >= 0,
+                f"seed must be an int >= 0, got {self.seed!r}",
+            ),
         ]
         for ok, problem in checks:
             if not ok:
@@ -195,8 +226,9 @@ class VideoPlan:
         noise = cv2.GaussianBlur(noise.astype(np.float32), (0, 0), 2.5)
         value += 0.35 * noise / max(float(noise.std()), 1e-6)
         value = (value - value.min()) / max(float(np.ptp(value)), 1e-6)
-        canvas = np.stack([np.interp(value, [0, 0.5, 1], self.bg_palette[:, c])
-                           for c in range(3)], axis=-1)
+        canvas = np.stack(
+            [np.interp(value, [0, 0.5, 1], self.bg_palette[:, c]) for c in range(3)], axis=-1
+        )
         return canvas.astype(np.float32), origin
 
 
@@ -247,8 +279,9 @@ def _arena(center: np.ndarray, scale: np.ndarray, w: int, h: int) -> tuple[np.nd
     return (center - half).max(0), (center + half).min(0)
 
 
-def _plan_camera(rng: np.random.Generator, kind: str, w: int, h: int,
-                 n: int) -> tuple[np.ndarray, np.ndarray]:
+def _plan_camera(
+    rng: np.random.Generator, kind: str, w: int, h: int, n: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Camera centre (T, 2) in world pixels and scale (T,) for a ``kind`` camera."""
     t = np.arange(n, dtype=np.float64)
     center = np.tile([w / 2, h / 2], (n, 1)).astype(np.float64)
@@ -277,8 +310,15 @@ def _colours(rng: np.random.Generator, hue: float) -> tuple[tuple[float, ...], t
     return bright, dark
 
 
-def _trajectory(rng: np.random.Generator, motion: str, n: int, lo: np.ndarray, hi: np.ndarray,
-                extent: float, side: float) -> tuple[np.ndarray, np.ndarray]:
+def _trajectory(
+    rng: np.random.Generator,
+    motion: str,
+    n: int,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    extent: float,
+    side: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """World centres (T, 2) and scale (T,) of one object following ``motion``.
 
     ``lo``/``hi`` bound the arena, ``extent`` is the object's largest world radius, and
@@ -293,8 +333,9 @@ def _trajectory(rng: np.random.Generator, motion: str, n: int, lo: np.ndarray, h
         b = np.maximum(inner_hi - margin, (inner_lo + inner_hi) / 2)
         return rng.uniform(a, b)
 
-    scale = 1 + rng.uniform(0, 0.1) * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * u
-                                              + rng.uniform(0, 2 * np.pi))
+    scale = 1 + rng.uniform(0, 0.1) * np.sin(
+        2 * np.pi * rng.uniform(0.3, 1.0) * u + rng.uniform(0, 2 * np.pi)
+    )
     if motion == "linear":
         start, end = inside(), inside()
         for _ in range(8):  # travel at least a third of the shorter side
@@ -372,14 +413,26 @@ def plan_video(config: SynthConfig, index: int) -> VideoPlan:
         pos, scale = _trajectory(rng, motion, n, lo, hi, extent, side)
         spin = rng.uniform(-0.05, 0.05) if rng.random() < 0.7 else 0.0
         bright, dark = _colours(rng, hue)
-        objects.append(ObjectPlan(
-            kind="object", label=names[cls], motion=motion, shape=shape, radius=radius,
-            pos=pos, scale=scale, angle=rng.uniform(0, 2 * np.pi) + spin * t,
-            light=1 + rng.uniform(0.05, 0.2) * np.sin(2 * np.pi * rng.uniform(0.3, 1.2) * t
-                                                       / (n - 1) + rng.uniform(0, 6.3)),
-            texture=texture, tex_freq=_TEXTURE_FREQ[texture] * rng.uniform(0.8, 1.25),
-            tex_phase=(rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi)),
-            bright=bright, dark=dark))
+        objects.append(
+            ObjectPlan(
+                kind="object",
+                label=names[cls],
+                motion=motion,
+                shape=shape,
+                radius=radius,
+                pos=pos,
+                scale=scale,
+                angle=rng.uniform(0, 2 * np.pi) + spin * t,
+                light=1
+                + rng.uniform(0.05, 0.2)
+                * np.sin(2 * np.pi * rng.uniform(0.3, 1.2) * t / (n - 1) + rng.uniform(0, 6.3)),
+                texture=texture,
+                tex_freq=_TEXTURE_FREQ[texture] * rng.uniform(0.8, 1.25),
+                tex_phase=(rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi)),
+                bright=bright,
+                dark=dark,
+            )
+        )
     for _ in range(config.distractors):
         shape = _SHAPES[rng.choice(["circle", "square"])] * [rng.uniform(0.6, 1.6), 1.0]
         radius = side * rng.uniform(0.08, 0.16) / 2
@@ -387,27 +440,62 @@ def plan_video(config: SynthConfig, index: int) -> VideoPlan:
         mid = (lo + hi) / 2
         spot = rng.uniform(np.minimum(lo + extent, mid), np.maximum(hi - extent, mid))
         grey = (rng.uniform(0.3, 0.8),) * 3
-        objects.append(ObjectPlan(
-            kind="distractor", label=None, motion="static", shape=shape, radius=radius,
-            pos=np.tile(spot, (n, 1)), scale=np.ones(n), angle=np.full(n, rng.uniform(0, np.pi)),
-            light=np.ones(n), texture="plain", tex_freq=0.0, tex_phase=(0.0, 0.0),
-            bright=grey, dark=grey))
+        objects.append(
+            ObjectPlan(
+                kind="distractor",
+                label=None,
+                motion="static",
+                shape=shape,
+                radius=radius,
+                pos=np.tile(spot, (n, 1)),
+                scale=np.ones(n),
+                angle=np.full(n, rng.uniform(0, np.pi)),
+                light=np.ones(n),
+                texture="plain",
+                tex_freq=0.0,
+                tex_phase=(0.0, 0.0),
+                bright=grey,
+                dark=grey,
+            )
+        )
 
-    waves = np.stack([rng.uniform(-0.08, 0.08, 3), rng.uniform(-0.08, 0.08, 3),
-                      rng.uniform(0, 2 * np.pi, 3), rng.uniform(0.3, 1.0, 3)], axis=1)
-    palette = np.array([colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.1, 0.5), v)
-                        for v in np.sort(rng.uniform(0.2, 0.85, 3))])
-    return VideoPlan(id=f"v{index:04d}", width=w, height=h, frames=n, motion=motion,
-                     camera=camera, cam_center=center, cam_scale=cam_scale,
-                     objects=tuple(objects), bg_waves=waves, bg_palette=palette,
-                     bg_seed=(config.seed, index, 2))
+    waves = np.stack(
+        [
+            rng.uniform(-0.08, 0.08, 3),
+            rng.uniform(-0.08, 0.08, 3),
+            rng.uniform(0, 2 * np.pi, 3),
+            rng.uniform(0.3, 1.0, 3),
+        ],
+        axis=1,
+    )
+    palette = np.array(
+        [
+            colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.1, 0.5), v)
+            for v in np.sort(rng.uniform(0.2, 0.85, 3))
+        ]
+    )
+    return VideoPlan(
+        id=f"v{index:04d}",
+        width=w,
+        height=h,
+        frames=n,
+        motion=motion,
+        camera=camera,
+        cam_center=center,
+        cam_scale=cam_scale,
+        objects=tuple(objects),
+        bg_waves=waves,
+        bg_palette=palette,
+        bg_seed=(config.seed, index, 2),
+    )
 
 
 # ---------------------------------------------------------------------------- rendering
 
 
-def _texture(name: str, u: np.ndarray, v: np.ndarray, freq: float,
-             phase: tuple[float, float]) -> np.ndarray:
+def _texture(
+    name: str, u: np.ndarray, v: np.ndarray, freq: float, phase: tuple[float, float]
+) -> np.ndarray:
     """Texture value in [0, 1] at object-local (u, v) (radius units): moves with the object."""
     if name == "stripes":
         return 0.5 + 0.5 * np.tanh(3 * np.sin(2 * np.pi * freq * u + phase[0]))
@@ -521,8 +609,13 @@ def render_background(plan: VideoPlan, t: int) -> np.ndarray:
     # canvas pixel i has world centre origin + i + 0.5; frame pixel j has centre j + 0.5
     warp = m.copy()
     warp[:, 2] = m[:, :2] @ (origin + 0.5) + m[:, 2] - 0.5
-    return cv2.warpAffine(canvas, warp, (plan.width, plan.height), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(
+        canvas,
+        warp,
+        (plan.width, plan.height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
+    )
 
 
 def _render(plan: VideoPlan, t: int) -> tuple[np.ndarray, np.ndarray, dict[int, _Layer]]:
@@ -557,12 +650,11 @@ def object_mask(plan: VideoPlan, obj_index: int, t: int) -> np.ndarray:
     layer = _layer(plan, obj_index, t)
     if layer is not None:
         h, w = layer.mask.shape
-        mask[layer.y0:layer.y0 + h, layer.x0:layer.x0 + w] = layer.mask
+        mask[layer.y0 : layer.y0 + h, layer.x0 : layer.x0 + w] = layer.mask
     return mask
 
 
-def object_box(plan: VideoPlan, obj_index: int,
-               t: int) -> tuple[float, float, float, float] | None:
+def object_box(plan: VideoPlan, obj_index: int, t: int) -> tuple[float, float, float, float] | None:
     """Analytic (x0, y0, x1, y1) of the polygon clipped to the frame; None if no pixel shows.
 
     The box comes from the polygon, not the pixels; it is None exactly when
@@ -575,8 +667,9 @@ def object_box(plan: VideoPlan, obj_index: int,
 # ---------------------------------------------------------------------------- writing
 
 
-def generate_video(config: SynthConfig, index: int,
-                   out_dir: Path) -> tuple[VideoRecord, list[TrackRecord]]:
+def generate_video(
+    config: SynthConfig, index: int, out_dir: Path
+) -> tuple[VideoRecord, list[TrackRecord]]:
     """Render video ``index`` to ``out_dir/videos/<id>.mp4`` (.avi for mjpg); return its records.
 
     With ``frame_folders`` the frames also go to ``out_dir/frames/<id>/``. Paths in the
@@ -596,7 +689,7 @@ def generate_video(config: SynthConfig, index: int,
         frames.append(rgb)
         for k, layer in layers.items():
             h, w = layer.mask.shape
-            shown = label[layer.y0:layer.y0 + h, layer.x0:layer.x0 + w][layer.mask] == k
+            shown = label[layer.y0 : layer.y0 + h, layer.x0 : layer.x0 + w][layer.mask] == k
             seen[k].append(t)
             boxes[k].append([round(v, 2) for v in layer.box])
             visible[k].append(round(float(shown.mean()), 3))
@@ -614,14 +707,31 @@ def generate_video(config: SynthConfig, index: int,
         counters[obj.kind] += 1
         if not seen[k]:
             continue
-        tracks.append(TrackRecord(
-            id=f"{plan.id}_{'o' if obj.kind == 'object' else 'd'}{number}", video_id=plan.id,
-            frames=seen[k], boxes=boxes[k], score=1.0, label=obj.label,
-            extra={"visible": visible[k], "motion": obj.motion, "kind": obj.kind}))
+        tracks.append(
+            TrackRecord(
+                id=f"{plan.id}_{'o' if obj.kind == 'object' else 'd'}{number}",
+                video_id=plan.id,
+                frames=seen[k],
+                boxes=boxes[k],
+                score=1.0,
+                label=obj.label,
+                extra={"visible": visible[k], "motion": obj.motion, "kind": obj.kind},
+            )
+        )
     present = sorted({t.label for t in tracks if t.label is not None})
     video = VideoRecord(
-        id=plan.id, path=video_path.as_posix(), label=plan.motion,
-        split=video_split(config, index), fps=config.fps,
-        extra={"classes": present, "motion": plan.motion, "camera": plan.camera,
-               "width": plan.width, "height": plan.height, "frames": plan.frames})
+        id=plan.id,
+        path=video_path.as_posix(),
+        label=plan.motion,
+        split=video_split(config, index),
+        fps=config.fps,
+        extra={
+            "classes": present,
+            "motion": plan.motion,
+            "camera": plan.camera,
+            "width": plan.width,
+            "height": plan.height,
+            "frames": plan.frames,
+        },
+    )
     return video, tracks
