@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -33,7 +34,7 @@ def test_round_trip_odd_size(clip: tuple[Path, list[np.ndarray]]) -> None:
     assert red > 150
 
 
-def test_stride_start_end_and_seek_match_sequential(clip: tuple[Path, list[np.ndarray]]) -> None:
+def test_stride_start_end_match_sequential(clip: tuple[Path, list[np.ndarray]]) -> None:
     path, _ = clip
     full = dict(VideoReader(path))
     part = list(VideoReader(path, start=27, end=36, stride=3))
@@ -131,3 +132,29 @@ def test_real_video_with_wrong_declared_count() -> None:
     if not tree.exists():
         pytest.skip("../shared/data is not on this machine")
     assert probe(tree).frame_count == 444 and VideoReader(tree).count_frames() == 68
+
+
+def test_frames_are_numbered_by_decoding_order_not_timestamps(tmp_path: Path) -> None:
+    """A file whose timestamps jump (variable frame rate) still numbers frames 0, 1, 2..."""
+    import av
+
+    frames = moving_square_frames(12, width=32, height=24)
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 25)
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i * i  # gaps grow: timestamps do not count frames
+            frame.time_base = Fraction(1, 25)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    every = dict(VideoReader(path))
+    assert sorted(every) == list(range(12))
+    part = list(VideoReader(path, start=5, end=9, stride=2))
+    assert [i for i, _ in part] == [5, 7]
+    for i, frame in part:
+        np.testing.assert_array_equal(frame, every[i])
+        errors = [np.abs(frame.astype(int) - f).mean() for f in frames]
+        assert int(np.argmin(errors)) == i  # the content is frame i's, not a neighbour's

@@ -72,8 +72,8 @@ class VideoReader:
     """Iterate ``(frame_index, rgb)`` over a video file or a frame folder.
 
     ``stride`` keeps every stride-th frame, ``start``/``end`` bound the frame indices
-    (end exclusive). Seeking in files uses timestamps when they are usable, so
-    ``start`` deep into a long video does not decode everything before it.
+    (end exclusive). Frame indices count decoded frames from 0, whatever the
+    container's timestamps say.
     """
 
     def __init__(
@@ -134,13 +134,23 @@ class VideoReader:
             yield index, self._finish(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
     def _iter_file(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Decode from the first frame and number frames by decoding order.
+
+        Frames before ``start`` are decoded and dropped rather than reached by a
+        timestamp seek: real files have timestamps that do not count frames (OpenCV's
+        tree.avi numbers its 68 frames as if it had 444), and numbering by timestamp
+        would then disagree with every reader that starts at 0. Decoding costs about
+        1 ms a frame at 768×576; only ``to_ndarray`` and resizing are skipped.
+        """
         import av
 
-        container, stream, index_of = self._open_at_start()
+        container = _open_container(self.path)
         decoded = 0
         try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
             for frame in container.decode(stream):
-                index = index_of(frame, decoded)
+                index = decoded
                 decoded += 1
                 if self.end is not None and index >= self.end:
                     break
@@ -152,43 +162,8 @@ class VideoReader:
             ) from None
         finally:
             container.close()
-        if decoded == 0 and self.start == 0:
+        if decoded == 0:
             raise DataError("no frame could be decoded", self.path, "the file is empty or corrupt")
-
-    def _open_at_start(self) -> tuple[Any, Any, Any]:
-        """Open the file positioned at or before ``start``, and a frame -> index mapping.
-
-        With usable timestamps, seek to the key frame before ``start`` and number frames
-        by timestamp; otherwise (or if the seek lands past ``start``) decode from the
-        beginning and number frames by count.
-        """
-        container = _open_container(self.path)
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps, base, origin = self.info.fps, stream.time_base, stream.start_time or 0
-        if self.start == 0 or not fps or base is None:
-            return container, stream, lambda frame, decoded: decoded
-
-        def by_timestamp(frame: Any, decoded: int) -> int:
-            if frame.pts is None:
-                raise DataError("frame without a timestamp after seeking", self.path)
-            return round(float((frame.pts - origin) * base) * fps)
-
-        seconds = Fraction(self.start) / Fraction(fps).limit_denominator(100000)
-        target = origin + int(seconds / base)
-        try:
-            container.seek(target, stream=stream, backward=True, any_frame=False)
-            first = next(container.decode(stream), None)
-            if first is not None and first.pts is not None and by_timestamp(first, 0) <= self.start:
-                container.seek(target, stream=stream, backward=True, any_frame=False)
-                return container, stream, by_timestamp
-        except Exception:  # an unseekable file: fall back to decoding from the start
-            pass
-        container.close()
-        container = _open_container(self.path)
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        return container, stream, lambda frame, decoded: decoded
 
     def count_frames(self) -> int:
         """Decode the whole video and count its frames (declared counts can be wrong)."""
