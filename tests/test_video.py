@@ -138,7 +138,7 @@ def test_frames_are_numbered_by_decoding_order_not_timestamps(tmp_path: Path) ->
     """A file whose timestamps jump (variable frame rate) still numbers frames 0, 1, 2..."""
     import av
 
-    frames = moving_square_frames(12, width=32, height=24)
+    frames = [np.full((24, 32, 3), 20 * i, np.uint8) for i in range(12)]  # frame i: grey 20i
     path = tmp_path / "vfr.mkv"
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=25)
@@ -156,5 +156,4 @@ def test_frames_are_numbered_by_decoding_order_not_timestamps(tmp_path: Path) ->
     assert [i for i, _ in part] == [5, 7]
     for i, frame in part:
         np.testing.assert_array_equal(frame, every[i])
-        errors = [np.abs(frame.astype(int) - f).mean() for f in frames]
-        assert int(np.argmin(errors)) == i  # the content is frame i's, not a neighbour's
+        assert frame.mean() == pytest.approx(20 * i, abs=3)  # frame i's content
