@@ -36,6 +36,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("info", "info"),
     ("idt", "idt"),
     ("fisher", "fisher"),
+    ("cluster", "cluster"),
 ]
 COMMANDS: list[tuple[str, ModuleType]] = [
     (name, importlib.import_module(f"vcl.cli.{module}")) for name, module in COMMAND_MODULES

@@ -1,0 +1,260 @@
+"""vcl.cluster and vcl.cluster_metrics: FINCH against a brute-force twin and the authors'
+package, k-means on planted clusters, track k-means, metrics against hand values and
+scikit-learn."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.metrics as skm
+
+from vcl import cluster_metrics as cm
+from vcl.cluster import (
+    canonical,
+    finch,
+    finch_exact,
+    first_neighbours,
+    kmeans,
+    track_kmeans,
+    track_representatives,
+)
+
+
+def blobs(n: int, d: int, centres: int, seed: int, spread: float = 4.0):
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centres, d)) * spread
+    y = rng.integers(0, centres, n)
+    return (c[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+# ---------------------------------------------------------------- brute-force FINCH twin
+
+
+def _brute_distances(x: np.ndarray, metric: str) -> np.ndarray:
+    x = x.astype(np.float64)
+    if metric == "cosine":
+        u = x / np.linalg.norm(x, axis=1, keepdims=True)
+        d = 1.0 - u @ u.T
+    else:
+        d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    return d
+
+
+def _brute_components(nn: np.ndarray) -> np.ndarray:
+    """Union-find over the edges i - nn[i], in plain Python."""
+    parent = list(range(len(nn)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in enumerate(nn):
+        a, b = root(i), root(int(j))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return canonical(np.array([root(i) for i in range(len(nn))]))
+
+
+def brute_finch(x: np.ndarray, metric: str) -> list[np.ndarray]:
+    labels = _brute_components(_brute_distances(x, metric).argmin(1))
+    levels = [labels]
+    while True:
+        k = labels.max() + 1
+        means = np.stack([x[labels == c].astype(np.float64).mean(0) for c in range(k)])
+        merge = _brute_components(_brute_distances(means, metric).argmin(1))
+        new = canonical(merge[labels])
+        if new.max() == 0 or k - (new.max() + 1) <= 1:
+            return levels
+        labels = new
+        levels.append(labels)
+
+
+def brute_exact(x: np.ndarray, labels: np.ndarray, target: int, metric: str) -> np.ndarray:
+    """Merge the closest pair of cluster means until ``target`` clusters remain."""
+    labels = canonical(labels)
+    while labels.max() + 1 > target:
+        k = labels.max() + 1
+        means = np.stack([x[labels == c].astype(np.float64).mean(0) for c in range(k)])
+        d = _brute_distances(means, metric)
+        a, b = np.unravel_index(np.argmin(d), d.shape)
+        labels = canonical(np.where(labels == max(a, b), min(a, b), labels))
+    return labels
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_finch_equals_brute_force(metric: str) -> None:
+    x, _ = blobs(311, 7, 9, seed=3)
+    ours = finch(x, metric)
+    ref = brute_finch(x, metric)
+    assert ours.n_clusters == [int(r.max()) + 1 for r in ref]
+    for level, expected in enumerate(ref):
+        assert np.array_equal(canonical(ours.partition(level)), expected)
+    assert len(ref) >= 2
+    # an exact count between two levels
+    target = (ours.n_clusters[0] + ours.n_clusters[1]) // 2
+    start = max(i for i, c in enumerate(ours.n_clusters) if c >= target)
+    exact = finch_exact(x, ours, target, metric)
+    assert exact.max() + 1 == target
+    assert np.array_equal(exact, brute_exact(x, ref[start], target, metric))
+
+
+def test_finch_equals_finch_clust_package() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from finch import FINCH
+
+    x, _ = blobs(1203, 13, 15, seed=5)
+    for metric, ref_metric in (("cosine", "cosine"), ("l2", "euclidean")):
+        ours = finch(x, metric)
+        c, counts, _ = FINCH(x, distance=ref_metric, verbose=False)
+        assert ours.n_clusters == list(counts)
+        for level in range(len(counts)):
+            assert np.array_equal(canonical(ours.partition(level)), canonical(c[:, level]))
+        # the paper's exact-count procedure, for a count no level has
+        target = next(t for t in range(counts[0] - 1, 1, -1) if t not in counts)
+        _, _, requested = FINCH(x, req_clust=target, distance=ref_metric, verbose=False)
+        assert np.array_equal(finch_exact(x, ours, target, metric), canonical(requested))
+
+
+def test_first_neighbours_exclude_self_and_take_duplicates() -> None:
+    x, _ = blobs(57, 5, 3, seed=1)
+    x[10] = x[20]
+    nn, dist = first_neighbours(x, "l2")
+    ref = _brute_distances(x, "l2")
+    assert nn[10] == 20 and nn[20] == 10 and dist[10] == 0
+    others = np.setdiff1d(np.arange(57), [10, 20])
+    assert np.array_equal(nn[others], ref.argmin(1)[others])
+    np.testing.assert_allclose(dist[others], ref.min(1)[others], rtol=1e-4, atol=1e-4)
+
+
+def test_finch_is_deterministic_and_handles_tiny_inputs() -> None:
+    x, _ = blobs(97, 4, 5, seed=2)
+    a, b = finch(x), finch(x)
+    assert np.array_equal(a.levels, b.levels)
+    two = finch(x[:2])
+    assert two.n_clusters == [1]
+
+
+# ---------------------------------------------------------------- k-means
+
+
+def simplex_blobs(n: int, d: int, centres: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Planted clusters 17 apart (centres 12·e_i), unit noise: well separated."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, centres, n)
+    return (12 * np.eye(centres, d)[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+def test_kmeans_recovers_planted_clusters_and_is_deterministic() -> None:
+    x, y = simplex_blobs(1499, 9, 6, seed=7)
+    result = kmeans(x, 6, runs=2, iters=25, seed=0, init="kmeans++")
+    assert result.labels.shape == (2, 1499) and result.centroids.shape == (2, 6, 9)
+    for labels in result.labels:
+        assert skm.normalized_mutual_info_score(y, labels) >= 0.95
+    again = kmeans(x, 6, runs=2, iters=25, seed=0, init="kmeans++")
+    assert np.array_equal(result.labels, again.labels)
+    # run i uses seed seed + i
+    shifted = kmeans(x, 6, runs=1, iters=25, seed=1, init="kmeans++")
+    assert np.array_equal(shifted.labels[0], result.labels[1])
+    # inertia is the sum of squared distances to the assigned centroid
+    c = result.centroids[0][result.labels[0]]
+    assert result.inertia[0] == pytest.approx(((x - c) ** 2).sum(), rel=1e-5)
+    assert result.sizes.sum(axis=1).tolist() == [1499, 1499]
+
+
+def test_kmeans_random_init_spherical_and_pca() -> None:
+    x, y = blobs(801, 16, 4, seed=11, spread=6.0)
+    x += 10  # an offset the PCA must remove
+    result = kmeans(x, 4, runs=3, seed=2, pca_dim=5, whiten=True)
+    assert result.centroids.shape == (3, 4, 5)
+    assert max(skm.normalized_mutual_info_score(y, lab) for lab in result.labels) >= 0.95
+    projected = result.pca.transform(x)
+    np.testing.assert_allclose(projected.mean(0), 0, atol=1e-3)
+    np.testing.assert_allclose(np.cov(projected.T), np.eye(5), atol=1e-2)  # whitened
+    sph = kmeans(x - 10, 4, seed=0, spherical=True, init="kmeans++")
+    np.testing.assert_allclose(np.linalg.norm(sph.centroids[0], axis=1), 1, atol=1e-5)
+
+
+def test_kmeans_k_larger_than_points_is_a_data_error() -> None:
+    from vcl.errors import DataError
+
+    with pytest.raises(DataError, match="larger than the number of points"):
+        kmeans(np.ones((5, 3), np.float32), 6)
+
+
+def test_track_kmeans_gives_zero_intra_track_entropy() -> None:
+    x, _ = blobs(613, 6, 5, seed=4)
+    rng = np.random.default_rng(0)
+    tracks = np.array([f"t{i}" for i in rng.integers(0, 97, 613)])
+    result, reps = track_kmeans(x, tracks, 5, seed=3, runs=2)
+    assert reps.shape == (2, len(np.unique(tracks)))
+    for labels in result.labels:
+        assert cm.mean_group_entropy(tracks, labels) == 0.0
+    # one representative per track, seeded, and from its own track
+    r1, index = track_representatives(tracks, 3)
+    r2, _ = track_representatives(tracks, 3)
+    assert np.array_equal(r1, r2) and np.array_equal(r1, reps[0])
+    assert np.array_equal(index[r1], np.arange(len(r1)))
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metrics_on_a_hand_computed_example() -> None:
+    labels = np.array(["a", "a", "a", "b", "b", "b"])
+    clusters = np.array([0, 0, 1, 1, 2, 2])
+    assert cm.purity(labels, clusters) == pytest.approx(5 / 6)
+    # Σ C(nij,2) = 2, Σ C(ai,2) = 6, Σ C(bj,2) = 3, C(6,2) = 15
+    expected = (2 - 6 * 3 / 15) / ((6 + 3) / 2 - 6 * 3 / 15)
+    assert cm.ari(labels, clusters) == pytest.approx(expected)
+    h = -(2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3))
+    assert cm.mean_group_entropy(labels, clusters) == pytest.approx(h)
+    assert cm.mean_group_entropy(labels, clusters, base=2) == pytest.approx(h / np.log(2))
+    # MI = Σ p_ij log(p_ij / p_i p_j): cells (2/6, a, c0), (1/6, a, c1), (1/6, b, c1), (2/6, b, c2)
+    mi = 2 * (2 / 6 * np.log((2 / 6) / (0.5 * 2 / 6)) + 1 / 6 * np.log((1 / 6) / (0.5 * 2 / 6)))
+    normaliser = (np.log(2) + np.log(3)) / 2
+    assert cm.nmi(labels, clusters) == pytest.approx(mi / normaliser)
+    assert cm.gini([1, 1, 4]) == pytest.approx(1 / 3)
+    assert cm.gini([5, 5, 5]) == 0.0
+    stats = cm.size_stats(np.array([0, 0, 2, 2, 2]), k=4)
+    assert stats == {
+        "clusters": 4,
+        "non_empty": 2,
+        "empty": 2,
+        "min": 2,
+        "max": 3,
+        "mean": 1.25,
+        "gini": pytest.approx(cm.gini([0, 0, 2, 3])),
+    }
+    assert cm.change_ratio(np.array([0, 1, 2, 3]), np.array([0, 1, 3, 2])) == 0.5
+    # the same partition under other ids counts as changed: no relabelling
+    assert cm.change_ratio(np.array([0, 0, 1]), np.array([1, 1, 0])) == 1.0
+
+
+def test_metrics_equal_scikit_learn() -> None:
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        n = int(rng.integers(2, 400))
+        a = rng.integers(0, int(rng.integers(1, 9)), n)
+        b = a.copy() if trial % 2 else rng.integers(0, int(rng.integers(1, 13)), n)
+        b[: n // 4] = rng.integers(0, 5, n // 4)
+        assert cm.nmi(a, b) == pytest.approx(skm.normalized_mutual_info_score(a, b), abs=1e-10)
+        assert cm.ari(a, b) == pytest.approx(skm.adjusted_rand_score(a, b), abs=1e-10)
+        assert cm.ami(a, b) == pytest.approx(skm.adjusted_mutual_info_score(a, b), abs=1e-9)
+    one = np.zeros(7, int)
+    assert cm.nmi(one, one) == skm.normalized_mutual_info_score(one, one) == 1.0
+
+
+def test_evaluate_joins_by_id_not_by_row() -> None:
+    rng = np.random.default_rng(1)
+    ids = np.array([f"s{i:03d}" for i in range(150)])
+    truth = rng.integers(0, 4, 150)
+    clusters = np.where(rng.random(150) < 0.8, truth, rng.integers(0, 4, 150))
+    order = rng.permutation(150)
+    report = cm.evaluate(ids, clusters, labels=(ids[order], truth[order].astype(str)))
+    assert report["nmi"] == pytest.approx(skm.normalized_mutual_info_score(truth, clusters))
+    assert report["labelled"] == 150 and report["unlabelled"] == 0

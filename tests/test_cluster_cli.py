@@ -1,0 +1,200 @@
+"""vcl cluster / vcl cluster eval through the CLI: outputs, joins by id, bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sklearn.metrics as skm
+
+from tests.conftest import jsonl
+from vcl.errors import ExitCode
+from vcl.io.features import FeatureSet, write_feature_set
+from vcl.io.store import Store
+
+
+def planted(n: int = 211, d: int = 9, k: int = 5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    x = (12 * np.eye(k, d)[y] + rng.normal(size=(n, d))).astype(np.float32)
+    return x, y
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    errors = [x for x in lines if x.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+@pytest.fixture
+def npy(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    x, y = planted()
+    x[7] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    return tmp_path / "x.npy", y
+
+
+def write_labels(path: Path, ids, labels, seed: int = 0, drop: tuple[int, ...] = ()) -> Path:
+    """A shuffled two-field JSONL with an extra field; rows in ``drop`` lack a label."""
+    order = np.random.default_rng(seed).permutation(len(ids))
+    with path.open("w") as f:
+        for i in order:
+            row = {"id": str(ids[i]), "note": "ignored"}
+            if i not in drop:
+                row["label"] = f"class{labels[i]}"
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def test_kmeans_store_and_eval_with_shuffled_labels(invoke, tmp_path, npy) -> None:
+    path, y = npy
+    out = tmp_path / "c.zarr"
+    result = invoke("cluster", path, "-o", out, "--k", "5", "--runs", "2", "--init", "kmeans++")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["dropped_rows"] == 1 and summary["runs"] == 2 and summary["seeds"] == [0, 1]
+    assert "dropped 1 of 211 rows" in result.stderr
+    store = Store(out, kind="clusters", version=1)
+    assert store.columns == ["id", "assignment"]
+    assignment = store["assignment"][:]
+    assert assignment.shape == (211, 2) and assignment.dtype == np.int32
+    assert assignment[7].tolist() == [-1, -1]
+    assert store["centroids"].shape == (2, 5, 9) and store["sizes"][:].sum(1).tolist() == [210] * 2
+    assert store.attrs["params"]["k"] == 5 and store.attrs["seed"] == 0
+
+    labels = write_labels(tmp_path / "labels.jsonl", np.arange(211), y, drop=(3, 4))
+    report = invoke("cluster", "eval", out, "--labels", labels)
+    assert report.exit_code == 0, report.stderr
+    metrics = json.loads(report.stdout)
+    keep = np.setdiff1d(np.arange(211), [3, 4, 7])
+    expected = skm.normalized_mutual_info_score(y[keep], assignment[keep, 0])
+    assert metrics["nmi"] == pytest.approx(expected) and metrics["nmi"] >= 0.95
+    assert metrics["ari"] == pytest.approx(skm.adjusted_rand_score(y[keep], assignment[keep, 0]))
+    assert metrics["unlabelled"] == 2 and metrics["unassigned"] == 1 and metrics["labelled"] == 208
+    assert metrics["entropy_unit"] == "nats" and metrics["sizes"]["clusters"] == 5
+    # a different shuffle gives the same figures: labels are joined by id
+    labels2 = write_labels(tmp_path / "l2.jsonl", np.arange(211), y, seed=9, drop=(3, 4))
+    again = json.loads(invoke("cluster", "eval", out, "--labels", labels2).stdout)
+    assert again["nmi"] == metrics["nmi"] and again["purity"] == metrics["purity"]
+    bits = json.loads(invoke("cluster", "eval", out, "--labels", labels, "--bits").stdout)
+    assert bits["entropy_unit"] == "bits"
+    assert bits["intra_class_entropy"] == pytest.approx(metrics["intra_class_entropy"] / np.log(2))
+    # change ratio between the two runs, no relabelling
+    jl = tmp_path / "run1.jsonl"
+    ids = [str(i) for i in range(211)]
+    jl.write_text(
+        "".join(
+            json.dumps({"id": i, "cluster": int(c)}) + "\n"
+            for i, c in zip(ids, assignment[:, 1], strict=True)
+        )
+    )
+    vs = json.loads(invoke("cluster", "eval", out, "--vs", jl).stdout)
+    valid = assignment[:, 0] >= 0
+    assert vs["compared"] == 210
+    assert vs["change_ratio"] == pytest.approx(
+        (assignment[valid, 0] != assignment[valid, 1]).mean()
+    )
+
+
+def test_jsonl_to_stdout_and_finch(invoke, tmp_path, npy) -> None:
+    path, y = npy
+    result = invoke("cluster", path, "--method", "finch", "--n-clusters", "5", "--jsonl")
+    assert result.exit_code == 0, result.stderr
+    rows = jsonl(result.stdout)  # stdout is data only: the summary went to stderr
+    assert [r["id"] for r in rows] == [str(i) for i in range(211)]
+    clusters = np.array([r["cluster"] for r in rows])
+    assert clusters[7] == -1 and len(np.unique(clusters[clusters >= 0])) == 5
+    keep = clusters >= 0
+    assert skm.normalized_mutual_info_score(y[keep], clusters[keep]) >= 0.95
+    out = tmp_path / "f.zarr"
+    assert invoke("cluster", path, "-o", out, "--method", "finch", "--level", "0").exit_code == 0
+    store = Store(out)
+    levels, counts = store["levels"][:], store["level_clusters"][:]
+    assert levels.shape[1] == len(counts) and levels[7].tolist() == [-1] * len(counts)
+    assert np.array_equal(store["assignment"][:, 0], levels[:, 0])
+    bad = invoke("cluster", path, "-o", tmp_path / "g.zarr", "--method", "finch", "--level", "99")
+    assert bad.exit_code == ExitCode.USAGE and "levels" in one_error_line(bad.stderr)
+    again = invoke("cluster", path, "-o", out, "--method", "finch")
+    assert again.exit_code == ExitCode.CANNOT_CREATE and "--overwrite" in again.stderr
+
+
+def test_track_kmeans_from_a_features_store(invoke, tmp_path) -> None:
+    x, y = planted(n=307, k=4, seed=2)
+    rng = np.random.default_rng(3)
+    tracks = np.array([f"t{t}" for t in rng.integers(0, 60, 307)])
+    order = np.argsort(tracks, kind="stable")
+    ids = np.array([f"crop{i}" for i in range(307)])
+    fs = FeatureSet(
+        ids=ids[order],
+        features=x[order],
+        labels=np.array([f"c{v}" for v in y])[order],
+        track_ids=tracks[order],
+        video_ids=tracks[order],
+    )
+    store = write_feature_set(tmp_path / "feats.zarr", fs, params={})
+    out = tmp_path / "t.zarr"
+    result = invoke("cluster", store, "-o", out, "--method", "track-kmeans", "--k", "4")
+    assert result.exit_code == 0, result.stderr
+    n_tracks = len(np.unique(tracks))
+    assert json.loads(result.stdout)["tracks"] == n_tracks
+    report = json.loads(invoke("cluster", "eval", out, "--labels", store).stdout)
+    assert report["intra_track_entropy"] == 0.0 and report["tracks"] == n_tracks
+    assert report["tracks_from"] == str(store) and report["classes"] == 4
+    too_many = invoke(
+        "cluster",
+        store,
+        "-o",
+        tmp_path / "u.zarr",
+        "--method",
+        "track-kmeans",
+        "--k",
+        str(n_tracks + 1),
+    )
+    assert too_many.exit_code == ExitCode.DATA
+    assert "number of tracks" in one_error_line(too_many.stderr)
+
+
+@pytest.mark.parametrize(
+    ("array", "args", "message"),
+    [
+        (np.ones((9, 4)), ["--k", "2"], "zero-variance"),
+        (np.arange(12.0).reshape(4, 3), ["--k", "5"], "larger than the number of points"),
+        (np.full((4, 3), np.nan), ["--k", "2"], "NaN"),
+    ],
+    ids=["zero-variance", "k-too-large", "all-nan"],
+)
+def test_bad_features(invoke, tmp_path, array, args, message) -> None:
+    np.save(tmp_path / "bad.npy", array.astype(np.float32))
+    result = invoke("cluster", tmp_path / "bad.npy", "-o", tmp_path / "c.zarr", *args)
+    assert result.exit_code == ExitCode.DATA
+    line = one_error_line(result.stderr)
+    assert message in line and "bad.npy" in line
+    assert not (tmp_path / "c.zarr").exists()
+
+
+def test_bad_labels_and_usage(invoke, tmp_path, npy) -> None:
+    path, y = npy
+    out = tmp_path / "c.zarr"
+    assert invoke("cluster", path, "-o", out, "--k", "3").exit_code == 0
+    stranger = write_labels(tmp_path / "other.jsonl", [f"x{i}" for i in range(20)], y[:20])
+    result = invoke("cluster", "eval", out, "--labels", stranger)
+    assert result.exit_code == ExitCode.DATA and "other.jsonl" in one_error_line(result.stderr)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "1", "label": "a"}\n{"id": 2,\n')
+    result = invoke("cluster", "eval", out, "--labels", broken)
+    assert result.exit_code == ExitCode.DATA and "line 2" in one_error_line(result.stderr)
+    assert invoke("cluster", "eval", out, "--labels", tmp_path / "nope.jsonl").exit_code == (
+        ExitCode.NO_INPUT
+    )
+    assert invoke("cluster", path, "-o", tmp_path / "d.zarr").exit_code == ExitCode.USAGE  # no k
+    wrong = invoke("cluster", path, "-o", tmp_path / "d.zarr", "--k", "3", "--method", "dbscan")
+    assert wrong.exit_code == ExitCode.USAGE and "dbscan" in one_error_line(wrong.stderr)
+    gpu = invoke("cluster", path, "-o", tmp_path / "d.zarr", "--k", "3", "--device", "cuda:7")
+    assert gpu.exit_code == ExitCode.UNAVAILABLE
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(f"item{i}" for i in range(211)))
+    named = invoke("cluster", path, "--ids", ids, "--k", "3", "--jsonl")
+    assert jsonl(named.stdout)[0]["id"] == "item0"
