@@ -1,0 +1,188 @@
+"""The backbone registry shared by ``pretrain``, ``embed``, ``probe`` and ``retrieve``.
+
+Every network is built with random weights (nothing is downloaded); trained weights
+come from a ``vcl pretrain`` run directory or a file the user gives. A backbone maps
+a batch to pooled features and can also return the feature maps of its named stages,
+which linear probes read (ODCT probes conv1 and the four residual stages):
+
+- image ResNets, input (N, 3, H, W): stages ``conv1, layer1, layer2, layer3, layer4``;
+- video networks, input (N, 3, T, H, W): ``stem, layer1..layer4`` (r3d_18,
+  r2plus1d_18, mc3_18) or ``features`` blocks (s3d, which needs T >= 14, H, W >= 224).
+
+A run directory holds ``config.json`` (with at least ``arch``) and ``checkpoint.pt``
+whose ``"backbone"`` entry is this module's ``state_dict`` (tensors only, loadable
+with ``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vcl.errors import DataError, MissingInputError, UsageError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    kind: str  # "image" or "video"
+    dim: int  # pooled feature size
+    stages: tuple[str, ...]
+    min_frames: int = 1  # video networks: shortest clip
+    min_side: int = 1  # smallest input side
+
+
+def _image(name: str, dim: int) -> BackboneSpec:
+    return BackboneSpec(name, "image", dim, ("conv1", "layer1", "layer2", "layer3", "layer4"))
+
+
+def _video(name: str) -> BackboneSpec:
+    return BackboneSpec(name, "video", 512, ("stem", "layer1", "layer2", "layer3", "layer4"))
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        _image("resnet18", 512),
+        _image("resnet34", 512),
+        _image("resnet50", 2048),
+        _image("resnet101", 2048),
+        _image("resnet152", 2048),
+        _image("resnext50_32x4d", 2048),
+        _image("wide_resnet50_2", 2048),
+        _video("r3d_18"),
+        _video("r2plus1d_18"),
+        _video("mc3_18"),
+        BackboneSpec("s3d", "video", 1024, ("features",), min_frames=14, min_side=224),
+    )
+}
+
+
+def spec_of(arch: str) -> BackboneSpec:
+    if arch not in REGISTRY:
+        raise UsageError(
+            f"unknown architecture {arch!r}", None, f"choose one of {', '.join(REGISTRY)}"
+        )
+    return REGISTRY[arch]
+
+
+def _make(arch: str) -> Any:
+    import torch
+    import torchvision.models as models
+    import torchvision.models.video as video_models
+
+    spec = spec_of(arch)
+    net = (getattr(models, arch) if spec.kind == "image" else getattr(video_models, arch))(
+        weights=None
+    )
+    if arch == "s3d":
+        net.classifier = torch.nn.Identity()
+    else:
+        net.fc = torch.nn.Identity()
+    return net
+
+
+def build_backbone(arch: str) -> Any:
+    """A randomly initialised backbone (``torch.nn.Module``) with ``forward`` giving
+    pooled features (N, dim) and ``stage_outputs(x, names)`` giving feature maps."""
+    import torch
+
+    spec = spec_of(arch)
+
+    class Backbone(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.arch = arch
+            self.spec = spec
+            self.net = _make(arch)
+
+        def _steps(self) -> list[tuple[str, Callable[[Any], Any]]]:
+            n = self.net
+            if spec.kind == "image":
+                return [
+                    ("conv1", lambda x: n.maxpool(n.relu(n.bn1(n.conv1(x))))),
+                    ("layer1", n.layer1),
+                    ("layer2", n.layer2),
+                    ("layer3", n.layer3),
+                    ("layer4", n.layer4),
+                ]
+            if arch == "s3d":
+                return [("features", n.features)]
+            return [
+                ("stem", n.stem),
+                ("layer1", n.layer1),
+                ("layer2", n.layer2),
+                ("layer3", n.layer3),
+                ("layer4", n.layer4),
+            ]
+
+        def stage_outputs(self, x: Any, names: Sequence[str]) -> dict[str, Any]:
+            """Feature maps of the named stages, running only as far as needed."""
+            unknown = set(names) - set(spec.stages)
+            if unknown:
+                raise UsageError(
+                    f"{arch} has no stage {sorted(unknown)[0]!r}",
+                    None,
+                    f"stages: {', '.join(spec.stages)}",
+                )
+            wanted, out = set(names), {}
+            for name, step in self._steps():
+                x = step(x)
+                if name in wanted:
+                    out[name] = x
+                    if len(out) == len(wanted):
+                        break
+            return out
+
+        def forward(self, x: Any) -> Any:
+            for _, step in self._steps():
+                x = step(x)
+            return torch.flatten(self.net.avgpool(x), 1)
+
+    return Backbone()
+
+
+def load_run_config(run_dir: str | Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise MissingInputError("not a vcl pretrain run directory (no config.json)", run_dir)
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"config.json is not valid JSON ({exc.msg})", run_dir) from None
+    if not isinstance(config, dict) or "arch" not in config:
+        raise DataError("config.json names no 'arch'", run_dir)
+    return config
+
+
+def load_backbone(run_dir: str | Path, map_location: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """The trained backbone of a run directory, and its config."""
+    import torch
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    checkpoint = run_dir / "checkpoint.pt"
+    if not checkpoint.exists():
+        raise MissingInputError("run directory has no checkpoint.pt", run_dir)
+    try:
+        state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged files
+        raise DataError(
+            f"checkpoint.pt cannot be loaded ({type(exc).__name__})",
+            run_dir,
+            "it may be truncated; resume or rerun the training",
+        ) from None
+    if "backbone" not in state:
+        raise DataError("checkpoint.pt has no 'backbone' weights", run_dir)
+    model = build_backbone(config["arch"])
+    try:
+        model.load_state_dict(state["backbone"])
+    except RuntimeError as exc:
+        raise DataError(
+            f"weights do not fit {config['arch']}: {str(exc).splitlines()[0]}", run_dir
+        ) from None
+    return model, config
