@@ -83,7 +83,7 @@ def median_flow(flow: np.ndarray, ksize: int = 3) -> np.ndarray:
     return np.dstack([cv2.medianBlur(np.ascontiguousarray(flow[..., c]), ksize) for c in range(2)])
 
 
-def _outside_boxes(points: np.ndarray, boxes: np.ndarray | None) -> np.ndarray:
+def outside_boxes(points: np.ndarray, boxes: np.ndarray | None) -> np.ndarray:
     """Mask of points (N×2) outside every box (M×4 xyxy)."""
     if boxes is None or len(boxes) == 0 or len(points) == 0:
         return np.ones(len(points), dtype=bool)
@@ -99,27 +99,14 @@ def keypoint_matches(
     max_features: int = 1000,
     ratio: float = 0.8,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Matched keypoint positions (N×2 each) by descriptor matching with a ratio test."""
-    import cv2
-
-    if detector == "orb":
-        extractor, norm = cv2.ORB_create(nfeatures=max_features), cv2.NORM_HAMMING
-    elif detector == "sift":
-        extractor, norm = cv2.SIFT_create(nfeatures=max_features), cv2.NORM_L2
-    else:
-        raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
-    kp1, d1 = extractor.detectAndCompute(prev, None)
-    kp2, d2 = extractor.detectAndCompute(nxt, None)
-    empty = np.zeros((0, 2), np.float32)
-    if d1 is None or d2 is None or len(kp1) < 2 or len(kp2) < 2:
-        return empty, empty
-    pairs = cv2.BFMatcher(norm).knnMatch(d1, d2, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
-    if not good:
-        return empty, empty
-    src = np.float32([kp1[m.queryIdx].pt for m in good])
-    dst = np.float32([kp2[m.trainIdx].pt for m in good])
-    return src, dst
+    """Matched keypoint positions (N×2 each) of two frames, by a descriptor ratio test."""
+    return match_features(
+        detect_features(prev, detector, max_features),
+        detect_features(nxt, detector, max_features),
+        detector,
+        ratio,
+        window=None,
+    )
 
 
 def flow_matches(
@@ -157,7 +144,7 @@ def estimate_homography(
     """
     import cv2
 
-    keep = _outside_boxes(src, exclude_boxes)
+    keep = outside_boxes(src, exclude_boxes)
     src, dst = src[keep], dst[keep]
     if len(src) < min_matches:
         return np.eye(3), 0.0
@@ -210,11 +197,6 @@ def camera_flow(H: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def residual_flow(flow: np.ndarray, H: np.ndarray) -> np.ndarray:
     """Flow minus the camera's: what moved relative to the scene."""
     return flow - camera_flow(H, flow.shape[:2])
-
-
-def outside_boxes(points: np.ndarray, boxes: np.ndarray | None) -> np.ndarray:
-    """Mask (N,) of points (N×2) lying outside every box (M×4 xyxy)."""
-    return _outside_boxes(points, boxes)
 
 
 def detect_features(
