@@ -78,12 +78,19 @@ def _chunk_rows(dtype: np.dtype, trailing: tuple[int, ...]) -> int:
 
 
 def _create_array(
-    group: Any, name: str, dtype: Any, trailing: tuple[int, ...], fill_value: Any = None
+    group: Any,
+    name: str,
+    dtype: Any,
+    trailing: tuple[int, ...],
+    fill_value: Any = None,
+    chunk_rows: int | None = None,
 ) -> Any:
     import zarr.codecs
 
     is_str = dtype is str
     chunk = 4096 if is_str else _chunk_rows(np.dtype(dtype), trailing)
+    if chunk_rows is not None:
+        chunk = int(chunk_rows)
     return group.create_array(
         name,
         shape=(0, *trailing),
@@ -193,8 +200,16 @@ class StoreWriter:
         """Rows committed to disk (queued groups not included)."""
         return int(self.group[GROUP_ROWS][:].sum())
 
-    def define_columns(self, spec: Mapping[str, tuple[Any, tuple[int, ...]]]) -> None:
-        """Declare columns ``name -> (dtype, trailing shape)``; a no-op when resuming."""
+    def define_columns(
+        self,
+        spec: Mapping[str, tuple[Any, tuple[int, ...]]],
+        chunk_rows: Mapping[str, int] | None = None,
+    ) -> None:
+        """Declare columns ``name -> (dtype, trailing shape)``; a no-op when resuming.
+
+        ``chunk_rows`` optionally sets rows per chunk for some columns (default: about
+        4 MiB a chunk), e.g. one image a chunk so random single-row reads stay cheap.
+        """
         existing = self.columns
         if existing:
             if sorted(existing) != sorted(spec):
@@ -203,7 +218,8 @@ class StoreWriter:
                 )
             return
         for name, (dtype, trailing) in spec.items():
-            _create_array(self.group, name, dtype, tuple(trailing))
+            rows = None if chunk_rows is None else chunk_rows.get(name)
+            _create_array(self.group, name, dtype, tuple(trailing), chunk_rows=rows)
         self.group.attrs["vcl_columns"] = list(spec)
 
     def append_group(self, group_id: str, **columns: np.ndarray) -> None:

@@ -1,0 +1,387 @@
+"""vcl track: the IoU tracker's rules on planted tracks, evaluation, GT import, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import jsonl
+from vcl.errors import ExitCode
+from vcl.io.manifest import TrackRecord, read_records
+from vcl.io.store import StoreWriter
+from vcl.synth import SynthConfig, generate_video
+from vcl.track import TrackWriter, to_records
+from vcl.track.evaluate import evaluate
+from vcl.track.iou import (
+    IouParams,
+    IouTracker,
+    RawTrack,
+    flow_shift,
+    greedy_match,
+    greedy_match_reference,
+    interpolate,
+    select,
+)
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def make_synth(folder: Path, videos: int = 3, camera: str = "static", **kw) -> Path:
+    """A tiny vcl synth data set (videos.jsonl + gt_tracks.jsonl) in ``folder``."""
+    from vcl.io.manifest import write_records
+
+    config = SynthConfig(videos=videos, width=97, height=75, frames=kw.pop("frames", 40),
+                         camera=camera, seed=kw.pop("seed", 3), **kw)  # fmt: skip
+    made = [generate_video(config, i, folder) for i in range(videos)]
+    write_records(folder / "videos.jsonl", [v for v, _ in made])
+    write_records(folder / "gt_tracks.jsonl", [t for _, ts in made for t in ts])
+    return folder
+
+
+def write_proposals(
+    path: Path,
+    per_video: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> Path:
+    with StoreWriter(path, "vcl.proposals/1", {"test": True}, 0, overwrite=True) as w:
+        w.define_columns(
+            {"frame": ("int32", ()), "box": ("float32", (4,)), "score": ("float32", ())}
+        )
+        for vid, (f, b, s) in per_video.items():
+            w.append_group(vid, frame=f, box=b, score=s)
+    return path
+
+
+def jittered_proposals(
+    gt: Path,
+    out: Path,
+    jitter: float = 0.04,
+    distractors: int = 8,
+    stride: int = 1,
+    seed: int = 0,
+    size: tuple[int, int] = (97, 75),
+) -> Path:
+    """Proposals from GT boxes (visible ≥ 30 %) with relative jitter, plus random boxes."""
+    rng = np.random.default_rng(seed)
+    by: dict[str, list[TrackRecord]] = {}
+    for t in read_records(gt, TrackRecord):
+        by.setdefault(t.video_id, []).append(t)
+    data = {}
+    for vid, ts in by.items():
+        frames, boxes, scores = [], [], []
+        n = 1 + max(t.frames[-1] for t in ts)
+        for t in ts:
+            b = np.asarray(t.boxes)
+            f = np.asarray(t.frames)
+            keep = (np.asarray(t.extra.get("visible", [1.0] * len(b))) >= 0.3) & (f % stride == 0)
+            wh = np.tile(b[:, 2:] - b[:, :2], 2)
+            boxes.append((b + rng.normal(0, jitter, b.shape) * wh)[keep])
+            frames.append(f[keep])
+            scores.append(rng.uniform(0.6, 1.0, int(keep.sum())))
+        fr = np.repeat(np.arange(0, n, stride), distractors)
+        xy = rng.uniform(0, 1, (len(fr), 2)) * size
+        wh = rng.uniform(6, 30, (len(fr), 2))
+        boxes.append(np.concatenate([xy, xy + wh], 1))
+        frames.append(fr)
+        scores.append(rng.uniform(0.0, 0.5, len(fr)))
+        f = np.concatenate(frames)
+        o = np.argsort(f, kind="stable")
+        data[vid] = (f[o], np.concatenate(boxes)[o], np.concatenate(scores)[o])
+    return write_proposals(out, data)
+
+
+def run_tracker(frames_boxes: list[np.ndarray], threshold=0.35, ttl=3, scores=None):
+    """Feed per-frame boxes (no flow) and return all raw tracks."""
+    tracker = IouTracker(threshold, ttl)
+    for t, boxes in enumerate(frames_boxes):
+        s = np.ones(len(boxes)) if scores is None else scores[t]
+        tracker.step(t, np.asarray(boxes, float).reshape(-1, 4), s)
+    return tracker.finish()
+
+
+# ------------------------------------------------------------------------- association
+
+
+def test_greedy_matches_the_sequential_reference() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        a, p = rng.integers(0, 9, 2)
+        overlap = rng.random((a, p)).round(1)  # many ties
+        rows, cols = greedy_match(overlap, 0.3)
+        assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
+        got = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
+        assert got == sorted(greedy_match_reference(overlap, 0.3))
+
+
+def test_iou_fast_agrees_with_boxes_iou() -> None:
+    from vcl.boxes import iou, iou_fast
+
+    rng = np.random.default_rng(2)
+    a = rng.uniform(0, 40, (13, 4))
+    a[:, 2:] += a[:, :2] * rng.uniform(0, 1, (13, 2))
+    b = np.concatenate([a[:4] + 1.5, rng.uniform(0, 40, (6, 4))])
+    b[-1] = [5, 5, 5, 5]  # degenerate
+    b[-2, 2:] = b[-2, :2] + 3
+    np.testing.assert_allclose(iou_fast(a, b), iou(a, b), atol=1e-6)
+    assert iou_fast(np.zeros((0, 4)), b).shape == (0, 10)
+
+
+def test_flow_shift_moves_boxes_by_the_median_flow() -> None:
+    flow = np.zeros((23, 37, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 3.0, -1.5
+    flow[5:7, 5:7] = 50.0  # an outlier patch inside the first box: the median ignores it
+    boxes = np.array([[2.0, 2.0, 20.0, 14.0], [20.0, 10.0, 36.0, 22.0]])
+    out = flow_shift(boxes, flow, (1.0, 1.0))
+    np.testing.assert_allclose(out, boxes + np.array([3, -1.5, 3, -1.5]))
+    # Flow computed at half resolution: displacements double in source pixels.
+    half = flow_shift(boxes * 2, flow, (0.5, 0.5))
+    np.testing.assert_allclose(half, boxes * 2 + [6, -3, 6, -3])
+
+
+# ------------------------------------------------------------------------ planted rules
+
+
+def sliding(n: int, step: float, y: float = 10.0, side: float = 10.0) -> list[np.ndarray]:
+    return [np.array([[5 + step * t, y, 5 + step * t + side, y + side]]) for t in range(n)]
+
+
+def test_iou_threshold_rule() -> None:
+    # A 10-px box moving 4 px a frame: consecutive IoU = 60 / 140 = 0.4286.
+    frames = sliding(12, 4.0)
+    assert [len(t) for t in run_tracker(frames, threshold=0.40)] == [12]
+    assert [len(t) for t in run_tracker(frames, threshold=0.43)] == [1] * 12
+
+
+def test_ttl_gaps_and_interpolation() -> None:
+    frames = sliding(20, 0.5)
+    gap3 = [b if not 8 <= t < 11 else np.zeros((0, 4)) for t, b in enumerate(frames)]
+    gap4 = [b if not 8 <= t < 12 else np.zeros((0, 4)) for t, b in enumerate(frames)]
+    (one,) = run_tracker(gap3, ttl=3)
+    assert one.frames.tolist() == [*range(8), *range(11, 20)]  # gaps are not invented
+    assert [len(t) for t in run_tracker(gap4, ttl=3)] == [8, 8]
+    assert [len(t) for t in run_tracker(gap4, ttl=4)] == [16]
+    filled = interpolate(one, 1)
+    assert filled.frames.tolist() == list(range(20))
+    np.testing.assert_allclose(filled.boxes, np.concatenate(frames), atol=1e-9)
+    assert np.isnan(filled.scores[8:11]).all() and filled.score == 1.0
+
+
+def test_two_objects_keep_their_ids() -> None:
+    a = sliding(15, 1.0, y=0)
+    b = sliding(15, 1.0, y=30)
+    tracks = run_tracker([np.concatenate([x, y]) for x, y in zip(a, b, strict=True)])
+    assert sorted(len(t) for t in tracks) == [15, 15]
+    assert all(np.ptp(t.boxes[:, 1]) == 0 for t in tracks)
+
+
+def raw(n: int, score: float, start: int = 0) -> RawTrack:
+    return RawTrack(np.arange(start, start + n), np.tile([0.0, 0, 5, 5], (n, 1)), np.full(n, score))
+
+
+def test_length_filter_drop_and_split() -> None:
+    tracks = [raw(5, 0.9), raw(20, 0.5), raw(50, 0.7), raw(61, 0.8)]
+    keep = select(tracks, IouParams(min_len=10, max_len=30, top=0, long="drop"))
+    assert [len(t) for t in keep] == [20]
+    split = select(tracks, IouParams(min_len=10, max_len=30, top=0, long="split"))
+    assert sorted(len(t) for t in split) == [20, 20, 20, 21, 25, 25]
+    assert all(10 <= len(t) <= 30 for t in split)
+    pieces = [t for t in split if np.isclose(t.score, 0.7)]
+    assert np.concatenate([t.frames for t in pieces]).tolist() == list(range(50))
+
+
+def test_top_n_by_mean_objectness() -> None:
+    tracks = [raw(12, s, start=k) for k, s in enumerate([0.2, 0.9, 0.5, 0.7, 0.1])]
+    tracks[0].scores[:6] = 1.0  # mean 0.6
+    best = select(tracks, IouParams(min_len=10, max_len=30, top=3))
+    assert sorted(round(t.score, 3) for t in best) == [0.6, 0.7, 0.9]
+    assert [int(t.frames[0]) for t in best] == sorted(int(t.frames[0]) for t in best)
+
+
+# ------------------------------------------------------------------------------ quality
+
+
+@pytest.fixture(scope="module")
+def static_data(tmp_path_factory) -> Path:
+    folder = make_synth(tmp_path_factory.mktemp("static"), videos=4, frames=40)
+    jittered_proposals(folder / "gt_tracks.jsonl", folder / "p.zarr")
+    return folder
+
+
+def test_quality_on_jittered_gt_boxes(static_data: Path, invoke) -> None:
+    out = static_data / "tracks.jsonl"
+    result = invoke("track", static_data / "p.zarr", "--videos", static_data / "videos.jsonl",
+                    "-o", out, "--min-len", "25", "--overwrite")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    records = jsonl(out.read_text())
+    assert records and all(r["schema"] == "vcl.track/1" for r in records)
+    assert all(r["method"] == "iou" and r["params"]["iou"] == 0.35 for r in records)
+    report = invoke("track", "eval", out, "--gt", static_data / "gt_tracks.jsonl", "--min-len", 25)
+    metrics = json.loads(report.stdout)
+    assert metrics["coverage"] >= 0.9 and metrics["purity"] >= 0.95, metrics
+
+
+def test_flow_registration_beats_no_flow_under_pan(tmp_path: Path, invoke) -> None:
+    folder = make_synth(tmp_path, videos=4, camera="pan", frames=40, seed=5)
+    jittered_proposals(folder / "gt_tracks.jsonl", folder / "p.zarr", stride=2, distractors=4)
+    coverage = {}
+    for flag in ("--flow", "--no-flow"):
+        out = tmp_path / f"t{flag}.jsonl"
+        result = invoke("track", folder / "p.zarr", "--videos", folder / "videos.jsonl", "-o",
+                        out, flag, "--min-len", "12", "--iou", "0.5")  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        report = invoke("track", "eval", out, "--gt", folder / "gt_tracks.jsonl", "--min-len", 24)
+        coverage[flag] = json.loads(report.stdout)["coverage"]
+    assert coverage["--flow"] > coverage["--no-flow"], coverage
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def rec(rid: str, frames: list[int], boxes: list[list[float]], vid: str = "v") -> TrackRecord:
+    return TrackRecord(id=rid, video_id=vid, frames=frames, boxes=boxes)
+
+
+def test_evaluate_hand_computed_case() -> None:
+    a = [[0.0, 0, 10, 10]] * 4
+    b = [[50.0, 50, 60, 60]] * 4
+    gt = [rec("g1", [0, 1, 2, 3], a), rec("g2", [0, 1, 2, 3], b), rec("g3", [0], a[:1])]
+    perfect = [rec("p1", [0, 1, 2, 3], a), rec("p2", [0, 1, 2, 3], b)]
+    m = evaluate(perfect, gt, min_len=2)
+    assert (m["coverage"], m["purity"], m["fragmentation"]) == (1.0, 1.0, 1.0)
+    assert m["gt_tracks_long"] == 2 and m["mean_length"] == 4.0
+    # p1 follows g1 for three frames, then jumps to g2; p2 follows g1's last two frames.
+    switch = [rec("p1", [0, 1, 2, 3], a[:3] + b[:1]), rec("p2", [2, 3], a[:2])]
+    m = evaluate(switch, gt, min_len=2)
+    assert m["purity"] == pytest.approx((0.75 + 1.0) / 2)
+    assert m["coverage"] == 0.5  # g1 (p1: mean IoU 0.75); g2 is not (p1: 0.25)
+    assert m["fragmentation"] == 2.0  # g1 is the majority object of p1 and of p2
+
+
+# ------------------------------------------------------------------------------ import
+
+
+VID_XML = """<annotation><folder>ILSVRC2015_VID_train_0000/ILSVRC2015_train_00000000</folder>
+<filename>{frame:06d}</filename><size><width>64</width><height>48</height></size>
+{objects}</annotation>"""
+VID_OBJECT = """<object><trackid>{tid}</trackid><name>{name}</name><bndbox>
+<xmax>{x1}</xmax><xmin>{x0}</xmin><ymax>{y1}</ymax><ymin>{y0}</ymin></bndbox>
+<occluded>0</occluded><generated>0</generated></object>"""
+
+
+def write_vid(root: Path) -> Path:
+    plan = {  # video -> frame -> [(trackid, name, box)]
+        "snippet_a": {
+            0: [(0, "n02084071", (1, 2, 11, 12)), (1, "n02121808", (30, 5, 40, 20))],
+            1: [(0, "n02084071", (2, 2, 12, 12))],
+            2: [(1, "n02121808", (31, 6, 41, 21)), (0, "n02084071", (3, 2, 13, 12))],
+        },
+        "snippet_b": {0: [], 1: [(0, "n01503061", (5, 5, 9, 9))]},
+    }
+    for video, frames in plan.items():
+        folder = root / "Annotations" / "VID" / "train" / video
+        folder.mkdir(parents=True)
+        for frame, objects in frames.items():
+            body = "".join(
+                VID_OBJECT.format(tid=t, name=n, x0=b[0], y0=b[1], x1=b[2], y1=b[3])
+                for t, n, b in objects
+            )
+            (folder / f"{frame:06d}.xml").write_text(VID_XML.format(frame=frame, objects=body))
+    return root / "Annotations" / "VID" / "train"
+
+
+def test_imagenet_vid_xml_import(tmp_path: Path, invoke) -> None:
+    root = write_vid(tmp_path)
+    result = invoke("track", "--method", "gt", root, "-o", "-")
+    assert result.exit_code == 0, result.stderr
+    tracks = {r["id"]: r for r in jsonl(result.stdout)}
+    assert sorted(tracks) == ["snippet_a/0", "snippet_a/1", "snippet_b/0"]
+    assert tracks["snippet_a/0"]["frames"] == [0, 1, 2]
+    assert tracks["snippet_a/0"]["boxes"] == [[1, 2, 11, 12], [2, 2, 12, 12], [3, 2, 13, 12]]
+    assert tracks["snippet_a/1"]["frames"] == [0, 2] and tracks["snippet_b/0"]["frames"] == [1]
+    assert all("label" not in r and r["method"] == "gt" for r in tracks.values())
+    kept = jsonl(invoke("track", "--method", "gt", root, "--keep-class").stdout)
+    assert {r["label"] for r in kept} == {"n02084071", "n02121808", "n01503061"}
+
+
+def test_synth_gt_import_and_perfect_score(static_data: Path, invoke, tmp_path: Path) -> None:
+    out = tmp_path / "gt.jsonl"
+    assert (
+        invoke("track", "--method", "gt", static_data / "gt_tracks.jsonl", "-o", out).exit_code == 0
+    )
+    gt = read_records(static_data / "gt_tracks.jsonl", TrackRecord)
+    imported = read_records(out, TrackRecord)
+    assert [t.frames for t in imported] == [t.frames for t in gt]
+    assert all(t.label is None for t in imported)
+    m = evaluate(imported, gt, min_len=1)
+    assert m["coverage"] == 1.0 and m["purity"] == 1.0
+
+
+# ------------------------------------------------------------------ resume and bad input
+
+
+def test_resume_skips_finished_videos(static_data: Path, invoke, tmp_path: Path) -> None:
+    args = ["track", static_data / "p.zarr", "--videos", static_data / "videos.jsonl",
+            "--min-len", "25", "--no-flow"]  # fmt: skip
+    fresh = tmp_path / "fresh.jsonl"
+    assert invoke(*args, "-o", fresh).exit_code == 0
+    lines = fresh.read_text().splitlines()
+    first = json.loads(lines[0])["video_id"]
+    out = tmp_path / "t.jsonl"
+    # An interrupted run: one video finished, and a stray line of an unfinished video.
+    params = {"method": "iou", **IouParams(min_len=25, flow=False).to_json()}
+    writer = TrackWriter(out, params)
+    done = [x for x in lines if json.loads(x)["video_id"] == first]
+    writer.write_video(first, [TrackRecord.from_json(json.loads(x)) for x in done])
+    writer._stream.write('{"schema": "vcl.track/1", "id": "cut", "video_id": "v0003", "fr')
+    writer.close()
+    result = invoke(*args, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert "resuming: 1 of 4" in result.stderr
+    assert out.read_text() == fresh.read_text()
+    assert not (tmp_path / "t.jsonl.partial").exists()
+    other = TrackWriter(tmp_path / "u.jsonl", params)
+    other.close()
+    refused = invoke(*args, "-o", tmp_path / "u.jsonl", "--ttl", "5")
+    assert refused.exit_code == ExitCode.CANNOT_CREATE and "different parameters" in refused.stderr
+    assert invoke(*args, "-o", out).exit_code == ExitCode.CANNOT_CREATE  # exists
+
+
+def test_bad_inputs(static_data: Path, invoke, tmp_path: Path) -> None:
+    videos = static_data / "videos.jsonl"
+    f, b, s = np.array([0, 1], np.int32), np.tile([1.0, 1, 9, 9], (2, 1)), np.ones(2)
+    stranger = write_proposals(tmp_path / "x.zarr", {"v0000": (f, b, s), "nope": (f, b, s)})
+    r = invoke("track", stranger, "--videos", videos, "-o", tmp_path / "a.jsonl")
+    assert r.exit_code == ExitCode.DATA and "'nope'" in r.stderr and "not in the videos" in r.stderr
+    r = invoke("track", stranger, "--videos", videos, "-o", tmp_path / "a.jsonl", "--keep-going",
+               "--min-len", "1")  # fmt: skip
+    assert r.exit_code == 3 and "skipping nope" in r.stderr
+    assert {x["video_id"] for x in jsonl((tmp_path / "a.jsonl").read_text())} == {"v0000"}
+    late = write_proposals(tmp_path / "late.zarr", {"v0000": (f + 500, b, s), "v0001": (f, b, s)})
+    r = invoke("track", late, "--videos", videos, "-o", tmp_path / "b.jsonl", "--min-len", "1")
+    assert r.exit_code == ExitCode.DATA and "frame 500" in r.stderr and "v0000" in r.stderr
+    r = invoke("track", late, "--videos", videos, "-o", tmp_path / "b.jsonl", "--keep-going",
+               "--min-len", "1")  # fmt: skip
+    assert r.exit_code == 3 and "1 videos failed: v0000" in r.stderr
+    assert {x["video_id"] for x in jsonl((tmp_path / "b.jsonl").read_text())} == {"v0001"}
+    empty = write_proposals(tmp_path / "empty.zarr", {})
+    r = invoke("track", empty, "--videos", videos, "-o", tmp_path / "c.jsonl")
+    assert r.exit_code == ExitCode.DATA and "no videos" in r.stderr
+    r = invoke("track", tmp_path / "missing.zarr", "--videos", videos)
+    assert r.exit_code == ExitCode.NO_INPUT
+    r = invoke("track", empty, "-o", "-")
+    assert r.exit_code == ExitCode.USAGE and "--videos" in r.stderr
+    bad_gt = tmp_path / "bad.jsonl"
+    bad_gt.write_text('{"id": "t", "video_id": "v", "frames": [], "boxes": []}\n')
+    r = invoke("track", "--method", "gt", bad_gt)
+    assert r.exit_code == ExitCode.DATA and "line 1" in r.stderr
+    r = invoke("track", empty, "--videos", videos, "--long", "keep")
+    assert r.exit_code == ExitCode.USAGE
+
+
+def test_records_carry_schema_method_and_params() -> None:
+    (record,) = to_records("vid", [raw(3, 0.5)], "iou", {"ttl": 3})
+    line = record.to_json()
+    assert line["schema"] == "vcl.track/1" and line["id"] == "vid_t0000"
+    assert line["method"] == "iou" and line["params"] == {"ttl": 3} and line["score"] == 0.5

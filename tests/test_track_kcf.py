@@ -1,0 +1,90 @@
+"""vcl track --method kcf: Wang & Gupta's moving-patch pairs on a planted moving object."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import jsonl
+from vcl.boxes import iou
+from vcl.io.video import write_video
+from vcl.track.kcf import densest_window, patch_side
+
+
+def checker_video(n: int = 36, w: int = 161, h: int = 121, side: int = 48, seed: int = 0):
+    """A checkered square sliding over a static blocky background; its boxes per frame."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    blocks = rng.uniform(60, 180, (h // 8 + 1, w // 8 + 1))
+    bg = cv2.resize(blocks, None, fx=8, fy=8, interpolation=cv2.INTER_NEAREST)[:h, :w]
+    bg = np.repeat(bg[..., None], 3, 2).astype(np.uint8)
+    oy, ox = np.mgrid[0:side, 0:side]
+    obj = np.where(((ox // 6) + (oy // 6)) % 2 == 0, 235, 15).astype(np.uint8)
+    obj = np.stack([obj, obj // 2, 255 - obj], -1)
+    frames, boxes = [], []
+    for t in range(n):
+        f = bg.copy()
+        x, y = 10 + 2 * t, 30 + t // 2
+        f[y : y + side, x : x + side] = obj
+        frames.append(f)
+        boxes.append([x, y, x + side, y + side])
+    return frames, np.array(boxes, float)
+
+
+def test_densest_window_matches_brute_force() -> None:
+    rng = np.random.default_rng(1)
+    points = np.concatenate([rng.uniform(0, 1, (40, 2)) * [37, 23], rng.uniform(12, 19, (15, 2))])
+    x, y, n = densest_window(points, (23, 37), 9)
+    best = 0
+    for yy in range(23 - 9 + 1):
+        for xx in range(37 - 9 + 1):
+            inside = (
+                (points[:, 0].astype(int) >= xx)
+                & (points[:, 0].astype(int) < xx + 9)
+                & (points[:, 1].astype(int) >= yy)
+                & (points[:, 1].astype(int) < yy + 9)
+            )
+            best = max(best, int(inside.sum()))
+    assert n == best
+    inside = (
+        (points[:, 0].astype(int) >= x)
+        & (points[:, 0].astype(int) < x + 9)
+        & (points[:, 1].astype(int) >= y)
+        & (points[:, 1].astype(int) < y + 9)
+    )
+    assert inside.sum() == n
+
+
+def test_patch_side_scales_with_the_frame() -> None:
+    assert patch_side(227, 600, 448) == 227
+    assert patch_side(227, 300, 224) == 114
+
+
+def test_kcf_pairs_follow_a_moving_object(tmp_path: Path, invoke) -> None:
+    frames, boxes = checker_video()
+    write_video(tmp_path / "clip.mp4", frames, fps=10)
+    # Box side 48 px on a 121-px shorter side: --box-size 48 * 448 / 121 ≈ 178.
+    result = invoke("track", "--method", "kcf", tmp_path / "clip.mp4", "--length", "10",
+                    "--box-size", "178", "-o", "-")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    tracks = jsonl(result.stdout)
+    assert len(tracks) >= 2
+    for t in tracks:
+        assert t["method"] == "kcf" and len(t["frames"]) == 11
+        assert t["frames"] == list(range(t["frames"][0], t["frames"][0] + 11))
+        query, tracked = np.array(t["boxes"][0]), np.array(t["boxes"][-1])
+        assert iou(query[None], boxes[t["frames"][0]][None])[0, 0] > 0.6
+        assert iou(tracked[None], boxes[t["frames"][-1]][None])[0, 0] > 0.5
+    starts = [t["frames"][0] for t in tracks]
+    assert all(b - a >= 10 for a, b in pairwise(starts))  # no overlap
+
+
+def test_kcf_static_video_gives_no_pairs(tmp_path: Path, invoke) -> None:
+    frames, _ = checker_video(n=8)
+    write_video(tmp_path / "still.mp4", [frames[0]] * 8, fps=10)
+    result = invoke("track", "--method", "kcf", tmp_path / "still.mp4", "--length", "3")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""

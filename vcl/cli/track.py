@@ -1,0 +1,291 @@
+"""vcl track: link proposals into object tracks, mine moving patches, import GT tracks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vcl.cli.common import Overwrite, Shard, Workers, command_group, vcl_command
+
+app = command_group(
+    "Link proposals into object tracks.\n\n"
+    "`vcl track PROPOSALS --videos V -o tracks.jsonl` runs the `run` subcommand (which may "
+    "be left out: see `vcl track run --help`): --method iou (ODCT's tracker), kcf (Wang & "
+    "Gupta's patch pairs) or gt (import ground truth); `vcl track eval TRACKS --gt GT` "
+    "reports coverage, purity, fragmentation and mean length. Both take --quiet, --verbose "
+    "and --config FILE.toml."
+)
+
+
+@app.command("run")
+@vcl_command
+def run(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT",
+            help="iou: the proposals store (vcl.proposals/1); kcf: videos, folders or a "
+            "manifest; gt: gt_tracks.jsonl or an ImageNet VID annotation folder.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Tracks JSONL to write ('-': stdout).")
+    ] = "-",
+    videos: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--videos",
+            help="Videos manifest (or video paths) the proposals were made from (iou; repeatable).",
+        ),
+    ] = None,
+    method: Annotated[
+        str,
+        typer.Option("--method", help="iou (ODCT's tracker), kcf (Wang & Gupta) or gt."),
+    ] = "iou",
+    iou: Annotated[
+        float, typer.Option("--iou", help="iou: accept a match when IoU > this (θ).")
+    ] = 0.35,
+    ttl: Annotated[
+        int, typer.Option("--ttl", min=0, help="iou: frames a track survives unmatched.")
+    ] = 3,
+    interpolate: Annotated[
+        bool,
+        typer.Option("--interpolate", help="iou: fill frames a track missed by interpolation."),
+    ] = False,
+    min_len: Annotated[
+        int, typer.Option("--min-len", min=1, help="iou: shortest track kept (l, boxes).")
+    ] = 40,
+    max_len: Annotated[
+        int, typer.Option("--max-len", min=1, help="iou: longest track kept (L, boxes).")
+    ] = 100,
+    long: Annotated[
+        str,
+        typer.Option(
+            "--long",
+            help="iou: a track longer than L is dropped (ODCT) or split into equal pieces.",
+        ),
+    ] = "drop",
+    top: Annotated[
+        int, typer.Option("--top", min=0, help="iou: best tracks kept per video (0: all).")
+    ] = 15,
+    flow: Annotated[
+        bool,
+        typer.Option("--flow/--no-flow", help="iou: register boxes with DIS optical flow."),
+    ] = True,
+    flow_side: Annotated[
+        int,
+        typer.Option("--flow-side", min=16, help="iou: longer frame side flow is computed at."),
+    ] = 320,
+    dis_preset: Annotated[
+        str, typer.Option("--dis-preset", help="iou: DIS preset (ultrafast, fast, medium).")
+    ] = "fast",
+    length: Annotated[
+        int, typer.Option("--length", min=1, help="kcf: frames each patch is tracked.")
+    ] = 30,
+    box_size: Annotated[
+        int,
+        typer.Option(
+            "--box-size", min=8, help="kcf: patch side for a 448-px shorter side (scaled)."
+        ),
+    ] = 227,
+    moving_px: Annotated[
+        float,
+        typer.Option("--moving-px", help="kcf: residual flow (px) above which a point moves."),
+    ] = 0.5,
+    min_moving: Annotated[
+        float,
+        typer.Option("--min-moving", help="kcf: skip frames with fewer moving points (fraction)."),
+    ] = 0.25,
+    max_moving: Annotated[
+        float,
+        typer.Option("--max-moving", help="kcf: skip frames with more moving points (fraction)."),
+    ] = 0.75,
+    max_side: Annotated[
+        int, typer.Option("--max-side", min=32, help="kcf: longer frame side to work at.")
+    ] = 600,
+    keep_class: Annotated[
+        bool, typer.Option("--keep-class", help="gt: keep the object class as 'label'.")
+    ] = False,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going", help="Skip bad videos with a warning; exit 3 at the end if any."
+        ),
+    ] = False,
+    workers: Workers = 1,
+    shard: Shard = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Link proposals into object tracks.
+
+    Writes one vcl.track/1 JSON line per track.
+
+    iou (default, ODCT): every active track's last box is shifted by the median DIS
+    flow inside it, then matched greedily to the next frame's proposals by IoU > θ;
+    tracks live TTL frames unmatched; tracks with l..L boxes are kept (--long drop or
+    split), the --top best per video by mean objectness. kcf (Wang & Gupta): the box
+    holding most moving points (camera motion removed), tracked by KCF for --length
+    frames; first and last boxes are a (query, tracked) pair. gt: import ground truth.
+    Output is written per video: a rerun resumes from NAME.partial.
+    """
+    from vcl.cli.common import parse_shard_option
+    from vcl.console import log, track
+    from vcl.errors import DataError, UsageError
+    from vcl.io.sources import resolve_videos
+    from vcl.parallel import parallel_map, select_shard
+    from vcl.track import TrackWriter, VideoTask, process_video
+
+    if method not in ("iou", "kcf", "gt"):
+        raise UsageError(f"--method must be iou, kcf or gt, got {method!r}", "--method")
+    if method == "gt":
+        from vcl.track.gt import import_tracks
+
+        if len(inputs) != 1:
+            raise UsageError("--method gt takes one GT file or annotation folder")
+        records = import_tracks(inputs[0], keep_class)
+        by_video: dict[str, list] = {}
+        for r in records:
+            by_video.setdefault(r.video_id, []).append(r)
+        writer = TrackWriter(output, {"method": "gt", "keep_class": keep_class}, overwrite)
+        for vid in select_shard(list(by_video), parse_shard_option(shard), key=str):
+            if vid not in writer.done:
+                writer.write_video(vid, by_video[vid])
+        writer.finish()
+        log.info("imported %d ground-truth tracks", writer.count)
+        return
+
+    if method == "iou":
+        from vcl.track.iou import IouParams
+
+        params_obj = IouParams(iou, ttl, min_len, max_len, long, top, interpolate, flow,
+                               flow_side, dis_preset)  # fmt: skip
+    else:
+        from vcl.track.kcf import KcfParams
+
+        params_obj = KcfParams(length, box_size, moving_px, min_moving, max_moving, max_side)
+    try:
+        params_obj.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    params = params_obj.to_json()
+
+    if method == "iou":
+        from vcl.io.store import Store
+
+        if len(inputs) != 1:
+            raise UsageError("--method iou takes one proposals store", None, "vcl track P.zarr")
+        if not videos:
+            raise UsageError("--method iou needs --videos (the manifest of the proposals)")
+        store = Store(inputs[0], kind="proposals", version=1)
+        if not store.group_ids:
+            raise DataError("the proposals store holds no videos", inputs[0])
+        manifest = {v.id: v for v in resolve_videos(videos)}
+        unknown = [g for g in store.group_ids if g not in manifest]
+        if unknown and not keep_going:
+            raise DataError(
+                f"proposals for video {unknown[0]!r}, which is not in the videos manifest",
+                inputs[0],
+                "pass the manifest the proposals were made from (or --keep-going)",
+            )
+        ids = [g for g in store.group_ids if g in manifest]
+        tasks = [VideoTask(v, manifest[v].path, "iou", params, inputs[0]) for v in ids]
+    else:
+        tasks = [VideoTask(v.id, v.path, "kcf", params) for v in resolve_videos(inputs)]
+
+    tasks = select_shard(tasks, parse_shard_option(shard), key=lambda t: t.video_id)
+    writer = TrackWriter(output, {"method": method, **params}, overwrite)
+    todo = [t for t in tasks if t.video_id not in writer.done]
+    if len(todo) < len(tasks):
+        log.info("resuming: %d of %d videos already done", len(tasks) - len(todo), len(tasks))
+    failures: list[str] = []
+    if method == "iou":
+        for vid in unknown:
+            log.warning("skipping %s: not in the videos manifest", vid)
+            failures.append(vid)
+    try:
+        results = parallel_map(process_video, todo, workers)
+        for result in track(results, f"tracking ({method})", total=len(todo), unit="videos"):
+            if result.error is not None:
+                if not keep_going:
+                    raise DataError(result.error, None, "or pass --keep-going to skip it")
+                log.warning("skipping %s: %s", result.video_id, result.error)
+                failures.append(result.video_id)
+                continue
+            writer.write_video(result.video_id, result.tracks)
+    except BaseException:
+        writer.close()
+        raise
+    writer.finish()
+    log.info("wrote %d tracks of %d videos", writer.count, len(tasks) - len(failures))
+    if failures:
+        log.warning("%d videos failed: %s", len(failures), ", ".join(failures))
+        raise typer.Exit(3)
+
+
+@app.command("eval")
+@vcl_command
+def evaluate(
+    tracks: Annotated[
+        str,
+        typer.Argument(
+            metavar="TRACKS", help="Predicted tracks JSONL ('-': stdin).", show_default=False
+        ),
+    ],
+    gt: Annotated[
+        str,
+        typer.Option(
+            "--gt", help="Ground-truth tracks: a tracks JSONL or an ImageNet VID annotation folder."
+        ),
+    ],
+    min_len: Annotated[
+        int,
+        typer.Option(
+            "--min-len", min=1, help="Ground-truth tracks shorter than this are not counted."
+        ),
+    ] = 40,
+    iou: Annotated[
+        float, typer.Option("--iou", help="IoU a predicted track must reach on a GT object.")
+    ] = 0.5,
+) -> None:
+    """Score tracks against ground truth; prints one JSON object.
+
+    coverage: fraction of GT tracks with >= --min-len boxes followed by a predicted
+    track with mean IoU >= --iou over their shared frames; purity: mean fraction of a
+    predicted track's boxes on its majority GT object; fragmentation: predicted tracks
+    per covered GT object; mean_length: mean boxes per predicted track.
+    """
+    import json
+
+    from vcl.io.manifest import TrackRecord, read_records
+    from vcl.track.evaluate import evaluate as score
+    from vcl.track.gt import import_tracks
+
+    predicted = read_records(tracks, TrackRecord)
+    truth = import_tracks(gt)
+    typer.echo(json.dumps(score(predicted, truth, min_len, iou)))
+
+
+EXAMPLES = [
+    (
+        "ODCT tracks from EdgeBoxes proposals, 15 best per video:",
+        "vcl track run proposals.zarr --videos videos.jsonl -o tracks.jsonl",
+    ),
+    (
+        "Without flow registration, splitting tracks longer than 100 boxes:",
+        "vcl track run p.zarr --videos videos.jsonl --no-flow --long split -o tracks.jsonl",
+    ),
+    (
+        "Wang & Gupta patch pairs tracked by KCF for 30 frames:",
+        "vcl track run --method kcf videos.jsonl -o pairs.jsonl",
+    ),
+    (
+        "Ground-truth tracks of ImageNet VID annotations, classes dropped:",
+        "vcl track run --method gt ILSVRC2015/Annotations/VID/train -o gt.jsonl",
+    ),
+    (
+        "Coverage, purity and fragmentation of tracks against vcl synth ground truth:",
+        "vcl track eval tracks.jsonl --gt data/gt_tracks.jsonl --min-len 40",
+    ),
+]

@@ -1,0 +1,178 @@
+"""Object tracks: link proposals into tracks, mine moving patches, import ground truth.
+
+Three ways to make a tracks JSONL (one ``vcl.track/1`` record a line):
+
+- `vcl.track.iou`: ODCT's greedy IoU tracker over frame-wise proposals, with optical
+  flow registration (Cuffaro et al. 2016 as used by ODCT §IV);
+- `vcl.track.kcf`: Wang & Gupta's (ICCV'15) moving-patch mining tracked with KCF;
+- `vcl.track.gt`: ground-truth tracks from `vcl synth` or ImageNet VID XML.
+
+`vcl.track.evaluate` scores predicted tracks against ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vcl.errors import DataError, OutputError, VclError
+from vcl.io.manifest import TrackRecord, dumps
+
+METHODS = ("iou", "kcf", "gt")
+
+
+@dataclass(frozen=True)
+class VideoTask:
+    """One video's work for a worker process (picklable)."""
+
+    video_id: str
+    video_path: str
+    method: str  # "iou" or "kcf"
+    params: dict[str, Any]
+    proposals: str | None = None  # the proposals store (iou)
+
+
+@dataclass
+class VideoResult:
+    video_id: str
+    tracks: list[TrackRecord] = field(default_factory=list)
+    error: str | None = None  # set when the video failed (reported by --keep-going)
+
+
+def to_records(
+    video_id: str, tracks: Iterable[Any], method: str, params: dict[str, Any]
+) -> list[TrackRecord]:
+    """RawTracks as ``vcl.track/1`` records ``<video>_t0000, ...`` carrying method and params."""
+    out = []
+    for k, t in enumerate(tracks):
+        out.append(
+            TrackRecord(
+                id=f"{video_id}_t{k:04d}",
+                video_id=video_id,
+                frames=[int(f) for f in t.frames],
+                boxes=[[round(float(v), 2) for v in b] for b in t.boxes],
+                score=round(t.score, 6),
+                extra={"method": method, "params": params},
+            )
+        )
+    return out
+
+
+def read_proposals(path: str | Path, video_id: str) -> tuple[Any, Any, Any]:
+    """``frame (N,), box (N×4), score (N,)`` of one video from a ``vcl.proposals/1`` store."""
+    from vcl.io.store import Store
+
+    store = Store(path, kind="proposals", version=1)
+    missing = [c for c in ("frame", "box", "score") if c not in store.columns]
+    if missing:
+        raise DataError(f"proposals store lacks the column {missing[0]!r}", path)
+    group = store.read_group(video_id)
+    return group["frame"], group["box"], group["score"]
+
+
+def process_video(task: VideoTask) -> VideoResult:
+    """Track one video; a bad video comes back as an error message (for --keep-going)."""
+    try:
+        if task.method == "iou":
+            from vcl.track.iou import IouParams, track_video
+
+            frames, boxes, scores = read_proposals(task.proposals, task.video_id)
+            raw = track_video(task.video_path, frames, boxes, scores, IouParams(**task.params))
+        elif task.method == "kcf":
+            from vcl.track.kcf import KcfParams
+            from vcl.track.kcf import track_video as kcf_video
+
+            raw = kcf_video(task.video_path, KcfParams(**task.params))
+        else:
+            raise ValueError(f"unknown method {task.method!r}")
+    except VclError as exc:
+        return VideoResult(task.video_id, error=exc.message)
+    return VideoResult(task.video_id, to_records(task.video_id, raw, task.method, task.params))
+
+
+class TrackWriter:
+    """Tracks JSONL written video by video, resumably (or streamed to stdout for ``-``).
+
+    ``NAME.partial`` holds the tracks of finished videos and ``NAME.partial.done`` lists
+    them (its first line holds the parameters). A video's tracks are flushed before its
+    id is added to ``.done``, so a rerun after a kill keeps exactly the finished videos
+    (dropping lines of a video cut short) and skips them. ``finish`` renames the
+    partial file to NAME; a rerun with other parameters is refused.
+    """
+
+    def __init__(self, path: str | Path, params: dict[str, Any], overwrite: bool = False):
+        self.to_stdout = str(path) == "-"
+        self.done: set[str] = set()
+        self.count = 0
+        if self.to_stdout:
+            import sys
+
+            self._stream = sys.stdout
+            return
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.done_file = self.path.with_name(self.path.name + ".partial.done")
+        if self.path.exists() and not overwrite:
+            raise OutputError("exists already", self.path, "pass --overwrite to replace it")
+        header = json.dumps({"params": params}, sort_keys=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.partial.exists() and self.done_file.exists():
+                self._resume(header)
+            else:
+                self.partial.write_text("", encoding="utf-8")
+                self.done_file.write_text(header + "\n", encoding="utf-8")
+            self._stream = self.partial.open("a", encoding="utf-8")
+            self._done_stream = self.done_file.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write ({exc.strerror})", self.path) from None
+
+    def _resume(self, header: str) -> None:
+        lines = self.done_file.read_text(encoding="utf-8").splitlines()
+        if not lines or lines[0] != header:
+            raise OutputError(
+                "an interrupted run with different parameters left this file",
+                self.partial,
+                "rerun with the same parameters to resume, or delete it and its .done file",
+            )
+        self.done = set(lines[1:])
+        kept = []
+        with self.partial.open(encoding="utf-8") as stream:
+            for line in stream:
+                try:
+                    if json.loads(line).get("video_id") in self.done:
+                        kept.append(line if line.endswith("\n") else line + "\n")
+                except json.JSONDecodeError:
+                    continue  # a line cut by the kill
+        tmp = self.partial.with_name(self.partial.name + ".tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, self.partial)
+        self.count = len(kept)
+
+    def write_video(self, video_id: str, records: Sequence[TrackRecord]) -> None:
+        base = None if self.to_stdout else self.path.resolve().parent
+        for record in records:
+            self._stream.write(dumps(record, base) + "\n")
+        self._stream.flush()
+        self.count += len(records)
+        if not self.to_stdout:
+            os.fsync(self._stream.fileno())
+            self._done_stream.write(video_id + "\n")
+            self._done_stream.flush()
+        self.done.add(video_id)
+
+    def close(self) -> None:
+        if not self.to_stdout:
+            self._stream.close()
+            self._done_stream.close()
+
+    def finish(self) -> None:
+        """Move the complete file into place (the only way NAME appears)."""
+        self.close()
+        if not self.to_stdout:
+            os.replace(self.partial, self.path)
+            self.done_file.unlink(missing_ok=True)
