@@ -9,7 +9,7 @@ import torch
 from vcl.backbones import REGISTRY, build_backbone, load_backbone
 from vcl.errors import DataError, MissingInputError, UsageError
 
-SMALL = ["resnet18", "r3d_18"]  # the registry test below builds every entry
+SMALL = ["resnet18", "r3d_18"]  # built for real; the registry test checks every entry
 
 
 def sample_input(arch: str) -> torch.Tensor:
@@ -21,21 +21,29 @@ def sample_input(arch: str) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("arch", list(REGISTRY))
-def test_every_registered_backbone_builds_and_pools(arch: str) -> None:
+def test_every_registered_backbone_has_the_declared_shapes(arch: str) -> None:
+    """Built on torch's meta device: shapes propagate without allocating or initialising
+    weights, so every entry (resnet152 included) is checked in milliseconds."""
+    spec = REGISTRY[arch]
+    with torch.device("meta"):
+        model = build_backbone(arch).eval()
+        x = sample_input(arch)
+        pooled = model(x)
+        stages = model.stage_outputs(x, list(spec.stages))
+    assert pooled.shape == (x.shape[0], spec.dim)
+    assert list(stages) == list(spec.stages)
+
+
+@pytest.mark.parametrize("arch", SMALL)
+def test_forward_pools_the_last_stage(arch: str) -> None:
     torch.manual_seed(0)
     model = build_backbone(arch).eval()
-    if REGISTRY[arch].min_side > 100:  # s3d needs 224 px and 14 frames: only check shapes
-        assert sum(p.numel() for p in model.parameters()) > 0
-        return
     x = sample_input(arch)
     with torch.no_grad():
         pooled = model(x)
-        stages = model.stage_outputs(x, list(REGISTRY[arch].stages))
-    assert pooled.shape == (x.shape[0], REGISTRY[arch].dim)
-    assert list(stages) == list(REGISTRY[arch].stages)
-    last = stages[REGISTRY[arch].stages[-1]]
-    # pooling the last stage is what forward returns
-    torch.testing.assert_close(torch.flatten(model.net.avgpool(last), 1), pooled)
+        last = model.stage_outputs(x, [REGISTRY[arch].stages[-1]])
+    (feature_map,) = last.values()
+    torch.testing.assert_close(torch.flatten(model.net.avgpool(feature_map), 1), pooled)
 
 
 def test_stage_outputs_stop_early_and_reject_unknown_names() -> None:
