@@ -40,6 +40,9 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("idt", "idt"),
     ("fisher", "fisher"),
     ("cluster", "cluster"),
+    ("embed", "embed"),
+    ("probe", "probe"),
+    ("retrieve", "retrieve"),
 ]
 COMMANDS: list[tuple[str, ModuleType]] = [
     (name, importlib.import_module(f"vcl.cli.{module}")) for name, module in COMMAND_MODULES

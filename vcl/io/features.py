@@ -8,6 +8,11 @@ Store layout (a columnar table, see ``vcl.io.store``): one row per item (a video
 - ``features`` (float32, N×D);
 - optional ``label`` (str, "" when unknown), ``track_id`` (str), ``video_id`` (str).
 
+A store may hold several layers of one network (``vcl embed --layers``): one column
+``features_<layer>`` (float32, N×D_layer) per layer, listed in attrs ``layers``, with
+attrs ``default_layer`` naming the one read when no layer is asked for (a plain
+``features`` column, when present, is that default).
+
 Researchers often have features from elsewhere, so readers also take an ``.npy``
 array (N×D) whose ids are row numbers unless an ids file (one id per line) is given.
 Labels always travel with ids, never by row order.
@@ -52,18 +57,61 @@ class FeatureSet:
         return len(self.ids)
 
 
-def read_feature_set(path: str | Path, ids_file: str | Path | None = None) -> FeatureSet:
-    """Read a ``vcl.features`` store or an ``.npy`` array (N×D) with optional ids file."""
+def store_layers(columns: list[str]) -> list[str]:
+    """Layer names of the ``features_<layer>`` columns (``""`` for a plain ``features``)."""
+    return [
+        c.removeprefix("features_") if c != "features" else ""
+        for c in columns
+        if c == "features" or c.startswith("features_")
+    ]
+
+
+def _features_column(store: Any, layer: str | None, path: Path) -> str:
+    """The column to read: ``features_<layer>``, or the default layer's column."""
+    columns = [c for c in store.columns if c == "features" or c.startswith("features_")]
+    if layer is not None:
+        if layer in ("", "features") and "features" in columns:
+            return "features"
+        if f"features_{layer}" in columns:
+            return f"features_{layer}"
+        available = ", ".join(c.removeprefix("features_") for c in columns) or "none"
+        raise DataError(f"has no layer {layer!r}", path, f"its layers: {available}")
+    if "features" in columns:
+        return "features"
+    default = store.attrs.get("default_layer")
+    if default is not None and f"features_{default}" in columns:
+        return f"features_{default}"
+    if len(columns) == 1:
+        return columns[0]
+    raise DataError(
+        "holds several layers and names no default",
+        path,
+        f"choose one of {', '.join(c.removeprefix('features_') for c in columns)}",
+    )
+
+
+def read_feature_set(
+    path: str | Path, ids_file: str | Path | None = None, layer: str | None = None
+) -> FeatureSet:
+    """Read a ``vcl.features`` store or an ``.npy`` array (N×D) with optional ids file.
+
+    ``layer`` picks the column ``features_<layer>`` of a several-layer store (default:
+    its ``features`` column, else the layer named by attrs ``default_layer``, else the
+    only layer); the chosen layer is in ``attrs["layer"]``.
+    """
     path = Path(path)
     if not path.exists():
         raise MissingInputError("no such features store or .npy file", path)
     if path.suffix == ".npy":
+        if layer not in (None, "", "features"):
+            raise DataError(f"an .npy array has no layer {layer!r}", path)
         return _read_npy(path, ids_file)
     from vcl.io.store import Store
 
     store = Store(path, kind=KIND, version=1)
-    if "features" not in store.columns or "id" not in store.columns:
+    if "id" not in store.columns or not store_layers(store.columns):
         raise DataError("features store lacks the 'features' or 'id' column", path)
+    column = _features_column(store, layer, path)
     optional = {
         c: _strings(store[c][:]) for c in ("label", "track_id", "video_id") if c in store.columns
     }
@@ -71,11 +119,11 @@ def read_feature_set(path: str | Path, ids_file: str | Path | None = None) -> Fe
     _check_unique(ids, path)
     return FeatureSet(
         ids=ids,
-        features=np.asarray(store["features"][:], dtype=np.float32),
+        features=np.asarray(store[column][:], dtype=np.float32),
         labels=optional.get("label"),
         track_ids=optional.get("track_id"),
         video_ids=optional.get("video_id"),
-        attrs=store.attrs,
+        attrs={**store.attrs, "layer": column.removeprefix("features_").removeprefix("features")},
     )
 
 
@@ -119,13 +167,22 @@ def _check_unique(ids: np.ndarray, path: Path) -> None:
 
 
 def feature_columns(
-    dim: int, labels: bool = False, tracks: bool = False, videos: bool = False
+    dim: int,
+    labels: bool = False,
+    tracks: bool = False,
+    videos: bool = False,
+    layers: Mapping[str, int] | None = None,
 ) -> dict[str, tuple[Any, tuple[int, ...]]]:
-    """The column spec for ``StoreWriter.define_columns`` of a features store."""
-    columns: dict[str, tuple[Any, tuple[int, ...]]] = {
-        "id": (str, ()),
-        "features": ("float32", (dim,)),
-    }
+    """The column spec for ``StoreWriter.define_columns`` of a features store.
+
+    With ``layers`` (name -> dimension) the store gets one ``features_<name>`` column
+    per layer instead of ``features`` (``dim`` is then ignored).
+    """
+    columns: dict[str, tuple[Any, tuple[int, ...]]] = {"id": (str, ())}
+    if layers:
+        columns |= {f"features_{k}": ("float32", (int(d),)) for k, d in layers.items()}
+    else:
+        columns["features"] = ("float32", (dim,))
     for name, wanted in (("label", labels), ("track_id", tracks), ("video_id", videos)):
         if wanted:
             columns[name] = (str, ())

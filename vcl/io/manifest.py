@@ -116,6 +116,27 @@ class VideoRecord(Record):
 
 
 @dataclass(kw_only=True)
+class ImageRecord(Record):
+    """An image file (jpg/png...), with optional class label(s) and split.
+
+    ``label`` is one class name; several labels (multi-label data such as VOC) are
+    written separated by ``|``.
+    """
+
+    KIND: ClassVar[str] = "image"
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("path",)
+
+    path: str
+    label: str | None = None
+    split: str | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        _expect(isinstance(self.path, str) and self.path != "", "'path' must be a non-empty string")
+        _optional_str(self, "label", "split")
+
+
+@dataclass(kw_only=True)
 class TrackRecord(Record):
     """One object track: a box (x0, y0, x1, y1 in source pixels) for each listed frame."""
 
@@ -171,7 +192,7 @@ class NeighbourRecord(Record):
 
 
 RECORD_TYPES: dict[str, type[Record]] = {
-    cls.KIND: cls for cls in (VideoRecord, TrackRecord, NeighbourRecord)
+    cls.KIND: cls for cls in (VideoRecord, ImageRecord, TrackRecord, NeighbourRecord)
 }
 
 

@@ -1,0 +1,262 @@
+"""vcl embed: documented layer dimensions, ids/labels carried by id, weights, videos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import jsonl, moving_square_frames
+from vcl.crops import columns_spec
+from vcl.embedding import (
+    GOYAL_POOL,
+    embed_images,
+    embed_paths,
+    goyal_pool,
+    layer_dims,
+    load_model,
+    resize_center_crop,
+)
+from vcl.errors import DataError, ExitCode, UsageError
+from vcl.io.features import read_feature_set
+from vcl.io.store import StoreWriter
+
+RESNET18_DIMS = {"stage1": 9216, "stage2": 2304, "stage3": 2048, "stage4": 2304, "stage5": 2048}
+
+
+def make_crops(path: Path, size: int = 32) -> dict[str, np.ndarray]:
+    """Two videos' crops (3 and 2) as a vcl.crops/1 store; returns all images."""
+    g = np.random.default_rng(0)
+    images = g.integers(0, 255, (5, size, size, 3), dtype=np.uint8)
+    with StoreWriter(path, "vcl.crops/1", {"size": size}) as w:
+        w.define_columns(columns_spec(size))
+        for vid, rows, track in (("va", slice(0, 3), "t1"), ("vb", slice(3, 5), "t2")):
+            n = rows.stop - rows.start
+            w.append_group(
+                vid,
+                image=images[rows],
+                track_id=np.array([track] * n),
+                video_id=np.array([vid] * n),
+                frame=np.arange(n, dtype=np.int32) * 4,
+                box=np.zeros((n, 4), np.float32),
+            )
+    return {"images": images}
+
+
+def test_embed_crops_store_has_documented_dims(tmp_path: Path, invoke) -> None:
+    crops = make_crops(tmp_path / "crops.zarr")
+    out = tmp_path / "f.zarr"
+    layers = "stage1,stage2,stage3,stage4,stage5,pool"
+    r = invoke("embed", "random:resnet18", tmp_path / "crops.zarr", "-o", out, "--layers", layers)
+    assert r.exit_code == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["layers"] == {**RESNET18_DIMS, "pool": 512}
+    fs = read_feature_set(out)  # default layer: pool
+    assert fs.features.shape == (5, 512) and fs.attrs["layer"] == "pool"
+    assert fs.ids.tolist() == ["t1@0", "t1@4", "t1@8", "t2@0", "t2@4"]
+    assert fs.video_ids.tolist() == ["va"] * 3 + ["vb"] * 2
+    for name, dim in RESNET18_DIMS.items():
+        assert read_feature_set(out, layer=name).features.shape == (5, dim)
+    # the store holds what the library computes (same model: random:ARCH is seeded)
+    model = load_model("random:resnet18", "cpu")
+    ref = embed_images(model, crops["images"], ["stage3", "pool"], batch_size=2)
+    np.testing.assert_allclose(
+        read_feature_set(out, layer="stage3").features, ref["layer2"], rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(fs.features, ref["pool"], rtol=1e-4, atol=1e-5)
+    # rerun: refuses to overwrite; --overwrite replaces
+    r = invoke("embed", "random:resnet18", tmp_path / "crops.zarr", "-o", out)
+    assert r.exit_code == ExitCode.CANNOT_CREATE
+    r = invoke("embed", "random:resnet18", tmp_path / "crops.zarr", "-o", out, "--overwrite")
+    assert r.exit_code == 0 and read_feature_set(out).features.shape == (5, 512)
+
+
+def test_goyal_pooling_dims_and_kernel() -> None:
+    model = load_model("random:resnet50", "cpu")
+    dims = layer_dims(model, ["stage1", "stage2", "stage3", "stage4", "stage5", "pool"], 224)
+    assert list(dims.values()) == [9216, 9216, 8192, 9216, 8192, 2048]
+    # at 224 px the fixed AvgPool2d kernels apply exactly; elsewhere adaptive to the grid
+    x = torch.randn(2, 3, 56, 56)
+    grid, kernel, stride, pad = GOYAL_POOL["layer1"]
+    ref = torch.nn.functional.avg_pool2d(x, kernel, stride, pad).flatten(1)
+    torch.testing.assert_close(goyal_pool("layer1", x), ref)
+    small = goyal_pool("layer1", torch.randn(2, 3, 9, 7))
+    assert small.shape == (2, 3 * grid * grid)
+
+
+def test_weights_state_dict_matches_torchvision(tmp_path: Path) -> None:
+    import torchvision
+
+    torch.manual_seed(3)
+    tv = torchvision.models.resnet18(weights=None, num_classes=7).eval()
+    torch.save(tv.state_dict(), tmp_path / "w.pth")
+    model = load_model(f"weights:resnet18:{tmp_path / 'w.pth'}", "cpu")
+    images = np.random.default_rng(1).integers(0, 255, (3, 33, 33, 3), dtype=np.uint8)
+    got = embed_images(model, images, ["head", "pool"])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        logits = tv((x - mean) / std).numpy()
+    np.testing.assert_allclose(got["head"], logits, rtol=1e-4, atol=1e-4)
+    assert got["pool"].shape == (3, 512)
+    with pytest.raises(DataError, match="do not fit resnet50"):
+        load_model(f"weights:resnet50:{tmp_path / 'w.pth'}", "cpu")
+    with pytest.raises(UsageError, match="no classifier head"):
+        embed_images(load_model("random:resnet18", "cpu"), images, ["head"])
+
+
+def test_images_manifest_labels_by_id_and_skipped(tmp_path: Path, invoke) -> None:
+    import cv2
+
+    g = np.random.default_rng(2)
+    (tmp_path / "im").mkdir()
+    records = []
+    for i in range(6):
+        cv2.imwrite(
+            str(tmp_path / "im" / f"p{i}.png"), g.integers(0, 255, (23 + i, 41, 3), dtype=np.uint8)
+        )
+        records.append(
+            {"schema": "vcl.image/1", "id": f"p{i}", "path": f"im/p{i}.png", "label": f"c{i % 3}"}
+        )
+    (tmp_path / "im" / "broken.jpg").write_bytes(b"not a jpeg")
+    order = g.permutation(6)
+    manifest = tmp_path / "images.jsonl"
+    manifest.write_text("".join(json.dumps(records[i]) + "\n" for i in order))
+    out = tmp_path / "f.zarr"
+    r = invoke(
+        "embed", "random:resnet18", manifest, "-o", out, "--size", "32", "--layers", "stage2"
+    )
+    assert r.exit_code == 0, r.stderr
+    fs = read_feature_set(out)
+    assert fs.ids.tolist() == [f"p{i}" for i in order]
+    assert all(lab == f"c{int(i[1:]) % 3}" for i, lab in zip(fs.ids, fs.labels, strict=True))
+    # the folder: ids are file names; the broken image is skipped and listed
+    fs2 = embed_paths([tmp_path / "im"], load_model("random:resnet18", "cpu"), "stage2", size=32)
+    assert sorted(fs2.ids.tolist()) == [f"p{i}" for i in range(6)]
+    assert fs2.attrs["skipped"] == [str(tmp_path / "im" / "broken.jpg")]
+    by_id = dict(zip(fs2.ids, fs2.features, strict=True))
+    np.testing.assert_allclose(
+        np.stack([by_id[i] for i in fs.ids]), fs.features, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_videos_image_and_video_models(tmp_path: Path, invoke) -> None:
+    from vcl.io.video import write_video
+
+    frames = moving_square_frames(n=11, width=37, height=23)
+    write_video(tmp_path / "a.mp4", frames, fps=10, codec="mjpg")
+    write_video(tmp_path / "b.mp4", frames[::-1], fps=10, codec="mjpg")
+    manifest = tmp_path / "videos.jsonl"
+    manifest.write_text(
+        json.dumps({"id": "a", "path": "a.mp4", "label": "x"})
+        + "\n"
+        + json.dumps({"id": "b", "path": "b.mp4", "label": "y"})
+        + "\n"
+    )
+    out = tmp_path / "img.zarr"
+    r = invoke(
+        "embed", "random:resnet18", manifest, "-o", out, "--frames-per-video", "3", "--size", "32"
+    )
+    assert r.exit_code == 0, r.stderr
+    fs = read_feature_set(out)
+    assert fs.ids.tolist() == ["a", "b"] and fs.labels.tolist() == ["x", "y"]
+    # the mean over 3 uniformly spaced frames (1, 5, 9 of 11), decoded from the file
+    from vcl.io.video import VideoReader
+
+    decoded = [rgb for _, rgb in VideoReader(tmp_path / "a.mp4")]
+    picked = np.stack([resize_center_crop(decoded[i], 32) for i in (1, 5, 9)])
+    ref = embed_images(load_model("random:resnet18", "cpu"), picked, ["pool"])["pool"].mean(0)
+    np.testing.assert_allclose(fs.features[0], ref, rtol=1e-4, atol=1e-5)
+    out = tmp_path / "vid.zarr"
+    r = invoke(
+        "embed",
+        "random:r3d_18",
+        manifest,
+        "-o",
+        out,
+        "--clips",
+        "2",
+        "--frames",
+        "4",
+        "--size",
+        "32",
+        "--layers",
+        "stage2,pool",
+    )
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["layers"] == {"stage2": 64, "pool": 512}
+    assert read_feature_set(out).features.shape == (2, 512)
+
+
+def test_run_directory_and_bad_models(tmp_path: Path, invoke) -> None:
+    from vcl.backbones import build_backbone
+
+    make_crops(tmp_path / "crops.zarr")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"arch": "resnet18"}))
+    torch.save({"backbone": build_backbone("resnet18").state_dict()}, run / "checkpoint.pt")
+    r = invoke("embed", run / "checkpoint.pt", tmp_path / "crops.zarr", "-o", tmp_path / "f.zarr")
+    assert r.exit_code == 0, r.stderr
+    (run / "config.json").write_text(json.dumps({"arch": "vgg11"}))
+    r = invoke("embed", run, tmp_path / "crops.zarr", "-o", tmp_path / "g.zarr")
+    assert r.exit_code == ExitCode.USAGE and "unknown architecture 'vgg11'" in r.stderr
+    assert [line.startswith("error:") for line in r.stderr.splitlines()].count(True) == 1
+    assert "Traceback" not in r.stderr
+    r = invoke("embed", "random:nope", tmp_path / "crops.zarr", "-o", tmp_path / "g.zarr")
+    assert r.exit_code == ExitCode.USAGE
+    r = invoke("embed", "random:r3d_18", tmp_path / "crops.zarr", "-o", tmp_path / "g.zarr")
+    assert r.exit_code == ExitCode.USAGE and "video network" in r.stderr
+    r = invoke("embed", "random:resnet18", tmp_path / "nothing", "-o", tmp_path / "g.zarr")
+    assert r.exit_code == ExitCode.NO_INPUT
+    r = invoke(
+        "embed",
+        "random:resnet18",
+        tmp_path / "crops.zarr",
+        "-o",
+        tmp_path / "g.zarr",
+        "--layers",
+        "stage9",
+    )
+    assert r.exit_code == ExitCode.USAGE and "stage9" in r.stderr
+    assert not (tmp_path / "g.zarr").exists()
+    assert jsonl("") == []
+
+
+def test_interrupted_run_resumes(tmp_path: Path, invoke) -> None:
+    from vcl.io.video import write_video
+
+    frames = moving_square_frames(n=7, width=29, height=19)
+    write_video(tmp_path / "a.mp4", frames, fps=10, codec="mjpg")
+    (tmp_path / "b.mp4").write_bytes(b"garbage, not a video")
+    manifest = tmp_path / "videos.jsonl"
+    manifest.write_text(
+        json.dumps({"id": "a", "path": "a.mp4"})
+        + "\n"
+        + json.dumps({"id": "b", "path": "b.mp4"})
+        + "\n"
+    )
+    out = tmp_path / "f.zarr"
+    args = (
+        "embed",
+        "random:resnet18",
+        manifest,
+        "-o",
+        out,
+        "--frames-per-video",
+        "2",
+        "--size",
+        "32",
+    )
+    r = invoke(*args)
+    assert r.exit_code == ExitCode.DATA and "b.mp4" in r.stderr
+    assert not out.exists() and (tmp_path / "f.zarr.partial").exists()
+    write_video(tmp_path / "b.mp4", frames[::-1], fps=10, codec="mjpg")
+    r = invoke(*args)
+    assert r.exit_code == 0, r.stderr
+    assert "resuming: 1 of 2" in r.stderr and json.loads(r.stdout)["rows_written"] == 1
+    assert read_feature_set(out).ids.tolist() == ["a", "b"]

@@ -1,0 +1,151 @@
+"""Probes against plain references: sklearn SVM protocol, 11-point AP, kNN, few-shot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vcl.errors import DataError
+from vcl.probe import (
+    LinearParams,
+    exact_ap,
+    fewshot_draw,
+    fewshot_probe,
+    join_labels,
+    knn_probe,
+    knn_scores,
+    linear_probe,
+    svm_probe,
+    voc07_ap,
+)
+from vcl.seed import rng
+
+
+def blobs(n_per: int, n_classes: int, dim: int, spread: float, seed: int):
+    g = np.random.default_rng(seed)
+    centres = g.normal(0, 1, (n_classes, dim))
+    y = np.repeat(np.arange(n_classes), n_per)
+    x = centres[y] + spread * g.normal(0, 1, (len(y), dim))
+    order = g.permutation(len(y))
+    return x[order].astype(np.float32), y[order]
+
+
+def test_voc07_11point_ap_hand_computed() -> None:
+    # ranked: P N P N N  (2 positives) -> recall/precision after each: (.5,1) (.5,.5)
+    # (1,.667) (1,.5) (1,.4); max precision at recall >= t: t<=.5 -> 1, t>.5 -> 2/3
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    pos = np.array([True, False, True, False, False])
+    assert voc07_ap(scores, pos) == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
+    # exact AP = mean precision at each positive = (1 + 2/3) / 2
+    assert exact_ap(scores, pos) == pytest.approx((1 + 2 / 3) / 2)
+    # all positives first: both APs are 1
+    assert voc07_ap(scores, np.array([True, True, False, False, False])) == 1.0
+
+
+def test_svm_equals_sklearn_protocol() -> None:
+    from sklearn.metrics import average_precision_score
+    from sklearn.model_selection import cross_val_score
+    from sklearn.svm import LinearSVC
+
+    x, y = blobs(14, 3, 9, 1.6, seed=1)
+    xt, yt = blobs(7, 3, 9, 1.6, seed=2)
+    # a second label on some samples: multi-label targets
+    labels = np.array([str(v) for v in y], dtype=object)
+    labels[:5] = [f"{v}|extra" for v in y[:5]]
+    labels_t = np.array([str(v) for v in yt], dtype=object)
+    labels_t[:4] = [f"{v}|extra" for v in yt[:4]]
+    costs = (0.01, 0.1, 1.0, 10.0)
+    report = svm_probe(x, labels.astype(str), xt, labels_t.astype(str), costs=costs)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    xtn = xt / np.linalg.norm(xt, axis=1, keepdims=True)
+    exact = []
+    for c in ["0", "1", "2", "extra"]:
+        t = np.array([c in v.split("|") for v in labels]).astype(int)
+        tt = np.array([c in v.split("|") for v in labels_t])
+
+        def make(cost: float) -> LinearSVC:
+            return LinearSVC(C=cost, class_weight={1: 2, 0: 1}, loss="squared_hinge", max_iter=2000)
+
+        cv = [
+            cross_val_score(make(cost), xn, t, cv=3, scoring="average_precision").mean()
+            for cost in costs
+        ]
+        best = int(np.argmax(cv))
+        scores = make(costs[best]).fit(xn, t).decision_function(xtn)
+        got = report["per_class"][c]
+        assert got["cost"] == costs[best]
+        np.testing.assert_allclose(got["cv_ap"], cv, rtol=1e-5)
+        assert got["ap_exact"] == pytest.approx(average_precision_score(tt, scores), rel=1e-5)
+        assert got["ap"] == pytest.approx(voc07_ap(scores, tt), rel=1e-5)
+        exact.append(average_precision_score(tt, scores))
+    assert report["mAP_exact"] == pytest.approx(np.mean(exact), rel=1e-5)
+    assert report["ap_headline"] == "voc07_11point"
+
+
+def test_linear_separable_and_shuffled() -> None:
+    x, y = blobs(60, 4, 12, 0.3, seed=3)
+    xt, yt = blobs(40, 4, 12, 0.3, seed=3)  # same centres (same seed), new draws... same data
+    g = np.random.default_rng(9)
+    xt = xt + 0.05 * g.normal(size=xt.shape).astype(np.float32)
+    params = LinearParams(epochs=20, step_epochs=8)
+    good = linear_probe(x, y, xt, yt, 4, params, seed=0)
+    assert good["top1"] >= 0.99
+    assert good["top5"] is None  # 4 classes
+    shuffled = g.permutation(y)
+    x2, y2 = blobs(60, 4, 12, 0.3, seed=4)
+    bad = linear_probe(x, shuffled, x2, y2, 4, params, seed=0)
+    assert bad["top1"] < 0.45  # chance is 0.25
+
+
+def test_knn_equals_numpy_brute_force() -> None:
+    g = np.random.default_rng(5)
+    x = g.normal(size=(53, 7)).astype(np.float32)
+    y = g.integers(0, 6, 53)
+    q = g.normal(size=(17, 7)).astype(np.float32)
+    k, tau = 11, 0.07
+    weighted, majority = knn_scores(x, y, q, 6, k, tau)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    sims = qn @ xn.T
+    ref_w = np.zeros((17, 6))
+    ref_m = np.zeros((17, 6))
+    for i in range(17):
+        nn = np.argsort(-sims[i])[:k]
+        for j in nn:
+            ref_w[i, y[j]] += np.exp(sims[i, j] / tau)
+            ref_m[i, y[j]] += 1
+    np.testing.assert_allclose(weighted, ref_w, rtol=1e-4)
+    np.testing.assert_array_equal(majority, ref_m)
+    yq = g.integers(0, 6, 17)
+    report = knn_probe(x, y, q, yq, 6, k, tau)
+    assert report["top1"] == pytest.approx((ref_w.argmax(1) == yq).mean())
+    assert report["majority_top1"] == pytest.approx((ref_m.argmax(1) == yq).mean())
+
+
+def test_fewshot_draws_reproducible_and_balanced() -> None:
+    y = np.repeat(np.arange(5), [7, 9, 30, 12, 20])
+    a = fewshot_draw(y, 5, 5, rng(0, 5, 1))
+    b = fewshot_draw(y, 5, 5, rng(0, 5, 1))
+    c = fewshot_draw(y, 5, 5, rng(0, 5, 2))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert np.bincount(y[a], minlength=5).tolist() == [5] * 5
+    assert len(np.unique(a)) == 25
+    x, yy = blobs(12, 3, 6, 0.2, seed=6)
+    xt, yt = blobs(5, 3, 6, 0.2, seed=6)
+    r1 = fewshot_probe(x, yy, xt, yt, ["a", "b", "c"], shots=(1, 5), repeats=3, seed=4)
+    r2 = fewshot_probe(x, yy, xt, yt, ["a", "b", "c"], shots=(1, 5), repeats=3, seed=4)
+    assert r1 == r2 and r1["shots"]["5"]["mean"] > 0.9
+    with pytest.raises(DataError, match="fewer than 20 shots"):
+        fewshot_probe(x, yy, xt, yt, ["a", "b", "c"], shots=(20,), repeats=1)
+
+
+def test_join_labels_by_id_and_missing() -> None:
+    ids = np.array(["b", "a", "c"])
+    assert join_labels(ids, {"a": "x", "b": "y", "c": "z"}, "train", "f").tolist() == [
+        "y",
+        "x",
+        "z",
+    ]
+    with pytest.raises(DataError, match="2 of 3 train ids have no label \\(first: 'b', 'c'\\)"):
+        join_labels(ids, {"a": "x"}, "train", "f")

@@ -1,0 +1,478 @@
+"""vcl probe: linear, SVM, few-shot and kNN evaluations of frozen features."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vcl.cli.common import Device, Seed, Workers, command_group, vcl_command
+
+app = command_group(
+    "Probe frozen features: linear, SVM, few-shot, kNN.\n\n"
+    "`vcl probe linear|svm|fewshot|knn --train TRAIN.zarr --test TEST.zarr` trains on the "
+    "train features and reports on the test ones, for every layer of the stores (or the "
+    "--layer ones); `vcl probe compare REPORT...` puts several reports side by side. All "
+    "take --quiet, --verbose and --config FILE.toml.",
+    default=None,
+)
+
+Train = Annotated[
+    Path,
+    typer.Option(
+        "--train",
+        help="vcl.features store (or .npy) to train on; with --split-field, the one store "
+        "holding train and test.",
+        show_default=False,
+    ),
+]
+Test = Annotated[
+    Path | None,
+    typer.Option("--test", help="vcl.features store (or .npy) to evaluate on."),
+]
+Layer = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--layer",
+        metavar="LAYER",
+        help="Layer to probe (repeatable; default: every layer of the train store).",
+    ),
+]
+Labels = Annotated[
+    Path | None,
+    typer.Option(
+        "--labels",
+        metavar="FILE",
+        help="JSONL with id and label on each line (joined by id; overrides store labels; "
+        "several labels as a list or 'a|b'); with --split-field also the split.",
+    ),
+]
+SplitField = Annotated[
+    str | None,
+    typer.Option(
+        "--split-field",
+        help="Field of --labels naming each id's split: train and test come from --train.",
+    ),
+]
+TrainSplit = Annotated[
+    str, typer.Option("--train-split", help="Split value of training ids (--split-field).")
+]
+TestSplit = Annotated[
+    str, typer.Option("--test-split", help="Split value of test ids (--split-field).")
+]
+Jsonl = Annotated[
+    bool, typer.Option("--jsonl", help="One JSON line per layer instead of one JSON report.")
+]
+
+
+def _layers_of(path: Path, asked: list[str] | None) -> list[str | None]:
+    if asked:
+        return list(asked)
+    if path.suffix == ".npy":
+        return [None]
+    from vcl.io.features import KIND, store_layers
+    from vcl.io.store import Store
+
+    store = Store(path, kind=KIND, version=1)
+    found = store_layers(store.columns)
+    return [layer or None for layer in found] or [None]
+
+
+def _table(method: str, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    from rich.table import Table
+
+    from vcl.console import QUIET, err_console, verbosity
+
+    if verbosity() == QUIET:
+        return
+    table = Table(title=f"vcl probe {method}")
+    table.add_column("layer")
+    for k in keys:
+        table.add_column(k, justify="right")
+    for row in rows:
+        values = []
+        for k in keys:
+            v = row["metrics"].get(k) if k in row["metrics"] else row.get(k)
+            values.append(
+                "–" if v is None else f"{100 * v:.2f}" if isinstance(v, float) else str(v)
+            )
+        table.add_row(row["layer"] or "features", *values)
+    err_console.print(table)
+
+
+def _probe(
+    method: str,
+    fn: Callable[[Any], dict[str, Any]],
+    parameters: dict[str, Any],
+    table_keys: list[str],
+    train: Path,
+    test: Path | None,
+    layer: list[str] | None,
+    labels: Path | None,
+    split_field: str | None,
+    train_split: str,
+    test_split: str,
+    jsonl: bool,
+) -> None:
+    from vcl.console import log
+    from vcl.probe import load_probe_data
+
+    reports = []
+    inputs: dict[str, Any] = {}
+    for name in _layers_of(train, layer):
+        data = load_probe_data(train, test, name, labels, split_field, train_split, test_split)
+        log.info(
+            "%s probe of layer %s: %d train, %d test samples, %d dims",
+            method,
+            data.layer or "features",
+            len(data.x_train),
+            len(data.x_test),
+            data.x_train.shape[1],
+        )
+        metrics = fn(data)
+        inputs = data.inputs
+        reports.append(
+            {
+                "method": method,
+                "layer": data.layer,
+                "metrics": metrics,
+                "train_samples": len(data.x_train),
+                "test_samples": len(data.x_test),
+                "dim": int(data.x_train.shape[1]),
+                "parameters": parameters,
+                "inputs": data.inputs,
+            }
+        )
+    _table(method, reports, table_keys)
+    if jsonl:
+        for r in reports:
+            typer.echo(json.dumps(r))
+    else:
+        layers = [
+            {k: v for k, v in r.items() if k not in ("method", "parameters", "inputs")}
+            for r in reports
+        ]
+        typer.echo(
+            json.dumps(
+                {"method": method, "parameters": parameters, "inputs": inputs, "layers": layers}
+            )
+        )
+
+
+@app.command("linear")
+@vcl_command
+def linear(
+    train: Train,
+    test: Test = None,
+    layer: Layer = None,
+    labels: Labels = None,
+    split_field: SplitField = None,
+    train_split: TrainSplit = "train",
+    test_split: TestSplit = "test",
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs.")] = 100,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Initial learning rate.")] = 0.01,
+    momentum: Annotated[float, typer.Option("--momentum", min=0.0, help="SGD momentum.")] = 0.9,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="SGD batch size.")] = 64,
+    step_epochs: Annotated[
+        int, typer.Option("--step-epochs", min=1, help="Multiply the lr by --gamma this often.")
+    ] = 30,
+    gamma: Annotated[float, typer.Option("--gamma", min=0.0, help="lr decay factor.")] = 0.1,
+    weight_decay: Annotated[
+        float, typer.Option("--weight-decay", min=0.0, help="L2 weight decay.")
+    ] = 0.0,
+    jsonl: Jsonl = False,
+    device: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Linear probe: multinomial logistic regression on standardised frozen features.
+
+    SGD (Zhang et al. 2016 / ODCT Table I): momentum 0.9, batch 64, lr 0.01 ×0.1 every
+    30 epochs, 100 epochs. Reports top-1 and top-5 test accuracy (fractions) per layer.
+    """
+    from vcl.device import resolve_device
+    from vcl.probe import LinearParams, encode_labels, linear_probe
+
+    dev = str(resolve_device(device))  # once, not once per layer
+    params = LinearParams(epochs, lr, momentum, batch_size, step_epochs, gamma, weight_decay)
+
+    def fn(data: Any) -> dict[str, Any]:
+        y_tr, y_te, classes = encode_labels(data.y_train, data.y_test)
+        out = linear_probe(data.x_train, y_tr, data.x_test, y_te, len(classes), params, dev, seed)
+        return {**out, "classes": len(classes)}
+
+    from dataclasses import asdict
+
+    _probe(
+        "linear",
+        fn,
+        {**asdict(params), "seed": seed, "device": dev},
+        ["top1", "top5"],
+        train,
+        test,
+        layer,
+        labels,
+        split_field,
+        train_split,
+        test_split,
+        jsonl,
+    )
+
+
+@app.command("svm")
+@vcl_command
+def svm(
+    train: Train,
+    test: Test = None,
+    layer: Layer = None,
+    labels: Labels = None,
+    split_field: SplitField = None,
+    train_split: TrainSplit = "train",
+    test_split: TestSplit = "test",
+    costs: Annotated[
+        str, typer.Option("--costs", help="Comma-separated cost grid C for cross-validation.")
+    ] = "0.0001,0.001,0.01,0.1,1,10,100",
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds.")] = 3,
+    max_iter: Annotated[
+        int, typer.Option("--max-iter", min=1, help="LinearSVC iteration limit.")
+    ] = 2000,
+    jsonl: Jsonl = False,
+    workers: Workers = 1,
+) -> None:
+    """Linear SVMs, Goyal et al. 2019's VOC07 protocol; multi-label targets allowed.
+
+    L2-normalised features; per class a one-vs-rest LinearSVC (squared hinge, positive
+    weight 2) whose cost is chosen by 3-fold CV on AP over --costs. mAP is the VOC07
+    11-point interpolated AP (the headline); mAP_exact is the exact area; per-class APs
+    and chosen costs are in per_class. --workers runs classes in parallel.
+    """
+    from vcl.errors import UsageError
+    from vcl.probe import svm_probe
+
+    try:
+        grid = tuple(float(c) for c in costs.split(",") if c.strip())
+    except ValueError:
+        raise UsageError(f"bad cost list {costs!r}", "--costs", "e.g. 0.01,0.1,1") from None
+    if not grid or min(grid) <= 0:
+        raise UsageError("costs must be positive numbers", "--costs")
+
+    def fn(data: Any) -> dict[str, Any]:
+        return svm_probe(
+            data.x_train, data.y_train, data.x_test, data.y_test, grid, folds, max_iter, workers
+        )
+
+    _probe(
+        "svm",
+        fn,
+        {"costs": list(grid), "folds": folds, "max_iter": max_iter, "positive_weight": 2.0},
+        ["mAP", "mAP_exact"],
+        train,
+        test,
+        layer,
+        labels,
+        split_field,
+        train_split,
+        test_split,
+        jsonl,
+    )
+
+
+@app.command("fewshot")
+@vcl_command
+def fewshot(
+    train: Train,
+    test: Test = None,
+    layer: Layer = None,
+    labels: Labels = None,
+    split_field: SplitField = None,
+    train_split: TrainSplit = "train",
+    test_split: TestSplit = "test",
+    shots: Annotated[
+        str, typer.Option("--shots", help="Comma-separated training samples per class.")
+    ] = "1,5,10,20",
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Seeded draws per shot count.")
+    ] = 10,
+    c_reg: Annotated[
+        float, typer.Option("--C", min=0.0, help="Inverse L2 strength of the logistic regression.")
+    ] = 1.0,
+    jsonl: Jsonl = False,
+    seed: Seed = 0,
+) -> None:
+    """Few-shot linear classifiers: n samples per class, mean ± std over seeded draws.
+
+    Each draw takes n training samples of every class (class-balanced, without
+    replacement; draw r of n uses the seed (seed, n, r)); a multinomial logistic
+    regression (L-BFGS) on L2-normalised features is scored on the whole test set.
+    """
+    from vcl.errors import UsageError
+    from vcl.probe import encode_labels, fewshot_probe
+
+    try:
+        counts = tuple(int(s) for s in shots.split(",") if s.strip())
+    except ValueError:
+        raise UsageError(f"bad shot list {shots!r}", "--shots", "e.g. 1,5,10,20") from None
+    if not counts or min(counts) < 1:
+        raise UsageError("shots must be positive integers", "--shots")
+
+    def fn(data: Any) -> dict[str, Any]:
+        y_tr, y_te, classes = encode_labels(data.y_train, data.y_test)
+        out = fewshot_probe(
+            data.x_train, y_tr, data.x_test, y_te, classes, counts, repeats, c_reg, seed
+        )
+        flat = {f"{n}-shot": v["mean"] for n, v in out["shots"].items()}
+        return {**flat, **out, "classes": len(classes)}
+
+    _probe(
+        "fewshot",
+        fn,
+        {"shots": list(counts), "repeats": repeats, "C": c_reg, "seed": seed},
+        [f"{n}-shot" for n in counts],
+        train,
+        test,
+        layer,
+        labels,
+        split_field,
+        train_split,
+        test_split,
+        jsonl,
+    )
+
+
+@app.command("knn")
+@vcl_command
+def knn(
+    train: Train,
+    test: Test = None,
+    layer: Layer = None,
+    labels: Labels = None,
+    split_field: SplitField = None,
+    train_split: TrainSplit = "train",
+    test_split: TestSplit = "test",
+    k: Annotated[int, typer.Option("--k", min=1, help="Neighbours that vote.")] = 200,
+    temperature: Annotated[
+        float, typer.Option("--temperature", min=1e-6, help="τ of the exp(s/τ) vote weights.")
+    ] = 0.07,
+    jsonl: Jsonl = False,
+) -> None:
+    """Weighted kNN (Wu et al. 2018): the k nearest (cosine) vote with weight exp(s/τ).
+
+    Also reports plain majority voting among the same k (majority_top1).
+    """
+    from vcl.probe import encode_labels, knn_probe
+
+    def fn(data: Any) -> dict[str, Any]:
+        y_tr, y_te, classes = encode_labels(data.y_train, data.y_test)
+        out = knn_probe(data.x_train, y_tr, data.x_test, y_te, len(classes), k, temperature)
+        return {**out, "classes": len(classes)}
+
+    _probe(
+        "knn",
+        fn,
+        {"k": k, "temperature": temperature},
+        ["top1", "top5", "majority_top1"],
+        train,
+        test,
+        layer,
+        labels,
+        split_field,
+        train_split,
+        test_split,
+        jsonl,
+    )
+
+
+HEADLINE = {"linear": ["top1"], "knn": ["top1"], "svm": ["mAP"]}
+
+
+@app.command("compare")
+@vcl_command
+def compare(
+    reports: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="REPORT...",
+            help="Reports of vcl probe (JSON, or JSONL from --jsonl).",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Side by side: rows are probes (and reports), columns layers, as the papers' tables.
+
+    Headline numbers: linear and knn top-1, svm mAP (VOC07 11-point), fewshot mean
+    accuracy per shot count; in percent in the table on stderr, as fractions in the
+    JSON on stdout.
+    """
+    from vcl.errors import DataError, MissingInputError
+
+    rows: list[dict[str, Any]] = []
+    columns: list[str] = []
+    for path in reports:
+        if not path.exists():
+            raise MissingInputError("no such report", path)
+        try:
+            lines = [
+                json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()
+            ]
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not a JSON report ({exc.msg})", path) from None
+        layer_reports = []
+        for obj in lines:
+            if not isinstance(obj, dict) or "method" not in obj:
+                raise DataError("not a vcl probe report (no 'method')", path)
+            if "layers" in obj:
+                layer_reports += [{"method": obj["method"], **r} for r in obj["layers"]]
+            else:
+                layer_reports.append(obj)
+        by_row: dict[str, dict[str, Any]] = {}
+        for r in layer_reports:
+            layer = r.get("layer") or "features"
+            if layer not in columns:
+                columns.append(layer)
+            metrics = r.get("metrics", {})
+            keys = HEADLINE.get(r["method"]) or [k for k in metrics if k.endswith("-shot")]
+            for key in keys:
+                name = f"{r['method']} {key}" + (f" ({path.name})" if len(reports) > 1 else "")
+                row = by_row.setdefault(name, {"probe": name, "source": str(path), "values": {}})
+                row["values"][layer] = metrics.get(key)
+        rows.extend(by_row.values())
+    from rich.table import Table
+
+    from vcl.console import QUIET, err_console, verbosity
+
+    if verbosity() != QUIET:
+        table = Table(title="vcl probe compare (%)")
+        table.add_column("probe")
+        for c in columns:
+            table.add_column(c, justify="right")
+        for row in rows:
+            cells = [row["values"].get(c) for c in columns]
+            table.add_row(row["probe"], *("–" if v is None else f"{100 * v:.2f}" for v in cells))
+        err_console.print(table)
+    typer.echo(json.dumps({"columns": columns, "rows": rows}))
+
+
+EXAMPLES = [
+    (
+        "Linear probes of every stage (ODCT Table I, left):",
+        "vcl probe linear --train train.zarr --test val.zarr > linear.json",
+    ),
+    (
+        "VOC07 SVMs on stage5, labels and splits from the images manifest:",
+        "vcl probe svm --train voc.zarr --split-field split --labels voc07.jsonl --layer stage5",
+    ),
+    (
+        "Few-shot accuracy, 1/5/10/20 shots, 10 seeded draws each:",
+        "vcl probe fewshot --train train.zarr --test test.zarr --shots 1,5,10,20 --repeats 10",
+    ),
+    (
+        "Weighted kNN with the memory-bank papers' k and temperature, one line per layer:",
+        "vcl probe knn --train train.zarr --test test.zarr --k 200 --temperature 0.07 --jsonl",
+    ),
+    (
+        "One table of several reports (rows probes, columns stages):",
+        "vcl probe compare linear.json svm.json knn.jsonl",
+    ),
+]

@@ -1,0 +1,528 @@
+"""Standard evaluations of frozen features: linear, SVM, few-shot and kNN probes.
+
+- ``linear`` (ODCT Table I left, after Zhang et al. 2016): multinomial logistic
+  regression on standardised features, SGD momentum 0.9, batch 64, lr 0.01 divided by
+  10 every 30 epochs, 100 epochs; top-1 / top-5 accuracy.
+- ``svm`` (Goyal et al. 2019, VOC07 protocol; ODCT Table I right): L2-normalised
+  features, one LinearSVC (squared hinge, L2 penalty, positive-class weight 2) per
+  class against the rest; its cost C is the one of ``costs`` with the best mean AP
+  over 3 stratified folds (unshuffled, as scikit-learn's ``cross_val_score(cv=3)``);
+  refit on all training data, scored on test. AP as VOC07 11-point interpolation
+  (the headline ``mAP``, as Goyal report) and as the exact area (``mAP_exact``,
+  scikit-learn's ``average_precision_score``). Multi-label targets: ``a|b``.
+- ``fewshot`` (Tokmakov et al. Table 2): n samples per class drawn (seeded, class
+  balanced) from train; an L2-regularised multinomial logistic regression (L-BFGS,
+  full batch: with 20 samples SGD epochs would be single steps) on L2-normalised
+  features; test accuracy mean ± std over the draws.
+- ``knn`` (Wu et al. 2018, the memory-bank papers): cosine similarity of
+  L2-normalised features, the k = 200 nearest training samples vote with weight
+  exp(s/τ), τ = 0.07; plus plain majority voting among the same k.
+
+Labels always travel with ids (``join_labels``), never by row order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vcl.console import log
+from vcl.errors import DataError, MissingInputError, UsageError
+
+DEFAULT_COSTS = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+LABEL_SEPARATOR = "|"
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class ProbeData:
+    """Train/test arrays of one layer; labels as strings (``a|b`` for multi-label)."""
+
+    layer: str
+    x_train: np.ndarray  # (N, D) float32
+    y_train: np.ndarray  # (N,) str
+    x_test: np.ndarray  # (M, D) float32
+    y_test: np.ndarray  # (M,) str
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+def read_labels_file(path: str | Path, field_name: str = "label") -> dict[str, str]:
+    """``id -> field`` from any JSONL with ``id`` and the field (lines without it skipped)."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError("no such labels file", path)
+    out: dict[str, str] = {}
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"line {lineno}: not valid JSON ({exc.msg})", path) from None
+            if not isinstance(obj, dict) or "id" not in obj:
+                raise DataError(f"line {lineno}: a JSON object with an 'id' is needed", path)
+            value = obj.get(field_name)
+            if value is None or value == "":
+                continue
+            if isinstance(value, list):
+                value = LABEL_SEPARATOR.join(map(str, value))
+            out[str(obj["id"])] = str(value)
+    return out
+
+
+def join_labels(ids: np.ndarray, labels: dict[str, str], what: str, source: str) -> np.ndarray:
+    """Labels of ``ids`` by id; every id must have one (count + first few otherwise)."""
+    values = np.array([labels.get(str(i), "") for i in ids], dtype=object)
+    missing = [str(i) for i, v in zip(ids, values, strict=True) if v == ""]
+    if missing:
+        first = ", ".join(repr(m) for m in missing[:3])
+        raise DataError(
+            f"{len(missing)} of {len(ids)} {what} ids have no label (first: {first})",
+            source,
+            "give labels for every id (--labels FILE)",
+        )
+    return values.astype(str)
+
+
+def _store_labels(fs: Any) -> dict[str, str]:
+    if fs.labels is None:
+        return {}
+    return {str(i): str(v) for i, v in zip(fs.ids, fs.labels, strict=True) if str(v) != ""}
+
+
+def load_probe_data(
+    train: str | Path,
+    test: str | Path | None,
+    layer: str | None,
+    labels_file: str | Path | None = None,
+    split_field: str | None = None,
+    train_split: str = "train",
+    test_split: str = "test",
+) -> ProbeData:
+    """Read one layer of train/test stores (or one store split by ``split_field``)."""
+    from vcl.io.features import read_feature_set
+
+    file_labels = read_labels_file(labels_file) if labels_file is not None else {}
+    tr = read_feature_set(train, layer=layer)
+    layer_name = str((tr.attrs or {}).get("layer", ""))
+    if test is None:
+        if split_field is None:
+            raise UsageError("no test set", "--test", "give --test STORE or --split-field")
+        if labels_file is None:
+            raise UsageError("--split-field needs --labels FILE (a manifest with the split)")
+        splits = read_labels_file(labels_file, split_field)
+        split = np.array([splits.get(str(i), "") for i in tr.ids])
+        tr_mask, te_mask = split == train_split, split == test_split
+        if not tr_mask.any() or not te_mask.any():
+            raise DataError(
+                f"no ids with {split_field} = {train_split!r} and {test_split!r}", labels_file
+            )
+        labels = {**_store_labels(tr), **file_labels}
+        y = join_labels(tr.ids[tr_mask | te_mask], labels, "train/test", str(labels_file or train))
+        keep = np.flatnonzero(tr_mask | te_mask)
+        is_train = tr_mask[keep]
+        return ProbeData(
+            layer_name,
+            tr.features[keep[is_train]],
+            y[is_train],
+            tr.features[keep[~is_train]],
+            y[~is_train],
+            {"train": str(train), "test": f"{train} ({split_field})", "labels": str(labels_file)},
+        )
+    te = read_feature_set(test, layer=layer)
+    test_layer = str((te.attrs or {}).get("layer", ""))
+    if test_layer != layer_name:
+        raise DataError(f"layer {test_layer!r} differs from the train store's {layer_name!r}", test)
+    if tr.features.shape[1] != te.features.shape[1]:
+        raise DataError(
+            f"features have {te.features.shape[1]} dimensions, the train store's "
+            f"{tr.features.shape[1]}",
+            test,
+            "embed train and test with the same model and layer",
+        )
+    y_tr = join_labels(
+        tr.ids, {**_store_labels(tr), **file_labels}, "train", str(labels_file or train)
+    )
+    y_te = join_labels(
+        te.ids, {**_store_labels(te), **file_labels}, "test", str(labels_file or test)
+    )
+    return ProbeData(
+        layer_name,
+        tr.features,
+        y_tr,
+        te.features,
+        y_te,
+        {
+            "train": str(train),
+            "test": str(test),
+            "labels": None if labels_file is None else str(labels_file),
+        },
+    )
+
+
+def encode_labels(
+    y_train: np.ndarray, y_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Single-label classes as ints (test classes unseen in train get -1: always wrong)."""
+    for y in (y_train, y_test):
+        if any(LABEL_SEPARATOR in str(v) for v in y):
+            raise DataError("multi-label targets ('a|b') are only supported by vcl probe svm", None)
+    classes = sorted(set(y_train.tolist()))
+    index = {c: i for i, c in enumerate(classes)}
+    unseen = sum(1 for v in y_test if v not in index)
+    if unseen:
+        log.warning("%d test samples have classes absent from train (counted wrong)", unseen)
+    return (
+        np.array([index[v] for v in y_train], np.int64),
+        np.array([index.get(v, -1) for v in y_test], np.int64),
+        classes,
+    )
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def topk_accuracy(scores: np.ndarray, y: np.ndarray, k: int) -> float | None:
+    """Fraction of rows whose true class is among the k best scores (None if k > C)."""
+    if k > scores.shape[1] or len(y) == 0:
+        return None
+    if k == 1:  # ties: the smallest class index, as argmax
+        return float((scores.argmax(1) == y).mean())
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float((top == y[:, None]).any(1).mean())
+
+
+# ---------------------------------------------------------------- linear
+
+
+@dataclass(frozen=True)
+class LinearParams:
+    epochs: int = 100
+    lr: float = 0.01
+    momentum: float = 0.9
+    batch_size: int = 64
+    step_epochs: int = 30  # lr ×gamma every step_epochs
+    gamma: float = 0.1
+    weight_decay: float = 0.0
+
+
+def linear_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    params: LinearParams = LinearParams(),
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Multinomial logistic regression by SGD on standardised features (Zhang et al.)."""
+    import torch
+
+    from vcl.device import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        # batches of 64 are too small for intra-op threads: one thread is ~3 ms a step at
+        # 64×9216×20, two threads on a loaded 2-core machine were 65 ms a step.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return _linear_probe(x_train, y_train, x_test, y_test, n_classes, params, dev, seed)
+        finally:
+            torch.set_num_threads(threads)
+    return _linear_probe(x_train, y_train, x_test, y_test, n_classes, params, dev, seed)
+
+
+def _linear_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    params: LinearParams,
+    dev: Any,
+    seed: int,
+) -> dict[str, Any]:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    mean = x_train.mean(0)
+    std = x_train.std(0) + 1e-6  # standardise with train statistics
+    xt = torch.from_numpy(((x_train - mean) / std).astype(np.float32)).to(dev)
+    yt = torch.from_numpy(y_train).to(dev)
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(xt.shape[1], n_classes).to(dev)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.StepLR(opt, params.step_epochs, params.gamma)
+    n = len(xt)
+    loss = torch.zeros(())
+    for _ in range(params.epochs):
+        order = torch.randperm(n, generator=gen).to(dev)
+        for i in range(0, n, params.batch_size):
+            idx = order[i : i + params.batch_size]
+            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    with torch.no_grad():
+        xe = torch.from_numpy(((x_test - mean) / std).astype(np.float32)).to(dev)
+        scores = model(xe).float().cpu().numpy()
+    return {
+        "top1": topk_accuracy(scores, y_test, 1),
+        "top5": topk_accuracy(scores, y_test, 5),
+        "final_train_loss": float(loss.detach().cpu()),
+    }
+
+
+# ---------------------------------------------------------------- AP
+
+
+def voc07_ap(scores: np.ndarray, positives: np.ndarray) -> float:
+    """VOC07 11-point interpolated AP: mean over t ∈ {0, 0.1, ..., 1} of the best
+    precision at recall ≥ t (0 where recall never reaches t)."""
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(positives[order].astype(np.float64))
+    fp = np.cumsum(~positives[order])
+    n_pos = positives.sum()
+    if n_pos == 0:
+        return float("nan")
+    recall, precision = tp / n_pos, tp / np.maximum(tp + fp, 1e-12)
+    points = [
+        precision[recall >= t].max() if (recall >= t).any() else 0.0 for t in np.linspace(0, 1, 11)
+    ]
+    return float(np.mean(points))
+
+
+def exact_ap(scores: np.ndarray, positives: np.ndarray) -> float:
+    from sklearn.metrics import average_precision_score
+
+    if positives.sum() == 0:
+        return float("nan")
+    return float(average_precision_score(positives, scores))
+
+
+# ---------------------------------------------------------------- svm
+
+
+def multilabel_targets(
+    y_train: np.ndarray, y_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(N, C) and (M, C) boolean matrices over the classes seen in train."""
+    split = [[set(str(v).split(LABEL_SEPARATOR)) for v in y] for y in (y_train, y_test)]
+    classes = sorted(set().union(*split[0]) - {""})
+    mats = [
+        np.array([[c in s for c in classes] for s in rows], bool).reshape(len(rows), len(classes))
+        for rows in split
+    ]
+    return mats[0], mats[1], classes
+
+
+def _svm(cost: float, max_iter: int) -> Any:
+    from sklearn.svm import LinearSVC
+
+    return LinearSVC(
+        C=cost,
+        class_weight={1: 2.0, 0: 1.0},
+        penalty="l2",
+        loss="squared_hinge",
+        dual=True,
+        tol=1e-4,
+        max_iter=max_iter,
+        intercept_scaling=1.0,
+    )
+
+
+def _svm_class(
+    args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sequence[float], int, int],
+) -> dict[str, Any]:
+    """One class: cost by 3-fold CV on AP, refit, test APs."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import StratifiedKFold
+
+    x_tr, t_tr, x_te, t_te, costs, folds, max_iter = args
+    y = t_tr.astype(int)
+    cv_ap = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        n_folds = min(folds, int(y.sum()), int(len(y) - y.sum()))
+        for cost in costs:
+            if n_folds < 2:
+                cv_ap.append(float("nan"))
+                continue
+            aps = []
+            for a, b in StratifiedKFold(n_folds).split(x_tr, y):
+                clf = _svm(cost, max_iter).fit(x_tr[a], y[a])
+                aps.append(exact_ap(clf.decision_function(x_tr[b]), y[b].astype(bool)))
+            cv_ap.append(float(np.mean(aps)))
+        valid = np.nan_to_num(np.array(cv_ap), nan=-1.0)
+        best = int(np.argmax(valid))  # ties: the smallest cost
+        clf = _svm(costs[best], max_iter).fit(x_tr, y)
+    scores = clf.decision_function(x_te)
+    return {
+        "cost": float(costs[best]),
+        "cv_ap": cv_ap,
+        "ap": voc07_ap(scores, t_te),
+        "ap_exact": exact_ap(scores, t_te),
+    }
+
+
+def svm_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    costs: Sequence[float] = DEFAULT_COSTS,
+    folds: int = 3,
+    max_iter: int = 2000,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """Goyal et al.'s VOC07 SVM protocol; labels ``a|b`` for several classes."""
+    from vcl.parallel import parallel_map
+
+    t_tr, t_te, classes = multilabel_targets(y_train, y_test)
+    if len(classes) < 1 or len(y_train) < 2:
+        raise DataError("the svm probe needs at least one class and two training samples")
+    x_tr, x_te = l2_normalise(x_train), l2_normalise(x_test)
+    tasks = [
+        (x_tr, t_tr[:, c], x_te, t_te[:, c], tuple(costs), folds, max_iter)
+        for c in range(len(classes))
+    ]
+    per_class = dict(zip(classes, parallel_map(_svm_class, tasks, workers), strict=True))
+    aps = np.array([r["ap"] for r in per_class.values()])
+    exact = np.array([r["ap_exact"] for r in per_class.values()])
+    no_pos = [c for c, r in per_class.items() if np.isnan(r["ap"])]
+    if no_pos:
+        log.warning("%d classes have no positive test sample (left out of the mAP)", len(no_pos))
+    return {
+        "mAP": float(np.nanmean(aps)) if np.isfinite(aps).any() else None,
+        "mAP_exact": float(np.nanmean(exact)) if np.isfinite(exact).any() else None,
+        "ap_headline": "voc07_11point",
+        "per_class": {
+            c: {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+            for c, r in per_class.items()
+        },
+    }
+
+
+# ---------------------------------------------------------------- few-shot
+
+
+def fewshot_draw(y: np.ndarray, shots: int, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``shots`` samples of every class 0..n_classes-1, drawn without replacement."""
+    out = []
+    for c in range(n_classes):
+        members = np.flatnonzero(y == c)
+        if len(members) < shots:
+            raise DataError(
+                f"class {c} has {len(members)} training samples, fewer than {shots} shots"
+            )
+        out.append(rng.choice(members, shots, replace=False))
+    return np.sort(np.concatenate(out))
+
+
+def fewshot_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    classes: Sequence[str],
+    shots: Sequence[int] = (1, 5, 10, 20),
+    repeats: int = 10,
+    c_reg: float = 1.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Mean ± std test accuracy of logistic regression on n-shot draws."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    from vcl.seed import rng as make_rng
+
+    counts = np.bincount(y_train, minlength=len(classes))
+    for n in shots:
+        if counts.min() < n:
+            c = int(np.argmin(counts))
+            raise DataError(
+                f"class {classes[c]!r} has {counts[c]} training samples, fewer than {n} shots",
+                None,
+                "lower --shots",
+            )
+    x_tr, x_te = l2_normalise(x_train), l2_normalise(x_test)
+    results = {}
+    for n in shots:
+        accs = []
+        for r in range(repeats):
+            idx = fewshot_draw(y_train, n, len(classes), make_rng(seed, n, r))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clf = LogisticRegression(C=c_reg, max_iter=1000).fit(x_tr[idx], y_train[idx])
+            pred = clf.predict(x_te)
+            accs.append(float((pred == y_test).mean()))
+        results[str(n)] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "runs": accs}
+    return {"shots": results}
+
+
+# ---------------------------------------------------------------- knn
+
+
+def knn_scores(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    n_classes: int,
+    k: int = 200,
+    temperature: float = 0.07,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(weighted votes, majority votes), each (M, C): cosine neighbours by faiss; weight
+    exp(s/τ) (Wu et al. 2018, eq. 8)."""
+    import faiss
+
+    x_tr, x_te = l2_normalise(x_train), l2_normalise(x_test)
+    k = min(k, len(x_tr))
+    index = faiss.IndexFlatIP(x_tr.shape[1])
+    index.add(x_tr)
+    sims, nbrs = index.search(x_te, k)  # (M, k) best first
+    labels = y_train[nbrs]  # (M, k)
+    weighted = np.zeros((len(x_te), n_classes), np.float64)
+    majority = np.zeros((len(x_te), n_classes), np.float64)
+    rows = np.repeat(np.arange(len(x_te)), k)
+    np.add.at(
+        weighted, (rows, labels.ravel()), np.exp(sims.ravel().astype(np.float64) / temperature)
+    )
+    np.add.at(majority, (rows, labels.ravel()), 1.0)
+    return weighted, majority
+
+
+def knn_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    k: int = 200,
+    temperature: float = 0.07,
+) -> dict[str, Any]:
+    weighted, majority = knn_scores(x_train, y_train, x_test, n_classes, k, temperature)
+    return {
+        "top1": topk_accuracy(weighted, y_test, 1),
+        "top5": topk_accuracy(weighted, y_test, 5),
+        "majority_top1": topk_accuracy(majority, y_test, 1),
+        "k": int(min(k, len(x_train))),
+    }
