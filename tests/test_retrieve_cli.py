@@ -1,0 +1,259 @@
+"""vcl retrieve index / query / eval through the CLI, including the bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import jsonl
+from vcl.errors import ExitCode
+from vcl.io.features import FeatureSet, write_feature_set
+from vcl.retrieve import brute_force, meta_path
+
+
+def store(path, features, ids, labels=None, video_ids=None):
+    fs = FeatureSet(
+        ids=np.asarray(ids, dtype=str),
+        features=np.asarray(features, np.float32),
+        labels=None if labels is None else np.asarray(labels, dtype=str),
+        video_ids=None if video_ids is None else np.asarray(video_ids, dtype=str),
+    )
+    return write_feature_set(path, fs, params={"test": True}, seed=7)
+
+
+@pytest.fixture
+def gallery(tmp_path):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(57, 13)).astype(np.float32)
+    ids = [f"g{i:02d}" for i in range(57)]
+    path = store(tmp_path / "gallery.zarr", x, ids, labels=[f"c{i % 5}" for i in range(57)])
+    return path, x, np.array(ids)
+
+
+def test_index_then_query_returns_ids_in_brute_force_order(invoke, tmp_path, gallery) -> None:
+    path, x, ids = gallery
+    out = tmp_path / "g.index"
+    result = invoke("retrieve", "index", path, "-o", out, "--metric", "l2", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["count"] == 57 and summary["dimension"] == 13 and summary["metric"] == "l2"
+    meta = json.loads(meta_path(out).read_text())
+    assert meta["ids"] == ids.tolist()
+    assert meta["source"]["schema"] == "vcl.features/1"
+    assert meta["source"]["provenance"]["seed"] == 7
+    queries = x[[3, 40, 8]] + 0.05
+    qpath = store(tmp_path / "q.zarr", queries, ["qa", "qb", "qc"])
+    result = invoke("retrieve", "query", out, qpath, "-k", "4")
+    assert result.exit_code == 0, result.output
+    lines = jsonl(result.stdout)
+    assert len(lines) == 12
+    assert {line["schema"] for line in lines} == {"vcl.match/1"}
+    ref_scores, ref_rows = brute_force(x, queries, 4, "l2")
+    for qi, qid in enumerate(["qa", "qb", "qc"]):
+        mine = [line for line in lines if line["query"] == qid]
+        assert [m["rank"] for m in mine] == [1, 2, 3, 4]
+        assert [m["neighbour"] for m in mine] == ids[ref_rows[qi]].tolist()
+        np.testing.assert_allclose([m["score"] for m in mine], ref_scores[qi], rtol=1e-4)
+    # refusing to overwrite, then --overwrite
+    again = invoke("retrieve", "index", path, "-o", out)
+    assert again.exit_code == ExitCode.CANNOT_CREATE
+    assert invoke("retrieve", "index", path, "-o", out, "--overwrite").exit_code == 0
+
+
+def test_query_exclude_self_and_npy_with_ids(invoke, tmp_path, gallery) -> None:
+    path, x, _ = gallery
+    out = tmp_path / "g.index"
+    assert invoke("retrieve", "index", path, "-o", out, "--index", "hnsw").exit_code == 0
+    np.save(tmp_path / "q.npy", x[:2])
+    (tmp_path / "ids.txt").write_text("g00\ng01\n")
+    result = invoke(
+        "retrieve", "query", out, tmp_path / "q.npy", "--ids", tmp_path / "ids.txt", "-k", "3"
+    )
+    lines = jsonl(result.stdout)
+    assert [line["neighbour"] for line in lines if line["rank"] == 1] == ["g00", "g01"]
+    result = invoke(
+        "retrieve", "query", out, tmp_path / "q.npy", "--ids", tmp_path / "ids.txt", "-k", "3",
+        "--exclude-self",
+    )  # fmt: skip
+    lines = jsonl(result.stdout)
+    assert len(lines) == 6 and all(line["neighbour"] != line["query"] for line in lines)
+
+
+def test_bad_inputs(invoke, tmp_path, gallery) -> None:
+    path, x, _ = gallery
+    out = tmp_path / "g.index"
+    assert invoke("retrieve", "index", path, "-o", out).exit_code == 0
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 5), np.float32))
+    result = invoke("retrieve", "query", out, tmp_path / "wrong.npy")
+    assert result.exit_code == ExitCode.DATA
+    assert "dimension 5" in result.stderr and "dimension 13" in result.stderr
+    np.save(tmp_path / "q.npy", x[:2])
+    result = invoke("retrieve", "query", out, tmp_path / "q.npy", "--metric", "l2")
+    assert result.exit_code == ExitCode.USAGE and "cosine" in result.stderr
+    result = invoke("retrieve", "index", path, "-o", tmp_path / "x.index", "--index", "lsh")
+    assert result.exit_code == ExitCode.USAGE
+    meta_path(out).unlink()
+    result = invoke("retrieve", "query", out, tmp_path / "q.npy")
+    assert result.exit_code == ExitCode.DATA and "metadata" in result.stderr
+    assert "Traceback" not in result.output
+    result = invoke("retrieve", "query", tmp_path / "none.index", tmp_path / "q.npy")
+    assert result.exit_code == ExitCode.NO_INPUT
+    # a features store is needed, or --model for images
+    (tmp_path / "pic.png").write_bytes(b"\x89PNG not really")
+    assert invoke("retrieve", "index", path, "-o", out, "--overwrite").exit_code == 0
+    result = invoke("retrieve", "query", out, tmp_path / "pic.png")
+    assert result.exit_code == ExitCode.USAGE and "--model" in result.stderr
+    x[0, 0] = np.nan
+    bad = store(tmp_path / "nan.zarr", x, [f"n{i}" for i in range(len(x))])
+    result = invoke("retrieve", "index", bad, "-o", tmp_path / "nan.index")
+    assert result.exit_code == ExitCode.DATA and "NaN" in result.stderr
+    assert not (tmp_path / "nan.index").exists()
+
+
+def planted(tmp_path):
+    """Three classes on three axes; query q_b sits nearest a gallery item of class a."""
+    gallery = np.array(
+        [[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0.9, 0.2], [0, 0, 1], [0.1, 0, 0.9]],
+        np.float32,
+    )
+    g_ids = ["ga1", "ga2", "gb1", "gb2", "gc1", "gc2"]
+    queries = np.array([[1, 0.05, 0], [0.8, 0.5, 0], [0.05, 0, 1], [1, 1, 1]], np.float32)
+    q_ids = ["qa", "qb", "qc", "qnone"]
+    labels = dict(zip(g_ids, "aabbcc", strict=True)) | {"qa": "a", "qb": "b", "qc": "c"}
+    lab = tmp_path / "labels.jsonl"
+    lab.write_text("".join(json.dumps({"id": i, "label": v}) + "\n" for i, v in labels.items()))
+    store(tmp_path / "train.zarr", gallery, g_ids)
+    store(tmp_path / "test.zarr", queries, q_ids)
+    return tmp_path / "train.zarr", tmp_path / "test.zarr", lab
+
+
+def test_eval_recall_at_k_planted_by_hand(invoke, tmp_path) -> None:
+    train, test, labels = planted(tmp_path)
+    result = invoke(
+        "retrieve", "eval", "--query", test, "--gallery", train, "--labels", labels, "-k", "1,2,3"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    # qa → ga1 (hit@1); qb → ga1, ga2, gb1 (hit at 3); qc → gc1 (hit@1); qnone unlabelled
+    assert report["recall"] == {"R@1": 2 / 3, "R@2": 2 / 3, "R@3": 1.0}
+    assert report["queries"] == 3 and report["unlabelled_queries"] == 1
+    assert "exact_recall" not in report
+    approx = invoke(
+        "retrieve", "eval", "--query", test, "--gallery", train, "--labels", labels,
+        "--index", "hnsw", "-k", "1,3",
+    )  # fmt: skip
+    assert json.loads(approx.stdout)["exact_recall"] == {"1": 1.0, "3": 1.0}
+
+
+def test_eval_split_field_exclude_self_and_average(invoke, tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    centres = np.eye(4, dtype=np.float32) * 5
+    ids = [f"v{i:02d}/clip{j}" for i in range(20) for j in range(2)]
+    videos = [f"v{i:02d}" for i in range(20) for _ in range(2)]
+    vclass = np.arange(20) // 2 % 4  # both clips of a video share its class
+    x = centres[np.repeat(vclass, 2)] + rng.normal(size=(40, 4)).astype(np.float32) * 0.3
+    path = store(tmp_path / "f.zarr", x, ids, video_ids=videos)
+    manifest = tmp_path / "videos.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps({"id": f"v{i:02d}", "label": f"c{vclass[i]}", "split": "tv"[i % 2 == 0]})
+            + "\n"
+            for i in range(20)
+        )
+    )
+    result = invoke(
+        "retrieve", "eval", "--query", path, "--labels", manifest, "--split-field", "split",
+        "--query-split", "v", "--gallery-split", "t", "--average-by", "video_id", "-k", "1,5",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["queries"] == 10 and report["gallery_size"] == 10
+    assert report["recall"]["R@1"] == 1.0
+    # leave-one-out on the clip store: labels by clip id are absent, so none labelled
+    loo = invoke("retrieve", "eval", "--query", path, "--exclude-self", "--labels", manifest)
+    assert loo.exit_code == ExitCode.DATA and "label" in loo.stderr
+    clip_labels = tmp_path / "clips.jsonl"
+    clip_labels.write_text(
+        "".join(
+            json.dumps({"id": i, "label": f"c{c}"}) + "\n"
+            for i, c in zip(ids, np.repeat(vclass, 2), strict=True)
+        )
+    )
+    loo = invoke("retrieve", "eval", "--query", path, "--exclude-self", "--labels", clip_labels)
+    report = json.loads(loo.stdout)
+    assert report["queries"] == 40 and report["recall"]["R@1"] == 1.0
+    one = invoke("retrieve", "eval", "--query", path, "--labels", clip_labels)
+    assert one.exit_code == ExitCode.USAGE
+
+
+def test_montage_from_crops_store(invoke, tmp_path, gallery) -> None:
+    path, x, ids = gallery
+    out = tmp_path / "g.index"
+    assert invoke("retrieve", "index", path, "-o", out).exit_code == 0
+    from vcl.io.store import StoreWriter
+
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp_path / "crops.zarr", "vcl.crops/1", {}, 0) as writer:
+        writer.define_columns({"image": ("uint8", (17, 17, 3)), "id": (str, ())})
+        writer.append_group("v", image=rng.integers(0, 255, (57, 17, 17, 3), np.uint8), id=ids)
+    np.save(tmp_path / "q.npy", x[:3])
+    png = tmp_path / "m.png"
+    result = invoke(
+        "retrieve", "query", out, tmp_path / "q.npy", "-k", "5", "--montage", png,
+        "--crops", tmp_path / "crops.zarr",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    import cv2
+
+    image = cv2.imread(str(png))
+    assert image.shape[0] == 3 * (112 + 30) + 2 * 6 and image.shape[1] == 6 * 112 + 12
+
+
+def test_thumbnails_find_crops_by_embed_ids(tmp_path) -> None:
+    from vcl.io.store import StoreWriter
+    from vcl.retrieve import Thumbnails
+
+    images = np.zeros((3, 9, 9, 3), np.uint8)
+    images[:, 0, 0, 0] = [10, 20, 30]
+    with StoreWriter(tmp_path / "crops.zarr", "vcl.crops/1", {}, 0) as writer:
+        columns = {"image": ("uint8", (9, 9, 3)), "track_id": (str, ()), "frame": ("int32", ())}
+        writer.define_columns(columns)
+        writer.append_group(
+            "v", image=images, track_id=np.array(["t1", "t1", "t2"]), frame=np.array([0, 5, 2])
+        )
+    thumbs = Thumbnails(tmp_path / "crops.zarr")
+    assert thumbs.get("t1@5")[0, 0, 0] == 20 and thumbs.get("t2@2")[0, 0, 0] == 30
+    assert thumbs.get("t9@0") is None
+
+
+def test_image_query_through_random_resnet18(invoke, tmp_path) -> None:
+    pytest.importorskip("vcl.embedding")
+    import cv2
+
+    from vcl.embedding import embed_paths, load_model
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(5):
+        image = cv2.GaussianBlur(rng.integers(0, 255, (41 + 3 * i, 29, 3), np.uint8), (0, 0), 2)
+        cv2.imwrite(str(folder / f"im{i}.png"), image)
+    model = load_model("random:resnet18", device="cpu")
+    fs = embed_paths([folder], model, size=64)
+    gal = write_feature_set(tmp_path / "g.zarr", fs, {"model": "random:resnet18", "size": 64})
+    out = tmp_path / "g.index"
+    assert invoke("retrieve", "index", gal, "-o", out).exit_code == 0
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image at all")
+    args = ["retrieve", "query", out, folder / "im3.png", bad, folder / "im1.png", "-k", "2"]
+    result = invoke(*args, "--device", "cpu")  # model and size come from the gallery
+    assert result.exit_code == 3
+    assert "skipped" in result.stderr and "1 of 3" in result.stderr
+    lines = jsonl(result.stdout)
+    firsts = {line["query"]: line["neighbour"] for line in lines if line["rank"] == 1}
+    assert firsts == {"im3": "im3", "im1": "im1"}
+    assert lines[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    result = invoke(*args, "--model", "random:resnet18", "--size", "64", "--keep-going")
+    assert result.exit_code == 0 and len(jsonl(result.stdout)) == 4

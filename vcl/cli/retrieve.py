@@ -1,0 +1,773 @@
+"""vcl retrieve: faiss nearest-neighbour indexes, terminal queries and R@k evaluation."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vcl.cli.common import Device, Overwrite, Seed, command_group, vcl_command
+
+app = command_group(
+    "Nearest-neighbour retrieval with faiss, and R@k.\n\n"
+    "`vcl retrieve index FEATURES -o gallery.index` builds an index (and gallery.index.json "
+    "beside it); `vcl retrieve query gallery.index QUERY...` prints the nearest gallery ids "
+    "as JSONL; `vcl retrieve eval --query TEST --gallery TRAIN --labels FILE` reports SLIC's "
+    "R@k as JSON. All take --quiet, --verbose and --config FILE.toml.",
+    default=None,
+)
+
+IndexType = Annotated[
+    str,
+    typer.Option(
+        "--index",
+        help="flat (exact), ivf (IVF-Flat), ivfpq (IVF + product quantiser) or hnsw.",
+    ),
+]
+Metric = Annotated[
+    str,
+    typer.Option(
+        "--metric",
+        help="cosine (L2-normalise, then inner product), ip (inner product) or l2 "
+        "(squared Euclidean).",
+    ),
+]
+Nlist = Annotated[
+    int | None,
+    typer.Option("--nlist", min=1, help="IVF lists (default ≈ 4·√N, at most N/39)."),
+]
+Nprobe = Annotated[
+    int | None,
+    typer.Option("--nprobe", min=1, help="IVF lists visited per query (default 16)."),
+]
+PqM = Annotated[
+    int | None,
+    typer.Option("--pq-m", min=1, help="ivfpq: sub-vectors per code; divides D (default ≈ D/4)."),
+]
+PqBits = Annotated[int, typer.Option("--pq-bits", min=1, max=16, help="ivfpq: bits per sub-code.")]
+HnswM = Annotated[int, typer.Option("--hnsw-m", min=2, help="hnsw: links per node.")]
+EfSearch = Annotated[
+    int | None, typer.Option("--ef-search", min=1, help="hnsw: search breadth (default 64).")
+]
+TrainSize = Annotated[
+    int | None,
+    typer.Option(
+        "--train-size", min=1, help="IVF/PQ: rows in the seeded training sample (256 per list)."
+    ),
+]
+Ids = Annotated[
+    Path | None,
+    typer.Option("--ids", metavar="FILE", help="For .npy features: one id per line, row order."),
+]
+Layer = Annotated[
+    str | None,
+    typer.Option("--layer", help="Which layer of a multi-layer features store to read."),
+]
+
+
+def _read_features(path: Path, ids: Path | None, layer: str | None) -> Any:
+    import inspect
+
+    from vcl.errors import UsageError
+    from vcl.io.features import read_feature_set
+
+    if layer is None:
+        return read_feature_set(path, ids_file=ids)
+    if "layer" not in inspect.signature(read_feature_set).parameters:
+        raise UsageError("this vcl reads single-layer features stores only", "--layer")
+    return read_feature_set(path, ids_file=ids, layer=layer)
+
+
+def _index_params(**kwargs: Any) -> Any:
+    from vcl.retrieve import IndexParams
+
+    params = IndexParams(**{k: v for k, v in kwargs.items() if v is not None})
+    params.validate()
+    return params
+
+
+@app.command("index")
+@vcl_command
+def index(
+    features: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FEATURES",
+            help="A vcl.features store, or an .npy array (N×D; ids are row numbers or --ids).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="The faiss index file to write; its metadata goes to OUTPUT.json beside it.",
+            show_default=False,
+        ),
+    ],
+    index_type: IndexType = "flat",
+    metric: Metric = "cosine",
+    nlist: Nlist = None,
+    nprobe: Nprobe = None,
+    pq_m: PqM = None,
+    pq_bits: PqBits = 8,
+    hnsw_m: HnswM = 32,
+    ef_search: EfSearch = None,
+    train_size: TrainSize = None,
+    ids: Ids = None,
+    layer: Layer = None,
+    device: Device = "auto",
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+) -> None:
+    """Build a faiss index over a features store, with its metadata beside it.
+
+    Writes OUTPUT (a faiss index, on the GPU while building when faiss sees one) and
+    OUTPUT.json (schema vcl.index/1: ids in row order, dimension, metric, index type
+    and parameters, source store and its provenance, size and SHA-256 of OUTPUT),
+    both atomically. Prints a JSON summary on stdout.
+    """
+    import time
+
+    from vcl.console import log
+    from vcl.errors import OutputError
+    from vcl.retrieve import build_index, check_finite, faiss_device, meta_path, prepare
+    from vcl.retrieve import write_index as write
+
+    params = _index_params(
+        index_type=index_type,
+        metric=metric,
+        nlist=nlist,
+        nprobe=nprobe,
+        pq_m=pq_m,
+        pq_bits=pq_bits,
+        hnsw_m=hnsw_m,
+        ef_search=ef_search,
+        train_size=train_size,
+        seed=seed,
+    )
+    if not overwrite and (output.exists() or meta_path(output).exists()):
+        raise OutputError("exists already", output, "pass --overwrite to replace it")
+    if output.parent and not output.parent.exists():
+        raise OutputError("its folder does not exist", output)
+    gpu = faiss_device(device)
+    fs = _read_features(features, ids, layer)
+    if len(fs) == 0:
+        from vcl.errors import DataError
+
+        raise DataError("holds no features to index", features)
+    check_finite(fs.features, features)
+    config = params.resolved(*fs.features.shape)
+    start = time.perf_counter()
+    x = prepare(fs.features, metric)
+    built = build_index(x, config, gpu)
+    seconds = time.perf_counter() - start
+    attrs = dict(fs.attrs or {})
+    source = {
+        "path": str(features),
+        "ids_file": None if ids is None else str(ids),
+        "layer": layer,
+        "schema": attrs.get("vcl_schema"),
+        "provenance": {
+            k: attrs.get(k)
+            for k in ("vcl_version", "command", "params", "seed", "created")
+            if k in attrs
+        },
+    }
+    where = "cpu" if gpu is None else f"cuda:{gpu}"
+    meta = write(output, built, fs.ids, config, source, where)
+    log.info("indexed %d × %d (%s, %s) in %.2f s", len(fs), x.shape[1], index_type, metric, seconds)
+    summary = {k: v for k, v in meta.items() if k != "ids"}
+    summary |= {"output": str(output), "metadata": str(meta_path(output)), "seconds": seconds}
+    typer.echo(json.dumps(summary))
+
+
+def _is_features(path: Path) -> bool:
+    from vcl.io.labels import is_store
+
+    return path.suffix == ".npy" or (is_store(path) and (path / "zarr.json").exists())
+
+
+def _media_thumbnails(inputs: list[Path]) -> dict[str, Path]:
+    """id → file of each image / video query, ids as vcl.embedding names them (stems)."""
+    from vcl.io.video import IMAGE_EXTENSIONS
+
+    out: dict[str, Path] = {}
+    for p in inputs:
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+            out.update((f.stem, f) for f in files)
+        else:
+            out[p.stem] = p
+    return out
+
+
+def _folder_media(folder: Path) -> dict[str, Path]:
+    """id (file stem) → image or video file, anywhere under ``folder``."""
+    from vcl.errors import MissingInputError
+    from vcl.io.sources import VIDEO_EXTENSIONS
+    from vcl.io.video import IMAGE_EXTENSIONS
+
+    if not folder.is_dir():
+        raise MissingInputError("no such folder", folder)
+    kinds = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in kinds and f.is_file())
+    return {f.stem: f for f in reversed(files)}  # the first in sorted order wins
+
+
+def _embed_queries(
+    inputs: list[Path],
+    model: str | None,
+    layer: str | None,
+    device: str,
+    batch_size: int,
+    size: int | None,
+    frames: int | None,
+    gallery_meta: dict[str, Any],
+) -> Any:
+    """Embed image / video queries; model and layer default to the gallery's own."""
+    from vcl.console import log
+    from vcl.errors import MissingInputError, UsageError
+
+    for p in inputs:
+        if not p.exists():
+            raise MissingInputError("no such query file, folder or features store", p)
+    source = gallery_meta.get("source") or {}
+    made_with = (source.get("provenance") or {}).get("params") or {}
+    if model is None and isinstance(made_with.get("model"), str):
+        model = made_with["model"]
+        log.info("embedding queries with the gallery's model %s", model)
+    if layer is None:
+        layers = made_with.get("layers")
+        layer = source.get("layer") or made_with.get("layer")
+        if layer is None and isinstance(layers, list) and len(layers) == 1:
+            layer = layers[0]
+        layer = layer if isinstance(layer, str) else None
+    if model is None:
+        raise UsageError(
+            f"{inputs[0]} is not a features store: image/video queries need --model",
+            "--model",
+            "give --model RUN_DIR, random:ARCH or weights:ARCH:PATH (the gallery's model)",
+        )
+    try:
+        from vcl.embedding import embed_paths, load_model
+    except ImportError:
+        raise UsageError(
+            "this vcl cannot embed images or videos (vcl.embedding is missing)",
+            "--model",
+            "embed them with vcl embed first and query with the features store",
+        ) from None
+    net = load_model(model, device=device)
+    if size is None and isinstance(made_with.get("size"), int):
+        size = made_with["size"]
+    if frames is None and isinstance(made_with.get("frames_per_video"), int):
+        frames = made_with["frames_per_video"]
+    kwargs: dict[str, Any] = {"batch_size": batch_size, "size": size}
+    if frames is not None:
+        kwargs["frames_per_video"] = frames
+    if layer is not None:
+        kwargs["layer"] = layer
+    return embed_paths([str(p) for p in inputs], net, **kwargs)
+
+
+def _concat(sets: list[Any]) -> tuple[Any, Any]:
+    import numpy as np
+
+    ids = np.concatenate([s.ids for s in sets]) if sets else np.array([], dtype=str)
+    dims = {s.features.shape[1] for s in sets}
+    if len(dims) > 1:
+        from vcl.errors import DataError
+
+        raise DataError(f"query inputs have different dimensions {sorted(dims)}", None)
+    feats = np.concatenate([s.features for s in sets]) if sets else np.zeros((0, 0), np.float32)
+    return ids, feats
+
+
+@app.command("query")
+@vcl_command
+def query(
+    index_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INDEX",
+            help="An index from vcl retrieve index (INDEX.json must lie beside it).",
+            show_default=False,
+        ),
+    ],
+    queries: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="QUERY...",
+            help="Features stores or .npy files, or image / video files and folders "
+            "(embedded with --model).",
+            show_default=False,
+        ),
+    ],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per query.")] = 10,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            metavar="RUN_DIR|random:ARCH|weights:ARCH:PATH",
+            help="Embed image/video queries with this model (use the gallery's).",
+        ),
+    ] = None,
+    layer: Layer = None,
+    ids: Ids = None,
+    metric: Annotated[
+        str | None,
+        typer.Option("--metric", help="Refuse to run unless the index uses this metric."),
+    ] = None,
+    nprobe: Nprobe = None,
+    ef_search: EfSearch = None,
+    exclude_self: Annotated[
+        bool,
+        typer.Option("--exclude-self", help="Drop a neighbour whose id equals the query's id."),
+    ] = False,
+    montage: Annotated[
+        Path | None,
+        typer.Option(
+            "--montage",
+            metavar="OUT.png",
+            help="Draw each query beside its neighbours (one row per query) into an image.",
+        ),
+    ] = None,
+    crops: Annotated[
+        Path | None,
+        typer.Option(
+            "--crops",
+            metavar="CROPS.zarr",
+            help="Montage thumbnails from this crops store (by its id column, else row number).",
+        ),
+    ] = None,
+    media: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--media",
+            metavar="DIR",
+            help="Montage thumbnails: folder of the gallery's images / videos, matched by id "
+            "(file name without extension; repeatable).",
+        ),
+    ] = None,
+    max_rows: Annotated[
+        int, typer.Option("--montage-rows", min=1, help="At most this many queries drawn.")
+    ] = 20,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Images per batch when embedding.")
+    ] = 64,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            "--size",
+            min=1,
+            help="Image side when embedding (default: the gallery's, else the model's).",
+        ),
+    ] = None,
+    frames_per_video: Annotated[
+        int | None,
+        typer.Option(
+            "--frames-per-video",
+            min=1,
+            help="Video queries: frames averaged per video (default: the gallery's, else 8).",
+        ),
+    ] = None,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going",
+            help="Exit 0 although unreadable query images were skipped (default: exit 3).",
+        ),
+    ] = False,
+    device: Device = "auto",
+) -> None:
+    """Nearest gallery items of each query, as JSONL on stdout.
+
+    One line per (query, rank): {"schema": "vcl.match/1", "query", "neighbour", "rank"
+    (1 = nearest), "score", "metric"}; score is the cosine similarity or inner
+    product (higher is nearer) or the squared L2 distance (lower is nearer). Equal
+    scores are ordered by gallery row. A table goes to stderr when stdout is a
+    terminal. Unreadable images are skipped with a warning and counted; the exit
+    status is then 3 unless --keep-going.
+    """
+    import numpy as np
+
+    from vcl.console import log
+    from vcl.retrieve import (
+        MATCH_SCHEMA,
+        check_queries,
+        exclude_rows,
+        faiss_device,
+        prepare,
+        read_index,
+        search,
+        set_search_params,
+    )
+
+    gpu = faiss_device(device)
+    gallery = read_index(index_path, gpu)
+    if metric is not None:
+        check_queries(gallery, gallery.dimension, metric, index_path)
+    thumbnails = None
+    if montage is not None:  # check the montage's inputs before the work
+        from vcl.errors import OutputError
+        from vcl.retrieve import Thumbnails
+
+        if not montage.parent.is_dir():
+            raise OutputError("its folder does not exist", montage)
+        found: dict[str, Path] = {}
+        for folder in media or []:
+            found = {**_folder_media(folder), **found}
+        thumbnails = Thumbnails(crops, found)
+    sets: list[Any] = []
+    skipped: list[str] = []
+    feature_inputs = [q for q in queries if _is_features(q)]
+    media_inputs = [q for q in queries if not _is_features(q)]
+    for q in feature_inputs:
+        sets.append(_read_features(q, ids, layer))
+        check_queries(gallery, sets[-1].features.shape[1], None, q)
+    thumbs: dict[str, Path] = {}
+    n_media = 0
+    if media_inputs:
+        embedded = _embed_queries(
+            media_inputs, model, layer, device, batch_size, size, frames_per_video, gallery.meta
+        )
+        skipped = list((embedded.attrs or {}).get("skipped", []))
+        n_media = len(embedded) + len(skipped)
+        thumbs = _media_thumbnails(media_inputs)
+        sets.append(embedded)
+        check_queries(gallery, embedded.features.shape[1], None, media_inputs[0])
+    qids, qx = _concat(sets)
+    set_search_params(gallery.index, gallery.meta, {"nprobe": nprobe, "ef_search": ef_search})
+    x = prepare(qx, gallery.metric)
+    extra = 1 if exclude_self else 0
+    scores, rows = search(gallery.index, x, k + extra)
+    if exclude_self:
+        pos = {g: i for i, g in enumerate(gallery.ids)}
+        self_rows = np.array([pos.get(q, -1) for q in qids], dtype=np.int64)
+        scores, rows = exclude_rows(scores, rows, self_rows, k)
+    lines = []
+    out = sys.stdout
+    for qi, qid in enumerate(qids):
+        for rank, (s, r) in enumerate(zip(scores[qi], rows[qi], strict=True), start=1):
+            if r < 0:
+                continue
+            line = {
+                "schema": MATCH_SCHEMA,
+                "query": str(qid),
+                "neighbour": str(gallery.ids[r]),
+                "rank": rank,
+                "score": round(float(s), 6),
+                "metric": gallery.metric,
+            }
+            lines.append(line)
+    out.write("".join(json.dumps(line) + "\n" for line in lines))
+    out.flush()
+    if out.isatty():
+        _table(lines)
+    log.info("%d queries, %d neighbours each (index %s)", len(qids), rows.shape[1], index_path)
+    if montage is not None and thumbnails is not None:
+        from vcl.retrieve import draw_montage
+
+        thumbnails.files.update(thumbs)  # the queries' own files win
+        draw_montage(montage, qids, gallery.ids, scores, rows, thumbnails, max_rows)
+        log.info("wrote %s", montage)
+    if skipped:
+        log.warning("%d of %d query files were unreadable and skipped", len(skipped), n_media)
+        if not keep_going:
+            raise typer.Exit(3)
+
+
+def _table(lines: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from vcl.console import err_console
+
+    table = Table("query", "rank", "neighbour", "score")
+    for line in lines[:200]:
+        table.add_row(line["query"], str(line["rank"]), line["neighbour"], f"{line['score']:.4f}")
+    err_console.print(table)
+
+
+@app.command("eval")
+@vcl_command
+def evaluate(
+    query_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--query",
+            metavar="TEST",
+            help="Query features (store or .npy), e.g. the test split.",
+        ),
+    ] = None,
+    gallery_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--gallery",
+            metavar="TRAIN",
+            help="Gallery features (store or .npy), e.g. the train split (default: --query).",
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            metavar="FILE",
+            help="JSONL with id and label (e.g. a videos manifest) or a store with id and "
+            "label columns; joined by id (default: the stores' label columns).",
+        ),
+    ] = None,
+    ks: Annotated[
+        str, typer.Option("-k", "--k", metavar="K,K,...", help="Cut-offs for R@k.")
+    ] = "1,5,10,20,50",
+    metric: Metric = "cosine",
+    index_type: IndexType = "flat",
+    nlist: Nlist = None,
+    nprobe: Nprobe = None,
+    pq_m: PqM = None,
+    pq_bits: PqBits = 8,
+    hnsw_m: HnswM = 32,
+    ef_search: EfSearch = None,
+    train_size: TrainSize = None,
+    exclude_self: Annotated[
+        bool,
+        typer.Option(
+            "--exclude-self",
+            help="Leave-one-out: a query never retrieves the gallery item with its own id.",
+        ),
+    ] = False,
+    split_field: Annotated[
+        str | None,
+        typer.Option(
+            "--split-field",
+            metavar="FIELD",
+            help="Split one store by this field (from --labels or a store column) into "
+            "queries and gallery.",
+        ),
+    ] = None,
+    query_split: Annotated[
+        str, typer.Option("--query-split", help="With --split-field: the queries' value.")
+    ] = "test",
+    gallery_split: Annotated[
+        str, typer.Option("--gallery-split", help="With --split-field: the gallery's value.")
+    ] = "train",
+    average_by: Annotated[
+        str | None,
+        typer.Option(
+            "--average-by",
+            help="Average features per video_id or track_id first (SLIC: per video).",
+        ),
+    ] = None,
+    exact_recall: Annotated[
+        bool | None,
+        typer.Option(
+            "--exact-recall/--no-exact-recall",
+            help="Also report recall of the exact neighbours (default: on for approximate "
+            "indexes).",
+        ),
+    ] = None,
+    layer: Layer = None,
+    device: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Retrieval R@k (SLIC's protocol) of queries against a gallery, as JSON.
+
+    A query is a hit at k when any of its k nearest gallery items shares its label;
+    R@k is the fraction of hits among labelled queries (unlabelled ones are counted
+    and left out). With an approximate --index, exact_recall gives the mean fraction
+    of the exact k nearest neighbours that the index returned.
+    """
+    import numpy as np
+
+    from vcl.console import log
+    from vcl.errors import DataError, UsageError
+    from vcl.io.labels import lookup, read_id_fields
+    from vcl.retrieve import average_by as average
+    from vcl.retrieve import (
+        brute_force,
+        build_index,
+        check_finite,
+        exclude_rows,
+        faiss_device,
+        neighbour_recall,
+        prepare,
+        recall_at_k,
+        search,
+        set_search_params,
+    )
+
+    try:
+        cutoffs = sorted({int(x) for x in ks.split(",") if x.strip()})
+    except ValueError:
+        raise UsageError(f"not a list of integers: {ks!r}", "-k") from None
+    if not cutoffs or cutoffs[0] < 1:
+        raise UsageError("cut-offs must be positive integers", "-k")
+    params = _index_params(
+        index_type=index_type,
+        metric=metric,
+        nlist=nlist,
+        nprobe=nprobe,
+        pq_m=pq_m,
+        pq_bits=pq_bits,
+        hnsw_m=hnsw_m,
+        ef_search=ef_search,
+        train_size=train_size,
+        seed=seed,
+    )
+    if average_by not in (None, "video_id", "track_id"):
+        raise UsageError(
+            f"unknown field {average_by!r}", "--average-by", "use video_id or track_id"
+        )
+    if query_path is None and gallery_path is None:
+        raise UsageError("no features", "--query", "give --query TEST and --gallery TRAIN")
+    if split_field is None and (query_path is None or gallery_path is None) and not exclude_self:
+        raise UsageError(
+            "one features store needs --split-field or --exclude-self",
+            "--gallery",
+            "or give both --query and --gallery",
+        )
+    if split_field is not None and query_path and gallery_path and query_path != gallery_path:
+        raise UsageError("--split-field splits ONE store: give --query or --gallery, not both")
+    gpu = faiss_device(device)
+
+    def load(path: Path) -> tuple[Any, Any, Any, Any]:
+        fs = _read_features(path, None, layer)
+        check_finite(fs.features, path)
+        row_labels = fs.labels if fs.labels is not None else np.full(len(fs), "")
+        ids, x = fs.ids, fs.features
+        if average_by is not None:
+            groups = fs.video_ids if average_by == "video_id" else fs.track_ids
+            if groups is None:
+                raise DataError(f"has no {average_by} column to average by", path)
+            ids, x, row_labels = average(x, row_labels.astype(str), groups)
+        lab = row_labels.astype(str)
+        split = np.full(len(ids), "")
+        if labels is not None:
+            names = ["label"] + ([split_field] if split_field else [])
+            lids, fields = read_id_fields(labels, names)
+            found = lookup(ids, lids, fields["label"])
+            lab = np.where(found != "", found, lab)
+            if split_field:
+                split = lookup(ids, lids, fields[split_field])
+        if split_field and not (split != "").any():
+            from vcl.io.labels import is_store
+
+            if is_store(path):
+                sids, sf = read_id_fields(path, [split_field])
+                split = lookup(ids, sids, sf[split_field])
+        return ids, x, lab, split
+
+    if split_field is not None:
+        one = query_path or gallery_path
+        ids, x, lab, split = load(one)
+        if not (split != "").any():
+            raise DataError(f"no {split_field!r} values for its ids", labels or one)
+        qmask, gmask = split == query_split, split == gallery_split
+        if not qmask.any() or not gmask.any():
+            raise DataError(
+                f"{split_field}: {int(qmask.sum())} rows are {query_split!r} and "
+                f"{int(gmask.sum())} {gallery_split!r}",
+                labels or one,
+                "check --query-split / --gallery-split",
+            )
+        q_ids, q_x, q_lab = ids[qmask], x[qmask], lab[qmask]
+        g_ids, g_x, g_lab = ids[gmask], x[gmask], lab[gmask]
+    else:
+        q_ids, q_x, q_lab, _ = load(query_path or gallery_path)
+        if gallery_path is None or gallery_path == query_path:
+            g_ids, g_x, g_lab = q_ids, q_x, q_lab
+        else:
+            g_ids, g_x, g_lab, _ = load(gallery_path)
+    if q_x.shape[1] != g_x.shape[1]:
+        raise DataError(
+            f"queries have dimension {q_x.shape[1]}, the gallery {g_x.shape[1]}",
+            query_path,
+            "use features of the same model and layer",
+        )
+    if len(g_ids) == 0 or len(q_ids) == 0:
+        raise DataError("no queries or no gallery items to evaluate", query_path or gallery_path)
+    if not (g_lab != "").any():
+        raise DataError("no gallery item has a label", labels or gallery_path or query_path)
+    kmax = min(max(cutoffs), len(g_ids))
+    extra = 1 if exclude_self else 0
+    config = params.resolved(*g_x.shape)
+    g = prepare(g_x, metric)
+    q = prepare(q_x, metric)
+    built = build_index(g, config, gpu)
+    set_search_params(built, config, {})
+    scores, rows = search(built, q, kmax + extra)
+    self_rows = np.full(len(q_ids), -1, np.int64)
+    if exclude_self:
+        pos = {gid: i for i, gid in enumerate(g_ids)}
+        self_rows = np.array([pos.get(i, -1) for i in q_ids], np.int64)
+        scores, rows = exclude_rows(scores, rows, self_rows, kmax)
+    neighbour_labels = np.where(rows >= 0, g_lab[np.maximum(rows, 0)], "")
+    report: dict[str, Any] = {
+        "query": None if query_path is None else str(query_path),
+        "gallery": str(gallery_path or query_path),
+        "labels": None if labels is None else str(labels),
+        "metric": metric,
+        "index": config,
+        "exclude_self": exclude_self,
+        "split_field": split_field,
+        "average_by": average_by,
+        "gallery_size": len(g_ids),
+        "gallery_unlabelled": int((g_lab == "").sum()),
+        **recall_at_k(q_lab, neighbour_labels, cutoffs),
+    }
+    if exact_recall is None:
+        exact_recall = index_type != "flat"
+    if exact_recall:
+        from vcl.retrieve import search as exact_search
+
+        if len(g_ids) * len(q_ids) <= 50_000_000:
+            _, exact_rows = brute_force(g_x, q_x, kmax + extra, metric)
+        else:
+            flat = build_index(g, {"index_type": "flat", "metric": metric}, gpu)
+            _, exact_rows = exact_search(flat, q, kmax + extra)
+        if exclude_self:
+            _, exact_rows = exclude_rows(exact_rows, exact_rows, self_rows, kmax)
+        report["exact_recall"] = neighbour_recall(rows, exact_rows, cutoffs)
+    if report["unlabelled_queries"]:
+        log.warning("%d queries have no label (left out)", report["unlabelled_queries"])
+    if max(cutoffs) > len(g_ids):
+        log.warning("the gallery has only %d items: R@k for larger k uses them all", len(g_ids))
+    typer.echo(json.dumps(report))
+
+
+EXAMPLES = [
+    (
+        "Index a gallery of features (cosine, exact):",
+        "vcl retrieve index train_features.zarr -o gallery.index",
+    ),
+    (
+        "An approximate IVF index over a large gallery, 64 lists probed per query:",
+        "vcl retrieve index features.zarr -o big.index --index ivf --nprobe 64",
+    ),
+    (
+        "The 10 nearest gallery items of each query in a features store:",
+        "vcl retrieve query gallery.index test_features.zarr -k 10 > matches.jsonl",
+    ),
+    (
+        "One-off query with an image file, embedded by a trained run, with a montage:",
+        "vcl retrieve query gallery.index photo.jpg --model run/ -k 8 --montage out.png "
+        "--crops crops.zarr",
+    ),
+    (
+        "SLIC's video retrieval R@k, test queries against the train gallery:",
+        "vcl retrieve eval --query test.zarr --gallery train.zarr --labels videos.jsonl "
+        "-k 1,5,10,20,50",
+    ),
+    (
+        "One store split by the manifest's split field, clip features averaged per video:",
+        "vcl retrieve eval --query features.zarr --labels videos.jsonl --split-field split "
+        "--average-by video_id",
+    ),
+    (
+        "Leave-one-out R@k on one labelled store:",
+        "vcl retrieve eval --query features.zarr --exclude-self",
+    ),
+]

@@ -1,0 +1,91 @@
+"""Per-id fields (labels, splits, tracks) read from a JSONL file or a vcl store.
+
+Evaluation stages (``retrieve eval``, ...) join ground truth to their items by id,
+never by row order. A source is either JSONL — any lines with an ``id`` (a videos
+manifest, hand-written ``{"id", "label"}`` lines, ``-`` for stdin) where only ``id``
+and the asked-for fields matter — or a vcl store with an ``id`` column.
+A missing, null or empty value reads as ``""`` (unknown).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vcl.errors import DataError
+
+
+def is_store(path: str | Path) -> bool:
+    """A zarr store is a folder (or names one ending in ``.zarr``); ``-`` is stdin."""
+    p = Path(str(path))
+    return str(path) != "-" and (p.is_dir() or p.suffix == ".zarr")
+
+
+def read_id_fields(
+    path: str | Path, names: Sequence[str]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(ids, {name: values})`` with (N,) str arrays aligned with ``ids``.
+
+    Duplicate ids are an error (they would make a join ambiguous).
+    """
+    from vcl.io.manifest import open_text_input
+
+    label = str(path)
+    if is_store(path):
+        from vcl.io.store import Store
+
+        store = Store(path)
+        if "id" not in store.columns:
+            raise DataError("store has no 'id' column to join by", label)
+        ids = store["id"][:].astype(object).astype(str)
+        fields = {}
+        for name in names:
+            if name in store.columns and store[name].ndim == 1:
+                fields[name] = store[name][:].astype(object).astype(str)
+            else:
+                fields[name] = np.full(len(ids), "", dtype=object).astype(str)
+    else:
+        id_list: list[str] = []
+        values: dict[str, list[str]] = {name: [] for name in names}
+        stream = open_text_input(path)
+        try:
+            for lineno, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"line {lineno}: not valid JSON ({exc.msg})", label) from None
+                if not isinstance(obj, dict) or "id" not in obj:
+                    raise DataError(f"line {lineno}: needs an object with an 'id'", label)
+                id_list.append(str(obj["id"]))
+                for name in names:
+                    value = obj.get(name)
+                    values[name].append("" if value is None else str(value))
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text ({exc.reason})", label) from None
+        finally:
+            if stream is not sys.stdin:
+                stream.close()
+        ids = np.array(id_list, dtype=str)
+        fields = {name: np.array(v, dtype=str) for name, v in values.items()}
+    unique, counts = np.unique(ids, return_counts=True)
+    if len(unique) != len(ids):
+        raise DataError(f"duplicate id {str(unique[counts > 1][0])!r}", label, "ids must be unique")
+    return ids, fields
+
+
+def lookup(ids: np.ndarray, source_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` of each of ``ids`` (``""`` where ``ids`` is absent from ``source_ids``)."""
+    out = np.full(len(ids), "", dtype=object)
+    if len(source_ids):
+        order = np.argsort(source_ids)
+        pos = np.searchsorted(source_ids, ids, sorter=order)
+        pos = np.minimum(pos, len(source_ids) - 1)
+        found = source_ids[order[pos]] == ids
+        out[found] = values[order[pos[found]]]
+    return out.astype(str)
