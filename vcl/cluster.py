@@ -93,6 +93,8 @@ def finite_rows(x: np.ndarray, path: Any = None) -> np.ndarray:
     """Boolean mask (N,) of rows without NaN/inf; warns with the count of dropped rows."""
     ok = np.isfinite(x).all(axis=1)
     dropped = int((~ok).sum())
+    if len(x) == 0:
+        raise DataError("holds no rows", path, "nothing to cluster")
     if dropped == len(x):
         raise DataError("every row has NaN or infinite values", path, "nothing to cluster")
     if dropped:

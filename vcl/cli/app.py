@@ -39,10 +39,11 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("crops", "crops"),
     ("idt", "idt"),
     ("fisher", "fisher"),
-    ("cluster", "cluster"),
     ("embed", "embed"),
+    ("cluster", "cluster"),
     ("probe", "probe"),
     ("retrieve", "retrieve"),
+    ("merge", "merge"),
 ]
 COMMANDS: list[tuple[str, ModuleType]] = [
     (name, importlib.import_module(f"vcl.cli.{module}")) for name, module in COMMAND_MODULES

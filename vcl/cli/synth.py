@@ -115,7 +115,8 @@ def run(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     manifest, gt = out_dir / "videos.jsonl", out_dir / "gt_tracks.jsonl"
-    if (manifest.exists() or gt.exists()) and not overwrite:
+    # videos.jsonl appears last (after gt_tracks.jsonl): without it, a run was killed
+    if manifest.exists() and not overwrite:
         raise OutputError(
             "holds a synthetic data set already", out_dir, "pass --overwrite to replace it"
         )
@@ -124,16 +125,16 @@ def run(
     except OSError as exc:
         raise OutputError(f"cannot create ({exc.strerror})", out_dir) from None
 
+    params = {k: v for k, v in vars(config).items() if k != "seed"}
+    (out_dir / "synth.json").write_text(  # before the manifest, which marks completion
+        json.dumps(provenance("vcl.synth/1", params, seed), indent=2) + "\n"
+    )
     make = functools.partial(generate_video, config, out_dir=out_dir)
     results = parallel_map(make, range(videos), workers)
     with RecordWriter(manifest) as video_writer, RecordWriter(gt) as track_writer:
         for video, tracks in track(results, "rendering videos", total=videos, unit="videos"):
             video_writer.write(video)
             track_writer.write_all(tracks)
-    params = {k: v for k, v in vars(config).items() if k != "seed"}
-    (out_dir / "synth.json").write_text(
-        json.dumps(provenance("vcl.synth/1", params, seed), indent=2) + "\n"
-    )
     log.info("wrote %d videos, %d tracks to %s", video_writer.count, track_writer.count, out_dir)
 
 

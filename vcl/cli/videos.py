@@ -11,13 +11,16 @@ from vcl.cli.common import Overwrite, Shard, Workers, parse_shard_option, vcl_co
 
 
 def _probe_or_error(record, count):
-    from vcl.errors import VclError
+    from vcl.errors import DataError, VclError
     from vcl.io.sources import probe_record
 
     try:
-        return probe_record(record, count)
+        probed = probe_record(record, count)
     except VclError as exc:
         return exc
+    if count and probed.extra.get("frames") == 0:  # e.g. a header that declares frames
+        return DataError("no frame could be decoded; the file is empty or corrupt", record.path)
+    return probed
 
 
 @vcl_command

@@ -36,6 +36,12 @@ class DescriptorStore:
 
         self.path = Path(path)
         self.store = Store(path)
+        if self.store.version != 1:  # every vcl schema is at major 1: a newer one may differ
+            raise DataError(
+                f"schema {self.store.attrs['vcl_schema']} is newer than this vcl reads",
+                self.path,
+                "upgrade vcl",
+            )
         numeric = [c for c in self.store.columns if self._is_descriptor(c)]
         if columns:
             for name in columns:

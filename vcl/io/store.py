@@ -129,8 +129,9 @@ class StoreWriter:
             raise OutputError("exists already", self.path, "pass --overwrite to replace it")
         attrs = provenance(schema, params, seed)
         self.resumed = False
-        if self.partial.exists():
-            self.group = self._reopen(attrs)
+        group = self._reopen(attrs) if self.partial.exists() else None
+        if group is not None:
+            self.group = group
             self.resumed = True
         else:
             try:
@@ -149,6 +150,8 @@ class StoreWriter:
         self._pending_bytes = 0
 
     def _reopen(self, attrs: dict[str, Any]) -> Any:
+        """The partial store to resume, or None when a kill left it before anything was
+        committed (while its attributes or group arrays were being created)."""
         import zarr
 
         try:
@@ -160,6 +163,9 @@ class StoreWriter:
                 self.partial,
                 "delete it and rerun",
             ) from None
+        if "vcl_schema" not in old or GROUP_IDS not in group or GROUP_ROWS not in group:
+            shutil.rmtree(self.partial)
+            return None
         if old.get("vcl_schema") != attrs["vcl_schema"] or old.get("params") != attrs["params"]:
             raise OutputError(
                 "an interrupted run with different parameters left this store",
@@ -218,6 +224,8 @@ class StoreWriter:
                 )
             return
         for name, (dtype, trailing) in spec.items():
+            if name in self.group:  # a run killed while declaring columns left it (no rows)
+                del self.group[name]
             rows = None if chunk_rows is None else chunk_rows.get(name)
             _create_array(self.group, name, dtype, tuple(trailing), chunk_rows=rows)
         self.group.attrs["vcl_columns"] = list(spec)

@@ -118,6 +118,8 @@ def track_video(video_path: str | Path, params: KcfParams) -> list[RawTrack]:
     w, h = reader.size
     side = patch_side(params.box_size, w, h)
     tracks: list[RawTrack] = []
+    if max(w, h) < 12:  # DIS flow needs 12 px: no moving points to seed a patch
+        return tracks
     prev = prev_grey = None
     prev_index = -1
     tracker = None

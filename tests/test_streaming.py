@@ -1,0 +1,72 @@
+"""Memory does not grow with the number of videos: ``vcl fisher encode`` streams.
+
+Peak RSS of the stage on a store of 200 videos must stay close to that on 20 videos
+of the same size, while loading every descriptor at once would add at least
+the 73 MiB of descriptors (measured: +16 MiB, allocator and zarr overhead). Opt-in
+(``VCL_SLOW_TESTS=1``: about 30 s on 2 cores, dominated by starting torch three times).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vcl.io.store import StoreWriter
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("VCL_SLOW_TESTS") != "1", reason="slow: set VCL_SLOW_TESTS=1"
+)
+ROWS, DIM = 1000, 96  # per video: 1000 descriptors of 96 floats = 375 KiB
+
+# run vcl in this process, then print its peak RSS (KiB on Linux) as the last line
+_MEASURE = """
+import resource, sys
+from vcl.cli.app import main
+sys.argv = ["vcl", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    if exc.code:
+        raise
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _descriptor_store(path: Path, videos: int) -> Path:
+    rng = np.random.default_rng(videos)
+    with StoreWriter(path, "vcl.idt/1", {"test": videos}, 0) as writer:
+        writer.define_columns({"hog": ("float32", (DIM,))})
+        for v in range(videos):
+            writer.append_group(f"v{v:04d}", hog=rng.normal(size=(ROWS, DIM)).astype(np.float32))
+    return path
+
+
+def _peak_rss_mib(*args) -> float:
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *map(str, args), "-q"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.strip().splitlines()[-1]) / 1024
+
+
+def test_fisher_encode_memory_is_flat_in_the_number_of_videos(tmp_path):
+    small = _descriptor_store(tmp_path / "small.zarr", 20)
+    large = _descriptor_store(tmp_path / "large.zarr", 200)
+    model = tmp_path / "model.zarr"
+    fit = ["--columns", "hog", "--k", "4", "--pca-dim", "16", "--iters", "3", "--inits", "1"]
+    _peak_rss_mib("fisher", "fit", small, "-o", model, *fit, "--device", "cpu")
+    common = ["--model", model, "--sketch-dim", "0", "--batch-rows", "4000", "--device", "cpu"]
+    rss_small = _peak_rss_mib("fisher", "encode", small, "-o", tmp_path / "fs.zarr", *common)
+    rss_large = _peak_rss_mib("fisher", "encode", large, "-o", tmp_path / "fl.zarr", *common)
+    data_mib = 200 * ROWS * DIM * 4 / 2**20
+    print(json.dumps({"rss_20_mib": rss_small, "rss_200_mib": rss_large, "data_mib": data_mib}))
+    assert rss_large - rss_small < 0.5 * data_mib  # all at once: >= data_mib more
