@@ -184,3 +184,10 @@ def test_any_valid_tracks_round_trip(
     path = tmp_path_factory.mktemp("h") / "t.jsonl"
     write_records(path, records)
     assert read_records(path, TrackRecord) == records
+
+
+def test_a_partial_file_is_refused_even_by_name(tmp_path: Path) -> None:
+    partial = tmp_path / "m.jsonl.partial"
+    partial.write_text(good_line(0) + "\n")
+    with pytest.raises(DataError, match="incomplete"):
+        read_records(partial, VideoRecord)

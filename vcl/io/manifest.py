@@ -227,6 +227,10 @@ def open_text_input(path: str | Path) -> TextIO:
             )
         return sys.stdin
     p = Path(path)
+    if p.name.endswith(".partial"):
+        raise DataError(
+            "incomplete: an interrupted write left this file", p, "rerun the command that makes it"
+        )
     if not p.exists():
         raise MissingInputError("no such file", p)
     if p.is_dir():

@@ -14,7 +14,8 @@ A writer builds the store at ``NAME.partial`` and renames it to ``NAME`` only wh
 closes without error, after setting ``vcl_complete``; readers refuse anything else.
 A rerun finds ``NAME.partial``, checks its parameters are the same, truncates rows
 of a group whose commit did not finish, and skips the groups already written.
-Groups are queued and flushed in batches of about a chunk; a flush writes the rows
+Groups are queued and flushed in batches of about a chunk (or every 30 s, so a
+kill of a slow stage loses little); a flush writes the rows
 first and the ``group_rows`` entries last, so those are the commit: a kill at any
 moment loses at most the batch in flight.
 """
@@ -25,6 +26,7 @@ import datetime as _dt
 import os
 import shutil
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from vcl.errors import DataError, MissingInputError, OutputError
 COMPLETE = "vcl_complete"
 GROUP_IDS, GROUP_ROWS = "group_ids", "group_rows"
 _CHUNK_BYTES = 4 << 20  # ~4 MiB of raw data per chunk: few files, cheap partial reads
+_FLUSH_SECONDS = 30.0  # slow stages (idt, fisher) commit finished videos at least this often
 
 
 def partial_path(path: str | Path) -> Path:
@@ -148,6 +151,7 @@ class StoreWriter:
         self.done_groups: set[str] = {str(i) for i in ids}
         self._pending: list[tuple[str, int, dict[str, np.ndarray]]] = []
         self._pending_bytes = 0
+        self._last_flush = time.monotonic()
 
     def _reopen(self, attrs: dict[str, Any]) -> Any:
         """The partial store to resume, or None when a kill left it before anything was
@@ -257,7 +261,11 @@ class StoreWriter:
         self._pending.append((group_id, n, batch))
         self._pending_bytes += sum(v.nbytes for v in batch.values())
         self.done_groups.add(group_id)
-        if self._pending_bytes >= _CHUNK_BYTES or len(self._pending) >= 1024:
+        if (
+            self._pending_bytes >= _CHUNK_BYTES
+            or len(self._pending) >= 1024
+            or time.monotonic() - self._last_flush >= _FLUSH_SECONDS
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -272,6 +280,7 @@ class StoreWriter:
         rows = np.array([n for _, n, _ in self._pending], dtype=np.int64)
         self._array(GROUP_ROWS).append(rows)  # the commit
         self._pending, self._pending_bytes = [], 0
+        self._last_flush = time.monotonic()
 
     def write_array(self, name: str, values: np.ndarray) -> None:
         """Write a plain (non-column) array whole, replacing any earlier one."""
