@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from vcl.console import log
-from vcl.errors import DataError, DeviceUnavailableError, UsageError
+from vcl.errors import DataError, UsageError
+from vcl.io.labels import is_store, read_id_field
 
 METRICS = ("cosine", "l2")
 INITS = ("random", "kmeans++")
@@ -34,39 +35,6 @@ _SEARCH_CHUNK = 16384  # queries per faiss search call: bounds the extra memory
 
 
 # ---------------------------------------------------------------------------- device
-
-
-def faiss_device(spec: str = "auto") -> int | None:
-    """The faiss GPU index for ``--device`` (``None``: the CPU).
-
-    faiss sees GPUs through its own CUDA runtime, so this asks faiss, not torch.
-    Asking for a GPU that faiss cannot use is an error, never a silent CPU fallback.
-    """
-    from vcl.device import DEVICE_PATTERN, faiss_gpu_count
-
-    spec = spec.strip().lower()
-    if not DEVICE_PATTERN.match(spec):
-        raise UsageError(f"unknown device {spec!r}", "--device", "use auto, cpu, cuda or cuda:N")
-    if spec == "cpu":
-        return None
-    count = faiss_gpu_count()
-    if spec == "auto":
-        if count:
-            log.info("device: auto picked faiss GPU 0 (%d GPU(s) visible to faiss)", count)
-            return 0
-        log.info("device: auto picked cpu (faiss sees no GPU)")
-        return None
-    if spec == "mps":
-        raise DeviceUnavailableError(
-            "faiss has no MPS backend", "--device", "use --device cpu or auto"
-        )
-    index = int(spec.split(":")[1]) if ":" in spec else 0
-    if index >= count:
-        found = f"faiss sees {count} GPU(s)" if count else "faiss sees no GPU"
-        raise DeviceUnavailableError(
-            f"device {spec} is not available ({found})", "--device", "use --device cpu or auto"
-        )
-    return index
 
 
 _GPU_RESOURCES: dict[int, Any] = {}  # one faiss StandardGpuResources per GPU, kept alive
@@ -810,66 +778,6 @@ def write_clusters_jsonl(path: Any, clustering: Clustering, overwrite: bool) -> 
         partial.unlink(missing_ok=True)
         raise OutputError(f"cannot write ({exc.strerror})", path) from None
     return len(first)
-
-
-def is_store(path: Any) -> bool:
-    from pathlib import Path
-
-    p = Path(str(path))
-    return str(path) != "-" and (p.is_dir() or p.suffix == ".zarr")
-
-
-def read_id_field(path: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, values) of field ``name`` from a JSONL file (or ``-``) or a vcl store.
-
-    JSONL is read leniently: only ``id`` and ``name`` matter, other fields are ignored; a
-    line without ``name`` (or null, or "") has value "" (unknown). A store must have an
-    ``id`` column; one without ``name`` gives all "". Duplicate ids are an error.
-    """
-    import json
-    import sys
-
-    from vcl.io.manifest import open_text_input
-
-    label = "-" if str(path) == "-" else str(path)
-    if is_store(path):
-        from vcl.io.store import Store
-
-        store = Store(path)
-        if "id" not in store.columns:
-            raise DataError("store has no 'id' column to join by", label)
-        ids = store["id"][:].astype(object).astype(str)
-        if name in store.columns:
-            values = store[name][:]
-            values = values.astype(object).astype(str) if values.ndim == 1 else values
-        else:
-            values = np.full(len(ids), "", dtype=object).astype(str)
-    else:
-        id_list, value_list = [], []
-        stream = open_text_input(path)
-        try:
-            for lineno, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"line {lineno}: not valid JSON ({exc.msg})", label) from None
-                if not isinstance(obj, dict) or "id" not in obj:
-                    raise DataError(f"line {lineno}: needs an object with an 'id'", label)
-                value = obj.get(name)
-                id_list.append(str(obj["id"]))
-                value_list.append("" if value is None else str(value))
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 text ({exc.reason})", label) from None
-        finally:
-            if stream is not sys.stdin:
-                stream.close()
-        ids, values = np.array(id_list, dtype=str), np.array(value_list, dtype=str)
-    unique, counts = np.unique(ids, return_counts=True)
-    if len(unique) != len(ids):
-        raise DataError(f"duplicate id {str(unique[counts > 1][0])!r}", label, "ids must be unique")
-    return ids, values
 
 
 def read_assignment(

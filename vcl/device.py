@@ -65,3 +65,36 @@ def faiss_gpu_count() -> int:
     import faiss
 
     return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+
+
+def faiss_device(spec: str = "auto") -> int | None:
+    """The faiss GPU index for ``--device`` (``None``: the CPU).
+
+    faiss sees GPUs through its own CUDA runtime, so this asks faiss, not torch.
+    Asking for a GPU that faiss cannot use is an error, never a silent CPU fallback.
+    """
+    from vcl.device import DEVICE_PATTERN, faiss_gpu_count
+
+    spec = spec.strip().lower()
+    if not DEVICE_PATTERN.match(spec):
+        raise UsageError(f"unknown device {spec!r}", "--device", "use auto, cpu, cuda or cuda:N")
+    if spec == "cpu":
+        return None
+    count = faiss_gpu_count()
+    if spec == "auto":
+        if count:
+            log.info("device: auto picked faiss GPU 0 (%d GPU(s) visible to faiss)", count)
+            return 0
+        log.info("device: auto picked cpu (faiss sees no GPU)")
+        return None
+    if spec == "mps":
+        raise DeviceUnavailableError(
+            "faiss has no MPS backend", "--device", "use --device cpu or auto"
+        )
+    index = int(spec.split(":")[1]) if ":" in spec else 0
+    if index >= count:
+        found = f"faiss sees {count} GPU(s)" if count else "faiss sees no GPU"
+        raise DeviceUnavailableError(
+            f"device {spec} is not available ({found})", "--device", "use --device cpu or auto"
+        )
+    return index

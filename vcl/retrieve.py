@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from vcl.console import log
-from vcl.errors import DataError, DeviceUnavailableError, MissingInputError, UsageError
+from vcl.errors import DataError, MissingInputError, UsageError
 
 INDEX_TYPES = ("flat", "ivf", "ivfpq", "hnsw")
 METRICS = ("cosine", "l2", "ip")
@@ -113,36 +113,6 @@ class IndexParams:
 def _default_pq_m(dim: int) -> int:
     target = max(1, min(64, dim // 4))
     return max(m for m in range(1, target + 1) if dim % m == 0)
-
-
-def faiss_device(spec: str = "auto") -> int | None:
-    """The faiss GPU for ``--device`` (``None``: the CPU); faiss sees GPUs itself, not torch.
-
-    Asking for a GPU faiss cannot use is an error, never a silent CPU fallback.
-    """
-    from vcl.device import DEVICE_PATTERN, faiss_gpu_count
-
-    spec = spec.strip().lower()
-    if not DEVICE_PATTERN.match(spec):
-        raise UsageError(f"unknown device {spec!r}", "--device", "use auto, cpu, cuda or cuda:N")
-    if spec == "cpu":
-        return None
-    count = faiss_gpu_count()
-    if spec == "auto":
-        if count:
-            log.info("device: auto picked faiss GPU 0 (%d GPU(s) visible to faiss)", count)
-            return 0
-        log.info("device: auto picked cpu (faiss sees no GPU)")
-        return None
-    if spec == "mps":
-        raise DeviceUnavailableError("faiss has no MPS backend", "--device", "use cpu or auto")
-    index = int(spec.split(":")[1]) if ":" in spec else 0
-    if index >= count:
-        found = f"faiss sees {count} GPU(s)" if count else "faiss sees no GPU"
-        raise DeviceUnavailableError(
-            f"device {spec} is not available ({found})", "--device", "use --device cpu or auto"
-        )
-    return index
 
 
 def prepare(x: np.ndarray, metric: str) -> np.ndarray:

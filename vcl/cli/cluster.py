@@ -133,17 +133,13 @@ def run(
     # faiss's OpenMP threads spin while waiting; on a shared, busy machine that made
     # k-means 8x slower here. Passive waiting costs little otherwise (override: set it).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from vcl.cluster import (
-        cluster_feature_set,
-        faiss_device,
-        read_id_field,
-        write_clusters,
-        write_clusters_jsonl,
-    )
+    from vcl.cluster import cluster_feature_set, write_clusters, write_clusters_jsonl
     from vcl.cluster_metrics import size_stats
     from vcl.console import log
+    from vcl.device import faiss_device
     from vcl.errors import DataError, OutputError, UsageError
     from vcl.io.features import read_feature_set
+    from vcl.io.labels import read_id_field
 
     if method not in ("kmeans", "finch", "track-kmeans"):
         raise UsageError(
@@ -306,9 +302,10 @@ def evaluate(
     """
     import numpy as np
 
-    from vcl.cluster import is_store, read_assignment, read_id_field
+    from vcl.cluster import read_assignment
     from vcl.cluster_metrics import evaluate as evaluate_clusters
     from vcl.console import log
+    from vcl.io.labels import is_store, read_id_field
 
     ids, assignment, k = read_assignment(clusters, run_index, level)
     label_pairs = read_id_field(labels, "label") if labels is not None else None

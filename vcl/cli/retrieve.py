@@ -134,8 +134,9 @@ def index(
     import time
 
     from vcl.console import log
+    from vcl.device import faiss_device
     from vcl.errors import OutputError
-    from vcl.retrieve import build_index, check_finite, faiss_device, meta_path, prepare
+    from vcl.retrieve import build_index, check_finite, meta_path, prepare
     from vcl.retrieve import write_index as write
 
     params = _index_params(
@@ -154,6 +155,7 @@ def index(
         raise OutputError("exists already", output, "pass --overwrite to replace it")
     if output.parent and not output.parent.exists():
         raise OutputError("its folder does not exist", output)
+
     gpu = faiss_device(device)
     fs = _read_features(features, ids, layer)
     if len(fs) == 0:
@@ -396,11 +398,11 @@ def query(
     import numpy as np
 
     from vcl.console import log
+    from vcl.device import faiss_device
     from vcl.retrieve import (
         MATCH_SCHEMA,
         check_queries,
         exclude_rows,
-        faiss_device,
         prepare,
         read_index,
         search,
@@ -591,7 +593,6 @@ def evaluate(
         build_index,
         check_finite,
         exclude_rows,
-        faiss_device,
         neighbour_recall,
         prepare,
         recall_at_k,
@@ -631,6 +632,8 @@ def evaluate(
         )
     if split_field is not None and query_path and gallery_path and query_path != gallery_path:
         raise UsageError("--split-field splits ONE store: give --query or --gallery, not both")
+    from vcl.device import faiss_device
+
     gpu = faiss_device(device)
 
     def load(path: Path) -> tuple[Any, Any, Any, Any]:

@@ -79,6 +79,12 @@ def read_id_fields(
     return ids, fields
 
 
+def read_id_field(path: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, values)`` of one field; see ``read_id_fields``."""
+    ids, fields = read_id_fields(path, [name])
+    return ids, fields[name]
+
+
 def lookup(ids: np.ndarray, source_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``values`` of each of ``ids`` (``""`` where ``ids`` is absent from ``source_ids``)."""
     out = np.full(len(ids), "", dtype=object)
