@@ -39,6 +39,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("crops", "crops"),
     ("idt", "idt"),
     ("fisher", "fisher"),
+    ("pretrain", "pretrain"),
     ("embed", "embed"),
     ("cluster", "cluster"),
     ("probe", "probe"),

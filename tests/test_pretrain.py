@@ -1,0 +1,198 @@
+"""vcl pretrain (image family): tiny end-to-end runs, exact resume, bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vcl.cli.app import app
+from vcl.errors import ExitCode
+from vcl.pretrain import METHODS
+
+TINY = ["--arch", "resnet18", "--size", "32", "--batch-size", "16", "--k", "3",
+        "--min-cluster", "2", "--device", "cpu", "--workers", "0", "-q"]  # fmt: skip
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """≈ 30 crops (33 px) of the ground-truth tracks of 3 tiny synthetic videos."""
+    root = tmp_path_factory.mktemp("pretrain")
+    r = invoke("synth", root / "synth", "--videos", 3, "--frames", 12, "--width", 71,
+               "--height", 53, "--min-objects", 2, "--max-objects", 3, "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = invoke("crops", root / "synth" / "gt_tracks.jsonl", "--videos",
+               root / "synth" / "videos.jsonl", "-o", root / "crops.zarr", "--per-track", 4,
+               "--size", 33, "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return root / "crops.zarr"
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k not in ("samples_per_s", "seconds")}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_method_writes_a_valid_run_directory(crops: Path, method: str) -> None:
+    from vcl.backbones import build_backbone, load_backbone
+    from vcl.io.store import Store
+
+    run = crops.parent / f"run-{method}"
+    r = invoke("pretrain", crops, "--method", method, "--epochs", 2, "-o", run, *TINY)
+    assert r.exit_code == 0, r.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["method"] == method and config["arch"] == "resnet18"
+    assert config["k"] == 3 and config["seed"] == 0 and config["lr"] == 0.015
+    assert config["memory_momentum"] == 0.5 and config["centroid_interval"] == 10
+    assert "vcl_version" in config and config["command"].startswith("vcl ")
+    n = Store(crops, kind="crops").n_rows
+    assert config["samples"] == n
+
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    reference = build_backbone("resnet18").state_dict()
+    assert state["backbone"].keys() == reference.keys()
+    assert state["epoch"] == 2 and state["method"] == method
+    mem = state["method_state"]["memory"]
+    assert mem["features"].shape == (n, 256) and mem["centroids"].shape == (3, 256)
+    np.testing.assert_allclose(mem["features"].norm(dim=1).numpy(), 1.0, rtol=1e-4)
+    model, cfg = load_backbone(run)
+    assert cfg["arch"] == "resnet18"
+    assert torch.equal(
+        model.state_dict()["net.conv1.weight"], state["backbone"]["net.conv1.weight"]
+    )
+
+    lines = metrics(run)
+    assert [m["epoch"] for m in lines] == [0, 1, 2]
+    for m in lines[1:]:
+        assert np.isfinite(m["loss"]) and 0 <= m["change_ratio"] <= 1
+        assert m["cluster_min"] >= 2 and m["clusters_empty"] == 0 and m["samples_per_s"] > 0
+        assert m["intra_track_entropy"] >= 0
+    labels = np.load(run / "labels_epoch_2.npy")
+    assert labels.shape == (n,) and np.array_equal(labels, mem["labels"].numpy())
+    if method != "odc":  # track-k-means init: every track starts in one cluster
+        assert lines[0]["intra_track_entropy"] == 0.0
+
+
+def test_resume_after_epoch_1_equals_the_uninterrupted_run(crops: Path) -> None:
+    full = crops.parent / "run-odct"
+    if not (full / "checkpoint.pt").exists():
+        r = invoke("pretrain", crops, "--method", "odct", "--epochs", 2, "-o", full, *TINY)
+        assert r.exit_code == 0, r.output
+    part = crops.parent / "run-resumed"
+    r = invoke("pretrain", crops, "--method", "odct", "--epochs", 1, "-o", part, *TINY)
+    assert r.exit_code == 0, r.output
+    # a finished run is not overwritten by accident
+    r = invoke("pretrain", crops, "--method", "odct", "--epochs", 1, "-o", part, *TINY)
+    assert r.exit_code == ExitCode.CANNOT_CREATE and "--resume" in r.stderr
+    # options left out take the run's values
+    r = invoke("pretrain", crops, "--epochs", 2, "--resume", part, "-q")
+    assert r.exit_code == 0, r.output
+    assert [without_timing(m) for m in metrics(part)] == [without_timing(m) for m in metrics(full)]
+    a = torch.load(full / "checkpoint.pt", weights_only=True)
+    b = torch.load(part / "checkpoint.pt", weights_only=True)
+    for name, value in a["backbone"].items():
+        assert torch.equal(value, b["backbone"][name]), name
+    assert torch.equal(a["method_state"]["memory"]["labels"], b["method_state"]["memory"]["labels"])
+    assert len(json.loads((part / "config.json").read_text())["resumed"]) == 1
+
+
+def test_resume_with_other_settings_names_the_keys(crops: Path) -> None:
+    run = crops.parent / "run-odct"
+    if not (run / "checkpoint.pt").exists():
+        pytest.skip("needs the odct run")
+    tiny = [a if a != "3" else "2" for a in TINY]  # --k 2
+    r = invoke("pretrain", crops, "--method", "odc", "--epochs", 3, "--resume", run, *tiny)
+    assert r.exit_code == ExitCode.USAGE
+    assert "method" in r.stderr and "'odct'" in r.stderr and "k (3" in r.stderr
+    assert "epochs" not in r.stderr
+
+
+def test_init_from_another_run(crops: Path) -> None:
+    src = crops.parent / "run-odc"
+    if not (src / "checkpoint.pt").exists():
+        pytest.skip("needs the odc run")
+    run = crops.parent / "run-init"
+    r = invoke("pretrain", crops, "--method", "odc", "--epochs", 1, "--init", src, "-o", run,
+               "--lr", 0, "--weight-decay", 0, *TINY)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    a = torch.load(src / "checkpoint.pt", weights_only=True)["backbone"]
+    b = torch.load(run / "checkpoint.pt", weights_only=True)["backbone"]
+    assert torch.equal(a["net.conv1.weight"], b["net.conv1.weight"])  # lr 0: weights kept
+
+
+def test_crops_without_track_ids(tmp_path: Path) -> None:
+    from vcl.crops import columns_spec
+    from vcl.io.store import StoreWriter
+
+    path = tmp_path / "notracks.zarr"
+    spec = {k: v for k, v in columns_spec(9).items() if k != "track_id"}
+    rng = np.random.default_rng(0)
+    with StoreWriter(path, "vcl.crops/1", {}) as w:
+        w.define_columns(spec)
+        w.append_group("v", image=rng.integers(0, 255, (12, 9, 9, 3), dtype=np.uint8),
+                       video_id=np.array(["v"] * 12), frame=np.arange(12, dtype=np.int32),
+                       box=np.zeros((12, 4), np.float32))  # fmt: skip
+    for method in ("odct", "odc-trackinit"):
+        r = invoke("pretrain", path, "--method", method, "-o", tmp_path / method, *TINY)
+        assert r.exit_code == ExitCode.DATA
+        assert "track ids" in r.stderr and "--method odc" in r.stderr and str(path) in r.stderr
+        assert not (tmp_path / method / "checkpoint.pt").exists()
+
+
+def test_k_larger_than_tracks(crops: Path, tmp_path: Path) -> None:
+    from vcl.pretrain.data import open_crops
+
+    tracks = open_crops(crops).n_tracks
+    args = ["--k", tracks + 1, "--min-cluster", 1]
+    r = invoke("pretrain", crops, "--method", "odc-trackinit", "-o", tmp_path / "r", *TINY, *args)
+    assert r.exit_code == ExitCode.USAGE
+    assert f"--k {tracks + 1}" in r.stderr and f"({tracks})" in r.stderr
+
+
+def test_bad_options(crops: Path, tmp_path: Path) -> None:
+    r = invoke("pretrain", crops, "--method", "slic", "-o", tmp_path / "r", *TINY)
+    assert r.exit_code == ExitCode.USAGE and "unknown method" in r.stderr
+    r = invoke("pretrain", crops, "--method", "odc", "-o", tmp_path / "r", *TINY,
+               "--arch", "r3d_18")  # fmt: skip
+    assert r.exit_code == ExitCode.USAGE and "video network" in r.stderr
+    r = invoke("pretrain", crops, "--method", "odc", "-o", tmp_path / "r", *TINY, "--amp", "bf16")
+    assert r.exit_code == ExitCode.USAGE and "CUDA" in r.stderr
+    r = invoke("pretrain", tmp_path / "missing.zarr", "--method", "odc", "-o", tmp_path / "r")
+    assert r.exit_code == ExitCode.NO_INPUT
+
+
+def test_two_processes_under_torchrun(crops: Path) -> None:
+    """The DDP path on the CPU (gloo): two ranks split each batch, all-gather the memory
+    updates and agree; rank 0 writes a valid run directory; resume is exact there too."""
+    import os
+    import subprocess
+    import sys
+
+    def launch(*args: object) -> None:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(29500 + os.getpid() % 1000), "-m", "vcl", "pretrain",
+               str(crops), "--method", "odct", *TINY, *map(str, args)]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    full, part = crops.parent / "ddp-full", crops.parent / "ddp-part"
+    launch("--epochs", 2, "-o", full)
+    launch("--epochs", 1, "-o", part)
+    launch("--epochs", 2, "--resume", part)
+    config = json.loads((full / "config.json").read_text())
+    assert config["world_size"] == 2
+    assert [without_timing(m) for m in metrics(part)] == [without_timing(m) for m in metrics(full)]
+    state = torch.load(full / "checkpoint.pt", weights_only=True)
+    assert state["method_state"]["memory"]["labels"].shape == (config["samples"],)

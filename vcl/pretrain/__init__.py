@@ -1,0 +1,29 @@
+"""``vcl pretrain``: one training core (:mod:`vcl.pretrain.loop`) and pluggable methods.
+
+``METHODS`` maps a ``--method`` name to the class implementing it (imported lazily, so
+listing the names does not import torch). A method class provides ``open_data``,
+``check``, ``build_model``, ``param_groups``, ``batches``, ``init_state``,
+``train_step``, ``after_step``, ``epoch_metrics``, ``state_dict`` / ``load_state_dict``
+and ``labels`` (see :class:`vcl.pretrain.odc.ODCMethod`); the loop does the rest (run
+directory, checkpoints, resume, devices, mixed precision, DDP, progress).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+METHODS: dict[str, str] = {
+    "odct": "vcl.pretrain.odc:ODCT",
+    "odc": "vcl.pretrain.odc:ODCMethod",
+    "odc-trackinit": "vcl.pretrain.odc:ODCTrackInit",
+}
+
+
+def method_class(name: str) -> Any:
+    from vcl.errors import UsageError
+
+    if name not in METHODS:
+        raise UsageError(f"unknown method {name!r}", "--method", f"use {', '.join(METHODS)}")
+    module, cls = METHODS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
