@@ -14,10 +14,20 @@ from types import ModuleType
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from vcl import __version__
 
+
+class _PipelineOrder(TyperGroup):
+    """List commands in pipeline order (COMMAND_MODULES), not commands before groups."""
+
+    def list_commands(self, ctx: object) -> list[str]:
+        return [name for name, _ in COMMAND_MODULES if name in self.commands]
+
+
 app = typer.Typer(
+    cls=_PipelineOrder,
     name="vcl",
     help="Composable tools for unsupervised representation learning from video.\n\n"
     "Stages exchange zarr stores and JSONL manifests: stdout carries data, stderr "

@@ -105,7 +105,8 @@ def leaf_commands() -> list[tuple[str, Any, Any]]:
     group = typer.main.get_command(app)
     modules = dict(COMMANDS)
     leaves = []
-    for name, command in group.commands.items():
+    for name in group.list_commands(None):
+        command = group.commands[name]
         if hasattr(command, "commands"):
             for sub, subcommand in command.commands.items():
                 full = name if sub == "run" else f"{name} {sub}"

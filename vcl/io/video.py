@@ -263,6 +263,9 @@ def write_video(
                     )
                     stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
                     stream.bit_rate = max(400_000, int(width * height * fps * 1.5))
+                    # one encoder thread: the bytes then depend on the frames only, not on the
+                    # machine's core count (vcl synth promises the same videos for the same seed)
+                    stream.codec_context.thread_count = 1
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                 container.mux(stream.encode(frame))
                 count += 1
