@@ -218,24 +218,9 @@ def _line_schema(obj: dict[str, Any]) -> str | None:
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
-    objs = []
-    try:
-        with path.open(encoding="utf-8") as stream:
-            for lineno, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"line {lineno}: not valid JSON ({exc.msg})", path) from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"line {lineno}: a line must be a JSON object", path)
-                objs.append(obj)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
-    except IsADirectoryError:
-        raise DataError("is a folder, not a JSONL file", path) from None
-    return objs
+    from vcl.io.manifest import iter_json_lines
+
+    return [obj for _, obj in iter_json_lines(path)]
 
 
 def merge_jsonl(

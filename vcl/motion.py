@@ -14,7 +14,6 @@ not in pip builds of OpenCV, so keypoints here are ORB (default, fast) or SIFT.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -23,11 +22,36 @@ FLOW_METHODS = ("farneback", "dis")
 DETECTORS = ("orb", "sift")
 
 
-@lru_cache(maxsize=4)
-def _dis(preset: int) -> Any:
+def dis_engine(
+    preset: str = "fast",
+    patch_size: int | None = None,
+    patch_stride: int | None = None,
+    finest_scale: int | None = None,
+) -> Any:
+    """A new OpenCV DIS engine (ultrafast | fast | medium preset, optionally retuned).
+
+    Never share one across frame pairs: OpenCV's DIS keeps state between ``calc``
+    calls, so a cached engine made a video's flow depend on what the process had
+    computed before (seen: 0.15 px differences, and a test that failed only after
+    other tests had run).
+    """
     import cv2
 
-    return cv2.DISOpticalFlow_create(preset)
+    presets = {
+        "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+        "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+        "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+    }
+    if preset not in presets:
+        raise ValueError(f"DIS preset must be one of {sorted(presets)}, got {preset!r}")
+    dis = cv2.DISOpticalFlow_create(presets[preset])
+    if patch_size is not None:
+        dis.setPatchSize(patch_size)
+    if patch_stride is not None:
+        dis.setPatchStride(patch_stride)
+    if finest_scale is not None:
+        dis.setFinestScale(finest_scale)
+    return dis
 
 
 def dense_flow(
@@ -46,12 +70,7 @@ def dense_flow(
     import cv2
 
     if method == "dis":
-        presets = {
-            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-        }
-        return _dis(presets[dis_preset]).calc(prev, nxt, None)
+        return dis_engine(dis_preset).calc(prev, nxt, None)
     if method == "farneback":
         pyr_scale, levels, winsize, iterations, poly_n, poly_sigma = farneback or (
             0.702,

@@ -23,7 +23,6 @@ Labels always travel with ids (``join_labels``), never by row order.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 
 from vcl.console import log
 from vcl.errors import DataError, MissingInputError, UsageError
+from vcl.io.manifest import iter_json_lines
 
 DEFAULT_COSTS = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 LABEL_SEPARATOR = "|"
@@ -59,22 +59,15 @@ def read_labels_file(path: str | Path, field_name: str = "label") -> dict[str, s
     if not path.exists():
         raise MissingInputError("no such labels file", path)
     out: dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"line {lineno}: not valid JSON ({exc.msg})", path) from None
-            if not isinstance(obj, dict) or "id" not in obj:
-                raise DataError(f"line {lineno}: a JSON object with an 'id' is needed", path)
-            value = obj.get(field_name)
-            if value is None or value == "":
-                continue
-            if isinstance(value, list):
-                value = LABEL_SEPARATOR.join(map(str, value))
-            out[str(obj["id"])] = str(value)
+    for lineno, obj in iter_json_lines(path):
+        if "id" not in obj:
+            raise DataError(f"line {lineno}: a JSON object with an 'id' is needed", path)
+        value = obj.get(field_name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, list):
+            value = LABEL_SEPARATOR.join(map(str, value))
+        out[str(obj["id"])] = str(value)
     return out
 
 

@@ -17,7 +17,6 @@ or a whole track (the ``vcl track`` output)::
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from vcl.errors import DataError, MissingInputError
+from vcl.io.manifest import iter_json_lines
 
 FrameBoxes = dict[int, np.ndarray]  # frame -> (M, 4) xyxy
 
@@ -77,17 +77,8 @@ def read_human_boxes(path: str | Path) -> dict[str, FrameBoxes]:
     if not path.exists():
         raise MissingInputError("no such human-boxes file", path)
     found: dict[str, dict[int, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read human boxes ({exc})", path) from None
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for lineno, obj in iter_json_lines(path):
         try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError("a line must be a JSON object")
             video = obj.get("video_id")
             if not isinstance(video, str) or not video:
                 raise ValueError("'video_id' must be a non-empty string")
@@ -102,8 +93,6 @@ def read_human_boxes(path: str | Path) -> dict[str, FrameBoxes]:
                 found[video][_frame(obj["frame"])].append(_boxes(obj.get("boxes", []), "'boxes'"))
             else:
                 raise ValueError("needs 'frame' and 'boxes', or 'frames' and 'boxes'")
-        except json.JSONDecodeError as exc:
-            raise DataError(f"line {lineno}: not valid JSON ({exc.msg})", path) from None
         except (ValueError, TypeError) as exc:
             raise DataError(f"line {lineno}: {exc}", path) from None
     return {

@@ -9,8 +9,6 @@ A missing, null or empty value reads as ``""`` (unknown).
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +30,7 @@ def read_id_fields(
 
     Duplicate ids are an error (they would make a join ambiguous).
     """
-    from vcl.io.manifest import open_text_input
+    from vcl.io.manifest import iter_json_lines
 
     label = str(path)
     if is_store(path):
@@ -51,26 +49,13 @@ def read_id_fields(
     else:
         id_list: list[str] = []
         values: dict[str, list[str]] = {name: [] for name in names}
-        stream = open_text_input(path)
-        try:
-            for lineno, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"line {lineno}: not valid JSON ({exc.msg})", label) from None
-                if not isinstance(obj, dict) or "id" not in obj:
-                    raise DataError(f"line {lineno}: needs an object with an 'id'", label)
-                id_list.append(str(obj["id"]))
-                for name in names:
-                    value = obj.get(name)
-                    values[name].append("" if value is None else str(value))
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 text ({exc.reason})", label) from None
-        finally:
-            if stream is not sys.stdin:
-                stream.close()
+        for lineno, obj in iter_json_lines(path):
+            if "id" not in obj:
+                raise DataError(f"line {lineno}: needs an object with an 'id'", label)
+            id_list.append(str(obj["id"]))
+            for name in names:
+                value = obj.get(name)
+                values[name].append("" if value is None else str(value))
         ids = np.array(id_list, dtype=str)
         fields = {name: np.array(v, dtype=str) for name, v in values.items()}
     unique, counts = np.unique(ids, return_counts=True)

@@ -238,6 +238,32 @@ def open_text_input(path: str | Path) -> TextIO:
     return p.open("r", encoding="utf-8")
 
 
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of a JSONL file or ``-``.
+
+    The one place JSONL is parsed: a line that is not a JSON object, or text that is
+    not UTF-8, raises DataError naming the file and the line.
+    """
+    name = "-" if str(path) == "-" else str(path)
+    stream = open_text_input(path)
+    try:
+        for lineno, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"line {lineno}: not valid JSON ({exc.msg})", name) from None
+            if not isinstance(obj, dict):
+                raise DataError(f"line {lineno}: a line must be a JSON object", name)
+            yield lineno, obj
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason})", name) from None
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
 def iter_records(path: str | Path, cls: type[R], base: Path | None = None) -> Iterator[R]:
     """Yield validated records of ``cls`` from a JSONL file or ``-``.
 
@@ -248,39 +274,25 @@ def iter_records(path: str | Path, cls: type[R], base: Path | None = None) -> It
     if base is None:
         base = Path.cwd() if name == "-" else Path(path).resolve().parent
     seen: dict[str, int] = {}
-    stream = open_text_input(path)
-    try:
-        for lineno, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError("a line must be a JSON object")
-                if "schema" in obj:
-                    check_schema(obj["schema"], cls)
-                record = cls.from_json(obj)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"line {lineno}: not valid JSON ({exc.msg})", name) from None
-            except (ValueError, TypeError) as exc:
-                raise DataError(f"line {lineno}: {exc}", name) from None
-            if record.id in seen:
-                raise DataError(
-                    f"line {lineno}: duplicate id {record.id!r} (first on line {seen[record.id]})",
-                    name,
-                    "ids must be unique",
-                )
-            seen[record.id] = lineno
-            for attr in cls.PATH_FIELDS:
-                value = getattr(record, attr)
-                if value is not None and not os.path.isabs(value):
-                    setattr(record, attr, str(base / value))
-            yield record
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason})", name) from None
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
+    for lineno, obj in iter_json_lines(path):
+        try:
+            if "schema" in obj:
+                check_schema(obj["schema"], cls)
+            record = cls.from_json(obj)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"line {lineno}: {exc}", name) from None
+        if record.id in seen:
+            raise DataError(
+                f"line {lineno}: duplicate id {record.id!r} (first on line {seen[record.id]})",
+                name,
+                "ids must be unique",
+            )
+        seen[record.id] = lineno
+        for attr in cls.PATH_FIELDS:
+            value = getattr(record, attr)
+            if value is not None and not os.path.isabs(value):
+                setattr(record, attr, str(base / value))
+        yield record
 
 
 def read_records(path: str | Path, cls: type[R], base: Path | None = None) -> list[R]:

@@ -14,7 +14,6 @@ at fractions of their peak |r| (`region_boxes`), since flow bleeds past outlines
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -97,21 +96,12 @@ def region_boxes(magnitude: np.ndarray, params: MotionParams) -> tuple[np.ndarra
     return boxes, scores
 
 
-@lru_cache(maxsize=4)
 def _dis(preset: str, patch_size: int, patch_stride: int, finest_scale: int) -> Any:
-    """A DIS flow engine: an OpenCV preset with our patch size, stride and finest scale."""
-    import cv2
+    """A new DIS engine with our patch size, stride and finest scale (never cached:
+    see ``vcl.motion.dis_engine``)."""
+    from vcl.motion import dis_engine
 
-    presets = {
-        "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-        "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-        "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-    }
-    dis = cv2.DISOpticalFlow_create(presets[preset])
-    dis.setPatchSize(patch_size)
-    dis.setPatchStride(patch_stride)
-    dis.setFinestScale(finest_scale)
-    return dis
+    return dis_engine(preset, patch_size, patch_stride, finest_scale)
 
 
 def residual_magnitude(frame: np.ndarray, other: np.ndarray, params: MotionParams) -> np.ndarray:
