@@ -111,6 +111,13 @@ STAGES = [
         max_delay=0.2,
     ),
     Stage(
+        "embed",
+        "embed random:resnet18 {crops} -o {out} --device cpu --batch-size 4",
+        "e.zarr",
+        "store",
+        max_delay=1.5,  # torch's import comes before the first group
+    ),
+    Stage(
         "cluster",
         "cluster run {fisher_encode} -o {out} --k 2 --device cpu",
         "cl.zarr",
@@ -332,3 +339,48 @@ def test_store_restarts_after_a_kill_while_creating_it(tmp_path, stop):
         writer.define_columns({"x": ("float32", ())})
         writer.append_group("g", x=np.arange(2))
     assert Store(path).group_ids == ["g"]
+
+
+def test_pretrain_killed_mid_run_resumes_to_the_same_metrics(reference, tmp_path):
+    """SIGKILL `vcl pretrain` once its epoch-1 checkpoint exists; `--resume` must reach
+    the uninterrupted run's metrics, labels and weights (CPU, one process)."""
+    import torch
+
+    common = (
+        "pretrain {crops} --method odct --arch resnet18 --epochs 3 --batch-size 8 "
+        "--size 16 --k 2 --min-cluster 1 --workers 0 --device cpu -o {out}"
+    )
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    run_to_end(common.format(crops=reference["crops"], out=whole).split(), tmp_path)
+    proc = vcl(
+        common.format(crops=reference["crops"], out=killed).split(),
+        tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    metrics = killed / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:  # epochs 0, 1
+            break
+        time.sleep(0.01)
+    landed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resume = ["pretrain", str(reference["crops"]), "--resume", str(killed), "--device", "cpu"]
+    log = run_to_end(resume, tmp_path)
+    assert "Traceback" not in log
+
+    def epochs(run: Path) -> list[dict]:
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k not in ("samples_per_s", "seconds")} for r in rows]
+
+    assert epochs(killed) == epochs(whole)
+    np.testing.assert_array_equal(
+        np.load(killed / "labels_epoch_3.npy"), np.load(whole / "labels_epoch_3.npy")
+    )
+    a = torch.load(killed / "checkpoint.pt", weights_only=True)["backbone"]
+    b = torch.load(whole / "checkpoint.pt", weights_only=True)["backbone"]
+    for key in b:
+        torch.testing.assert_close(a[key], b[key])
+    print(f"pretrain: kill landed mid-run: {landed}")
