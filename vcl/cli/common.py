@@ -159,6 +159,15 @@ def parse_shard_option(value: str | None) -> tuple[int, int] | None:
 
 
 # Shared options: the same names, defaults and help in every command.
+Videos = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="VIDEOS...",
+        help="Video files, frame folders, folders of them, or videos manifests "
+        "(.jsonl; - for one on stdin).",
+        show_default=False,
+    ),
+]
 Seed = Annotated[
     int, typer.Option("--seed", help="Seed for every random choice (recorded in the output).")
 ]

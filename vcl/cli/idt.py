@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vcl.cli.common import Overwrite, Seed, Shard, Workers, command_group, vcl_command
+from vcl.cli.common import Overwrite, Seed, Shard, Videos, Workers, command_group, vcl_command
 
 if TYPE_CHECKING:
     from vcl.idt.pipeline import VideoJob, VideoResult
@@ -24,14 +24,7 @@ app = command_group(
 @app.command("run")
 @vcl_command
 def run(
-    videos: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="VIDEOS...",
-            help="Video files, frame folders, folders of them, or manifests (.jsonl, - for stdin).",
-            show_default=False,
-        ),
-    ],
+    videos: Videos,
     output: Annotated[
         Path,
         typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vcl.cli.common import Overwrite, Seed, Shard, Workers, command_group, vcl_command
+from vcl.cli.common import Overwrite, Seed, Shard, Videos, Workers, command_group, vcl_command
 
 HELP = """Class-agnostic object proposals for every (sampled) frame.
 
@@ -25,14 +25,7 @@ _MO = "motion: "
 @app.command("run")
 @vcl_command
 def run(
-    videos: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="VIDEOS...",
-            help="A videos manifest (.jsonl), - for one on stdin, video files or frame folders.",
-            show_default=False,
-        ),
-    ],
+    videos: Videos,
     output: Annotated[
         Path,
         typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vcl.cli.common import Overwrite, Shard, Workers, parse_shard_option, vcl_command
+from vcl.cli.common import Overwrite, Shard, Videos, Workers, parse_shard_option, vcl_command
 
 
 def _probe_or_error(record, count):
@@ -25,15 +25,7 @@ def _probe_or_error(record, count):
 
 @vcl_command
 def run(
-    inputs: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="VIDEOS...",
-            help="Video files, frame folders, folders of "
-            "videos, manifests (.jsonl) or - for stdin.",
-            show_default=False,
-        ),
-    ],
+    inputs: Videos,
     output: Annotated[
         str, typer.Option("-o", "--output", help="Manifest to write (- for stdout).")
     ] = "-",
