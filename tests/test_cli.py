@@ -350,3 +350,25 @@ def test_synth_bad_config_is_a_usage_error(invoke, tmp_path: Path) -> None:
     assert "camera" in one_error_line(result.stderr)
     result = invoke("synth", str(tmp_path), "--min-objects", "4", "--max-objects", "2")
     assert result.exit_code == ExitCode.USAGE
+
+
+def test_list_options_are_parsed_once_with_usage_errors() -> None:
+    from vcl.cli.common import parse_number_list
+    from vcl.errors import UsageError
+
+    assert parse_number_list("1, 5,10", "-k") == [1, 5, 10]
+    assert parse_number_list("0.5,0.7", "--iou", float, 1e-9, 1.0) == [0.5, 0.7]
+    for args in [
+        ("a,b", "-k"),
+        ("", "-k"),
+        ("0,5", "-k", int, 1),
+        ("0.5,1.5", "--iou", float, 1e-9, 1.0),
+    ]:
+        with pytest.raises(UsageError, match=args[1]):
+            parse_number_list(*args)
+
+
+def test_a_bad_list_option_exits_2_with_one_line(invoke, tmp_path: Path) -> None:
+    result = invoke("retrieve", "eval", "--query", str(tmp_path / "q.npy"), "-k", "1,x")
+    assert result.exit_code == ExitCode.USAGE
+    assert "-k" in one_error_line(result.stderr)

@@ -158,6 +158,31 @@ def parse_shard_option(value: str | None) -> tuple[int, int] | None:
         raise UsageError(str(exc), "--shard") from None
 
 
+def parse_number_list(
+    text: str,
+    option: str,
+    kind: type = int,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    example: str = "1,5,10",
+) -> list:
+    """``"1,5,10"`` -> ``[1, 5, 10]`` for list-valued options; a usage error otherwise."""
+    try:
+        values = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(
+            f"not a comma-separated list of {kind.__name__}s: {text!r}", option, f"e.g. {example}"
+        ) from None
+    if not values:
+        raise UsageError("needs at least one value", option, f"e.g. {example}")
+    if (minimum is not None and min(values) < minimum) or (
+        maximum is not None and max(values) > maximum
+    ):
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise UsageError(f"values must be {bounds}", option, f"e.g. {example}")
+    return values
+
+
 # Shared options: the same names, defaults and help in every command.
 Videos = Annotated[
     list[str],

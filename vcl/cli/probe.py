@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vcl.cli.common import Device, Seed, Workers, command_group, vcl_command
+from vcl.cli.common import Device, Seed, Workers, command_group, parse_number_list, vcl_command
 
 app = command_group(
     "Probe frozen features: linear, SVM, few-shot, kNN.\n\n"
@@ -248,15 +248,9 @@ def svm(
     11-point interpolated AP (the headline); mAP_exact is the exact area; per-class APs
     and chosen costs are in per_class. --workers runs classes in parallel.
     """
-    from vcl.errors import UsageError
     from vcl.probe import svm_probe
 
-    try:
-        grid = tuple(float(c) for c in costs.split(",") if c.strip())
-    except ValueError:
-        raise UsageError(f"bad cost list {costs!r}", "--costs", "e.g. 0.01,0.1,1") from None
-    if not grid or min(grid) <= 0:
-        raise UsageError("costs must be positive numbers", "--costs")
+    grid = tuple(parse_number_list(costs, "--costs", float, 1e-12, example="0.01,0.1,1"))
 
     def fn(data: Any) -> dict[str, Any]:
         return svm_probe(
@@ -307,15 +301,9 @@ def fewshot(
     replacement; draw r of n uses the seed (seed, n, r)); a multinomial logistic
     regression (L-BFGS) on L2-normalised features is scored on the whole test set.
     """
-    from vcl.errors import UsageError
     from vcl.probe import encode_labels, fewshot_probe
 
-    try:
-        counts = tuple(int(s) for s in shots.split(",") if s.strip())
-    except ValueError:
-        raise UsageError(f"bad shot list {shots!r}", "--shots", "e.g. 1,5,10,20") from None
-    if not counts or min(counts) < 1:
-        raise UsageError("shots must be positive integers", "--shots")
+    counts = tuple(parse_number_list(shots, "--shots", int, 1, example="1,5,10,20"))
 
     def fn(data: Any) -> dict[str, Any]:
         y_tr, y_te, classes = encode_labels(data.y_train, data.y_test)

@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from vcl.cli.common import Overwrite, Seed, Shard, Videos, Workers, command_group, vcl_command
+from vcl.cli.common import (
+    Overwrite,
+    Seed,
+    Shard,
+    Videos,
+    Workers,
+    command_group,
+    parse_number_list,
+    vcl_command,
+)
 
 HELP = """Class-agnostic object proposals for every (sampled) frame.
 
@@ -323,13 +332,8 @@ def evaluate(
     from vcl.proposals.evaluate import KINDS
     from vcl.proposals.evaluate import evaluate as run_eval
 
-    try:
-        tops = [int(x) for x in top.split(",") if x.strip()]
-        thresholds = [float(x) for x in iou.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError("must be comma-separated numbers", "--top/--iou") from None
-    if not tops or min(tops) < 1 or not thresholds or not all(0 < t <= 1 for t in thresholds):
-        raise UsageError("need k >= 1 and IoU thresholds in (0, 1]", "--top/--iou")
+    tops = parse_number_list(top, "--top", int, 1, example="10,100,300")
+    thresholds = parse_number_list(iou, "--iou", float, 1e-9, 1.0, example="0.5,0.7")
     if kind not in KINDS:
         raise UsageError(f"must be one of {', '.join(KINDS)}", "--kind")
     if not gt.exists():

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vcl.cli.common import Device, Overwrite, Seed, command_group, vcl_command
+from vcl.cli.common import Device, Overwrite, Seed, command_group, parse_number_list, vcl_command
 
 app = command_group(
     "Nearest-neighbour retrieval with faiss, and R@k.\n\n"
@@ -600,12 +600,7 @@ def evaluate(
         set_search_params,
     )
 
-    try:
-        cutoffs = sorted({int(x) for x in ks.split(",") if x.strip()})
-    except ValueError:
-        raise UsageError(f"not a list of integers: {ks!r}", "-k") from None
-    if not cutoffs or cutoffs[0] < 1:
-        raise UsageError("cut-offs must be positive integers", "-k")
+    cutoffs = sorted(set(parse_number_list(ks, "-k", int, 1, example="1,5,10,20,50")))
     params = _index_params(
         index_type=index_type,
         metric=metric,
