@@ -115,6 +115,130 @@ def test_greedy_matches_the_sequential_reference() -> None:
         assert got == sorted(greedy_match_reference(overlap, 0.3))
 
 
+def plain_greedy(overlap: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Sequential greedy written plainly: pairs by (-value, row, col), take when both free."""
+    pairs = sorted(
+        (-float(overlap[i, j]), i, j)
+        for i in range(overlap.shape[0])
+        for j in range(overlap.shape[1])
+        if overlap[i, j] > np.float32(threshold)
+    )
+    rows, cols, out = set(), set(), []
+    for _, i, j in pairs:
+        if i not in rows and j not in cols:
+            rows.add(i)
+            cols.add(j)
+            out.append((i, j))
+    return sorted(out)
+
+
+def random_boxes(rng: np.random.Generator, n: int, extent: int, integer: bool) -> np.ndarray:
+    """n boxes (xyxy) of widely varying size; integer corners make many exact IoU ties."""
+    xy = rng.uniform(-5, extent, (n, 2))
+    wh = np.exp(rng.uniform(np.log(0.5), np.log(extent / 2), (n, 2)))
+    boxes = np.concatenate([xy, xy + wh], 1)
+    return np.round(boxes) if integer else boxes
+
+
+@pytest.mark.parametrize("path", ["sparse", "dense", "chosen"])
+def test_associate_equals_plain_greedy(path: str, monkeypatch) -> None:
+    from vcl.boxes import iou_fast
+    from vcl.track import associate as assoc
+
+    if path != "chosen":  # else the defaults pick per problem (size, crowding)
+        monkeypatch.setattr(assoc, "DENSE_BELOW", 0 if path == "sparse" else 10**12)
+        monkeypatch.setattr(assoc, "DENSE_ABOVE", 1.0)
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        n_a, n_p = rng.integers(0, 70, 2) if trial % 10 else (151, 67)
+        a = random_boxes(rng, n_a, 40, integer=trial % 2 == 0)
+        near = min(n_a, n_p // 2)  # half the proposals near a track, the rest anywhere
+        b = np.concatenate(
+            [a[:near] + rng.integers(-2, 3, (near, 4)), random_boxes(rng, n_p - near, 40, True)]
+        )
+        if trial % 7 == 0 and len(b):
+            b[0] = [3, 3, 3, 9]  # degenerate: zero width
+        # exact duplicates, shuffled in: equal IoUs on one row (and on one column)
+        b = rng.permutation(np.concatenate([b, b[: len(b) // 3]]))
+        a = rng.permutation(np.concatenate([a, a[: len(a) // 4]]))
+        theta = [0.35, 0.0, 0.5, 0.9][trial % 4]
+        rows, cols = assoc.associate(a, b, theta)
+        got = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
+        assert got == plain_greedy(iou_fast(a, b), theta), trial
+
+
+def test_candidates_hold_every_pair_above_threshold() -> None:
+    from vcl.boxes import iou_fast
+    from vcl.track.associate import box_table, candidate_pairs, pair_iou
+
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        a = random_boxes(rng, 97, 300, integer=trial % 2 == 0)
+        b = np.concatenate(
+            [a[:40] * rng.uniform(0.9, 1.1, (40, 4)), random_boxes(rng, 63, 300, False)]
+        )
+        theta = float(rng.choice([0.0, 0.1, 0.35, 0.7]))
+        overlap = iou_fast(a, b)
+        rows, cols = candidate_pairs(a, b, theta)
+        assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == len(rows)  # no repeats
+        found = np.zeros(overlap.shape, bool)
+        found[rows, cols] = True
+        assert not (overlap > np.float32(theta))[~found].any(), trial
+        assert len(rows) < overlap.size / 2  # and it prunes
+        assert candidate_pairs(a, b, theta, max_fraction=1e-4) is None  # "too crowded"
+        # the sparse IoU is bit-identical to the dense matrix (ties and threshold calls agree)
+        values = pair_iou(box_table(np.float32(a)), box_table(np.float32(b)), rows, cols)
+        assert np.array_equal(values, overlap[rows, cols])
+
+
+def plain_tracker(frames: list[np.ndarray], threshold: float, ttl: int) -> list[list[int]]:
+    """The tracker's rules with dicts and the plain greedy: each track's proposal indices."""
+    from vcl.boxes import iou_fast
+
+    active: list[dict] = []  # {"box", "misses", "items"} in creation order
+    done: list[dict] = []
+    offset = 0
+    for boxes in frames:
+        last = np.array([t["box"] for t in active]).reshape(-1, 4)
+        pairs = dict(plain_greedy(iou_fast(last, boxes), threshold))
+        taken = set(pairs.values())
+        for i, t in enumerate(active):
+            if i in pairs:
+                t.update(box=boxes[pairs[i]], misses=0)
+                t["items"].append(offset + pairs[i])
+            else:
+                t["misses"] += 1
+        done += [t for t in active if t["misses"] > ttl]
+        active = [t for t in active if t["misses"] <= ttl]
+        active += [{"box": boxes[j], "misses": 0, "items": [offset + j]}
+                   for j in range(len(boxes)) if j not in taken]  # fmt: skip
+        offset += len(boxes)
+    return sorted(t["items"] for t in done + active)
+
+
+def test_tracker_equals_plain_twin() -> None:
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 200, (60, 2))
+    frames = []
+    for _ in range(30):
+        xy = xy + rng.normal(0, 2.0, xy.shape)
+        keep = rng.random(len(xy)) > 0.15  # objects missed now and then: TTL at work
+        fresh = random_boxes(rng, 25, 220, integer=True)  # clutter and ties
+        frames.append(np.concatenate([np.concatenate([xy, xy + 25], 1)[keep], fresh]))
+    tracker = IouTracker(0.35, 2)
+    for t, boxes in enumerate(frames):
+        tracker.step(t, boxes, np.ones(len(boxes)))
+    offsets = np.cumsum([0] + [len(b) for b in frames])
+    flat = np.concatenate(frames)
+    got = []
+    for tr in tracker.finish():
+        items = [int(offsets[f] + np.flatnonzero((frames[f] == b).all(1))[0])
+                 for f, b in zip(tr.frames, tr.boxes, strict=True)]  # fmt: skip
+        got.append(items)
+    assert len(flat) == sum(len(g) for g in got)  # every proposal is in one track
+    assert sorted(got) == plain_tracker(frames, 0.35, 2)
+
+
 def test_iou_fast_agrees_with_boxes_iou() -> None:
     from vcl.boxes import iou, iou_fast
 

@@ -18,7 +18,8 @@ resolution, where the objects of a 160×120 video would be a few pixels wide.
 
 Proposal frames are the "steps": the tracker advances from one frame holding proposals
 to the next (proposals made with a stride give tracks with that stride). The
-association step is one IoU matrix per frame and a vectorised greedy assignment.
+association step (`vcl.track.associate`) finds the few track × proposal pairs that
+can pass θ with bitsets, computes their IoU, and runs the greedy in vector rounds.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vcl.boxes import iou_fast
 from vcl.errors import DataError
+from vcl.track.associate import associate, greedy_pairs
 
 LONG_POLICIES = ("drop", "split")
-GRID = 7  # flow samples per box side for registration
+GRID = 7  # flow samples per box side for registration (odd: the median is a sample)
 
 
 @dataclass(frozen=True)
@@ -97,37 +98,12 @@ def greedy_match(overlap: np.ndarray, threshold: float) -> tuple[np.ndarray, np.
     """Greedy assignment in decreasing order of ``overlap`` (A×P), keeping values > θ.
 
     Returns ``(rows, cols)``, exactly what sequential greedy gives (sort the pairs by
-    value, ties by row then column; take a pair when both ends are free). Only the
-    K candidate pairs above θ are kept, sorted once; then in rounds, every pair that
-    comes first in the order for both its row and its column is taken (sequential
-    greedy takes it before anything that could block it, and the first pair always
-    qualifies), and pairs touching a taken row or column are dropped. A round is a few
-    O(K) array operations; a frame needs a handful of rounds.
+    value, ties by row then column; take a pair when both ends are free); see
+    `vcl.track.associate.greedy_rounds` for how it runs in a few vector rounds.
     """
-    rows, cols = np.nonzero(overlap > threshold)
-    if rows.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    order = np.argsort(-overlap[rows, cols], kind="stable")  # nonzero is row-major: ties ok
-    rows, cols = rows[order], cols[order]
-    n_rows, n_cols = overlap.shape
-    first_of_row = np.empty(n_rows, np.int64)
-    first_of_col = np.empty(n_cols, np.int64)
-    out_r, out_c = [], []
-    while rows.size:
-        k = np.arange(rows.size)
-        first_of_row[rows[::-1]] = k[::-1]  # the last write wins: each row's first position
-        first_of_col[cols[::-1]] = k[::-1]
-        take = (first_of_row[rows] == k) & (first_of_col[cols] == k)
-        out_r.append(rows[take])
-        out_c.append(cols[take])
-        free_r = np.ones(n_rows, bool)
-        free_c = np.ones(n_cols, bool)
-        free_r[rows[take]] = False
-        free_c[cols[take]] = False
-        keep = free_r[rows] & free_c[cols]
-        rows, cols = rows[keep], cols[keep]
-    return np.concatenate(out_r), np.concatenate(out_c)
+    overlap = np.asarray(overlap, np.float32)
+    rows, cols = np.nonzero(overlap > np.float32(threshold))
+    return greedy_pairs(rows, cols, overlap[rows, cols], *overlap.shape)
 
 
 def greedy_match_reference(overlap: np.ndarray, threshold: float) -> list[tuple[int, int]]:
@@ -160,8 +136,10 @@ def flow_shift(boxes: np.ndarray, flow: np.ndarray, scale: tuple[float, float]) 
     ys = (boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * t) * sy
     xi = np.clip(xs.astype(np.int64), 0, w - 1)[:, None, :]  # (A, 1, g)
     yi = np.clip(ys.astype(np.int64), 0, h - 1)[:, :, None]  # (A, g, 1)
-    samples = flow[yi, xi].reshape(len(boxes), GRID * GRID, 2)  # (A, g², 2)
-    d = np.median(samples, axis=1)  # (A, 2) in flow pixels
+    at = (yi * w + xi).reshape(len(boxes), GRID * GRID)  # (A, g²) flat pixel indices
+    samples = flow.reshape(-1, 2).take(at, axis=0)  # (A, g², 2)
+    # the median of an odd count is its middle order statistic: a partition, no sort
+    d = np.partition(samples, GRID * GRID // 2, axis=1)[:, GRID * GRID // 2]  # (A, 2)
     d = d / np.array([sx, sy])
     return boxes + np.concatenate([d, d], axis=1)
 
@@ -169,8 +147,11 @@ def flow_shift(boxes: np.ndarray, flow: np.ndarray, scale: tuple[float, float]) 
 class IouTracker:
     """The per-frame state machine; feed frames in order with `step`, then `finish`.
 
-    Every accepted (track, frame, box, score) goes into an append-only log, so the
-    per-frame work is array operations only; tracks are assembled once at the end.
+    Active tracks are three arrays (ids, last boxes, misses), in order of creation.
+    Every proposal of a frame joins a track (its match's, or a new one), so the log of
+    a frame is just its proposals with an owner id each; tracks are assembled once, at
+    the end. Ids are ``frame offset + proposal index`` for new tracks (increasing, with
+    gaps), which keeps creation order without counting.
     """
 
     def __init__(self, threshold: float = 0.35, ttl: int = 3):
@@ -179,7 +160,7 @@ class IouTracker:
         self.last = np.zeros((0, 4), np.float64)  # (A, 4) each active track's box
         self.misses = np.zeros(0, np.int64)  # (A,) steps since the last match
         self.next_id = 0
-        self._log: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
+        self._log: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def predict(self, flow: np.ndarray | None, scale: tuple[float, float]) -> np.ndarray:
         return self.last if flow is None else flow_shift(self.last, flow, scale)
@@ -193,35 +174,34 @@ class IouTracker:
         scale: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         """Advance to ``frame`` with its proposals (P×4, P); ``flow`` from the last step."""
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        boxes = np.array(boxes, np.float64).reshape(-1, 4)  # a copy: the log keeps it
+        n = len(boxes)
         predicted = self.predict(flow, scale)
-        rows, cols = greedy_match(iou_fast(predicted, boxes), self.threshold)
-        matched = np.zeros(len(self.ids), bool)
-        matched[rows] = True
-        fresh = np.ones(len(boxes), bool)
-        fresh[cols] = False
-        new_ids = self.next_id + np.arange(int(fresh.sum()))
-        self.next_id += len(new_ids)
+        rows, cols = associate(predicted, boxes, self.threshold)
+        owner = np.arange(self.next_id, self.next_id + n)  # (P,) new ids by default
+        owner[cols] = self.ids[rows]
+        self.next_id += n
+        self._log.append((frame, owner, boxes, np.array(scores, np.float64).reshape(-1)))
         # Unmatched tracks keep following the flow until their TTL runs out.
-        self.last = predicted.copy()
-        self.last[rows] = boxes[cols]
-        self.misses = np.where(matched, 0, self.misses + 1)
-        log_ids = np.concatenate([self.ids[rows], new_ids])
-        log_cols = np.concatenate([cols, np.flatnonzero(fresh)])
-        self._log.append((log_ids, frame, boxes[log_cols], np.asarray(scores)[log_cols]))
-        alive = self.misses <= self.ttl
-        self.ids = np.concatenate([self.ids[alive], new_ids])
-        self.last = np.concatenate([self.last[alive], boxes[fresh]])
-        self.misses = np.concatenate([self.misses[alive], np.zeros(len(new_ids), np.int64)])
+        misses = self.misses + 1
+        misses[rows] = 0
+        last = predicted.copy() if predicted is self.last else predicted
+        last[rows] = boxes[cols]
+        alive = misses <= self.ttl
+        fresh = np.ones(n, bool)
+        fresh[cols] = False
+        self.ids = np.concatenate([self.ids[alive], owner[fresh]])
+        self.last = np.concatenate([last[alive], boxes[fresh]])
+        self.misses = np.concatenate([misses[alive], np.zeros(n - len(cols), np.int64)])
 
     def finish(self) -> list[RawTrack]:
         """All tracks ever started, in order of their first frame."""
         if not self._log:
             return []
-        ids = np.concatenate([e[0] for e in self._log])
-        frames = np.concatenate([np.full(len(e[0]), e[1], np.int64) for e in self._log])
+        ids = np.concatenate([e[1] for e in self._log])
+        frames = np.repeat([e[0] for e in self._log], [len(e[1]) for e in self._log])
         boxes = np.concatenate([e[2] for e in self._log]).reshape(-1, 4)
-        scores = np.concatenate([e[3] for e in self._log]).astype(np.float64)
+        scores = np.concatenate([e[3] for e in self._log])
         order = np.argsort(ids, kind="stable")  # log is in frame order already
         ids, frames, boxes, scores = ids[order], frames[order], boxes[order], scores[order]
         cuts = np.flatnonzero(np.diff(ids)) + 1
