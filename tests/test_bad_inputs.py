@@ -274,6 +274,23 @@ def test_broken_store(stage, item, expect, corpus, hog_model, invoke, tmp_path):
         assert (assignment[bad] == -1).all() and (assignment[~bad] >= 0).all()
 
 
+@pytest.mark.parametrize(
+    "command", [["cluster", "run", "--k", "2", "--device", "cpu"], ["retrieve", "index"]]
+)
+@pytest.mark.parametrize(
+    "item", ["other_schema", "newer_schema", "not_a_store", "missing_store", "features_nan_inf"]
+)
+def test_a_broken_input_among_several_is_named(command, item, corpus, invoke, tmp_path):
+    """Several inputs (shards): the broken one is named; a store given twice overlaps."""
+    out = tmp_path / "out"
+    out.mkdir()
+    good, bad = corpus["features_nan_inf"], corpus[item]
+    result = invoke(*command[:2], good, bad, *command[2:], "-o", out / "x.zarr")
+    check(result, "error", [str(bad)], out)
+    if item == "features_nan_inf":
+        assert "also in" in result.stderr
+
+
 BAD_FOR_KEEP_GOING = [
     "zero_byte",
     "truncated_mp4",
@@ -283,6 +300,7 @@ BAD_FOR_KEEP_GOING = [
 ]
 KEEP_GOING = {
     "proposals": ["proposals", "{in}", "-o", "{out}/p.zarr", *FAST_PROPOSALS, "--keep-going"],
+    "idt": ["idt", "{in}", "-o", "{out}/p.zarr", *FAST_IDT, "--keep-going"],
     "track_kcf": [
         "track",
         "{in}",
@@ -314,7 +332,7 @@ def test_keep_going_skips_and_lists_the_bad_video(stage, item, corpus, invoke, t
     assert result.exit_code == 3, result.stderr
     assert "Traceback" not in result.stderr
     assert "bad" in result.stderr  # the skipped video is listed
-    if stage == "proposals":
+    if stage in ("proposals", "idt"):
         store = Store(out / "p.zarr")
         assert store.group_ids == ["a"] and store.attrs["failed"] == ["bad"]
         listed = [json.loads(x) for x in result.stderr.splitlines() if x.startswith("{")]

@@ -59,10 +59,11 @@ class Stage:
     name: str
     command: str  # placeholders: {out}, {data} (synth folder), and earlier stages' names
     output: str  # file name of the output; a folder for synth
-    kind: str  # store | jsonl | synth
+    kind: str  # store | jsonl | synth | index
     kills: int = 2
     max_delay: float = 0.8  # seconds after the output appears before the kill
     exact: bool = True  # deterministic: values must match the uninterrupted run
+    watch: bool = True  # False: kill a random moment after the start (tiny write window)
 
 
 STAGES = [
@@ -124,6 +125,15 @@ STAGES = [
         "store",
         max_delay=0.0,
     ),
+    Stage(  # built in memory, then the index and its metadata (the commit) renamed in
+        "retrieve_index",
+        "retrieve index {fisher_encode} -o {out} --device cpu",
+        "r.index",
+        "index",
+        max_delay=4.0,
+        watch=False,
+    ),
+    Stage("merge", "merge {proposals} -o {out}", "m.zarr", "store", max_delay=0.3),
 ]
 
 
@@ -174,12 +184,27 @@ def _watched(stage: Stage, out: Path) -> Path:
     return partial_path(out)
 
 
+def _done(stage: Stage, out: Path) -> Path:
+    """The path whose presence shows the stage finished (its commit)."""
+    if stage.kind == "synth":
+        return out / "videos.jsonl"
+    if stage.kind == "index":
+        return out.with_name(out.name + ".json")
+    return out
+
+
 def assert_refused(stage: Stage, out: Path, invoke) -> None:
     """No reader accepts the output of a killed run."""
+    if _done(stage, out).exists():
+        return  # the run had finished: nothing partial to refuse
     if stage.kind == "synth":
         out = out / "videos.jsonl"
-    if out.exists():
-        return  # the run had finished: nothing partial to refuse
+    if stage.kind == "index":
+        from vcl.retrieve import read_index
+
+        with pytest.raises(VclError):
+            read_index(out)
+        return
     if stage.kind == "store":
         with pytest.raises(VclError):
             Store(out)
@@ -201,7 +226,12 @@ def kill_once(stage: Stage, args: list[str], cwd: Path, rng: random.Random) -> b
     with (cwd / "killed.log").open("w") as err:
         proc = vcl(args, cwd, stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + 120
-        while proc.poll() is None and not watched.exists() and time.monotonic() < deadline:
+        while (
+            stage.watch
+            and proc.poll() is None
+            and not watched.exists()
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.005)
         time.sleep(rng.uniform(0.0, stage.max_delay))
         if proc.poll() is not None:
@@ -251,6 +281,16 @@ def compare_jsonl(got: Path, want: Path) -> None:
     assert _lines(got) == _lines(want)
 
 
+def compare_index(got: Path, want: Path) -> None:
+    """Same index bytes; same metadata but for when and how it was run."""
+    assert got.read_bytes() == want.read_bytes()
+    a, b = (json.loads(p.with_name(p.name + ".json").read_text()) for p in (got, want))
+    skip = {"command", "created", "vcl_version"}
+    assert {k: v for k, v in a.items() if k not in skip} == {
+        k: v for k, v in b.items() if k not in skip
+    }
+
+
 def compare_synth(got: Path, want: Path) -> None:
     for name in ("videos.jsonl", "gt_tracks.jsonl"):  # paths relative to the folder
         assert (got / name).read_text() == (want / name).read_text()
@@ -264,6 +304,7 @@ COMPARE: dict[str, Callable[[Path, Path, bool], None]] = {
     "store": compare_stores,
     "jsonl": lambda got, want, exact: compare_jsonl(got, want),
     "synth": lambda got, want, exact: compare_synth(got, want),
+    "index": lambda got, want, exact: compare_index(got, want),
 }
 
 
@@ -276,12 +317,14 @@ def test_killed_run_resumes_to_the_same_output(stage: Stage, reference, tmp_path
     args = argv(stage, out, reference)
     killed = 0
     for _ in range(kills):
-        done = out / "videos.jsonl" if stage.kind == "synth" else out
+        done = _done(stage, out)
         if kill_once(stage, args, tmp_path, rng) and not done.exists():
             killed += 1
             assert_refused(stage, out, invoke)
         elif done.exists():  # it finished before the kill: start over to try again
             shutil.rmtree(out) if out.is_dir() else out.unlink()
+            if done != out:
+                done.unlink()
     log = run_to_end(args, tmp_path)
     assert "Traceback" not in log
     COMPARE[stage.kind](out, reference[stage.name], stage.exact)
@@ -339,6 +382,24 @@ def test_store_restarts_after_a_kill_while_creating_it(tmp_path, stop):
         writer.define_columns({"x": ("float32", ())})
         writer.append_group("g", x=np.arange(2))
     assert Store(path).group_ids == ["g"]
+
+
+def test_index_left_without_its_metadata_is_rebuilt(reference, tmp_path, invoke):
+    """Regression: a kill between renaming the index and its metadata into place left
+    OUTPUT without OUTPUT.json, and every rerun failed with 'exists already' (exit 73)."""
+    out = tmp_path / "r.index"
+    args = ["retrieve", "index", reference["fisher_encode"], "-o", out, "--device", "cpu"]
+    out.write_bytes(reference["retrieve_index"].read_bytes())  # the index, no metadata
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    assert "rebuilding" in result.stderr
+    compare_index(out, reference["retrieve_index"])
+    assert invoke(*args).exit_code == ExitCode.CANNOT_CREATE  # a finished one is kept
+    other = tmp_path / "notes.txt"
+    other.write_text("not an index")
+    args[4] = other
+    result = invoke(*args)  # a file that is not an index is never replaced
+    assert result.exit_code == ExitCode.CANNOT_CREATE and other.read_text() == "not an index"
 
 
 def test_pretrain_killed_mid_run_resumes_to_the_same_metrics(reference, tmp_path):

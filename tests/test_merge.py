@@ -1,4 +1,6 @@
-"""vcl merge: shards merged equal the single run; mixed or overlapping inputs refused."""
+"""Sharding: every per-video stage's shards merged equal the single run; every reading
+command given the shards (``vcl track p0.zarr p1.zarr p2.zarr``) gives what it gives on
+their merge; mixed, mismatched or overlapping inputs are refused by both."""
 
 from __future__ import annotations
 
@@ -13,11 +15,17 @@ from vcl.io.manifest import TrackRecord, read_records
 from vcl.io.store import Store, partial_path
 
 PROPOSALS = ["--max-side", "0", "--min-area", "100"]
+CROPS = ["--size", "16", "--per-track", "3"]
+IDT = ["--track-length", "5", "--no-humans"]
+FIT = ["--columns", "traj,hog", "--k", "2", "--pca-dim", "4", "--iters", "3", "--inits", "1"]
+ENCODE = ["--sketch-dim", "0", "--device", "cpu"]
+EMBED = ["--device", "cpu", "--batch-size", "64"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """Synthetic videos; proposals and tracks as one run and as 3 shards."""
+    """Synthetic videos; every per-video stage as one run (X.zarr / X.jsonl) and as 3
+    shards (X0, X1, X2), each shard from the single run of the stage before."""
     from typer.testing import CliRunner
 
     from vcl.cli.app import app
@@ -28,36 +36,67 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         result = CliRunner().invoke(app, [str(a) for a in args] + ["-q"])
         assert result.exit_code == 0, result.output
 
-    vcl("synth", root / "d", "--videos", "6", "--width", "64", "--height", "48", "--frames", "10")
+    vcl("synth", root / "d", "--videos", "4", "--width", "64", "--height", "48", "--frames", "9")
     videos = root / "d" / "videos.jsonl"
-    vcl("proposals", videos, "-o", root / "p.zarr", *PROPOSALS)
     track = ["--videos", videos, "--min-len", "3", "--no-flow"]
-    vcl("track", root / "p.zarr", *track, "-o", root / "t.jsonl")
-    for i in range(3):
-        vcl("proposals", videos, "-o", root / f"p{i}.zarr", *PROPOSALS, "--shard", f"{i}/3")
-        vcl("track", root / "p.zarr", *track, "-o", root / f"t{i}.jsonl", "--shard", f"{i}/3")
-    return {"root": root, "videos": videos}
+    model = root / "fm.zarr"
+    stages = {  # name -> (output, command line without -o and --shard)
+        "p": ("p.zarr", ["proposals", videos, *PROPOSALS]),
+        "t": ("t.jsonl", ["track", root / "p.zarr", *track]),
+        "c": ("c.zarr", ["crops", root / "t.jsonl", "--videos", videos, *CROPS]),
+        "i": ("i.zarr", ["idt", videos, *IDT]),
+        "f": ("f.zarr", ["fisher", "encode", root / "i.zarr", "--model", model, *ENCODE]),
+        "e": ("e.zarr", ["embed", "random:resnet18", root / "c.zarr", *EMBED]),
+    }
+    for name, (output, command) in stages.items():
+        vcl(*command, "-o", root / output)
+        suffix = Path(output).suffix
+        for i in range(3):
+            vcl(*command, "-o", root / f"{name}{i}{suffix}", "--shard", f"{i}/3")
+        if name == "i":
+            vcl("fisher", "fit", root / "i.zarr", "-o", model, *FIT, "--device", "cpu")
+    return {"root": root, "videos": videos, "model": model}
 
 
-def test_three_proposal_shards_merge_to_the_single_run(runs, invoke):
-    root = runs["root"]
-    shards = [root / f"p{i}.zarr" for i in range(3)]
-    result = invoke("merge", *shards, "-o", root / "merged.zarr")
-    assert result.exit_code == 0, result.stderr
-    summary = json.loads(result.stdout)
-    merged, single = Store(root / "merged.zarr"), Store(root / "p.zarr")
-    assert summary["groups"] == len(single.group_ids) and summary["rows"] == single.n_rows
-    # groups come in input order: shard 0's, then shard 1's, then shard 2's
-    assert merged.group_ids == [g for s in shards for g in Store(s).group_ids]
+def _same_store_rows(merged: Store, single: Store) -> None:
+    """Same groups (in any order), same rows per group, same plain arrays."""
     assert sorted(merged.group_ids) == sorted(single.group_ids)
-    assert merged.attrs["params"] == single.attrs["params"]
-    assert merged.attrs["videos"] == single.attrs["videos"]
-    assert merged.attrs["vcl_schema"] == "vcl.proposals/1" and merged.attrs["seed"] == 0
+    assert merged.n_rows == single.n_rows
     for gid in single.group_ids:
         a, b = merged.read_group(gid), single.read_group(gid)
         for column in single.columns:
-            assert np.array_equal(a[column], b[column]), (gid, column)
+            x, y = a[column], b[column]
+            if x.dtype.kind == "f":
+                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=f"{gid} {column}")
+            else:
+                assert np.array_equal(x.astype(y.dtype), y), (gid, column)
+    assert merged.arrays == single.arrays
     assert not merged.verify()
+
+
+@pytest.mark.parametrize(
+    "name,kind",
+    [("p", "proposals"), ("c", "crops"), ("i", "idt"), ("f", "features"), ("e", "features")],
+)
+def test_three_store_shards_merge_to_the_single_run(name, kind, runs, invoke):
+    root = runs["root"]
+    shards = [root / f"{name}{i}.zarr" for i in range(3)]
+    assert all(Store(s).group_ids for s in shards), "a shard is empty: the test proves less"
+    result = invoke("merge", *shards, "-o", root / f"merged_{name}.zarr")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    merged, single = Store(root / f"merged_{name}.zarr"), Store(root / f"{name}.zarr")
+    assert summary["groups"] == len(single.group_ids) and summary["rows"] == single.n_rows
+    # groups come in input order: shard 0's, then shard 1's, then shard 2's
+    assert merged.group_ids == [g for s in shards for g in Store(s).group_ids]
+    assert merged.attrs["params"] == {
+        k: v for k, v in single.attrs["params"].items() if k != "shard"
+    }
+    assert merged.attrs["vcl_schema"] == f"vcl.{kind}/1"
+    assert merged.attrs["seed"] == single.attrs["seed"]
+    if name in ("p", "i"):  # per-video information is united
+        assert merged.attrs["videos"] == single.attrs["videos"]
+    _same_store_rows(merged, single)
 
 
 def test_three_track_shards_merge_to_the_single_run(runs, invoke):
@@ -131,3 +170,182 @@ def test_merge_refuses_mixed_mismatched_and_overlapping_inputs(runs, invoke, tmp
     assert result.exit_code == ExitCode.DATA and "vcl.video/1" in result.stderr
     result = invoke("merge", t0, t0, "-o", tmp_path / "x.jsonl")
     assert result.exit_code == ExitCode.DATA or not read_records(t0, TrackRecord)
+
+
+# ------------------------------------------------ several inputs read as their merge
+
+
+@pytest.fixture(scope="module")
+def merged(runs) -> dict[str, Path]:
+    """``vcl merge`` of the 3 shards of every stage."""
+    from typer.testing import CliRunner
+
+    from vcl.cli.app import app
+
+    root = runs["root"]
+    out = {}
+    for name, suffix in [("p", ".zarr"), ("t", ".jsonl"), ("i", ".zarr"), ("f", ".zarr")]:
+        out[name] = root / f"all_{name}{suffix}"
+        shards = [str(root / f"{name}{i}{suffix}") for i in range(3)]
+        result = CliRunner().invoke(app, ["merge", *shards, "-o", str(out[name]), "-q"])
+        assert result.exit_code == 0, result.output
+    out["c"] = root / "all_c.zarr"  # crops of the merged tracks: the input of embed below
+    result = CliRunner().invoke(
+        app, ["crops", str(out["t"]), "--videos", str(runs["videos"]), "-o", str(out["c"]), *CROPS]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _shards(runs, name: str, suffix: str = ".zarr") -> list[Path]:
+    return [runs["root"] / f"{name}{i}{suffix}" for i in range(3)]
+
+
+def _ok(result) -> str:
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def _compare_stores(a: Path, b: Path) -> None:
+    """Same groups in the same order, same rows and arrays (provenance aside)."""
+    x, y = Store(a), Store(b)
+    assert x.group_ids == y.group_ids
+    _same_store_rows(x, y)
+    for name in x.arrays:
+        u, v = x[name][...], y[name][...]
+        assert u.shape == v.shape and np.array_equal(u, v, equal_nan=u.dtype.kind == "f"), name
+
+
+def test_track_and_its_eval_read_several_inputs(runs, merged, invoke, tmp_path):
+    videos = runs["videos"]
+    args = ["--videos", videos, "--min-len", "3", "--no-flow"]
+    many = _ok(invoke("track", *_shards(runs, "p"), *args))
+    one = _ok(invoke("track", merged["p"], *args))
+    assert many == one and many.strip()
+    gt = videos.parent / "gt_tracks.jsonl"
+    scores = _ok(invoke("track", "eval", *_shards(runs, "t", ".jsonl"), "--gt", gt))
+    assert scores == _ok(invoke("track", "eval", merged["t"], "--gt", gt))
+
+
+def test_proposals_eval_reads_several_stores(runs, merged, invoke):
+    gt = runs["videos"].parent / "gt_tracks.jsonl"
+    many = json.loads(_ok(invoke("proposals", "eval", *_shards(runs, "p"), "--gt", gt)))
+    one = json.loads(_ok(invoke("proposals", "eval", merged["p"], "--gt", gt)))
+    assert many.pop("store") == [str(p) for p in _shards(runs, "p")]
+    one.pop("store")
+    assert many == one and many["videos"] == 4
+
+
+def test_crops_reads_several_track_files(runs, merged, invoke, tmp_path):
+    """crops t0 t1 t2 (the track shards) = crops of their merge."""
+    out = tmp_path / "c.zarr"
+    _ok(
+        invoke(
+            "crops", *_shards(runs, "t", ".jsonl"), "--videos", runs["videos"], "-o", out, *CROPS
+        )
+    )
+    _compare_stores(out, merged["c"])
+
+
+def test_fisher_fit_and_encode_read_several_stores(runs, merged, invoke, tmp_path):
+    shards = _shards(runs, "i")
+    fit = [*FIT, "--device", "cpu"]
+    _ok(invoke("fisher", "fit", *shards, "-o", tmp_path / "m1.zarr", *fit))
+    _ok(invoke("fisher", "fit", merged["i"], "-o", tmp_path / "m2.zarr", *fit))
+    _compare_stores(tmp_path / "m1.zarr", tmp_path / "m2.zarr")  # same sample, same model
+    model = runs["model"]
+    _ok(invoke("fisher", "encode", *shards, "--model", model, "-o", tmp_path / "f1.zarr", *ENCODE))
+    _ok(
+        invoke(
+            "fisher", "encode", merged["i"], "--model", model, "-o", tmp_path / "f2.zarr", *ENCODE
+        )
+    )
+    _compare_stores(tmp_path / "f1.zarr", tmp_path / "f2.zarr")
+    assert Store(tmp_path / "f1.zarr").attrs["params"]["store"] == [str(p) for p in shards]
+
+
+def test_embed_reads_several_crops_stores(runs, invoke, tmp_path):
+    """embed c0 c1 c2 (the crops shards) = the merge of embed --shard I/3 of their merge."""
+    out = tmp_path / "e.zarr"
+    _ok(invoke("embed", "random:resnet18", *_shards(runs, "c"), "-o", out, *EMBED))
+    merged = tmp_path / "merged.zarr"
+    _ok(invoke("merge", *_shards(runs, "e"), "-o", merged))
+    _compare_stores(out, merged)
+    assert Store(out).attrs["params"]["input"] == [str(p) for p in _shards(runs, "c")]
+
+
+def test_cluster_probe_and_retrieve_read_several_features_stores(runs, merged, invoke, tmp_path):
+    shards = _shards(runs, "f")
+    cluster = ["--k", "2", "--device", "cpu", "--jsonl"]
+    assert _ok(invoke("cluster", "run", *shards, *cluster)) == _ok(
+        invoke("cluster", "run", merged["f"], *cluster)
+    )
+    # probe: train on two shards (repeated --train) = train on their merge
+    two = tmp_path / "f01.zarr"
+    _ok(invoke("merge", shards[0], shards[1], "-o", two))
+    labels = ["--labels", runs["videos"], "--k", "1"]
+    many = json.loads(
+        _ok(
+            invoke(
+                "probe",
+                "knn",
+                "--train",
+                shards[0],
+                "--train",
+                shards[1],
+                "--test",
+                shards[2],
+                *labels,
+            )
+        )
+    )
+    one = json.loads(_ok(invoke("probe", "knn", "--train", two, "--test", shards[2], *labels)))
+    assert many["layers"] == one["layers"]
+    # retrieve: an index over the shards holds the merge's ids and answers alike
+    for name, inputs in (("a", shards), ("b", [merged["f"]])):
+        _ok(
+            invoke(
+                "retrieve", "index", *inputs, "-o", tmp_path / f"{name}.index", "--device", "cpu"
+            )
+        )
+    meta = [json.loads((tmp_path / f"{n}.index.json").read_text()) for n in "ab"]
+    assert meta[0]["ids"] == meta[1]["ids"]
+    query = ["-k", "3", "--device", "cpu"]
+    assert _ok(invoke("retrieve", "query", tmp_path / "a.index", merged["f"], *query)) == _ok(
+        invoke("retrieve", "query", tmp_path / "b.index", merged["f"], *query)
+    )
+
+
+def test_several_inputs_are_refused_like_a_merge(runs, invoke, tmp_path):
+    root = runs["root"]
+    p0, p1 = root / "p0.zarr", root / "p1.zarr"
+    track = ["--videos", runs["videos"], "--min-len", "3", "--no-flow"]
+    # another schema
+    result = invoke("track", p0, root / "i0.zarr", *track)
+    assert result.exit_code == ExitCode.DATA and "vcl.idt" in result.stderr
+    assert "i0.zarr" in result.stderr.splitlines()[-1]
+    result = invoke("fisher", "fit", root / "i0.zarr", root / "c0.zarr", "-o", tmp_path / "m.zarr")
+    assert result.exit_code == ExitCode.DATA and "vcl.crops/1 store" in result.stderr
+    # overlapping groups, ids in two JSONL files, rows in two features stores
+    result = invoke("track", p0, p1, p0, *track)
+    assert result.exit_code == ExitCode.DATA and "also in" in result.stderr
+    t0 = root / "t0.jsonl"
+    result = invoke("crops", t0, t0, "--videos", runs["videos"], "-o", tmp_path / "c.zarr", *CROPS)
+    assert result.exit_code == ExitCode.DATA and "also in" in result.stderr
+    assert not (tmp_path / "c.zarr").exists()
+    f0 = root / "f0.zarr"
+    result = invoke("cluster", "run", f0, f0, "--k", "2", "--jsonl", "--device", "cpu")
+    assert result.exit_code == ExitCode.DATA and "also in" in result.stderr
+    # other parameters
+    changed = tmp_path / "changed.zarr"
+    extra = [*PROPOSALS[:2], "--min-area", "50", "--shard", "1/3"]
+    _ok(invoke("proposals", runs["videos"], "-o", changed, *extra, "-q"))
+    result = invoke(
+        "proposals", "eval", p0, changed, "--gt", runs["videos"].parent / "gt_tracks.jsonl"
+    )
+    assert result.exit_code == ExitCode.DATA and "min_area" in result.stderr
+    # embed: inputs of two kinds
+    result = invoke(
+        "embed", "random:resnet18", root / "c0.zarr", runs["videos"], "-o", tmp_path / "e.zarr"
+    )
+    assert result.exit_code == ExitCode.USAGE and "different kinds" in result.stderr

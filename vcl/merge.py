@@ -2,11 +2,13 @@
 
 Stores must share their ``vcl_schema``, parameters (shard-related keys ignored), seed,
 columns (names, dtypes, row shapes) and plain arrays (a model, centroids: they must be
-identical, since rows are only meaningful against them). The merged store holds the
-groups of the first input, in that input's order, then those of the second, and so
-on; rows are copied one group at a time, so memory stays at one group. Extra attributes
-are combined: mappings (per-video info) are united, lists (failed or empty videos) are
-concatenated without repeats, and anything else must be equal.
+identical, since rows are only meaningful against them); the checks are
+``vcl.io.union``'s, the ones every reading command applies to several inputs. The
+merged store holds the groups of the first input, in that input's order, then those of
+the second, and so on; rows are copied one group at a time, so memory stays at one
+group. Extra attributes are combined: mappings (per-video info) are united, lists
+(failed or empty videos) are concatenated without repeats, and anything else must be
+equal.
 
 JSONL files must hold records of one schema (``vcl.video/1``, ``vcl.track/1``, ... or
 untyped lines such as ``{"id", "cluster"}``); lines keep their input order, and paths
@@ -26,32 +28,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vcl.console import log
 from vcl.errors import DataError, MissingInputError, OutputError, UsageError
-from vcl.io.store import GROUP_IDS, GROUP_ROWS, Store, StoreWriter
-
-# attrs every store carries (provenance) or that the writer manages: not merged
-_PROVENANCE = {
-    "vcl_schema",
-    "vcl_version",
-    "command",
-    "params",
-    "seed",
-    "created",
-    "resumed",
-    "vcl_complete",
-    "vcl_columns",
-    "merged_from",
-}
-
-
-def strip_shard(params: Any) -> Any:
-    """Params without shard-related keys (``shard``, ``shards``...), at any depth."""
-    if isinstance(params, dict):
-        return {k: strip_shard(v) for k, v in params.items() if "shard" not in str(k).lower()}
-    return params
+from vcl.io.store import Store, StoreWriter
+from vcl.io.union import (
+    check_compatible,
+    column_spec,
+    combine_attrs,
+    owners,
+    plain_arrays,
+    strip_shard,
+)
 
 
 def is_store(path: Path) -> bool:
@@ -85,105 +72,18 @@ def merge(
 # ---------------------------------------------------------------------------- stores
 
 
-def _column_spec(store: Store) -> dict[str, tuple[Any, tuple[int, ...]]]:
-    """Column -> (dtype, row shape); any string dtype is ``str``."""
-    spec = {}
-    for c in store.columns:
-        dtype = store[c].dtype
-        spec[c] = (str if dtype.kind in "TUO" else str(dtype), tuple(store[c].shape[1:]))
-    return spec
-
-
-def _plain_arrays(store: Store) -> list[str]:
-    return [a for a in store.arrays if a not in store.columns and a not in (GROUP_IDS, GROUP_ROWS)]
-
-
-def _check_compatible(first: Store, other: Store) -> None:
-    """Raise naming ``other`` when it cannot be merged with ``first``."""
-    schema, theirs = first.attrs["vcl_schema"], other.attrs["vcl_schema"]
-    if theirs != schema:
-        raise DataError(
-            f"is a {theirs} store, the first input a {schema} one",
-            other.path,
-            "merge outputs of one stage",
-        )
-    if strip_shard(other.attrs.get("params")) != strip_shard(first.attrs.get("params")):
-        a, b = strip_shard(first.attrs.get("params")), strip_shard(other.attrs.get("params"))
-        keys = sorted(
-            k for k in set(a or {}) | set(b or {}) if (a or {}).get(k) != (b or {}).get(k)
-        )
-        raise DataError(
-            f"was made with other parameters than {first.path} (differ: {', '.join(keys)})",
-            other.path,
-            "merge outputs of one command line run with different --shard only",
-        )
-    if other.attrs.get("seed") != first.attrs.get("seed"):
-        raise DataError(
-            f"was made with --seed {other.attrs.get('seed')}, {first.path} with "
-            f"{first.attrs.get('seed')}",
-            other.path,
-        )
-    if _column_spec(other) != _column_spec(first):
-        raise DataError(f"has other columns than {first.path}", other.path)
-    if _plain_arrays(other) != _plain_arrays(first):
-        raise DataError(f"has other arrays than {first.path}", other.path)
-    for name in _plain_arrays(first):
-        a, b = first[name][...], other[name][...]
-        if a.shape != b.shape or not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
-            raise DataError(
-                f"array {name!r} differs from {first.path}'s: its rows do not belong together",
-                other.path,
-            )
-
-
-def _merge_attrs(stores: list[Store], allow_overlap: bool) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for store in stores:
-        for key, value in store.attrs.items():
-            if key in _PROVENANCE:
-                continue
-            if key not in merged:
-                merged[key] = value
-            elif isinstance(value, dict) and isinstance(merged[key], dict):
-                merged[key] = {**value, **merged[key]}  # the first input's entry wins
-            elif isinstance(value, list) and isinstance(merged[key], list):
-                merged[key] = merged[key] + [v for v in value if v not in merged[key]]
-            elif value != merged[key]:
-                raise DataError(
-                    f"attribute {key!r} is {value!r}, in {stores[0].path} {merged[key]!r}",
-                    store.path,
-                )
-    return merged
-
-
 def merge_stores(
     paths: list[Path], output: Path, allow_overlap: bool, overwrite: bool
 ) -> dict[str, Any]:
     stores = [Store(p) for p in paths]
     first = stores[0]
     for store in stores[1:]:
-        _check_compatible(first, store)
-    owner: dict[str, Path] = {}
-    plan: list[tuple[Store, list[str]]] = []
-    skipped = 0
-    for store in stores:
-        keep = []
-        for gid in store.group_ids:
-            if gid in owner:
-                if not allow_overlap:
-                    raise DataError(
-                        f"group {gid!r} is also in {owner[gid]}",
-                        store.path,
-                        "merge disjoint shards, or pass --allow-overlap to keep the first copy",
-                    )
-                skipped += 1
-                continue
-            owner[gid] = store.path
-            keep.append(gid)
-        plan.append((store, keep))
-    attrs = _merge_attrs(stores, allow_overlap)
+        check_compatible(first, store)
+    plan = list(zip(stores, owners(stores, allow_overlap), strict=True))
+    skipped = sum(len(s.group_ids) - len(keep) for s, keep in plan)
+    attrs = combine_attrs(stores)
     params = strip_shard(first.attrs.get("params", {}))
-    spec = _column_spec(first)
+    spec = column_spec(first)
     with StoreWriter(
         output, first.attrs["vcl_schema"], params, first.attrs.get("seed"), overwrite
     ) as writer:
@@ -194,7 +94,7 @@ def merge_stores(
             for gid in keep:
                 if gid not in writer.done_groups:
                     writer.append_group(gid, **store.read_group(gid))
-        for name in _plain_arrays(first):
+        for name in plain_arrays(first):
             writer.write_array(name, first[name][...])
         writer.set_attrs(**attrs, merged_from=[str(p) for p in paths])
         groups = len(writer.done_groups)

@@ -92,16 +92,22 @@ def _store_labels(fs: Any) -> dict[str, str]:
 
 
 def load_probe_data(
-    train: str | Path,
-    test: str | Path | None,
+    train: str | Path | list[str | Path],
+    test: str | Path | list[str | Path] | None,
     layer: str | None,
     labels_file: str | Path | None = None,
     split_field: str | None = None,
     train_split: str = "train",
     test_split: str = "test",
 ) -> ProbeData:
-    """Read one layer of train/test stores (or one store split by ``split_field``)."""
+    """Read one layer of train/test stores (or one store split by ``split_field``).
+
+    ``train`` and ``test`` may each be several stores (shards), read as their merge.
+    """
     from vcl.io.features import read_feature_set
+
+    def name(x: Any) -> str:
+        return ", ".join(map(str, x)) if isinstance(x, (list, tuple)) else str(x)
 
     file_labels = read_labels_file(labels_file) if labels_file is not None else {}
     tr = read_feature_set(train, layer=layer)
@@ -119,7 +125,9 @@ def load_probe_data(
                 f"no ids with {split_field} = {train_split!r} and {test_split!r}", labels_file
             )
         labels = {**_store_labels(tr), **file_labels}
-        y = join_labels(tr.ids[tr_mask | te_mask], labels, "train/test", str(labels_file or train))
+        y = join_labels(
+            tr.ids[tr_mask | te_mask], labels, "train/test", str(labels_file or name(train))
+        )
         keep = np.flatnonzero(tr_mask | te_mask)
         is_train = tr_mask[keep]
         return ProbeData(
@@ -128,24 +136,30 @@ def load_probe_data(
             y[is_train],
             tr.features[keep[~is_train]],
             y[~is_train],
-            {"train": str(train), "test": f"{train} ({split_field})", "labels": str(labels_file)},
+            {
+                "train": name(train),
+                "test": f"{name(train)} ({split_field})",
+                "labels": str(labels_file),
+            },
         )
     te = read_feature_set(test, layer=layer)
     test_layer = str((te.attrs or {}).get("layer", ""))
     if test_layer != layer_name:
-        raise DataError(f"layer {test_layer!r} differs from the train store's {layer_name!r}", test)
+        raise DataError(
+            f"layer {test_layer!r} differs from the train store's {layer_name!r}", name(test)
+        )
     if tr.features.shape[1] != te.features.shape[1]:
         raise DataError(
             f"features have {te.features.shape[1]} dimensions, the train store's "
             f"{tr.features.shape[1]}",
-            test,
+            name(test),
             "embed train and test with the same model and layer",
         )
     y_tr = join_labels(
-        tr.ids, {**_store_labels(tr), **file_labels}, "train", str(labels_file or train)
+        tr.ids, {**_store_labels(tr), **file_labels}, "train", str(labels_file or name(train))
     )
     y_te = join_labels(
-        te.ids, {**_store_labels(te), **file_labels}, "test", str(labels_file or test)
+        te.ids, {**_store_labels(te), **file_labels}, "test", str(labels_file or name(test))
     )
     return ProbeData(
         layer_name,
@@ -154,8 +168,8 @@ def load_probe_data(
         te.features,
         y_te,
         {
-            "train": str(train),
-            "test": str(test),
+            "train": name(train),
+            "test": name(test),
             "labels": None if labels_file is None else str(labels_file),
         },
     )

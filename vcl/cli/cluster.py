@@ -23,10 +23,11 @@ app = command_group(
 @vcl_command
 def run(
     features: Annotated[
-        Path,
+        list[Path],
         typer.Argument(
-            metavar="FEATURES",
-            help="A vcl.features store, or an .npy array (N×D; ids are row numbers or --ids).",
+            metavar="FEATURES...",
+            help="A vcl.features store, or an .npy array (N×D; ids are row numbers or --ids); "
+            "several stores (shards of one run) read as their merge.",
             show_default=False,
         ),
     ],
@@ -140,6 +141,7 @@ def run(
     from vcl.errors import DataError, OutputError, UsageError
     from vcl.io.features import read_feature_set
     from vcl.io.labels import read_id_field
+    from vcl.io.union import input_label
 
     if method not in ("kmeans", "finch", "track-kmeans"):
         raise UsageError(
@@ -198,10 +200,10 @@ def run(
         track_ids=track_ids,
         seed=seed,
         gpu=gpu,
-        path=features,
+        path=features[0] if len(features) == 1 else ", ".join(map(str, features)),
     )
     params = {
-        "features": str(features),
+        "features": input_label(features),
         "method": method,
         "k": k,
         "runs": runs,

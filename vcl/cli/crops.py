@@ -13,10 +13,11 @@ from vcl.cli.common import Overwrite, Shard, Workers, vcl_command
 @vcl_command
 def run(
     tracks: Annotated[
-        str,
+        list[str],
         typer.Argument(
-            metavar="TRACKS",
-            help="Tracks JSONL (vcl track output; '-': stdin).",
+            metavar="TRACKS...",
+            help="Tracks JSONL (vcl track output; '-': stdin); several files (the shards of "
+            "one run) read as one.",
             show_default=False,
         ),
     ],
@@ -63,8 +64,6 @@ def run(
     reads), track_id, video_id, frame, box (source pixels). Each video is decoded once;
     the store is written per video and a rerun resumes it.
     """
-    import shutil
-
     from vcl.cli.common import parse_shard_option
     from vcl.console import log, track
     from vcl.crops import (
@@ -77,9 +76,11 @@ def run(
         store_bytes,
     )
     from vcl.errors import DataError, UsageError
-    from vcl.io.manifest import TrackRecord, read_records
+    from vcl.io.manifest import TrackRecord
     from vcl.io.sources import resolve_videos
+    from vcl.io.space import check_free_space
     from vcl.io.store import Store, StoreWriter
+    from vcl.io.union import read_records_union
     from vcl.parallel import parallel_map, select_shard
 
     params = CropParams(per_track, size, context, shape, pairs)
@@ -87,35 +88,28 @@ def run(
         params.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    records = read_records(tracks, TrackRecord)
+    records = read_records_union(tracks, TrackRecord)
+    label = ", ".join(tracks)
     if not records:
-        raise DataError("holds no tracks", tracks)
+        raise DataError("holds no tracks", label)
     manifest = {v.id: v for v in resolve_videos(videos)}
     by_video: dict[str, list[TrackRecord]] = {}
     for r in records:
         if r.video_id not in manifest:
             raise DataError(
                 f"track {r.id!r} is of video {r.video_id!r}, which is not in the manifest",
-                tracks,
+                label,
                 "pass the manifest the tracks were made from",
             )
         by_video.setdefault(r.video_id, []).append(r)
     tasks = [
-        CropTask(vid, manifest[vid].path, tuple(ts), params, str(tracks))
-        for vid, ts in by_video.items()
+        CropTask(vid, manifest[vid].path, tuple(ts), params, label) for vid, ts in by_video.items()
     ]
     tasks = select_shard(tasks, parse_shard_option(shard), key=lambda t: t.video_id)
 
     k = 2 if pairs else per_track
     expected = sum(min(k, len(r.frames)) for t in tasks for r in t.tracks)
-    need = projected_bytes(expected, size)
-    free = shutil.disk_usage(output.resolve().parent if output.parent.exists() else Path.cwd()).free
-    if need > free:
-        log.warning(
-            "the crops may need up to %.1f GiB but only %.1f GiB is free",
-            need / 2**30,
-            free / 2**30,
-        )
+    check_free_space(output, projected_bytes(expected, size), f"{expected} crops")
     with StoreWriter(output, "vcl.crops/1", params.to_json(), None, overwrite) as writer:
         writer.define_columns(columns_spec(size), chunk_rows={"image": CHUNK_SAMPLES})
         todo = [t for t in tasks if t.video_id not in writer.done_groups]

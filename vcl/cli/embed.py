@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vcl.cli.common import Device, Overwrite, Workers, vcl_command
+from vcl.cli.common import Device, Overwrite, Shard, Workers, vcl_command
 
 IMAGE_GROUP = 512  # images per store group: the unit a rerun resumes by
 
@@ -56,13 +56,13 @@ def run(
             show_default=False,
         ),
     ],
-    input: Annotated[
-        Path,
+    inputs: Annotated[
+        list[Path],
         typer.Argument(
-            metavar="INPUT",
+            metavar="INPUT...",
             help="A vcl.crops store, an images manifest (vcl.image/1 JSONL), a folder of "
             "jpg/png files (ids = names without extension), or videos (manifest, files, "
-            "folders).",
+            "folders); several of one kind (e.g. the shards of one crops run) read as one.",
             show_default=False,
         ),
     ],
@@ -123,6 +123,7 @@ def run(
     ] = 64,
     workers: Workers = 1,
     device: Device = "auto",
+    shard: Shard = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Embed crops, images or videos: features of any backbone layer.
@@ -157,7 +158,15 @@ def run(
         raise UsageError(f"unknown pooling {pool!r}", "--pool", "use goyal or avg")
     if output.exists() and not overwrite:
         raise OutputError("exists already", output, "pass --overwrite to replace it")
-    kind = _input_kind(input)
+    kinds = [_input_kind(p) for p in inputs]
+    if len(set(kinds)) > 1:
+        raise UsageError(
+            f"inputs of different kinds ({', '.join(sorted(set(kinds)))})",
+            str(next(p for p, k in zip(inputs, kinds, strict=True) if k != kinds[0])),
+            "embed one kind of input at a time",
+        )
+    kind = kinds[0]
+    input = inputs[0] if len(inputs) == 1 else ", ".join(map(str, inputs))  # for messages
     net = load_model(model, device)
     names = [x.strip() for x in layers.split(",") if x.strip()]
     if len(set(names)) != len(names):
@@ -172,22 +181,23 @@ def run(
     labels_of: dict[str, str] = {}
     crop_size = None
     if kind == "crops":
-        from vcl.io.store import Store
+        from vcl.io.union import open_stores
 
-        store = Store(input, kind="crops", version=1)
+        store = open_stores(inputs, kind="crops", version=1)
         crop_size = int(store["image"].shape[1])
         groups = [(g, g) for g in store.group_ids]
     elif kind in ("images", "image-folder"):
         if kind == "images":
-            from vcl.io.manifest import ImageRecord, read_records
+            from vcl.io.manifest import ImageRecord
+            from vcl.io.union import read_records_union
 
-            records = read_records(input, ImageRecord)
+            records = read_records_union(inputs, ImageRecord)
             items = [(r.id, r.path) for r in records]
             labels_of = {r.id: r.label for r in records if r.label}
         else:
             from vcl.embedding import list_images
 
-            items = [(p.stem, str(p)) for p in list_images(input)]
+            items = [(p.stem, str(p)) for folder in inputs for p in list_images(folder)]
             if len({i for i, _ in items}) != len(items):
                 from vcl.errors import DataError
 
@@ -199,19 +209,30 @@ def run(
     else:
         from vcl.io.sources import resolve_videos
 
-        videos = resolve_videos([str(input)])
+        videos = resolve_videos([str(p) for p in inputs])
         labels_of = {v.id: v.label for v in videos if v.label}
         groups = [(v.id, v) for v in videos]
 
+    from vcl.cli.common import parse_shard_option
+    from vcl.parallel import select_shard
+
+    groups = select_shard(groups, parse_shard_option(shard), key=lambda g: g[0])
     eff_size = size or (crop_size if kind == "crops" else net.default_size)
     dims = layer_dims(net, list(stages.values()), eff_size, frames)
     col_dims = {name: dims[stages[name]] for name in names}
     default_layer = "pool" if "pool" in names else names[-1]
+    from vcl.io.space import check_free_space, feature_bytes
+
+    if kind == "crops":
+        n_items = sum(store.rows(g).stop - store.rows(g).start for g, _ in groups)
+    else:
+        n_items = sum(len(what) for _, what in groups) if kind != "videos" else len(groups)
+    check_free_space(output, feature_bytes(n_items, list(col_dims.values())), "the features")
     has_labels = bool(labels_of)
     params = {
         "model": model,
         "arch": net.arch,
-        "input": str(input),
+        "input": str(input) if len(inputs) == 1 else [str(p) for p in inputs],
         "input_kind": kind,
         "layers": names,
         "pool": pool,
@@ -219,6 +240,7 @@ def run(
         "frames_per_video": frames_per_video if kind == "videos" and net.kind == "image" else None,
         "clips": clips if kind == "videos" and net.kind == "video" else None,
         "frames": frames if kind == "videos" and net.kind == "video" else None,
+        "shard": shard,
     }
     log.info(
         "embedding %d %s with %s (%s): %s",

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vcl.cli.common import Device, Overwrite, Seed, command_group, vcl_command
+from vcl.cli.common import Device, Overwrite, Seed, Shard, command_group, vcl_command
 
 app = command_group(
     "Fisher vectors of videos (PCA + GMM + count sketch).\n\n"
@@ -40,10 +40,11 @@ def _split(columns: str | None) -> list[str] | None:
 @vcl_command
 def fit(
     store: Annotated[
-        Path,
+        list[Path],
         typer.Argument(
-            metavar="STORE",
-            help="Descriptor store ragged by video (e.g. idt.zarr from vcl idt).",
+            metavar="STORE...",
+            help="Descriptor store ragged by video (e.g. idt.zarr from vcl idt); several "
+            "stores (shards of one run) read as their merge.",
             show_default=False,
         ),
     ],
@@ -121,6 +122,7 @@ def fit(
     from vcl.fisher.data import DescriptorStore
     from vcl.fisher.model import PART_MODES, FisherModel
     from vcl.io.store import partial_path
+    from vcl.io.union import input_label
     from vcl.seed import seed_everything
 
     if parts not in PART_MODES:
@@ -136,13 +138,13 @@ def fit(
         "sampled %d descriptors from %d videos of %s (columns %s)",
         n,
         min(sample_videos, int((source.lengths > 0).sum())),
-        store,
+        source.path,
         ",".join(source.columns),
     )
     if n < max(k, 2):
         raise DataError(
             f"only {n} finite descriptors sampled, too few for K = {k} components",
-            store,
+            source.path,
             "lower --k or raise --sample-videos / --per-video",
         )
     model = FisherModel(
@@ -165,7 +167,7 @@ def fit(
             raise UsageError(f"--pca-dim {pca_dim} exceeds the dimension of part {too_big[0]}")
     model.fit(sample)
     params = {
-        "store": str(store),
+        "store": input_label(store),
         "columns": source.columns,
         "parts": parts,
         "pca_variance": pca_variance,
@@ -224,10 +226,11 @@ def _part_dim(model: Any, source: Any, part: str) -> int:
 @vcl_command
 def encode(
     store: Annotated[
-        Path,
+        list[Path],
         typer.Argument(
-            metavar="STORE",
-            help="Descriptor store ragged by video, with the columns the model was fit on.",
+            metavar="STORE...",
+            help="Descriptor store ragged by video, with the columns the model was fit on; "
+            "several stores (shards of one run) read as their merge.",
             show_default=False,
         ),
     ],
@@ -269,6 +272,7 @@ def encode(
         typer.Option("--batch-rows", min=1, help="Descriptors encoded together (memory vs speed)."),
     ] = 1 << 17,
     device: Device = "auto",
+    shard: Shard = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Encode every video of a descriptor store as one Fisher vector.
@@ -289,6 +293,7 @@ def encode(
     from vcl.io.features import SCHEMA, feature_columns
     from vcl.io.manifest import VideoRecord, read_records
     from vcl.io.store import StoreWriter
+    from vcl.io.union import input_label
 
     if variant not in VARIANTS:
         raise UsageError(f"unknown --variant {variant!r}", None, f"use {', '.join(VARIANTS)}")
@@ -301,33 +306,43 @@ def encode(
         if "has no column" not in exc.problem:
             raise
         raise DataError(
-            f"model {model_path} needs columns {','.join(columns)}, but store {store} "
+            f"model {model_path} needs columns {','.join(columns)}, but store {exc.path} "
             f"{exc.problem.split(' (')[0]}",
-            store,
+            exc.path,
             "encode with a model fit on this kind of descriptors",
         ) from None
-    model.check_dims(source.dims, model_path, store)
+    model.check_dims(source.dims, model_path, source.path)
     labels: dict[str, str] | None = None
     if videos is not None:
         labels = {r.id: r.label or "" for r in read_records(videos, VideoRecord)}
         unknown = sum(v not in labels for v in source.video_ids)
         if unknown:
-            log.warning("%d videos of %s are not in %s: label left empty", unknown, store, videos)
+            log.warning(
+                "%d videos of %s are not in %s: label left empty", unknown, source.path, videos
+            )
     params = {
-        "store": str(store),
+        "store": input_label(store),
         "model": str(model_path),
         "variant": variant,
         "sketch_dim": sketch_dim,
         "columns": columns,
         "videos": None if videos is None else str(videos),
+        "shard": shard,
     }
+    from vcl.cli.common import parse_shard_option
+    from vcl.parallel import select_shard
+
+    video_ids = select_shard(source.video_ids, parse_shard_option(shard), key=str)
     dim = model.output_dim(variant, sketch_dim)
+    from vcl.io.space import check_free_space, feature_bytes
+
+    check_free_space(output, feature_bytes(len(video_ids), dim), "the Fisher vectors")
     spec = feature_columns(dim, labels=labels is not None, videos=True)
     spec["n_descriptors"] = ("int64", ())
     dropped_rows = dropped_videos = 0
     with StoreWriter(output, SCHEMA, params, seed=model.seed, overwrite=overwrite) as writer:
         writer.define_columns(spec)
-        todo = [v for v in source.video_ids if v not in writer.done_groups]
+        todo = [v for v in video_ids if v not in writer.done_groups]
         if writer.resumed:
             log.info("resuming: %d videos done, %d to go", len(writer.done_groups), len(todo))
         batches = source.batches(todo, max_rows=batch_rows)
@@ -376,6 +391,11 @@ EXAMPLES = [
     (
         "Encode every video, count-sketched to 2,000 dims, with labels from a manifest:",
         "vcl fisher encode idt.zarr --model fisher-model.zarr -o fisher.zarr --videos videos.jsonl",
+    ),
+    (
+        "Fit and encode the shards of a sharded vcl idt run as one store (no merge needed):",
+        "vcl fisher fit idt.0.zarr idt.1.zarr -o m.zarr && "
+        "vcl fisher encode idt.0.zarr idt.1.zarr --model m.zarr -o fisher.zarr",
     ),
     (
         "Reproduce the official video_cluster vectors (one joint PCA, no normalisation):",

@@ -192,6 +192,13 @@ def run(
         str,
         typer.Option("--dtype", help="Descriptor blocks as float32 or float16 (zarr only)."),
     ] = "float32",
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going",
+            help="Skip videos that cannot be read, list them (attrs 'failed'), exit 3 at the end.",
+        ),
+    ] = False,
     workers: Workers = 1,
     shard: Shard = None,
     seed: Seed = 0,
@@ -217,13 +224,16 @@ def run(
     remove matches from the camera fit only, as in the release); t_pos uses the
     decoded frame count, not the container's declared one.
     """
+    import json
+    import sys
+
     from vcl.cli.common import parse_shard_option
     from vcl.console import log, track
     from vcl.errors import UsageError
     from vcl.idt import HEADER, SCHEMA
     from vcl.idt.config import IdtConfig
     from vcl.idt.humans import read_human_boxes
-    from vcl.idt.pipeline import VideoJob, process_video
+    from vcl.idt.pipeline import VideoJob, try_process_video
     from vcl.io.sources import resolve_videos
     from vcl.parallel import parallel_map, select_shard
 
@@ -279,11 +289,29 @@ def run(
         for r in records
     ]
     if output_format == "text":
+        if keep_going:
+            raise UsageError("--keep-going is for --format zarr")
         _run_text(jobs, output, overwrite, workers)
         return
 
+    import numpy as np
+
     from vcl.idt.pipeline import empty_columns
+    from vcl.io.space import check_free_space, predict_videos
     from vcl.io.store import StoreWriter
+
+    # Trajectories per frame scale with pixels and the grid step: 38.7 a frame at 320×240,
+    # step 5 (the C++ release on vtest.avi, FACTS.md).
+    frames, pixels = predict_videos([r.path for r in records], max_side or None)
+    rows = frames * pixels * 38.7 / (320 * 240) * (5 / step) ** 2
+    if max_per_video:
+        rows = min(rows, max_per_video * len(records))
+    columns = empty_columns(config)
+    row_bytes = sum(  # descriptor blocks are stored as --dtype
+        (np.dtype(dtype) if v.ndim == 2 else v.dtype).itemsize * int(np.prod(v.shape[1:]))
+        for v in columns.values()
+    )
+    check_free_space(output, rows * row_bytes, "the trajectories")
 
     with StoreWriter(output, SCHEMA, params, seed, overwrite) as writer:
         spec = {}
@@ -295,9 +323,18 @@ def run(
         todo = [j for j in jobs if j.video_id not in writer.done_groups]
         if writer.resumed:
             log.info("resuming: %d of %d videos done", len(jobs) - len(todo), len(jobs))
-        results = parallel_map(process_video, todo, workers)
+        results = parallel_map(try_process_video, todo, workers)
         total = 0
-        for job, result in track(results, "idt", total=len(todo), unit="videos"):
+        failures: list[dict[str, str]] = []
+        for job, result, error in track(results, "idt", total=len(todo), unit="videos"):
+            if result is None:
+                if not keep_going:
+                    from vcl.errors import DataError
+
+                    raise DataError(error or "failed", None, "or pass --keep-going to skip it")
+                log.warning("skipped %s: %s", job.video_id, error)
+                failures.append({"video_id": job.video_id, "error": error or ""})
+                continue
             writer.append_group(job.video_id, **result.columns)
             info[job.video_id] = _video_info(result)
             writer.set_attrs(videos=info)
@@ -310,8 +347,14 @@ def run(
             blocks=config.dims,
             normalisation="per-frame L1 then square root; time cells averaged",
             units="header positions and lengths in pixels of the resized frames",
+            failed=[f["video_id"] for f in failures],
         )
-    log.info("wrote %d trajectories from %d videos to %s", total, len(todo), output)
+    log.info("wrote %d trajectories from %d videos to %s", total, len(todo) - len(failures), output)
+    if failures:
+        for failure in failures:
+            sys.stderr.write(json.dumps(failure) + "\n")
+        log.error("%d of %d videos failed (listed above)", len(failures), len(jobs))
+        raise typer.Exit(3)
 
 
 def _video_info(result: VideoResult) -> dict:

@@ -21,17 +21,20 @@ app = command_group(
 )
 
 Train = Annotated[
-    Path,
+    list[Path],
     typer.Option(
         "--train",
         help="vcl.features store (or .npy) to train on; with --split-field, the one store "
-        "holding train and test.",
+        "holding train and test (repeat for the shards of one run: read as their merge).",
         show_default=False,
     ),
 ]
 Test = Annotated[
-    Path | None,
-    typer.Option("--test", help="vcl.features store (or .npy) to evaluate on."),
+    list[Path] | None,
+    typer.Option(
+        "--test",
+        help="vcl.features store (or .npy) to evaluate on (repeatable, as --train).",
+    ),
 ]
 Layer = Annotated[
     list[str] | None,
@@ -108,8 +111,8 @@ def _probe(
     fn: Callable[[Any], dict[str, Any]],
     parameters: dict[str, Any],
     table_keys: list[str],
-    train: Path,
-    test: Path | None,
+    train: list[Path],
+    test: list[Path] | None,
     layer: list[str] | None,
     labels: Path | None,
     split_field: str | None,
@@ -122,8 +125,10 @@ def _probe(
 
     reports = []
     inputs: dict[str, Any] = {}
-    for name in _layers_of(train, layer):
-        data = load_probe_data(train, test, name, labels, split_field, train_split, test_split)
+    tr = train[0] if len(train) == 1 else train
+    te = None if not test else test[0] if len(test) == 1 else test
+    for name in _layers_of(train[0], layer):
+        data = load_probe_data(tr, te, name, labels, split_field, train_split, test_split)
         log.info(
             "%s probe of layer %s: %d train, %d test samples, %d dims",
             method,

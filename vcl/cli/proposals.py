@@ -239,6 +239,11 @@ def run(
         raise UsageError("must be orb or sift", "--keypoints")
     config.validate()
     records = select_shard(resolve_videos(videos), parse_shard_option(shard), lambda r: r.id)
+    from vcl.io.space import check_free_space, predict_videos
+
+    frames, _ = predict_videos([r.path for r in records])
+    row_bytes = 24  # frame int32, box 4 float32, score float32 (COLUMNS)
+    check_free_space(output, frames / stride * max_boxes * row_bytes, "the proposals")
     failures: list[dict[str, str]] = []
     with StoreWriter(output, SCHEMA, config.params(), seed, overwrite) as writer:
         writer.define_columns(COLUMNS)
@@ -278,8 +283,12 @@ def run(
 @vcl_command
 def evaluate(
     store: Annotated[
-        Path,
-        typer.Argument(metavar="PROPOSALS.zarr", help="A proposals store.", show_default=False),
+        list[Path],
+        typer.Argument(
+            metavar="PROPOSALS.zarr...",
+            help="A proposals store (several: the shards of one run, read as their merge).",
+            show_default=False,
+        ),
     ],
     gt: Annotated[
         Path,
@@ -338,7 +347,8 @@ def evaluate(
         raise UsageError(f"must be one of {', '.join(KINDS)}", "--kind")
     if not gt.exists():
         raise MissingInputError("no such ground-truth file", gt)
-    report = run_eval(store, gt, tops, thresholds, kind, min_visible, skip_empty)
+    store_input = store[0] if len(store) == 1 else store
+    report = run_eval(store_input, gt, tops, thresholds, kind, min_visible, skip_empty)
     typer.echo(json.dumps(report, indent=2))
 
 

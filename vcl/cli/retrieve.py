@@ -68,7 +68,7 @@ Layer = Annotated[
 ]
 
 
-def _read_features(path: Path, ids: Path | None, layer: str | None) -> Any:
+def _read_features(path: Path | list[Path], ids: Path | None, layer: str | None) -> Any:
     import inspect
 
     from vcl.errors import UsageError
@@ -79,6 +79,14 @@ def _read_features(path: Path, ids: Path | None, layer: str | None) -> Any:
     if "layer" not in inspect.signature(read_feature_set).parameters:
         raise UsageError("this vcl reads single-layer features stores only", "--layer")
     return read_feature_set(path, ids_file=ids, layer=layer)
+
+
+def _foreign_file(path: Path) -> bool:
+    """An existing file that is not a faiss index (every faiss index header starts 'I')."""
+    if not path.is_file():
+        return path.exists()
+    with path.open("rb") as f:
+        return f.read(1) != b"I"
 
 
 def _index_params(**kwargs: Any) -> Any:
@@ -93,10 +101,11 @@ def _index_params(**kwargs: Any) -> Any:
 @vcl_command
 def index(
     features: Annotated[
-        Path,
+        list[Path],
         typer.Argument(
-            metavar="FEATURES",
-            help="A vcl.features store, or an .npy array (N×D; ids are row numbers or --ids).",
+            metavar="FEATURES...",
+            help="A vcl.features store, or an .npy array (N×D; ids are row numbers or --ids); "
+            "several stores (shards of one run) read as their merge.",
             show_default=False,
         ),
     ],
@@ -136,6 +145,7 @@ def index(
     from vcl.console import log
     from vcl.device import faiss_device
     from vcl.errors import OutputError
+    from vcl.io.union import input_label
     from vcl.retrieve import build_index, check_finite, meta_path, prepare
     from vcl.retrieve import write_index as write
 
@@ -151,26 +161,37 @@ def index(
         train_size=train_size,
         seed=seed,
     )
-    if not overwrite and (output.exists() or meta_path(output).exists()):
+    if not overwrite and (meta_path(output).exists() or _foreign_file(output)):
         raise OutputError("exists already", output, "pass --overwrite to replace it")
+    if output.exists() and not meta_path(output).exists():  # the metadata is the commit
+        log.warning("%s has no metadata beside it (a killed run left it): rebuilding", output)
     if output.parent and not output.parent.exists():
         raise OutputError("its folder does not exist", output)
 
     gpu = faiss_device(device)
     fs = _read_features(features, ids, layer)
+    where_from = features[0] if len(features) == 1 else ", ".join(map(str, features))
     if len(fs) == 0:
         from vcl.errors import DataError
 
-        raise DataError("holds no features to index", features)
-    check_finite(fs.features, features)
+        raise DataError("holds no features to index", where_from)
+    check_finite(fs.features, where_from)
     config = params.resolved(*fs.features.shape)
+    from vcl.io.space import check_free_space
+
+    n, dim = fs.features.shape
+    if index_type == "ivfpq":  # codes plus an id per row, and the coarse centroids
+        need = n * (config["pq_m"] * config["pq_bits"] / 8 + 8) + config["nlist"] * dim * 4
+    else:  # flat vectors (+ HNSW links / IVF ids and centroids)
+        need = n * dim * 4 + n * (8 * hnsw_m if index_type == "hnsw" else 8)
+    check_free_space(output, need + 40 * n, "the index and its ids")
     start = time.perf_counter()
     x = prepare(fs.features, metric)
     built = build_index(x, config, gpu)
     seconds = time.perf_counter() - start
     attrs = dict(fs.attrs or {})
     source = {
-        "path": str(features),
+        "path": input_label(features),
         "ids_file": None if ids is None else str(ids),
         "layer": layer,
         "schema": attrs.get("vcl_schema"),

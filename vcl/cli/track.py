@@ -24,9 +24,10 @@ def run(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            metavar="INPUT",
-            help="iou: the proposals store (vcl.proposals/1); kcf: videos, folders or a "
-            "manifest; gt: gt_tracks.jsonl or an ImageNet VID annotation folder.",
+            metavar="INPUT...",
+            help="iou: the proposals store (vcl.proposals/1; several stores, the shards of "
+            "one run, read as their merge); kcf: videos, folders or manifests; gt: "
+            "gt_tracks.jsonl or an ImageNet VID annotation folder.",
             show_default=False,
         ),
     ],
@@ -172,25 +173,27 @@ def run(
     params = params_obj.to_json()
 
     if method == "iou":
-        from vcl.io.store import Store
+        from vcl.io.union import open_stores
 
-        if len(inputs) != 1:
-            raise UsageError("--method iou takes one proposals store", None, "vcl track P.zarr")
         if not videos:
             raise UsageError("--method iou needs --videos (the manifest of the proposals)")
-        store = Store(inputs[0], kind="proposals", version=1)
+        store = open_stores(inputs, kind="proposals", version=1)
         if not store.group_ids:
-            raise DataError("the proposals store holds no videos", inputs[0])
+            raise DataError("the proposals store holds no videos", ", ".join(inputs))
         manifest = {v.id: v for v in resolve_videos(videos)}
         unknown = [g for g in store.group_ids if g not in manifest]
+
+        def source(vid: str) -> str:  # the input holding a video's proposals
+            return str(store.store_of(vid).path) if hasattr(store, "store_of") else inputs[0]
+
         if unknown and not keep_going:
             raise DataError(
                 f"proposals for video {unknown[0]!r}, which is not in the videos manifest",
-                inputs[0],
+                source(unknown[0]),
                 "pass the manifest the proposals were made from (or --keep-going)",
             )
         ids = [g for g in store.group_ids if g in manifest]
-        tasks = [VideoTask(v, manifest[v].path, "iou", params, inputs[0]) for v in ids]
+        tasks = [VideoTask(v, manifest[v].path, "iou", params, source(v)) for v in ids]
     else:
         tasks = [VideoTask(v.id, v.path, "kcf", params) for v in resolve_videos(inputs)]
 
@@ -228,9 +231,11 @@ def run(
 @vcl_command
 def evaluate(
     tracks: Annotated[
-        str,
+        list[str],
         typer.Argument(
-            metavar="TRACKS", help="Predicted tracks JSONL ('-': stdin).", show_default=False
+            metavar="TRACKS...",
+            help="Predicted tracks JSONL ('-': stdin); several files (shards) read as one.",
+            show_default=False,
         ),
     ],
     gt: Annotated[
@@ -258,11 +263,12 @@ def evaluate(
     """
     import json
 
-    from vcl.io.manifest import TrackRecord, read_records
+    from vcl.io.manifest import TrackRecord
+    from vcl.io.union import read_records_union
     from vcl.track.evaluate import evaluate as score
     from vcl.track.gt import import_tracks
 
-    predicted = read_records(tracks, TrackRecord)
+    predicted = read_records_union(tracks, TrackRecord)
     truth = import_tracks(gt)
     typer.echo(json.dumps(score(predicted, truth, min_len, iou)))
 

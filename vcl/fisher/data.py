@@ -29,13 +29,20 @@ def finite_rows(columns: Video) -> np.ndarray:
 
 
 class DescriptorStore:
-    """A store of local descriptors opened for reading; ``columns`` picks the parts."""
+    """A store of local descriptors opened for reading; ``columns`` picks the parts.
 
-    def __init__(self, path: str | Path, columns: Sequence[str] | None = None):
-        from vcl.io.store import Store
+    ``path`` may be several stores (the shards of one run): they read as their merge
+    (``vcl.io.union``), videos in input order.
+    """
 
-        self.path = Path(path)
-        self.store = Store(path)
+    def __init__(
+        self, path: str | Path | Sequence[str | Path], columns: Sequence[str] | None = None
+    ):
+        from vcl.io.union import open_stores
+
+        paths = list(path) if isinstance(path, (list, tuple)) else [path]
+        self.store = open_stores(paths)
+        self.path: Path | str = Path(paths[0]) if len(paths) == 1 else ", ".join(map(str, paths))
         if self.store.version != 1:  # every vcl schema is at major 1: a newer one may differ
             raise DataError(
                 f"schema {self.store.attrs['vcl_schema']} is newer than this vcl reads",

@@ -27,7 +27,7 @@ import numpy as np
 from vcl.console import log
 from vcl.idt import HEADER
 from vcl.idt.config import IdtConfig
-from vcl.idt.descriptors import integral_histograms
+from vcl.idt.descriptors import HistogramWorkspace, integral_histograms
 from vcl.idt.humans import FrameBoxes, PeopleDetector
 from vcl.idt.sampling import build_pyramid, dense_sample, pyramid_sizes
 from vcl.idt.tracking import Tracks, finish, step
@@ -150,6 +150,8 @@ def extract(
     detector = PeopleDetector() if humans == "detect" and config.compensate else None
     camera = CameraModel(config) if config.compensate else None
     tracks = [Tracks.empty(config) for _ in factors]
+    workspaces = [] if too_small else [HistogramWorkspace(h, w, config) for w, h in sizes]
+    no_points = np.zeros((0, 2), np.float32)
     parts: list[dict[str, np.ndarray]] = []
     clock = _Clock()
     candidates, frames, gap = 0, 0, 0
@@ -202,11 +204,11 @@ def extract(
                 track_flow = motion.median_flow(track_flow, config.median_size)
             comp = track_flow if camera is None else _flow_at(compensated, size, float(factor))
             clock.lap("tracking")
-            integral = integral_histograms(prev_pyr[s], comp, config)
+            integral = integral_histograms(prev_pyr[s], comp, config, workspaces[s])
             clock.lap("descriptors")
-            tracks[s] = step(tracks[s], track_flow, comp, integral, config)
+            alive = step(tracks[s], track_flow, comp, integral, config)
             clock.lap("descriptors")
-            done = tracks[s].age >= config.track_length
+            done = tracks[s].age >= config.track_length  # (a track that left is younger)
             if done.any():
                 rows, keep = finish(tracks[s].select(done), float(factor), config)
                 candidates += int(done.sum())
@@ -214,10 +216,12 @@ def extract(
                     rows = {k: v[keep] for k, v in rows.items()}
                     rows["frame"] = np.full(int(keep.sum()), index, np.int32)
                     parts.append(rows)
-                tracks[s] = tracks[s].select(~done)
+                alive &= ~done
+            new = no_points
             if resample:
-                new = dense_sample(pyr[s], tracks[s].current(), config.step, config.quality)
-                tracks[s] = tracks[s].add(new)
+                occupied = tracks[s].current()[alive]
+                new = dense_sample(pyr[s], occupied, config.step, config.quality)
+            tracks[s] = tracks[s].compact(alive, new)
             clock.lap("tracking")
         if resample:
             gap = 0
@@ -291,3 +295,14 @@ def process_video(job: VideoJob) -> tuple[VideoJob, VideoResult]:
         generator = rng(job.seed, stable_key(job.video_id))
         result.columns = subsample(result.columns, job.max_rows, generator)
     return job, result
+
+
+def try_process_video(job: VideoJob) -> tuple[VideoJob, VideoResult | None, str | None]:
+    """``process_video`` that returns a bad video's error instead of raising it (for
+    ``--keep-going``): ``(job, result, None)`` or ``(job, None, message)``."""
+    from vcl.errors import VclError
+
+    try:
+        return (*process_video(job), None)
+    except VclError as exc:
+        return job, None, exc.message

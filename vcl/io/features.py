@@ -20,14 +20,14 @@ Labels always travel with ids, never by row order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vcl.errors import DataError, MissingInputError
+from vcl.errors import DataError, MissingInputError, UsageError
 
 KIND = "features"
 SCHEMA = "vcl.features/1"
@@ -91,14 +91,21 @@ def _features_column(store: Any, layer: str | None, path: Path) -> str:
 
 
 def read_feature_set(
-    path: str | Path, ids_file: str | Path | None = None, layer: str | None = None
+    path: str | Path | Sequence[str | Path],
+    ids_file: str | Path | None = None,
+    layer: str | None = None,
 ) -> FeatureSet:
     """Read a ``vcl.features`` store or an ``.npy`` array (N×D) with optional ids file.
 
     ``layer`` picks the column ``features_<layer>`` of a several-layer store (default:
     its ``features`` column, else the layer named by attrs ``default_layer``, else the
-    only layer); the chosen layer is in ``attrs["layer"]``.
+    only layer); the chosen layer is in ``attrs["layer"]``. A list of several stores
+    (the shards of one run) reads as their ``vcl merge`` would: see ``vcl.io.union``.
     """
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return _read_union(list(path), ids_file, layer)
+        path = path[0]
     path = Path(path)
     if not path.exists():
         raise MissingInputError("no such features store or .npy file", path)
@@ -124,6 +131,48 @@ def read_feature_set(
         track_ids=optional.get("track_id"),
         video_ids=optional.get("video_id"),
         attrs={**store.attrs, "layer": column.removeprefix("features_").removeprefix("features")},
+    )
+
+
+def _read_union(
+    paths: list[str | Path], ids_file: str | Path | None, layer: str | None
+) -> FeatureSet:
+    """Several features stores as one set: rows in input order, checked as for a merge."""
+    from vcl.io.store import Store
+    from vcl.io.union import StoreUnion
+
+    if not paths:
+        raise UsageError("no features store given")
+    if ids_file is not None:
+        raise UsageError("--ids goes with one .npy array, not several inputs", "--ids")
+    for p in paths:
+        if Path(p).suffix == ".npy":
+            raise UsageError(
+                "several inputs must be vcl.features stores", p, "give one .npy array at a time"
+            )
+    union = StoreUnion([Store(p, kind=KIND, version=1) for p in paths])  # schema, params...
+    sets = [read_feature_set(p, layer=layer) for p in paths]
+    ids = np.concatenate([fs.ids for fs in sets])
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        dup = str(unique[counts > 1][0])
+        owner = np.repeat(np.arange(len(sets)), [len(fs) for fs in sets])
+        where = owner[ids == dup]
+        raise DataError(
+            f"id {dup!r} is also in {paths[where[0]]}", paths[where[1]], "ids must be unique"
+        )
+
+    def cat(name: str) -> np.ndarray | None:
+        parts = [getattr(fs, name) for fs in sets]
+        return None if any(x is None for x in parts) else np.concatenate(parts)
+
+    return FeatureSet(
+        ids=ids,
+        features=np.concatenate([fs.features for fs in sets]),
+        labels=cat("labels"),
+        track_ids=cat("track_ids"),
+        video_ids=cat("video_ids"),
+        attrs={**union.attrs, "layer": (sets[0].attrs or {}).get("layer", "")},
     )
 
 

@@ -252,7 +252,11 @@ class StoreWriter:
         batch = {}
         for name, values in columns.items():
             arr = self._array(name)
-            values = np.asarray(values, dtype=arr.dtype if arr.dtype.kind != "T" else str)
+            values = np.asarray(values)
+            if arr.dtype.kind == "T":  # rows read from a store come as StringDType
+                values = (values.astype(object) if values.dtype.kind == "T" else values).astype(str)
+            else:
+                values = values.astype(arr.dtype, copy=False)
             if values.shape[1:] != arr.shape[1:]:
                 raise ValueError(
                     f"column {name!r} rows must be {arr.shape[1:]}, got {values.shape[1:]}"

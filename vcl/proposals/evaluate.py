@@ -73,7 +73,7 @@ def best_overlaps(gt: np.ndarray, proposals: np.ndarray, tops: Sequence[int]) ->
 
 
 def evaluate(
-    store_path: str | Path,
+    store_path: str | Path | Sequence[str | Path],
     gt_path: str | Path,
     tops: Sequence[int] = (10, 100, 300),
     thresholds: Sequence[float] = (0.5, 0.7),
@@ -81,10 +81,14 @@ def evaluate(
     min_visible: float = 0.0,
     skip_empty: bool = False,
 ) -> dict[str, Any]:
-    """Recall@k at each IoU threshold and ABO@k of a proposals store, as a JSON-able dict."""
-    from vcl.io.store import Store
+    """Recall@k at each IoU threshold and ABO@k of a proposals store, as a JSON-able dict.
 
-    store = Store(store_path, kind="proposals", version=1)
+    ``store_path`` may list several stores (the shards of one run): read as their merge.
+    """
+    from vcl.io.union import input_label, open_stores
+
+    paths = list(store_path) if isinstance(store_path, (list, tuple)) else [store_path]
+    store = open_stores(paths, kind="proposals", version=1)
     gt = load_ground_truth(gt_path, kind, min_visible)
     stride = int(store.attrs.get("params", {}).get("stride", 1))
     info = store.attrs.get("videos", {})
@@ -118,7 +122,7 @@ def evaluate(
         return round(float(values.mean()), 4) if len(values) else None
 
     return {
-        "store": str(store_path),
+        "store": input_label(paths),
         "gt": str(gt_path),
         "method": store.attrs.get("params", {}).get("method"),
         "videos": len(set(store.group_ids) & set(gt)),
