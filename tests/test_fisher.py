@@ -74,6 +74,22 @@ def test_encoder_equals_plain_float64_reference(kind: str) -> None:
         np.testing.assert_allclose(normed[i], power_l2(ref), atol=1e-10)
 
 
+def test_float32_encoder_stays_within_1e_5_for_larger_models_far_from_the_origin() -> None:
+    # K = 48, D = 33, descriptors and GMM 40 standard deviations away from the origin:
+    # without centring, float32 quadratic forms (x²/σ² ~ 1600) would lose ~1e-4
+    rng = np.random.default_rng(4)
+    k, d = 48, 33
+    means = rng.standard_normal((k, d)) * 2 + 40.0
+    variances = rng.uniform(0.5, 1.5, (k, d))
+    weights = rng.dirichlet(np.ones(k) * 3)
+    gmm = DiagonalGMM.from_params(weights, means, variances)
+    videos = [means[rng.integers(0, k, n)] + rng.standard_normal((n, d)) for n in (3, 517)]
+    for kind in ("improved", "vc"):
+        fast = FisherEncoder(gmm, kind, normalize=False).transform(videos)
+        for i, v in enumerate(videos):
+            assert rel(fast[i], reference_fv(v, weights, means, variances, kind)) <= 1e-5
+
+
 def test_skimage_variant_equals_skimage_fisher_vector() -> None:
     from skimage.feature import fisher_vector
     from sklearn.mixture import GaussianMixture
@@ -239,12 +255,39 @@ def test_model_round_trip_and_planted_classes(parts: str, tmp_path) -> None:
         )
 
 
-def test_row_chunks_that_split_videos_change_nothing() -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+def test_row_blocks_and_threads_that_split_videos_change_nothing(threads: int) -> None:
     from vcl.fisher import fisher_vectors
 
     gmm = fitted_gmm()
     params = gmm._tensors(torch.float64, "cpu")
-    videos = [torch.as_tensor(blobs(n, 7, 2, n)) for n in (13, 0, 1, 29, 8)]
-    whole = fisher_vectors(videos, *params, "improved", dtype="float64")
-    split = fisher_vectors(videos, *params, "improved", dtype="float64", chunk_rows=7)
+    videos = [torch.as_tensor(blobs(n, 7, 2, n)) for n in (13, 0, 1, 29, 8, 40)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        whole = fisher_vectors(videos, *params, "improved", dtype="float64")
+        torch.set_num_threads(threads)  # 91 rows in blocks of 7: 3 row ranges, cut in videos
+        split = fisher_vectors(videos, *params, "improved", dtype="float64", chunk_rows=7)
+        assert torch.get_num_threads() == threads  # restored after the call
+    finally:
+        torch.set_num_threads(before)
     torch.testing.assert_close(split, whole, rtol=1e-12, atol=1e-12)
+    assert not split[1].any()
+
+
+def test_em_statistics_do_not_depend_on_threads_or_blocks() -> None:
+    x = torch.as_tensor(blobs(1001, 5, 4, seed=9))
+    gmm = fitted_gmm(d=5, k=4, seed=9)
+    params = gmm._tensors(torch.float64, "cpu")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = DiagonalGMM(4, dtype="float64")._statistics(x, params)
+        torch.set_num_threads(3)
+        many = DiagonalGMM(4, dtype="float64", chunk_rows=50)._statistics(x, params)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(one, many, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-9)
+    # and the total equals the log-likelihood of a plain float64 computation
+    np.testing.assert_allclose(float(one[0]), gmm.score_samples(x.numpy()).sum(), rtol=1e-12)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from vcl.fisher.gmm import DiagonalGMM, _torch_dtype, augment, log_prob_matrix, posteriors
+from vcl.fisher.gmm import DiagonalGMM, EStep, _torch_dtype, map_row_ranges, torch_threads
 
 VARIANTS = ("improved", "vc", "skimage")
 
@@ -40,9 +40,9 @@ def power_l2(v: Any, alpha: float = 0.5) -> Any:
     """Row-wise sign(v)|v|^α then L2 normalisation; zero rows stay zero. (B, D) → (B, D)."""
     import torch
 
-    v = torch.sign(v) * torch.abs(v) ** alpha
-    norm = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
-    return v / torch.where(norm > 0, norm, torch.ones_like(norm))
+    out = torch.abs(v).pow_(alpha).copysign_(v)  # one new tensor, then in place
+    norm = torch.linalg.vector_norm(out, dim=-1, keepdim=True)
+    return out.div_(torch.where(norm > 0, norm, torch.ones_like(norm)))
 
 
 def fisher_vectors(
@@ -54,59 +54,115 @@ def fisher_vectors(
     alpha: float = 0.5,
     normalize: bool = True,
     dtype: str = "float32",
-    chunk_rows: int = 1 << 15,
+    chunk_rows: int | None = None,
 ) -> Any:
     """Fisher vectors of B videos: list of (T_b, D) tensors → (B, dim) float64 tensor.
 
     weights (K,), means and variances (K, D) are float64 tensors on the videos'
     device. A video with T_b = 0 gets a zero vector.
+
+    All videos' rows are taken together in blocks of ``chunk_rows`` (default: see
+    :func:`~vcl.fisher.gmm.default_chunk_rows`) whatever the videos' lengths (a block
+    may hold the end of one video and the start of the next): one matmul gives a block's
+    log-densities, then one (K, n) @ (n, 2D+1) matmul per video in the block its
+    statistics, summed per video in float64. Rows are centred on the GMM's mean
+    Σ w_k μ_k (the gradients are shift-invariant), which keeps the float32 quadratic
+    forms accurate. On a CPU, contiguous row ranges run in parallel threads
+    (:func:`~vcl.fisher.gmm.map_row_ranges`).
     """
     import torch
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    workers = torch.get_num_threads()
+    with torch_threads(1 if means.device.type == "cpu" else workers):
+        return _fisher_vectors(
+            videos, weights, means, variances, variant, alpha, normalize, dtype, chunk_rows, workers
+        )
+
+
+def _fisher_vectors(
+    videos: Sequence[Any],
+    weights: Any,
+    means: Any,
+    variances: Any,
+    variant: str,
+    alpha: float,
+    normalize: bool,
+    dtype: str,
+    chunk_rows: int | None,
+    workers: int,
+) -> Any:
+    import torch
+
     f64 = torch.float64
     compute = _torch_dtype(dtype)
     k, d = means.shape
     device = means.device
     lengths = [int(v.shape[0]) for v in videos]
     b = len(videos)
-    s0 = torch.zeros(b, k, dtype=f64, device=device)
-    s1 = torch.zeros(b, k, d, dtype=f64, device=device)
-    s2 = torch.zeros(b, k, d, dtype=f64, device=device)
-    if sum(lengths):
-        x = torch.cat([v.to(device=device, dtype=compute) for v in videos])  # (ΣT, D)
-        a = log_prob_matrix(weights, means, variances).to(compute)  # (2D+1, K)
-        firsts = np.cumsum([0, *lengths])
-        for start in range(0, x.shape[0], chunk_rows):  # rows of whole videos per chunk
-            stop = min(x.shape[0], start + chunk_rows)
-            z = augment(x[start:stop])  # (n, 2D+1)
-            gamma, _ = posteriors(z, a)
-            lo = int(np.searchsorted(firsts, start, side="right")) - 1
-            hi = int(np.searchsorted(firsts, stop, side="left"))
-            for i in range(lo, hi):  # videos overlapping this chunk: partial sums
-                a0, a1 = max(firsts[i], start) - start, min(firsts[i + 1], stop) - start
-                if a1 > a0:
-                    st = (gamma[a0:a1].T @ z[a0:a1]).to(f64)  # (K, 2D+1)
-                    s1[i] += st[:, :d]
-                    s2[i] += st[:, d : 2 * d]
-                    s0[i] += st[:, 2 * d]
-        count = torch.as_tensor(lengths, dtype=f64, device=device).clamp_min(1)
-        s0, s1, s2 = s0 / count[:, None], s1 / count[:, None, None], s2 / count[:, None, None]
-    mu, var, w = means[None], variances[None], weights[None, :, None]
-    d_mu = s1 - s0[..., None] * mu  # (B, K, D)
-    d_var = s2 - 2 * mu * s1 + s0[..., None] * (mu * mu - var)
+    centre = weights @ means  # (D,) the mixture's mean
+    stats = torch.zeros(b, k, 2 * d + 1, dtype=f64, device=device)  # S1 | S2 | S0 per video
+    firsts = np.cumsum([0, *lengths])
+    total_rows = int(firsts[-1])
+
+    def work(lo: int, hi: int) -> tuple[int, Any]:
+        """Rows [lo, hi) of the videos' concatenation. Statistics of a video that starts
+        in this range go to ``stats``; those of the video that started before ``lo``
+        (if any) to the returned carry, added afterwards: no two threads write a row."""
+        estep = EStep(weights, means, variances, centre, compute, chunk_rows)
+        block = torch.empty(k, 2 * d + 1, dtype=compute, device=device)
+        first = int(np.searchsorted(firsts, lo, side="right")) - 1
+        carry = torch.zeros(k, 2 * d + 1, dtype=f64, device=device)
+        owners: list[tuple[int, int, int]] = []  # (video, first row, end row) in the block
+
+        def flush(n: int) -> None:
+            p, z, _, _ = estep.compute(n)
+            for i, a0, a1 in owners:
+                target = carry if i == first and firsts[i] < lo else stats[i]
+                target += torch.mm(p[a0:a1].T, z[a0:a1], out=block)
+            owners.clear()
+
+        fill = 0
+        for i in range(first, len(videos)):
+            if firsts[i] >= hi:
+                break
+            pos, end = max(lo, int(firsts[i])) - firsts[i], min(hi, int(firsts[i + 1])) - firsts[i]
+            video = videos[i].to(device)
+            while pos < end:
+                take = min(estep.rows - fill, end - pos)
+                estep.load(video[pos : pos + take], fill)
+                owners.append((i, fill, fill + take))
+                fill, pos = fill + take, pos + take
+                if fill == estep.rows:
+                    flush(fill)
+                    fill = 0
+        if fill:
+            flush(fill)
+        return first, carry
+
+    if total_rows:
+        for first, carry in map_row_ranges(total_rows, work, device, workers, chunk_rows):
+            stats[first] += carry  # a video cut between ranges: its other part
+        stats /= torch.as_tensor(lengths, dtype=f64, device=device).clamp_min(1)[:, None, None]
+    s1, s2, s0 = stats[..., :d], stats[..., d : 2 * d], stats[..., 2 * d : 2 * d + 1]
+    # gradients written in place into their blocks of the output (B, dim): few passes
+    first = k if variant == "skimage" else 0
+    out = torch.empty(b, fisher_dim(k, d, variant), dtype=f64, device=device)
+    g_mu = out[:, first : first + k * d].view(b, k, d)
+    g_var = out[:, first + k * d :].view(b, k, d)
+    mu = means - centre  # (K, D), centred like the statistics
+    torch.addcmul(s1, s0, mu, value=-1.0, out=g_mu)  # S1 − S0 μ
+    torch.addcmul(s2, mu, s1, value=-2.0, out=g_var).addcmul_(s0, mu * mu - variances)
     if variant == "vc":
-        parts = [d_mu, -d_var]
+        g_var.neg_()
     else:
-        g_mu = d_mu / (torch.sqrt(w) * torch.sqrt(var))
-        g_var = d_var / (torch.sqrt(2 * w) * var)
-        if variant == "improved":
-            parts = [g_mu, g_var]
-        else:  # skimage: weight gradients first, and its sign for the variances
-            d_w = (s0 - weights[None]) / torch.sqrt(weights)[None]
-            parts = [d_w, g_mu, -g_var]
-    out = torch.cat([p.reshape(b, -1) for p in parts], 1)
+        w = weights[:, None]
+        g_mu.div_(torch.sqrt(w) * torch.sqrt(variances))
+        sign = -1.0 if variant == "skimage" else 1.0  # skimage's sign for the variances
+        g_var.div_(sign * torch.sqrt(2 * w) * variances)
+        if variant == "skimage":  # weight gradients first
+            torch.sub(s0[..., 0], weights, out=out[:, :k]).div_(torch.sqrt(weights))
     empty = torch.tensor([n == 0 for n in lengths], device=device)
     out[empty] = 0.0  # no descriptors: no evidence (skimage's d_w would be −√w)
     return power_l2(out, alpha) if normalize else out
