@@ -96,10 +96,14 @@ def dense_flow(
 
 
 def median_flow(flow: np.ndarray, ksize: int = 3) -> np.ndarray:
-    """Median-filter each flow component (IDT tracks points with a 3×3 median)."""
+    """Median-filter each flow component (IDT tracks points with a 3×3 median).
+
+    One ``medianBlur`` call on both channels (it filters each channel on its own, the
+    same numbers as two single-channel calls, a third of the time).
+    """
     import cv2
 
-    return np.dstack([cv2.medianBlur(np.ascontiguousarray(flow[..., c]), ksize) for c in range(2)])
+    return cv2.medianBlur(np.ascontiguousarray(flow, np.float32), ksize)
 
 
 def outside_boxes(points: np.ndarray, boxes: np.ndarray | None) -> np.ndarray:
@@ -255,17 +259,20 @@ def match_features(
     empty = np.zeros((0, 2), np.float32)
     if d1 is None or d2 is None or len(p1) < 2 or len(p2) < 2:
         return empty, empty
-    norm = cv2.NORM_HAMMING if detector == "orb" else cv2.NORM_L2
-    pairs = cv2.BFMatcher(norm).knnMatch(d1, d2, k=2)
-    idx = np.array(
-        [
-            (p[0].queryIdx, p[0].trainIdx)
-            for p in pairs
-            if len(p) == 2 and p[0].distance < ratio * p[1].distance
-        ],
-        dtype=np.int64,
-    ).reshape(-1, 2)
-    src, dst = p1[idx[:, 0]], p2[idx[:, 1]]
+    # the two nearest neighbours of each query, as BFMatcher.knnMatch(k=2) finds them
+    # (it calls batchDistance), without building 2N DMatch objects; distances compared
+    # as the Python floats knnMatch hands out
+    hamming = detector == "orb"
+    dist, nearest = cv2.batchDistance(
+        d1,
+        d2,
+        cv2.CV_32S if hamming else cv2.CV_32F,
+        normType=cv2.NORM_HAMMING if hamming else cv2.NORM_L2,
+        K=2,
+    )
+    dist = dist.astype(np.float32).astype(np.float64)
+    good = np.flatnonzero((nearest[:, 1] >= 0) & (dist[:, 0] < ratio * dist[:, 1]))
+    src, dst = p1[good], p2[nearest[good, 0]]
     if window is not None and len(src):
         keep = np.all(np.abs(dst - src) < window, axis=1)
         src, dst = src[keep], dst[keep]

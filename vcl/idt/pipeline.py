@@ -192,7 +192,7 @@ def extract(
             warped = motion.warp_into_previous(grey, prev, H)
             clock.lap("homography")
             compensated = motion.dense_flow(prev, warped, config.flow, config.dis_preset)
-            clock.lap("flow")
+            clock.lap("flow_warped")  # the release computes this second flow too
         else:
             compensated = flow
         gap += 1
@@ -288,9 +288,16 @@ def stable_key(text: str) -> int:
 def process_video(job: VideoJob) -> tuple[VideoJob, VideoResult]:
     """``extract`` then the seeded ``--max-per-video`` sample (a module-level function,
     so ``parallel_map`` can send it to worker processes)."""
+    import cv2
+
     from vcl.seed import rng
 
-    result = extract(job.path, job.config, job.max_side, job.humans, job.boxes)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # one core per worker, as in proposals: --workers spreads videos
+    try:
+        result = extract(job.path, job.config, job.max_side, job.humans, job.boxes)
+    finally:
+        cv2.setNumThreads(threads)
     if job.max_rows > 0:
         generator = rng(job.seed, stable_key(job.video_id))
         result.columns = subsample(result.columns, job.max_rows, generator)

@@ -62,6 +62,23 @@ class Tracks:
             np.concatenate([self.desc, np.zeros((m, *self.desc.shape[1:]), np.float32)]),
         )
 
+    def compact(self, keep: np.ndarray, new_points: np.ndarray) -> Tracks:
+        """The trajectories where ``keep`` (n,) holds, in order, then new ones starting at
+        ``new_points`` (M×2): ``select`` then ``add`` with one copy of each array."""
+        m, k = int(np.count_nonzero(keep)), len(new_points)
+        if k == 0 and m == len(self):
+            return self
+
+        def grown(values: np.ndarray) -> np.ndarray:
+            out = np.empty((m + k, *values.shape[1:]), values.dtype)
+            out[:m] = values[keep]  # (faster than np.compress into ``out``)
+            out[m:] = 0
+            return out
+
+        points = grown(self.points)
+        points[m:, 0] = new_points
+        return Tracks(points, grown(self.disp), grown(self.age), grown(self.desc))
+
 
 def step(
     tracks: Tracks,
@@ -69,25 +86,30 @@ def step(
     compensated_flow: np.ndarray,
     integral: np.ndarray,
     config: IdtConfig,
-) -> Tracks:
-    """Advance every trajectory one frame; drop those leaving the frame.
+) -> np.ndarray:
+    """Advance every trajectory one frame, in place; return which are still inside (n,).
 
     ``track_flow`` (H×W×2, median-filtered) moves the points; ``compensated_flow``
     records the step the camera does not explain; ``integral`` is the previous
     frame's integral histogram, sampled around the points *before* they move.
+    Trajectories leaving the frame are left untouched and marked False: the caller
+    drops them with the finished ones in a single ``compact``.
     """
-    if len(tracks) == 0:
-        return tracks
+    n = len(tracks)
+    if n == 0:
+        return np.ones(0, bool)
     h, w = track_flow.shape[:2]
     p = tracks.current()
     xi = np.clip(np.rint(p[:, 0]).astype(np.int64), 0, w - 1)
     yi = np.clip(np.rint(p[:, 1]).astype(np.int64), 0, h - 1)
     moved = p + track_flow[yi, xi]
     inside = (moved[:, 0] > 0) & (moved[:, 0] < w) & (moved[:, 1] > 0) & (moved[:, 1] < h)
-    if not inside.all():
-        tracks = tracks.select(inside)
+    if inside.all():
+        rows = np.arange(n)
+    else:
+        rows = np.flatnonzero(inside)
         p, xi, yi, moved = p[inside], xi[inside], yi[inside], moved[inside]
-    rows, age = np.arange(len(tracks)), tracks.age
+    age = tracks.age[rows]
     tracks.disp[rows, age] = compensated_flow[yi, xi]
     stride = config.track_length // config.t_cells
     cell = age // stride
@@ -98,8 +120,8 @@ def step(
     else:
         tracks.desc[rows[used], cell[used]] += per_frame[used]
     tracks.points[rows, age + 1] = moved
-    tracks.age = age + 1
-    return tracks
+    tracks.age[rows] = age + 1
+    return inside
 
 
 def finish(
