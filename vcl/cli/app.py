@@ -44,6 +44,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("synth", "synth"),
     ("videos", "videos"),
     ("info", "info"),
+    ("demo", "demo"),
     ("proposals", "proposals"),
     ("track", "track"),
     ("crops", "crops"),
@@ -54,6 +55,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("cluster", "cluster"),
     ("probe", "probe"),
     ("retrieve", "retrieve"),
+    ("plot", "plot"),
     ("merge", "merge"),
 ]
 COMMANDS: list[tuple[str, ModuleType]] = [

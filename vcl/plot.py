@@ -1,0 +1,325 @@
+"""The figures people look at: training curves, cluster montages, probe tables.
+
+Drawn with matplotlib's object API (``matplotlib.figure.Figure``, no pyplot state, no
+display: the Agg renderer for PNG, the SVG/PDF ones by extension) and written
+atomically. Retrieval montages are drawn by ``vcl retrieve query --montage``.
+
+- ``plot_curves``: one panel per metric, one line per run, from each run's
+  ``metrics.jsonl`` (ODCT Fig. 2–3: change ratio and intra-track entropy per epoch).
+- ``plot_clusters``: one row per cluster (largest first), sample crops of it — ODCT
+  Fig. 4. Crops join clusters by id (``vcl embed`` names a crop ``<track_id>@<frame>``).
+- ``plot_probe``: the ``vcl probe compare`` layout (rows probes, columns layers, %)
+  rendered as a table figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vcl.errors import DataError, MissingInputError, OutputError, UsageError
+
+FORMATS = (".png", ".svg", ".pdf")
+# Headline number of each probe, as `vcl probe compare` shows them.
+HEADLINE = {"linear": ["top1"], "knn": ["top1"], "svm": ["mAP"]}
+
+
+def check_output(path: Path) -> None:
+    """Refuse an unknown image format or a missing folder before any work is done."""
+    if path.suffix.lower() not in FORMATS:
+        raise UsageError(f"unknown image format {path.suffix!r}", path, "end it in .png or .svg")
+    if not path.parent.is_dir():
+        raise OutputError("its folder does not exist", path)
+
+
+def _save(fig: Any, path: Path, dpi: int = 120) -> Path:
+    check_output(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower(), bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+# ---------------------------------------------------------------- training curves
+def read_run_metrics(run: Path) -> tuple[str, list[dict[str, Any]]]:
+    """``(label, records)`` of a pretrain run directory (or a metrics.jsonl file)."""
+    from vcl.io.manifest import iter_json_lines
+
+    path = run / "metrics.jsonl" if run.is_dir() else run
+    if not path.exists():
+        raise MissingInputError("no metrics.jsonl: not a vcl pretrain run", run)
+    records = [obj for _, obj in iter_json_lines(path)]
+    if not records or any("epoch" not in r for r in records):
+        raise DataError("no per-epoch records (each line needs an 'epoch')", path)
+    label = path.parent.name if path.name == "metrics.jsonl" else path.stem
+    config = path.parent / "config.json"
+    if config.exists():
+        try:
+            method = json.loads(config.read_text(encoding="utf-8")).get("method")
+        except json.JSONDecodeError:
+            method = None
+        if method and method != label:
+            label = f"{label} ({method})"
+    return label, records
+
+
+def plot_curves(
+    runs: Sequence[Path],
+    metrics: Sequence[str],
+    out: Path,
+    labels: Sequence[str] | None = None,
+) -> Path:
+    """One panel per metric (x: epoch), one line per run; None values are gaps."""
+    from matplotlib.ticker import MaxNLocator
+
+    check_output(out)
+    data = [read_run_metrics(Path(r)) for r in runs]
+    if labels:
+        if len(labels) != len(data):
+            raise UsageError(f"{len(labels)} labels for {len(data)} runs", "--label")
+        data = [(name, recs) for name, (_, recs) in zip(labels, data, strict=True)]
+    for metric in metrics:
+        if not any(metric in r for _, recs in data for r in recs):
+            known = sorted({k for _, recs in data for r in recs for k in r} - {"epoch"})
+            raise UsageError(
+                f"no run has the metric {metric!r}", "--metric", f"one of {', '.join(known)}"
+            )
+    fig = _figure(4.2 * len(metrics), 3.4)
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics, strict=True):
+        for name, records in data:
+            points = sorted(
+                (r["epoch"], r[metric])
+                for r in records
+                if isinstance(r.get(metric), (int, float)) and not isinstance(r[metric], bool)
+            )
+            if points:
+                x, y = zip(*points, strict=True)
+                ax.plot(x, y, marker="o", markersize=3, label=name)
+        ax.set_title(metric.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return _save(fig, out)
+
+
+# ---------------------------------------------------------------- cluster montage
+def _read_assignments(path: Path, run: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, cluster)`` from a vcl.clusters store or JSONL ``{"id", "cluster"}`` lines."""
+    from vcl.io.labels import is_store
+
+    if is_store(path):
+        from vcl.io.store import Store
+
+        store = Store(path, kind="clusters")
+        assignment = store["assignment"][:]
+        if assignment.ndim == 2:
+            if run >= assignment.shape[1]:
+                raise UsageError(f"the store has {assignment.shape[1]} runs", "--run")
+            assignment = assignment[:, run]
+        return store["id"][:].astype(object).astype(str), assignment.astype(np.int64)
+    from vcl.io.manifest import iter_json_lines
+
+    ids, clusters = [], []
+    for lineno, obj in iter_json_lines(path):
+        if "id" not in obj or "cluster" not in obj:
+            raise DataError(f"line {lineno}: needs 'id' and 'cluster'", path)
+        ids.append(str(obj["id"]))
+        clusters.append(int(obj["cluster"]))
+    return np.array(ids, dtype=str), np.array(clusters, dtype=np.int64)
+
+
+def _crop_ids(store: Any) -> np.ndarray:
+    """The id of every crop: an ``id`` column, else vcl embed's ``<track_id>@<frame>``."""
+    if "id" in store.columns:
+        return store["id"][:].astype(object).astype(str)
+    if {"track_id", "frame"} <= set(store.columns):
+        tracks = store["track_id"][:].astype(object).astype(str)
+        return np.char.add(np.char.add(tracks, "@"), store["frame"][:].astype(str))
+    return np.arange(store.n_rows).astype(str)
+
+
+def cluster_grid(
+    ids: np.ndarray,
+    clusters: np.ndarray,
+    crop_ids: np.ndarray,
+    per_cluster: int,
+    max_clusters: int,
+    seed: int,
+) -> tuple[list[int], list[int], np.ndarray]:
+    """Which crops to draw: ``(cluster ids, their sizes, rows (C, per_cluster))``.
+
+    Clusters largest first (ties by id); in each, ``per_cluster`` members drawn
+    without replacement with ``seed`` (row -1 where a cluster is smaller). Only
+    members found among ``crop_ids`` count.
+    """
+    order = np.argsort(crop_ids)
+    pos = np.minimum(np.searchsorted(crop_ids, ids, sorter=order), max(len(crop_ids) - 1, 0))
+    found = (crop_ids[order[pos]] == ids) if len(crop_ids) else np.zeros(len(ids), bool)
+    if not found.any():
+        raise DataError("no clustered id names a crop", None, "cluster the crops' features")
+    rows_of, cl = order[pos][found], clusters[found]
+    keep = cl >= 0  # -1: unassigned
+    rows_of, cl = rows_of[keep], cl[keep]
+    values, sizes = np.unique(cl, return_counts=True)
+    ranked = np.lexsort((values, -sizes))[:max_clusters]
+    rng = np.random.default_rng(seed)
+    grid = np.full((len(ranked), per_cluster), -1, np.int64)
+    for i, j in enumerate(ranked):
+        members = rows_of[cl == values[j]]
+        pick = rng.choice(len(members), size=min(per_cluster, len(members)), replace=False)
+        grid[i, : len(pick)] = members[np.sort(pick)]
+    return [int(values[j]) for j in ranked], [int(sizes[j]) for j in ranked], grid
+
+
+def plot_clusters(
+    clusters_path: Path,
+    crops_path: Path,
+    out: Path,
+    per_cluster: int = 10,
+    max_clusters: int = 20,
+    run: int = 0,
+    seed: int = 0,
+) -> Path:
+    """A grid of sample crops per cluster: one row per cluster, largest first."""
+    from vcl.io.store import Store
+
+    check_output(out)
+    ids, clusters = _read_assignments(clusters_path, run)
+    store = Store(crops_path)
+    if "image" not in store.columns:
+        raise DataError("has no 'image' column: not a crops store", crops_path)
+    names, sizes, grid = cluster_grid(
+        ids, clusters, _crop_ids(store), per_cluster, max_clusters, seed
+    )
+    wanted = np.unique(grid[grid >= 0])
+    images = store["image"].get_orthogonal_selection((wanted,))  # (n, S, S, 3) uint8
+    lookup = {int(r): i for i, r in enumerate(wanted)}
+    side, pad = images.shape[1], 2
+    cell = side + pad
+    canvas = np.full((len(names) * cell + pad, per_cluster * cell + pad, 3), 255, np.uint8)
+    for i, j in np.argwhere(grid >= 0):
+        y, x = pad + i * cell, pad + j * cell
+        canvas[y : y + side, x : x + images.shape[2]] = images[lookup[int(grid[i, j])]][:, :, :3]
+    scale = max(0.5, min(1.2, 64 / side))  # inches per cell: small crops drawn larger
+    fig = _figure(per_cluster * cell * scale / 64 + 1.6, len(names) * cell * scale / 64 + 0.6)
+    ax = fig.add_subplot()
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_yticks([pad + i * cell + side / 2 for i in range(len(names))])
+    ax.set_yticklabels([f"cluster {c} ({n})" for c, n in zip(names, sizes, strict=True)])
+    ax.set_xticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(f"{Path(clusters_path).name}: {per_cluster} sample crops per cluster")
+    return _save(fig, out, dpi=100)
+
+
+# ---------------------------------------------------------------- probe table
+def probe_table(reports: Sequence[Path]) -> tuple[list[str], list[dict[str, Any]]]:
+    """``(columns, rows)`` as ``vcl probe compare`` lays them out.
+
+    Each report is a ``vcl probe`` report (JSON, or JSONL from ``--jsonl``) or the
+    JSON that ``vcl probe compare`` prints (``{"columns", "rows"}``). Row values are
+    fractions keyed by layer: linear/knn top-1, svm mAP, few-shot mean per shot count.
+    """
+    rows: list[dict[str, Any]] = []
+    columns: list[str] = []
+    for path in map(Path, reports):
+        if not path.exists():
+            raise MissingInputError("no such report", path)
+        try:
+            lines = [
+                json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()
+            ]
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"not a JSON report ({exc})", path) from None
+        if len(lines) == 1 and isinstance(lines[0], dict) and {"columns", "rows"} <= set(lines[0]):
+            columns += [c for c in lines[0]["columns"] if c not in columns]
+            rows += lines[0]["rows"]
+            continue
+        layer_reports = []
+        for obj in lines:
+            if not isinstance(obj, dict) or "method" not in obj:
+                raise DataError("not a vcl probe report (no 'method')", path)
+            if "layers" in obj:
+                layer_reports += [{"method": obj["method"], **r} for r in obj["layers"]]
+            else:
+                layer_reports.append(obj)
+        by_row: dict[str, dict[str, Any]] = {}
+        for r in layer_reports:
+            layer = r.get("layer") or "features"
+            if layer not in columns:
+                columns.append(layer)
+            metrics = r.get("metrics", {})
+            keys = HEADLINE.get(r["method"]) or [k for k in metrics if k.endswith("-shot")]
+            for key in keys:
+                name = f"{r['method']} {key}" + (f" ({path.name})" if len(reports) > 1 else "")
+                row = by_row.setdefault(name, {"probe": name, "source": str(path), "values": {}})
+                row["values"][layer] = metrics.get(key)
+        rows.extend(by_row.values())
+    if not rows:
+        raise DataError("no probe results in the reports", reports[0] if reports else None)
+    return columns, rows
+
+
+def plot_probe(reports: Sequence[Path], out: Path, title: str | None = None) -> Path:
+    """The probe table as a figure: percentages, the best value of each column in bold."""
+    check_output(out)
+    columns, rows = probe_table(reports)
+    cells, best = [], {}
+    for c in columns:
+        values = [r["values"].get(c) for r in rows]
+        numbers = [v for v in values if isinstance(v, (int, float))]
+        best[c] = max(numbers) if numbers else None
+    for r in rows:
+        cells.append(
+            [r["probe"]]
+            + [
+                "–" if r["values"].get(c) is None else f"{100 * r['values'][c]:.2f}"
+                for c in columns
+            ]
+        )
+    # inches: ~0.075 per character at 9 pt, plus padding
+    widths = [
+        0.3 + 0.075 * max(len(x) for x in [h] + [row[i] for row in cells])
+        for i, h in enumerate(["probe", *columns])
+    ]
+    widths = [widths[0]] + [max(w, 0.8) for w in widths[1:]]
+    height = 0.28 * (len(rows) + 1)
+    fig = _figure(sum(widths) + 0.2, height + 0.5)
+    ax = fig.add_subplot()
+    ax.axis("off")
+    table = ax.table(
+        cellText=cells,
+        colLabels=["probe", *columns],
+        colWidths=[w / sum(widths) for w in widths],
+        cellLoc="right",
+        bbox=[0, 0, 1, 1],
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    for (i, j), cell in table.get_celld().items():
+        if j == 0:
+            cell.set_text_props(ha="left")
+        if i == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("#eeeeee")
+        elif j > 0 and rows[i - 1]["values"].get(columns[j - 1]) == best[columns[j - 1]]:
+            cell.set_text_props(weight="bold")
+    ax.set_title(title or "linear probes and kNN (%)", fontsize=10)
+    return _save(fig, out)
