@@ -6,6 +6,8 @@ a batch to pooled features and can also return the feature maps of its named sta
 which linear probes read (ODCT probes conv1 and the four residual stages):
 
 - image ResNets, input (N, 3, H, W): stages ``conv1, layer1, layer2, layer3, layer4``;
+- AlexNet (Wang & Gupta's network), input (N, 3, H, W): ``pool1, pool2, conv3, conv4,
+  pool5``; its pooled output is pool5 (256×6×6, adaptively pooled);
 - video networks, input (N, 3, T, H, W): ``stem, layer1..layer4`` (r3d_18,
   r2plus1d_18, mc3_18) or ``features`` blocks (s3d, which needs T >= 14, H, W >= 224).
 
@@ -57,6 +59,8 @@ REGISTRY: dict[str, BackboneSpec] = {
         _video("r2plus1d_18"),
         _video("mc3_18"),
         BackboneSpec("s3d", "video", 1024, ("features",), min_frames=14, min_side=224),
+        # AlexNet (torchvision's one-GPU variant): pooled output = pool5, 256×6×6 = 9216
+        BackboneSpec("alexnet", "image", 9216, ("pool1", "pool2", "conv3", "conv4", "pool5")),
     )
 }
 
@@ -78,11 +82,27 @@ def _make(arch: str) -> Any:
     net = (getattr(models, arch) if spec.kind == "image" else getattr(video_models, arch))(
         weights=None
     )
-    if arch == "s3d":
+    if arch in ("s3d", "alexnet"):
         net.classifier = torch.nn.Identity()
     else:
         net.fc = torch.nn.Identity()
     return net
+
+
+ALEXNET_MIN_SIDE = 63  # smallest input whose pool5 map is not empty
+
+
+def _at_least(x: Any, side: int) -> Any:
+    """(N, 3, H, W) bilinearly enlarged so that min(H, W) >= ``side`` (AlexNet's stem
+    cannot take smaller inputs); larger inputs are returned as they are."""
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    if min(h, w) >= side:
+        return x
+    s = side / min(h, w)
+    size = (max(side, round(h * s)), max(side, round(w * s)))
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def build_backbone(arch: str) -> Any:
@@ -101,6 +121,15 @@ def build_backbone(arch: str) -> Any:
 
         def _steps(self) -> list[tuple[str, Callable[[Any], Any]]]:
             n = self.net
+            if arch == "alexnet":
+                f = n.features  # stride-4 conv1 and three max-pools: inputs < 63 px upsampled
+                return [
+                    ("pool1", lambda x: f[0:3](_at_least(x, ALEXNET_MIN_SIDE))),
+                    ("pool2", f[3:6]),
+                    ("conv3", f[6:8]),
+                    ("conv4", f[8:10]),
+                    ("pool5", f[10:13]),
+                ]
             if spec.kind == "image":
                 return [
                     ("conv1", lambda x: n.maxpool(n.relu(n.bn1(n.conv1(x))))),

@@ -17,6 +17,12 @@ METHODS: dict[str, str] = {
     "odct": "vcl.pretrain.odc:ODCT",
     "odc": "vcl.pretrain.odc:ODCMethod",
     "odc-trackinit": "vcl.pretrain.odc:ODCTrackInit",
+    "triplet": "vcl.pretrain.triplet:TripletMethod",
+    "moving-clusters": "vcl.pretrain.moving:MovingClusters",
+    "video-ir": "vcl.pretrain.instance:VideoIR",
+    "video-la": "vcl.pretrain.instance:VideoLA",
+    "video-la-idt": "vcl.pretrain.instance:VideoLAIDT",
+    "slic": "vcl.pretrain.slic:SLICMethod",
 }
 
 

@@ -232,7 +232,8 @@ def train(
         backbone.load_state_dict(init_model.state_dict())
     model = method.build_model(backbone).to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        fmt = torch.channels_last_3d if spec.kind == "video" else torch.channels_last
+        model = model.to(memory_format=fmt)  # 5-D conv weights need the 3-D format
     optimizer = torch.optim.SGD(
         method.param_groups(model),
         lr=config.lr,
@@ -266,7 +267,8 @@ def train(
         }
         save_checkpoint(run_dir / "checkpoint.pt", state)
         labels = method.labels()
-        _atomic_write(run_dir / f"labels_epoch_{epoch}.npy", lambda p: _save_npy(p, labels))
+        if labels is not None:  # methods without clusters (triplet) write none
+            _atomic_write(run_dir / f"labels_epoch_{epoch}.npy", lambda p: _save_npy(p, labels))
 
     if resume:
         state = torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=True)

@@ -1,0 +1,230 @@
+"""vcl pretrain --method moving-clusters: clustering losses, backgrounds, runs, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vcl.cli.app import app
+from vcl.errors import ExitCode
+from vcl.pretrain.moving import (
+    balance_loss,
+    boxes_at,
+    clustering_losses,
+    kappa_loss,
+    overlaps,
+    plan_backgrounds,
+    soft_assignment,
+    squared_distances,
+)
+
+TINY = ["--method", "moving-clusters", "--arch", "resnet18", "--size", "32", "--batch-size",
+        "12", "--k", "3", "--device", "cpu", "--workers", "0", "-q"]  # fmt: skip
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k not in ("samples_per_s", "seconds")}
+
+
+# ---------------------------------------------------------------------------- losses
+
+
+def test_distances_are_those_of_the_normalised_vectors() -> None:
+    g = torch.Generator().manual_seed(0)
+    z, units = torch.randn(7, 5, generator=g) * 3, torch.randn(4, 5, generator=g)
+    zn = z.numpy() / np.linalg.norm(z.numpy(), axis=1, keepdims=True)
+    un = units.numpy() / np.linalg.norm(units.numpy(), axis=1, keepdims=True)
+    ref = ((zn[:, None, :] - un[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(squared_distances(z, units).numpy(), ref, atol=1e-5)
+    q = soft_assignment(squared_distances(z, units), 0.5).numpy()
+    e = np.exp(-ref / (0.5 * ref.std(axis=1, keepdims=True)))  # τ in units of σ_i
+    np.testing.assert_allclose(q, e / e.sum(1, keepdims=True), atol=1e-5)
+    # the sharpness does not depend on how far apart the units are
+    close = units * 0.0 + units[:1] + 0.01 * units  # four nearly identical units
+    q_close = soft_assignment(squared_distances(z, close), 0.5)
+    d_close = squared_distances(z, close).numpy()
+    assert (q_close.argmax(1).numpy() == d_close.argmin(1)).all()
+    assert q_close.max(1).values.mean() > 0.5  # not the uniform 1/4
+
+
+def test_balance_loss_is_minimal_at_uniform_sizes() -> None:
+    k = 4
+    uniform = torch.eye(k).repeat(3, 1)  # 12 samples, 3 per cluster (hard)
+    assert balance_loss(uniform).item() == pytest.approx(0.0, abs=1e-7)
+    assert balance_loss(torch.full((5, k), 1 / k)).item() == pytest.approx(0.0, abs=1e-7)
+    one = torch.zeros(6, k)
+    one[:, 0] = 1  # everything in cluster 0: KL(δ ‖ uniform) = log k
+    assert balance_loss(one).item() == pytest.approx(np.log(k), rel=1e-6)
+    rng = np.random.default_rng(1)
+    for _ in range(20):  # = KL(s ‖ uniform) > 0 for any uneven sizes
+        q = torch.from_numpy(rng.dirichlet(np.full(k, 0.3), size=9).astype(np.float64))
+        s = q.mean(0).numpy()
+        assert balance_loss(q).item() == pytest.approx(float((s * np.log(k * s)).sum()), rel=1e-6)
+        assert balance_loss(q).item() > 0
+
+
+def test_kappa_loss_by_hand_and_when_an_embedding_moves_to_its_unit() -> None:
+    units = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    z = torch.tensor([[2.0, 0.0], [1.0, 1.0]])  # d = [0, 2] and [2 − √2, 2 − √2]
+    d = squared_distances(z, units)
+    assert kappa_loss(d).item() == pytest.approx((0 + 2 - np.sqrt(2)) / 2, rel=1e-6)
+    previous = kappa_loss(d).item()
+    for t in (0.3, 0.6, 0.9):  # second embedding moves along the arc towards unit 0
+        moved = torch.tensor([[2.0, 0.0], [1.0, 1.0 - t]])
+        now = kappa_loss(squared_distances(moved, units)).item()
+        assert now < previous
+        previous = now
+    parts = clustering_losses(z, units, 0.1)
+    assert parts["l2"].item() == pytest.approx((4 + 2) / 2)
+    assert torch.allclose(parts["q"].sum(1), torch.ones(2))
+
+
+def test_background_squares_stay_away_from_the_objects() -> None:
+    frames = np.array([0, 10, 0, 10])
+    boxes = np.array([[10, 10, 30, 30], [50, 10, 70, 30], [40, 60, 60, 80], [40, 60, 60, 80]])
+    tracks = np.array([0, 0, 1, 1])
+    mid = boxes_at(5, [frames[:2], frames[2:]], [boxes[:2], boxes[2:]])
+    np.testing.assert_allclose(mid, [[30, 10, 50, 30], [40, 60, 60, 80]])  # interpolated
+    assert len(boxes_at(11, [frames[:2]], [boxes[:2]])) == 0  # track over
+    plan = plan_backgrounds(frames, boxes, tracks, 97, 89, 25, 0.0, 0.1,
+                            np.random.default_rng(0))  # fmt: skip
+    assert len(plan) == 25
+    for f, sq in plan:
+        assert f in (0, 10) and sq[2] - sq[0] == sq[3] - sq[1] == 20  # objects' side
+        assert sq[0] >= 0 and sq[2] <= 97 and sq[1] >= 0 and sq[3] <= 89
+        grown = boxes[frames == f] + np.array([-2, -2, 2, 2])
+        assert not overlaps(sq[None], grown)[0]
+    again = plan_backgrounds(frames, boxes, tracks, 97, 89, 25, 0.0, 0.1,
+                             np.random.default_rng(0))  # fmt: skip
+    assert all(
+        a[0] == b[0] and np.array_equal(a[1], b[1]) for a, b in zip(plan, again, strict=True)
+    )
+    full = np.array([[0, 0, 97, 89]] * 2)  # an object fills the frame: no room
+    assert plan_backgrounds(np.array([0, 1]), full, np.array([0, 0]), 97, 89, 3, 0.0, 0.0,
+                            np.random.default_rng(0)) == []  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Crops of the moving objects (ground-truth tracks) of 3 tiny synthetic videos,
+    the videos manifest, and a labels JSONL (appearance class of every crop id)."""
+    root = tmp_path_factory.mktemp("moving")
+    r = invoke("synth", root / "synth", "--videos", 3, "--frames", 9, "--width", 83,
+               "--height", 61, "--min-objects", 2, "--max-objects", 2, "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = invoke("crops", root / "synth" / "gt_tracks.jsonl", "--videos",
+               root / "synth" / "videos.jsonl", "-o", root / "crops.zarr", "--per-track", 4,
+               "--size", 33, "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    from vcl.io.store import Store
+
+    label = {}
+    for line in (root / "synth" / "gt_tracks.jsonl").read_text().splitlines():
+        t = json.loads(line)
+        label[t["id"]] = t["label"]
+    store = Store(root / "crops.zarr", kind="crops")
+    ids = [f"{t}@{f}" for t, f in zip(store["track_id"][:], store["frame"][:], strict=True)]
+    labels = root / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"id": i, "label": label[i.split("@")[0]]}) + "\n"
+                              for i in ids))  # fmt: skip
+    return root / "crops.zarr", root / "synth" / "videos.jsonl", labels
+
+
+def test_two_epochs_write_a_run_directory_and_a_clusters_store(data, tmp_path: Path) -> None:
+    from vcl.io.store import Store
+
+    crops, videos, labels = data
+    run = crops.parent / "run"
+    r = invoke("pretrain", crops, "--videos", videos, "--epochs", 2, "-o", run, *TINY)
+    assert r.exit_code == 0, r.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["method"] == "moving-clusters" and config["k"] == 3
+    assert config["videos"] == [str(videos)] and config["balance_weight"] == 1.0
+    n = Store(crops, kind="crops").n_rows
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["head"]["units"].shape == (3, 128)  # the memory units
+    assert state["classifier"]["weight"].shape == (1, 128)  # the discriminator
+    bg = Store(run / "background.zarr", kind="crops")
+    assert bg.n_rows == n and bg["image"].shape[1:] == (33, 33, 3)
+    lines = metrics(run)
+    assert [m["epoch"] for m in lines] == [0, 1, 2]
+    for m in lines[1:]:
+        for key in ("loss", "l_kappa", "l_2", "l_c", "l_disc"):
+            assert np.isfinite(m[key]) and m[key] >= 0, key
+        assert 0 <= m["disc_accuracy"] <= 1 and 0 <= m["change_ratio"] <= 1
+    labels_2 = np.load(run / "labels_epoch_2.npy")
+    assert labels_2.shape == (n,) and labels_2.min() >= 0 and labels_2.max() < 3
+
+    clusters = run / "clusters.zarr"
+    store = Store(clusters, kind="clusters")
+    assert np.array_equal(store["assignment"][:, 0], labels_2)
+    r = invoke("cluster", "eval", clusters, "--labels", labels)
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert 0 <= report["nmi"] <= 1 and report.get("unlabelled", 0) == 0
+
+
+def test_resume_is_exact(data) -> None:
+    crops, videos, _ = data
+    full, part = crops.parent / "run", crops.parent / "part"
+    if not (full / "checkpoint.pt").exists():
+        r = invoke("pretrain", crops, "--videos", videos, "--epochs", 2, "-o", full, *TINY)
+        assert r.exit_code == 0, r.output
+    r = invoke("pretrain", crops, "--videos", videos, "--epochs", 1, "-o", part, *TINY)
+    assert r.exit_code == 0, r.output
+    r = invoke("pretrain", crops, "--epochs", 2, "--resume", part, "-q")
+    assert r.exit_code == 0, r.output
+    assert [without_timing(m) for m in metrics(part)] == [without_timing(m) for m in metrics(full)]
+    a = torch.load(full / "checkpoint.pt", weights_only=True)
+    b = torch.load(part / "checkpoint.pt", weights_only=True)
+    for group in ("backbone", "head", "classifier"):
+        for name, value in a[group].items():
+            assert torch.equal(value, b[group][name]), name
+    assert np.array_equal(
+        np.load(full / "labels_epoch_2.npy"), np.load(part / "labels_epoch_2.npy")
+    )
+
+
+def test_bad_inputs(data, tmp_path: Path) -> None:
+    from vcl.io.store import StoreWriter
+    from vcl.pretrain.data import open_crops
+
+    crops, videos, _ = data
+    objects = open_crops(crops).n_tracks
+    r = invoke("pretrain", crops, "--videos", videos, "-o", tmp_path / "r", *TINY,
+               "--k", objects + 1)  # fmt: skip
+    assert r.exit_code == ExitCode.USAGE
+    assert f"--k {objects + 1}" in r.stderr and f"moving objects (tracks) ({objects})" in r.stderr
+    r = invoke("pretrain", crops, "-o", tmp_path / "r", *TINY)
+    assert r.exit_code == ExitCode.USAGE and "--videos" in r.stderr
+
+    empty = tmp_path / "empty.zarr"
+    with StoreWriter(empty, "vcl.crops/1", {}) as w:
+        w.define_columns({"image": ("uint8", (9, 9, 3)), "track_id": (str, ()),
+                          "video_id": (str, ()), "frame": ("int32", ()),
+                          "box": ("float32", (4,))})  # fmt: skip
+    r = invoke("pretrain", empty, "--videos", videos, "-o", tmp_path / "r", *TINY)
+    assert r.exit_code == ExitCode.DATA and "no moving objects" in r.stderr
+    assert str(empty) in r.stderr and not (tmp_path / "r" / "checkpoint.pt").exists()
+
+    other = tmp_path / "other.jsonl"  # a manifest without the crops' videos
+    first = videos.read_text().splitlines()[0]
+    other.write_text(first.replace('"v0000"', '"elsewhere"') + "\n")
+    r = invoke("pretrain", crops, "--videos", other, "-o", tmp_path / "r2", *TINY)
+    assert r.exit_code == ExitCode.DATA and "not in --videos" in r.stderr

@@ -1,0 +1,701 @@
+"""Moving-object deep clustering, after Hickson, Angelova, Essa & Sukthankar, "Object
+category learning and retrieval with weak supervision" (2018). The method is claimed by
+US patent 10,635,979 (Google LLC); check its status before any commercial use.
+
+Data: CROPS of moving objects (``vcl proposals --method motion`` → ``vcl track`` →
+``vcl crops``) and, sampled once from ``--videos`` with the run's seed, BACKGROUND crops:
+squares of the objects' crop sizes, at frames that hold object crops, that do not meet
+any object box of that frame (each track's boxes linearly interpolated between its crops,
+grown by ``--bg-margin`` of their side). They are written to ``RUN/background.zarr`` (a
+``vcl.crops/1`` store with ``image, video_id, frame, box``), reused on resume.
+
+Network: backbone → embedding head FC 512 → BatchNorm → ReLU → FC D (``--cluster-dim``
+128) → z; k memory units μ_1..μ_k ∈ R^D (learnable, in the head, initialised by
+spherical k-means of the initial object embeddings, as DEC initialises its centres); an
+object-vs-background discriminator, one linear unit on z.
+
+Loss of a batch of n object crops (embeddings z_i) and m background crops, with ẑ, μ̂
+the L2-normalised vectors (so distances are in [0, 4] whatever the embedding's scale)::
+
+    d_ij = ‖ẑ_i − μ̂_j‖² = 2 − 2·cos(z_i, μ_j)             distance to memory unit j
+    σ_i  = std_j d_ij (a constant in the gradient)         spread of sample i's distances
+    q_ij = exp(−d_ij/(τσ_i)) / Σ_l exp(−d_il/(τσ_i))     soft assignment
+    L_κ  = (1/n) Σ_i min_j d_ij                            pull to the assigned unit
+    L_2  = (1/n) Σ_i ‖z_i‖²                                L2 regulariser: bounds the raw
+                                                           scale the discriminator inflates
+    s_j  = (1/n) Σ_i q_ij                                  soft cluster sizes
+    L_c  = Σ_j s_j log(k · s_j) = KL(s ‖ uniform)          balance: 0 iff sizes are even
+    L_d  = BCE(w·z + b, 1 for objects, 0 for background)   discriminator (on all n + m)
+    L    = L_κ + α·L_2 + β·L_c + γ·L_d
+
+α = ``--l2-weight`` 0.01, β = ``--balance-weight`` 1, γ = ``--disc-weight`` 1,
+τ = ``--assign-temperature`` 0.5; one background crop per object crop
+(``--background-ratio``), both in the pool and in each batch.
+
+Each crop is augmented (random resized crop with area ≥ ``--crop-scale``, 0.5 here, flip, ±2°,
+brightness / contrast / saturation 0.4; no hue change or greyscale, since colour is
+part of an object's category). After every epoch every object crop is assigned to its
+nearest unit with the network in eval mode (``labels_epoch_N.npy``); after the last
+epoch the assignment is written as ``RUN/clusters.zarr`` (``vcl.clusters/1``, ids
+``<track_id>@<frame>`` as ``vcl embed`` names crops), for ``vcl cluster eval``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from vcl.console import log
+from vcl.errors import DataError, UsageError
+from vcl.pretrain import dist
+from vcl.pretrain.data import AugmentParams, CropsBatches, CropsInfo, augment, plain
+
+BACKGROUND = "background.zarr"
+CLUSTERS = "clusters.zarr"
+
+
+@dataclass(frozen=True)
+class MovingOptions:
+    """Method options (``vcl pretrain`` flags)."""
+
+    videos: list[str] | None = None  # where the crops were cut from
+    l2_weight: float = 0.01  # α, weight of L_2
+    balance_weight: float = 1.0  # β, weight of L_c (cluster balance)
+    disc_weight: float = 1.0  # γ, weight of the object-vs-background loss
+    assign_temperature: float = 0.5  # τ of the soft assignment, in units of σ_i
+    cluster_dim: int = 128  # D of the embedding and the units
+    background_ratio: float = 1.0  # background crops sampled (and per batch) per object crop
+    bg_margin: float = 0.1  # object boxes grown by this fraction of their side
+    crop_scale: float = 0.5  # smallest random-crop area fraction
+
+
+# ---------------------------------------------------------------------------- losses
+
+
+def squared_distances(z: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    """d_ij = ‖ẑ_i − μ̂_j‖² = 2 − 2·cos(z_i, μ_j) between the L2-normalised rows of z (n, D)
+    and of the units (k, D) → (n, k), in [0, 4]."""
+    zn = nn.functional.normalize(z, dim=1, eps=1e-8)
+    un = nn.functional.normalize(units, dim=1, eps=1e-8)
+    return (2.0 - 2.0 * zn @ un.T).clamp_min(0.0)
+
+
+def soft_assignment(d: torch.Tensor, temperature: float) -> torch.Tensor:
+    """q_ij = softmax_j(−d_ij / (τ·σ_i)) → (n, k), rows sum to 1; σ_i is the standard
+    deviation of d_i· over the units (held constant in the gradient), so the sharpness of
+    the assignment does not depend on how far apart the units happen to be (units that
+    drift together would otherwise make q uniform and L_c blind to a collapse)."""
+    sigma = d.detach().std(dim=1, unbiased=False, keepdim=True).clamp_min(1e-6)
+    return torch.softmax(-d / (temperature * sigma), dim=1)
+
+
+def kappa_loss(d: torch.Tensor) -> torch.Tensor:
+    """L_κ = mean_i min_j d_ij: each embedding pulled to its assigned (nearest) unit."""
+    return d.min(dim=1).values.mean()
+
+
+def l2_loss(z: torch.Tensor) -> torch.Tensor:
+    """L_2 = mean_i ‖z_i‖² of the raw (unnormalised) embeddings."""
+    return z.pow(2).sum(1).mean()
+
+
+def balance_loss(q: torch.Tensor) -> torch.Tensor:
+    """L_c = Σ_j s_j log(k s_j), s = mean_i q_i: the KL divergence of the soft cluster
+    sizes from the uniform distribution (0 exactly when every size is n/k)."""
+    k = q.shape[1]
+    s = q.mean(0)
+    return (s * torch.log((s * k).clamp_min(1e-12))).sum()
+
+
+def clustering_losses(
+    z: torch.Tensor, units: torch.Tensor, temperature: float
+) -> dict[str, torch.Tensor]:
+    """L_κ, L_2, L_c of object embeddings z (n, D) and units (k, D), and q (n, k)."""
+    d = squared_distances(z, units)
+    q = soft_assignment(d, temperature)
+    return {"kappa": kappa_loss(d), "l2": l2_loss(z), "balance": balance_loss(q), "q": q}
+
+
+# ---------------------------------------------------------------------------- model
+
+
+class ClusterHead(nn.Module):
+    """Embedding FC 512 → BN → ReLU → FC D, and the k memory units (k, D)."""
+
+    def __init__(self, in_dim: int, dim: int, k: int) -> None:
+        super().__init__()
+        self.embed = nn.Sequential(
+            nn.Linear(in_dim, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Linear(512, dim)
+        )
+        self.units = nn.Parameter(torch.randn(k, dim) * 0.01)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.embed(features)
+
+
+class MovingNet(nn.Module):
+    """Backbone + cluster head + object-vs-background discriminator (``classifier``)."""
+
+    def __init__(self, backbone: nn.Module, in_dim: int, dim: int, k: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = ClusterHead(in_dim, dim, k)
+        self.classifier = nn.Linear(dim, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) → embeddings z (B, D) and discriminator logits (B,)."""
+        z = self.head(self.backbone(x))
+        return z, self.classifier(z.float()).squeeze(1)
+
+
+# ---------------------------------------------------------------------------- backgrounds
+
+
+def boxes_at(
+    frame: int, track_frames: list[np.ndarray], track_boxes: list[np.ndarray]
+) -> np.ndarray:
+    """(m, 4) boxes of the tracks alive at ``frame``, linearly interpolated between the
+    crops of each track (a track is alive from its first to its last crop)."""
+    out = []
+    for f, b in zip(track_frames, track_boxes, strict=True):
+        if f[0] <= frame <= f[-1]:
+            out.append([np.interp(frame, f, b[:, c]) for c in range(4)])
+    return np.asarray(out, np.float64).reshape(-1, 4)
+
+
+def overlaps(squares: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(c,) whether each square (c, 4) xyxy meets any of ``boxes`` (m, 4)."""
+    if not len(boxes):
+        return np.zeros(len(squares), bool)
+    s, b = squares[:, None, :], boxes[None, :, :]
+    meet = (s[..., 0] < b[..., 2]) & (b[..., 0] < s[..., 2])
+    meet &= (s[..., 1] < b[..., 3]) & (b[..., 1] < s[..., 3])
+    return meet.any(axis=1)
+
+
+def plan_backgrounds(
+    frames: np.ndarray,
+    boxes: np.ndarray,
+    tracks: np.ndarray,
+    width: int,
+    height: int,
+    count: int,
+    context: float,
+    margin: float,
+    rng: np.random.Generator,
+    tries: int = 8,
+    candidates: int = 32,
+) -> list[tuple[int, np.ndarray]]:
+    """``count`` background squares ``(frame, xyxy int box)`` of one video, away from its
+    objects. ``frames`` (N,), ``boxes`` (N, 4) and ``tracks`` (N,) describe its object
+    crops. A square's side is that of a random object's crop region (max(w, h)·(1 + 2·
+    context), at most the frame's shorter side); ``candidates`` random positions are
+    tried on each of up to ``tries`` random frames; a square that finds no free place is
+    skipped."""
+    frames = np.asarray(frames, np.int64)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    track_frames, track_boxes = [], []
+    for t in np.unique(tracks):
+        rows = np.flatnonzero(tracks == t)
+        rows = rows[np.argsort(frames[rows], kind="stable")]
+        track_frames.append(frames[rows])
+        track_boxes.append(boxes[rows])
+    wh = boxes[:, 2:] - boxes[:, :2]
+    sides = np.clip(wh.max(axis=1) * (1 + 2 * context), 4, min(width, height))
+    grow = margin * wh.max(axis=1).mean() if len(wh) else 0.0
+    cand_frames = np.unique(frames)
+    excluded: dict[int, np.ndarray] = {}
+    out = []
+    for _ in range(count):
+        side = round(float(rng.choice(sides)))
+        for f in rng.choice(cand_frames, size=tries):
+            f = int(f)
+            if f not in excluded:
+                ex = boxes_at(f, track_frames, track_boxes)
+                excluded[f] = ex + np.array([-grow, -grow, grow, grow])
+            x0 = rng.integers(0, width - side + 1, size=candidates)
+            y0 = rng.integers(0, height - side + 1, size=candidates)
+            sq = np.stack([x0, y0, x0 + side, y0 + side], axis=1)
+            free = np.flatnonzero(~overlaps(sq, excluded[f]))
+            if len(free):
+                out.append((f, sq[free[0]]))
+                break
+    return out
+
+
+def cut_backgrounds(path: str, plan: list[tuple[int, np.ndarray]], size: int) -> np.ndarray:
+    """(len(plan), size, size, 3) uint8 crops of one video, decoded once from frame 0."""
+    import cv2
+
+    from vcl.io.video import VideoReader
+
+    images = np.zeros((len(plan), size, size, 3), np.uint8)
+    if not plan:
+        return images
+    by_frame: dict[int, list[int]] = {}
+    for r, (f, _) in enumerate(plan):
+        by_frame.setdefault(f, []).append(r)
+    for index, rgb in VideoReader(path, end=max(by_frame) + 1):
+        for r in by_frame.pop(index, ()):
+            x0, y0, x1, y1 = (int(v) for v in plan[r][1])
+            patch = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+            shrink = patch.shape[0] * patch.shape[1] >= size * size
+            images[r] = cv2.resize(
+                patch, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            )
+    if by_frame:
+        raise DataError(f"has no frame {min(by_frame)}, which the crops name", path)
+    return images
+
+
+def write_backgrounds(
+    out: Path, crops: CropsInfo, videos: list[str] | None, opts: MovingOptions, seed: int
+) -> int:
+    """Sample the background crops of every video of ``crops`` into the store ``out``
+    (reused when it exists with the same parameters); returns its row count."""
+    from vcl.io.sources import resolve_videos
+    from vcl.io.store import Store, StoreWriter
+    from vcl.io.video import VideoReader
+
+    params = {
+        "crops": str(crops.path),
+        "crops_rows": crops.n,
+        "videos": list(videos or []),
+        "ratio": opts.background_ratio,
+        "margin": opts.bg_margin,
+        "size": crops.side,
+    }
+    if out.exists():
+        try:
+            store = Store(out, kind="crops")
+            if store.attrs.get("params") == params and store.attrs.get("seed") == seed:
+                return store.n_rows
+        except DataError:
+            pass
+    if not videos:
+        raise UsageError(
+            "--method moving-clusters needs --videos (to sample background crops)",
+            "--videos",
+            "pass the videos manifest the crops were made from",
+        )
+    manifest = {v.id: v for v in resolve_videos(videos)}
+    meta = Store(crops.path, kind="crops")
+    context = float((meta.attrs.get("params") or {}).get("context", 0.0))
+    frames = meta["frame"][:].astype(np.int64)
+    boxes = meta["box"][:].astype(np.float64)
+    tracks = crops.track_index if crops.track_ids is not None else np.arange(crops.n)
+    missing = sorted(set(crops.video_ids.tolist()) - set(manifest))
+    if missing:
+        raise DataError(
+            f"the crops are of video {missing[0]!r}, which is not in --videos",
+            crops.path,
+            "pass the videos manifest the crops were made from",
+        )
+    vids = list(dict.fromkeys(crops.video_ids.tolist()))
+    with StoreWriter(out, "vcl.crops/1", params, seed, overwrite=True) as writer:
+        writer.define_columns(
+            {
+                "image": ("uint8", (crops.side, crops.side, 3)),
+                "video_id": (str, ()),
+                "frame": ("int32", ()),
+                "box": ("float32", (4,)),
+            },
+            chunk_rows={"image": 4},
+        )
+        for number, vid in enumerate(vids):
+            if vid in writer.done_groups:
+                continue
+            rows = np.flatnonzero(crops.video_ids == vid)
+            info = VideoReader(manifest[vid].path).info
+            rng = np.random.default_rng([seed, number, 17])
+            count = round(opts.background_ratio * len(rows))
+            plan = plan_backgrounds(
+                frames[rows],
+                boxes[rows],
+                tracks[rows],
+                info.width,
+                info.height,
+                count,
+                context,
+                opts.bg_margin,
+                rng,
+            )
+            if len(plan) < count:
+                log.warning(
+                    "%s: found free room for %d of %d background crops", vid, len(plan), count
+                )
+            images = cut_backgrounds(manifest[vid].path, plan, crops.side)
+            writer.append_group(
+                vid,
+                image=images,
+                video_id=np.array([vid] * len(plan), dtype=str).reshape(-1),
+                frame=np.array([f for f, _ in plan], np.int32).reshape(-1),
+                box=np.array([b for _, b in plan], np.float32).reshape(-1, 4),
+            )
+        writer.set_attrs(size=crops.side)
+    n = Store(out, kind="crops").n_rows
+    if n == 0:
+        raise DataError(
+            "no room for background crops away from the moving objects in any video",
+            crops.path,
+            "lower --bg-margin, or use crops with a smaller --context",
+        )
+    log.info("sampled %d background crops into %s", n, out)
+    return n
+
+
+class TwoStoreBatches(torch.utils.data.Dataset):
+    """Batch ``i``: (uint8 images (B, S, S, 3), indices (B,)); index < N is an object
+    crop (row of the crops store), N + r is row r of the background store."""
+
+    def __init__(self, crops: Path, background: Path, n: int, batches: list[np.ndarray]):
+        self.parts = (CropsBatches(crops, []), CropsBatches(background, []))
+        self.n = n
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.batches[i]
+        obj, bg = idx[idx < self.n], idx[idx >= self.n] - self.n
+        out = []
+        for part, rows in zip(self.parts, (obj, bg), strict=True):
+            part.batches = [rows]
+            if len(rows):
+                out.append(part[0][0])
+        return torch.cat(out), torch.from_numpy(np.concatenate([obj, bg + self.n]))
+
+
+# ---------------------------------------------------------------------------- method
+
+
+class MovingClusters:
+    """``vcl pretrain --method moving-clusters``; the interface of
+    :class:`vcl.pretrain.odc.ODCMethod`."""
+
+    name: ClassVar[str] = "moving-clusters"
+    family: ClassVar[str] = "image"
+    options_type: ClassVar[type] = MovingOptions
+    defaults: ClassVar[dict[str, Any]] = {"k": 10, "crop_scale": 0.5}
+
+    def __init__(self, config: Any, data: CropsInfo, device: torch.device) -> None:
+        self.config = config
+        self.opts: MovingOptions = config.options
+        self.data = data
+        self.device = device
+        self.aug = AugmentParams(
+            size=config.size,
+            crop_scale=self.opts.crop_scale,
+            saturation=0.4,
+            hue=0.0,
+            grayscale=0.0,
+        )
+        self.run_dir = Path(config.output)
+        self.n_bg = 0
+        self.model: nn.Module | None = None
+        self.epoch = 0
+        self.assigned: np.ndarray | None = None
+        self.previous: np.ndarray | None = None
+        self.generator = torch.Generator(device=device)
+        self._stats = torch.zeros(7, dtype=torch.float64, device=device)
+
+    @classmethod
+    def open_data(cls, path: Any) -> CropsInfo:
+        from vcl.io.store import Store
+        from vcl.pretrain.data import open_crops
+
+        if Store(path, kind="crops").n_rows == 0:
+            raise DataError(
+                "no moving objects: the crops store holds no crops",
+                path,
+                "check that vcl proposals --method motion found moving regions "
+                "(lower --motion-threshold / --min-area) and vcl track kept tracks",
+            )
+        return open_crops(path)
+
+    @property
+    def n_objects(self) -> int:
+        return self.data.n_tracks if self.data.track_ids is not None else self.data.n
+
+    def check(self) -> None:
+        o = self.opts
+        if min(o.l2_weight, o.balance_weight, o.disc_weight, o.bg_margin) < 0:
+            raise UsageError("need --l2-weight, --balance-weight, --disc-weight, --bg-margin >= 0")
+        if o.assign_temperature <= 0:
+            raise UsageError("need --assign-temperature > 0")
+        if o.cluster_dim < 1 or o.background_ratio <= 0:
+            raise UsageError("need --cluster-dim >= 1 and --background-ratio > 0")
+        what = "moving objects (tracks)" if self.data.track_ids is not None else "object crops"
+        if self.config.k > self.n_objects:
+            raise UsageError(
+                f"--k {self.config.k} is larger than the number of {what} ({self.n_objects})",
+                self.data.path,
+                f"use --k {self.n_objects} or less",
+            )
+        if not o.videos:
+            raise UsageError(
+                "--method moving-clusters needs --videos (to sample background crops)",
+                "--videos",
+                "pass the videos manifest the crops were made from",
+            )
+
+    def build_model(self, backbone: nn.Module) -> nn.Module:
+        self.model = MovingNet(backbone, backbone.spec.dim, self.opts.cluster_dim, self.config.k)
+        return self.model
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        return [{"params": list(model.parameters())}]
+
+    # ------------------------------------------------------------------ data
+
+    def _ensure_backgrounds(self) -> None:
+        """Sample the background crops (rank 0), once per run directory."""
+        path = self.run_dir / BACKGROUND
+        if dist.rank() == 0:
+            self.n_bg = write_backgrounds(
+                path, self.data, self.opts.videos, self.opts, self.config.seed
+            )
+        dist.barrier()
+        if dist.rank() != 0:
+            from vcl.io.store import Store
+
+            self.n_bg = Store(path, kind="crops").n_rows
+
+    def _batches(self, epoch: int, rank: int, world: int) -> list[np.ndarray]:
+        n, bs, seed = self.data.n, self.config.batch_size, self.config.seed
+        perm = np.random.default_rng([seed, epoch, 5]).permutation(n)
+        rng = np.random.default_rng([seed, epoch, 6])
+        out = []
+        for s in range(0, n, bs):
+            obj = perm[s : s + bs]
+            if len(obj) < 2 * world:
+                continue
+            m = max(1, round(self.opts.background_ratio * len(obj)))
+            bg = n + rng.choice(self.n_bg, size=m, replace=m > self.n_bg)
+            out.append(np.concatenate([obj[rank::world], bg[rank::world]]))
+        return out
+
+    def batches(self, epoch: int) -> Any:
+        self.epoch = epoch
+        self._stats.zero_()
+        data = TwoStoreBatches(
+            self.data.path,
+            self.run_dir / BACKGROUND,
+            self.data.n,
+            self._batches(epoch, dist.rank(), dist.world()),
+        )
+        return torch.utils.data.DataLoader(
+            data,
+            batch_size=None,
+            shuffle=False,
+            num_workers=self.config.workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.config.workers else None,
+        )
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        n, bs = self.data.n, self.config.batch_size
+        return sum(1 for s in range(0, n, bs) if min(bs, n - s) >= 2 * dist.world())
+
+    # ------------------------------------------------------------------ init
+
+    @torch.no_grad()
+    def embed_objects(self, model: nn.Module, autocast: Any) -> torch.Tensor:
+        """(N, D) embeddings of every object crop (eval mode, no augmentation), the same
+        on every rank (each embeds its share; all-gathered)."""
+        from vcl.pretrain.data import loader
+
+        n, bs = self.data.n, self.config.batch_size
+        chunks = [np.arange(s, min(s + bs, n)) for s in range(0, n, bs)]
+        mine = chunks[dist.rank() :: dist.world()]
+        was_training = model.training
+        model.eval()
+        idx_parts, z_parts = [], []
+        for images, idx in loader(self.data, mine, self.config.workers, False):
+            x = plain(images.to(self.device, non_blocking=True), self.config.size)
+            with autocast():
+                z, _ = model(x)
+            idx_parts.append(idx.to(self.device))
+            z_parts.append(z.float())
+        model.train(was_training)
+        empty = torch.zeros(0, dtype=torch.int64, device=self.device)
+        idx = dist.gather_cat(torch.cat(idx_parts) if idx_parts else empty)
+        zs = torch.zeros((0, self.opts.cluster_dim), device=self.device)
+        out = torch.empty(n, self.opts.cluster_dim, device=self.device)
+        out[idx] = dist.gather_cat(torch.cat(z_parts) if z_parts else zs)
+        return out
+
+    def _assign(self, model: nn.Module, autocast: Any) -> np.ndarray:
+        units = model.head.units.detach().float()
+        z = self.embed_objects(model, autocast)
+        return squared_distances(z, units).argmin(dim=1).cpu().numpy().astype(np.int32)
+
+    @torch.no_grad()
+    def init_state(self, model: nn.Module, autocast: Any) -> None:
+        """Backgrounds sampled; units = k-means centroids of the initial object embeddings."""
+        from vcl.cluster import kmeans
+
+        self._ensure_backgrounds()
+        z = self.embed_objects(model, autocast)
+        units = torch.zeros_like(model.head.units)
+        if dist.rank() == 0:
+            x = z.cpu().numpy()
+            res = kmeans(x, self.config.k, seed=self.config.seed, spherical=True)
+            units.copy_(torch.as_tensor(res.centroids[0]))
+        dist.broadcast(units)
+        model.head.units.copy_(units)
+        self.assigned = squared_distances(z, units).argmin(1).cpu().numpy().astype(np.int32)
+        self.previous = self.assigned
+
+    # ------------------------------------------------------------------ training
+
+    def train_step(
+        self, model: nn.Module, batch: Any, iteration: int, autocast: Any
+    ) -> tuple[torch.Tensor, Any]:
+        """L = L_κ + α·L_2 + β·L_c + γ·L_d on one batch of object and background crops."""
+        images, idx = batch
+        images = images.to(self.device, non_blocking=True)
+        is_obj = idx.to(self.device) < self.data.n
+        self.generator.manual_seed(self.config.seed * 1_000_003 + iteration)
+        x = augment(images, self.aug, self.generator)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            z, logit = model(x)
+        z, logit = z.float(), logit.float()
+        assert self.model is not None
+        units = self.model.head.units.float()
+        parts = clustering_losses(z[is_obj], units, self.opts.assign_temperature)
+        disc = nn.functional.binary_cross_entropy_with_logits(logit, is_obj.float())
+        o = self.opts
+        loss = (
+            parts["kappa"]
+            + o.l2_weight * parts["l2"]
+            + o.balance_weight * parts["balance"]
+            + o.disc_weight * disc
+        )
+        with torch.no_grad():
+            correct = ((logit > 0) == is_obj).float().mean()
+            stats = torch.stack(
+                [
+                    torch.ones((), device=self.device),
+                    parts["kappa"],
+                    parts["l2"],
+                    parts["balance"],
+                    disc,
+                    correct,
+                    parts["q"].max(dim=1).values.mean(),
+                ]
+            ).double()
+        return loss, stats
+
+    @torch.no_grad()
+    def after_step(self, aux: Any, iteration: int) -> None:
+        self._stats += aux
+
+    # ------------------------------------------------------------------ reporting
+
+    def labels(self) -> np.ndarray:
+        assert self.assigned is not None
+        return self.assigned
+
+    def epoch_metrics(self) -> dict[str, Any]:
+        """Mean L_κ, L_2, L_c, L_d, discriminator accuracy and assignment confidence over
+        the epoch; then every object crop assigned to its nearest unit (eval mode): change
+        ratio, cluster sizes, intra-track entropy. After the last epoch, RUN/clusters.zarr."""
+        from vcl.cluster_metrics import change_ratio, mean_group_entropy, size_stats
+
+        out: dict[str, Any] = {}
+        if self.epoch > 0:
+            stats = dist.gather_cat(self._stats[None]).sum(0) if dist.world() > 1 else self._stats
+            steps, *sums = stats.tolist()
+            names = ("l_kappa", "l_2", "l_c", "l_disc", "disc_accuracy", "confidence")
+            out = {k: v / steps if steps else None for k, v in zip(names, sums, strict=True)}
+            assert self.model is not None
+            self.previous, self.assigned = self.assigned, self._assign(self.model, _no_autocast)
+        assert self.assigned is not None
+        sizes = size_stats(self.assigned, self.config.k)
+        out |= {
+            "change_ratio": change_ratio(self.previous, self.assigned) if self.epoch else None,
+            "intra_track_entropy": None
+            if self.data.track_ids is None
+            else mean_group_entropy(self.data.track_index, self.assigned),
+            "cluster_min": sizes["min"],
+            "cluster_max": sizes["max"],
+            "clusters_empty": sizes["empty"],
+        }
+        if self.epoch == self.config.epochs and dist.rank() == 0:
+            self.write_clusters(self.run_dir / CLUSTERS)
+        return out
+
+    def crop_ids(self) -> np.ndarray:
+        """``<track_id>@<frame>`` of every object crop (``vcl embed``'s ids)."""
+        from vcl.io.store import Store
+
+        frames = Store(self.data.path, kind="crops")["frame"][:].astype(np.int64)
+        if self.data.track_ids is not None:
+            ids = [f"{t}@{f}" for t, f in zip(self.data.track_ids, frames, strict=True)]
+        else:
+            pairs = enumerate(zip(self.data.video_ids, frames, strict=True))
+            ids = [f"{v}@{f}#{i}" for i, (v, f) in pairs]
+        return np.array(ids, dtype=str)
+
+    def write_clusters(self, path: Path) -> None:
+        from vcl.cluster import Clustering, write_clusters
+
+        assert self.model is not None and self.assigned is not None
+        k = self.config.k
+        units = self.model.head.units.detach().float().cpu().numpy()
+        clustering = Clustering(
+            ids=self.crop_ids(),
+            assignment=self.assigned[:, None].astype(np.int32),
+            centroids=units[None].astype(np.float32),
+            sizes=np.bincount(self.assigned, minlength=k)[None].astype(np.int64),
+            attrs={
+                "method": "moving-clusters",
+                "k": k,
+                "runs": 1,
+                "n_rows": int(self.data.n),
+                "dropped_rows": 0,
+                "centroid_space": "embedding",
+                "epoch": self.epoch,
+                "run": str(self.run_dir),
+            },
+        )
+        params = {"run": str(self.run_dir), "epoch": self.epoch, "k": k}
+        write_clusters(path, clustering, params, self.config.seed, overwrite=True)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.assigned is not None and self.previous is not None
+        return {
+            "assigned": torch.from_numpy(self.assigned.astype(np.int64)),
+            "previous": torch.from_numpy(self.previous.astype(np.int64)),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assigned = state["assigned"].cpu().numpy().astype(np.int32)
+        if len(assigned) != self.data.n:
+            raise DataError(
+                f"the run was trained on {len(assigned)} object crops, the store holds "
+                f"{self.data.n}",
+                self.data.path,
+                "resume with the crops store the run was started on",
+            )
+        self.assigned = assigned
+        self.previous = state["previous"].cpu().numpy().astype(np.int32)
+        self._ensure_backgrounds()
+
+
+def _no_autocast() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()

@@ -1,0 +1,756 @@
+"""SLIC (Hosseini Khorasgani, Chen & Shkurti, CVPR 2022): triplets from iterative clustering.
+
+Every ``cluster_every`` epochs (after ``warmup_epochs`` in which every video is its own
+cluster) the network embeds one centre clip of every video, the 128-d embeddings are
+L2-normalised and clustered with FINCH (:func:`vcl.cluster.finch`, partition
+``finch_level``; the authors' code takes partition 0). Cluster ids are pseudo-labels:
+
+- anchor x = a clip of video i; positive x⁺ = another clip of video i with probability
+  ``p_same`` (p_α; the authors' UCF101 configs use 0.2), else a clip of another video of
+  i's cluster (:func:`sample_positive_videos`);
+- triplet loss with cosine distance d = 1 − cos and margin m1 = 0.2 over the 2B
+  embeddings of anchors and positives labelled by cluster: every pair of embeddings
+  with the same label is an (anchor, positive) pair; its negative is drawn at random
+  among the batch's embeddings of other clusters that violate the margin
+  (d(a, n) < d(a, p) + m1, the authors' "random semi-hard" sampling), or, when none
+  does, the closest one (:func:`select_triplets`);
+- temporal discrimination loss (the authors' "local-local contrast"):
+  max(0, d(x, aug(x)) − d(x, x⁺) + m2), m2 = 0.04, where aug(x) is the anchor's frames
+  again under fresh augmentation and x⁺ is the triplet's positive (a clip of the same
+  video that starts after the anchor's frames, or of another video of the cluster);
+- multi-view: with probability ``flow_prob`` = 0.25 the positive's (and, as in the
+  authors' code, aug(x)'s) RGB frames are replaced by an optical-flow image of the same
+  frames, fed through the same encoder (:func:`flow_view`). The flow is computed on the
+  fly in the loader workers on the already cropped clip, with DIS (``--flow dis``, the
+  default: 2.8 ms a 150×112 frame here) or TV-L1 as the authors (``--flow tvl1``:
+  470 ms a frame here, i.e. 7 s a 16-frame clip, so only for small runs); on the fly
+  because a precomputed flow of every frame would cost as much disk as the videos
+  decoded, and DIS keeps the loader ahead of the step.
+
+Clips (the authors' temporal crops): the anchor is a video's first T frames and aug(x)
+the same frames; the positive starts after them when the video is long enough
+(:func:`clip_starts`). Spatial augmentation: :mod:`vcl.pretrain.clips`' multi-scale
+square crop (side 1/2 to 1 of the shorter side, the side range of the authors'
+RandomResizedCrop with area ≥ 0.25) and flip, then per clip colour jitter (0.5 each,
+p 0.8), grayscale (p 0.2) and 15×15 Gaussian blur σ 2 (p 0.2) on the device
+(:func:`colour_augment`; flow views are not colour-jittered).
+
+Shapes: clips (B, 3, T, H, W); embeddings (B, 128), L2-normalised.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vcl.console import log
+from vcl.errors import DataError, UsageError
+from vcl.pretrain import dist
+
+FLOW_METHODS = ("dis", "tvl1")
+FLOW_BOUND = 20.0  # px at 240 px of short side: the TV-L1 flow images' clipping bound
+FLOW_REFERENCE_SIDE = 240.0  # UCF101's frame height, where the bound of 20 px applies
+
+
+@dataclass(frozen=True)
+class SLICOptions:
+    """Method options (``vcl pretrain --method slic`` flags) with the paper's values."""
+
+    p_same: float = 0.2  # p_α: positive from the anchor's own video (authors' UCF config)
+    triplet_margin: float = 0.2  # m1 of the cluster triplet loss
+    temporal_margin: float = 0.04  # m2 of the temporal discrimination loss
+    temporal_weight: float = 1.0  # λ of the temporal loss (authors' LOCAL_LOCAL_WEIGHT)
+    cluster_every: int = 5  # epochs between FINCH clusterings
+    warmup_epochs: int = 0  # epochs before the first clustering (each video its own cluster)
+    finch_level: int = 0  # FINCH partition used as pseudo-labels (0 = finest)
+    flow_prob: float = 0.25  # probability of the optical-flow view for x⁺ and aug(x)
+    flow: str = "dis"  # flow algorithm of the flow view: dis (fast) or tvl1 (as the authors)
+    clustering: bool = True  # False: every video stays its own cluster (ablation)
+    temporal: bool = True  # False: no temporal discrimination loss (ablation)
+    frames: int = 16  # T of a clip (shared --frames of the video methods)
+    keep_going: bool = False  # skip undecodable videos with a warning instead of failing
+
+
+# ---------------------------------------------------------------------------- losses
+
+
+def cosine_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(M, D), (N, D) → (M, N) cosine distances 1 − cos(a_i, b_j)."""
+    return 1.0 - F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
+
+
+def select_triplets(
+    dist: torch.Tensor, labels: torch.Tensor, margin: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(anchor, positive, negative) indices into the M embeddings, the authors' sampling.
+
+    ``dist`` (M, M) distances, ``labels`` (M,) pseudo-labels. Every pair i < j with
+    ``labels[i] == labels[j]`` is one (anchor, positive) pair, provided the label has at
+    least one negative (another label in the batch). Its negative n is uniform among the
+    other labels' embeddings with d(a, p) + margin − d(a, n) > 0 (semi-hard or hard),
+    else the closest one (hardest easy negative). Returns three (P,) int64 tensors.
+    """
+    m = len(labels)
+    same = labels[:, None] == labels[None, :]  # (M, M)
+    upper = torch.triu(torch.ones(m, m, dtype=torch.bool, device=dist.device), diagonal=1)
+    a, p = torch.nonzero(same & upper, as_tuple=True)  # (P,) each, row-major order
+    if len(a) == 0:
+        empty = torch.zeros(0, dtype=torch.int64, device=dist.device)
+        return empty, empty, empty
+    negative = ~same[a]  # (P, M): candidates of each pair's anchor
+    has_negative = negative.any(dim=1)
+    a, p, negative = a[has_negative], p[has_negative], negative[has_negative]
+    d_an = dist[a]  # (P, M)
+    violating = negative & (dist[a, p][:, None] + margin - d_an > 0)
+    scores = torch.rand(d_an.shape, generator=generator, device=generator.device).to(dist.device)
+    random_violator = torch.where(violating, scores, -1.0).argmax(dim=1)
+    closest = torch.where(negative, d_an, torch.inf).argmin(dim=1)
+    n = torch.where(violating.any(dim=1), random_violator, closest)
+    return a, p, n
+
+
+@dataclass
+class TripletStats:
+    loss: torch.Tensor  # scalar, differentiable
+    triplets: int  # number of (a, p, n) triplets
+    active: float  # fraction with a positive hinge (nan when there are none)
+
+
+def triplet_loss(
+    z: torch.Tensor, labels: torch.Tensor, margin: float, generator: torch.Generator
+) -> TripletStats:
+    """Mean max(0, d(a, p) − d(a, n) + margin) over :func:`select_triplets`' triplets of
+    the embeddings ``z`` (M, D) with pseudo-labels (M,); zero (still differentiable) when
+    the batch holds no triplet."""
+    with torch.no_grad():
+        a, p, n = select_triplets(cosine_distances(z, z), labels, margin, generator)
+    if len(a) == 0:
+        return TripletStats(z.sum() * 0.0, 0, float("nan"))
+    d_ap = 1.0 - F.cosine_similarity(z[a], z[p], dim=1)
+    d_an = 1.0 - F.cosine_similarity(z[a], z[n], dim=1)
+    hinge = F.relu(d_ap - d_an + margin)
+    return TripletStats(hinge.mean(), len(a), float((hinge.detach() > 0).float().mean()))
+
+
+def temporal_loss(
+    x: torch.Tensor, x_aug: torch.Tensor, x_plus: torch.Tensor, margin: float
+) -> tuple[torch.Tensor, float]:
+    """Temporal discrimination, mean max(0, d(x, aug(x)) − d(x, x⁺) + margin) over the
+    batch (B, D) each; also the fraction of active (positive-hinge) terms."""
+    d_pos = 1.0 - F.cosine_similarity(x, x_aug, dim=1)
+    d_neg = 1.0 - F.cosine_similarity(x, x_plus, dim=1)
+    hinge = F.relu(d_pos - d_neg + margin)
+    return hinge.mean(), float((hinge.detach() > 0).float().mean())
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def sample_positive_videos(
+    anchors: np.ndarray, clusters: np.ndarray, p_same: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The video of each anchor's positive, and whether it was drawn as "same video".
+
+    ``anchors`` (B,) video indices, ``clusters`` (V,) cluster id of every video. With
+    probability ``p_same`` the positive is the anchor's own video; otherwise it is
+    uniform among the other videos of the anchor's cluster (the anchor's own video when
+    the cluster has no other). Returns (B,) int64 videos and (B,) bool "same" draws.
+    """
+    anchors = np.asarray(anchors, dtype=np.int64)
+    clusters = np.asarray(clusters, dtype=np.int64)
+    same = rng.random(len(anchors)) < p_same
+    order = np.argsort(clusters, kind="stable")  # videos grouped by cluster
+    sizes = np.bincount(clusters)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank = np.empty(len(clusters), np.int64)  # each video's position inside its group
+    rank[order] = np.arange(len(clusters)) - starts[clusters[order]]
+    c = clusters[anchors]
+    others = sizes[c] - 1  # other members of the anchor's cluster
+    pick = np.floor(rng.random(len(anchors)) * np.maximum(others, 1)).astype(np.int64)
+    pick += pick >= rank[anchors]  # skip the anchor itself
+    other = order[starts[c] + np.minimum(pick, sizes[c] - 1)]
+    positive = np.where(same | (others == 0), anchors, other)
+    return positive.astype(np.int64), same
+
+
+def clip_starts(
+    n_frames: np.ndarray, frames: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Start frames of the anchor and positive clips (the authors' temporal crops).
+
+    The anchor clip is a video's first ``frames`` frames; the positive clip starts at a
+    uniform frame in [min(frames, n − frames), n − frames], i.e. after the anchor when
+    the video is long enough (0 when it is shorter than a clip). ``n_frames`` (B,) of the
+    positive's videos; returns (B,) anchor and (B,) positive starts.
+    """
+    n_frames = np.asarray(n_frames, dtype=np.int64)
+    last = np.maximum(n_frames - frames, 0)
+    first = np.minimum(frames, last)
+    positive = first + np.floor(rng.random(len(n_frames)) * (last - first + 1)).astype(np.int64)
+    return np.zeros(len(n_frames), np.int64), positive
+
+
+def centre_start(n_frames: np.ndarray, frames: int) -> np.ndarray:
+    """Start of the centre clip (clustering embeddings), as the authors' centre crop."""
+    n_frames = np.asarray(n_frames, dtype=np.int64)
+    return np.maximum(n_frames // 2 - frames // 2, 0)
+
+
+# ---------------------------------------------------------------------------- flow view
+
+
+def flow_bound(height: int, width: int) -> float:
+    """The flow clipping bound for frames of this size: 20 px per 240 px of short side."""
+    return FLOW_BOUND * min(height, width) / FLOW_REFERENCE_SIDE
+
+
+def _flow_pair(prev: np.ndarray, nxt: np.ndarray, method: str) -> np.ndarray:
+    import cv2
+
+    from vcl.motion import dense_flow
+
+    if method == "dis":
+        return dense_flow(prev, nxt, "dis", dis_preset="medium")
+    if method == "tvl1":
+        return cv2.optflow.createOptFlow_DualTVL1().calc(prev, nxt, None)
+    raise ValueError(f"flow method must be one of {FLOW_METHODS}, got {method!r}")
+
+
+def flow_view(frames: np.ndarray, method: str = "dis") -> np.ndarray:
+    """The optical-flow view of a clip: uint8 (T, H, W, 3) RGB → uint8 (T, H, W, 3).
+
+    Frame t holds the flow from frame t to t + 1 (the last frame repeats the last flow):
+    channels (dx, dy, |flow|), dx and dy clipped to ±b and mapped linearly to [0, 255]
+    (0 px → 127.5) as the authors' TV-L1 flow images are, the magnitude clipped to b and
+    mapped to [0, 255], with b = :func:`flow_bound` (20 px at 240 px). Returned as an
+    image so that the RGB clips' augmentation and normalisation apply unchanged.
+    """
+    import cv2
+
+    t, h, w, _ = frames.shape
+    if t < 2:
+        return np.zeros_like(frames)
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    flow = np.stack([_flow_pair(grey[i], grey[i + 1], method) for i in range(t - 1)])
+    flow = np.concatenate([flow, flow[-1:]])  # (T, H, W, 2)
+    bound = flow_bound(h, w)
+    uv = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2 * bound))
+    mag = np.minimum(np.linalg.norm(flow, axis=3, keepdims=True), bound) * (255.0 / bound)
+    return np.rint(np.concatenate([uv, mag], axis=3)).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------- model
+
+
+class SLICHead(nn.Sequential):
+    """The authors' projection head: (N, in_dim) → FC 2048 → BN → ReLU → FC 128."""
+
+    def __init__(self, in_dim: int, hidden: int = 2048, out_dim: int = 128) -> None:
+        super().__init__(
+            nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, out_dim),
+        )
+
+
+class SLICNetwork(nn.Module):
+    """Backbone + head; ``classifier`` is empty (the loop checkpoints one per method)."""
+
+    def __init__(self, backbone: nn.Module, in_dim: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = SLICHead(in_dim)
+        self.classifier = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, T, H, W) clips → (N, 128) L2-normalised embeddings."""
+        return F.normalize(self.head(self.backbone(x)), dim=1)
+
+
+def cluster_videos(embeddings: np.ndarray, level: int) -> tuple[np.ndarray, list[int]]:
+    """FINCH on L2-normalised embeddings (V, D): partition ``level`` as (V,) int64 labels
+    (the coarsest one when the hierarchy has fewer levels), and the clusters per level."""
+    from vcl.cluster import canonical, finch, l2_normalise
+
+    result = finch(l2_normalise(np.asarray(embeddings, dtype=np.float32)), metric="cosine")
+    level = min(level, len(result.n_clusters) - 1)
+    return canonical(result.partition(level)).astype(np.int64), list(result.n_clusters)
+
+
+# ---------------------------------------------------------------------------- clip jitter
+
+
+@dataclass(frozen=True)
+class ColourParams:
+    """The authors' per-clip colour augmentation (one draw for all frames of a clip)."""
+
+    jitter_p: float = 0.8  # probability of colour jitter
+    brightness: float = 0.5
+    contrast: float = 0.5
+    saturation: float = 0.5
+    hue: float = 0.5
+    grayscale: float = 0.2  # probability ("ColorDrop")
+    blur: float = 0.2  # probability of a 15×15 Gaussian blur, σ = 2
+    blur_sigma: float = 2.0
+    blur_kernel: int = 15
+
+
+def colour_augment(x: torch.Tensor, p: ColourParams, g: torch.Generator) -> torch.Tensor:
+    """Per-clip colour jitter (brightness, contrast, saturation, hue in that order; p =
+    0.8), grayscale (p = 0.2) and Gaussian blur (p = 0.2) of float clips (N, T, 3, H, W)
+    in [0, 1]; ``g`` lives on x's device. Returns the same shape."""
+    from torchvision.transforms.v2 import functional as tvf
+    from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
+
+    n, dev = x.shape[0], x.device
+    view = (n, 1, 1, 1, 1)
+
+    def uniform(spread: float) -> torch.Tensor:
+        lo = max(0.0, 1.0 - spread)
+        return (torch.rand(n, generator=g, device=dev) * (1.0 + spread - lo) + lo).view(view)
+
+    apply = (torch.rand(n, generator=g, device=dev) < p.jitter_p).view(view)
+    bright, contrast, sat = uniform(p.brightness), uniform(p.contrast), uniform(p.saturation)
+    shift = (torch.rand(n, generator=g, device=dev) * 2 - 1) * p.hue
+    y = (x * bright).clamp(0, 1)
+    mean = tvf.rgb_to_grayscale(y).mean(dim=(-3, -2, -1), keepdim=True)  # per frame
+    y = (contrast * y + (1 - contrast) * mean).clamp(0, 1)
+    y = (sat * y + (1 - sat) * tvf.rgb_to_grayscale(y)).clamp(0, 1)
+    hsv = _rgb_to_hsv(y)  # (N, T, 3, H, W)
+    hue = (hsv[:, :, 0] + shift.view(n, 1, 1, 1)) % 1.0
+    y = _hsv_to_rgb(torch.stack([hue, hsv[:, :, 1], hsv[:, :, 2]], dim=2))
+    x = torch.where(apply, y, x)
+    gray = (torch.rand(n, generator=g, device=dev) < p.grayscale).view(view)
+    x = torch.where(gray, tvf.rgb_to_grayscale(x, num_output_channels=3), x)
+    blur = torch.rand(n, generator=g, device=dev) < p.blur
+    if blur.any():
+        chosen = x[blur]  # (n_b, T, 3, H, W)
+        k = p.blur_kernel
+        flat = chosen.flatten(0, 1)
+        blurred = tvf.gaussian_blur(flat, [k, k], [p.blur_sigma, p.blur_sigma])
+        x = x.clone()
+        x[blur] = blurred.view_as(chosen)
+    return x
+
+
+# ---------------------------------------------------------------------------- data
+
+
+VIEWS = ("anchor", "positive", "aug")  # the three clips of a batch item, in this order
+
+
+@dataclass
+class TripletPlan:
+    """One batch: B anchors, each with three clips (arrays indexed [b, view])."""
+
+    anchors: np.ndarray  # (B,) int64 video of the anchor and aug(x)
+    positives: np.ndarray  # (B,) int64 video of the positive
+    same: np.ndarray  # (B,) bool: positive drawn as "same video"
+    start: np.ndarray  # (B, 3) int64
+    scale: np.ndarray  # (B, 3) float64
+    x: np.ndarray  # (B, 3)
+    y: np.ndarray  # (B, 3)
+    flip: np.ndarray  # (B, 3) bool
+    flow: np.ndarray  # (B, 3) bool: replace the view by its optical flow
+
+    def __len__(self) -> int:
+        return len(self.anchors)
+
+    def take(self, rows: Any) -> TripletPlan:
+        return TripletPlan(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+
+
+def plan_triplet_batch(
+    frames: np.ndarray,
+    anchors: np.ndarray,
+    clusters: np.ndarray,
+    params: Any,
+    opts: SLICOptions,
+    rng: np.random.Generator,
+) -> TripletPlan:
+    """Draw everything random about a batch's clips (positive video, temporal and
+    spatial crops, flow views) in the main process. ``frames`` (V,) frame counts,
+    ``clusters`` (V,) pseudo-labels, ``params`` a :class:`vcl.pretrain.clips.ClipParams`."""
+    from vcl.pretrain.clips import plan_clips
+
+    anchors = np.asarray(anchors, dtype=np.int64)
+    positives, same = sample_positive_videos(anchors, clusters, opts.p_same, rng)
+    a_start, p_start = clip_starts(frames[positives], params.frames, rng)
+    geometry = plan_clips(frames, anchors, params, rng, clips_per_video=3)  # crops, flips
+    start = np.stack([a_start, p_start, a_start], axis=1)
+    flow = rng.random((len(anchors), 3)) < opts.flow_prob
+    flow[:, 0] = False  # the anchor is always RGB
+    return TripletPlan(
+        anchors,
+        positives,
+        same,
+        start,
+        geometry.scale,
+        geometry.x,
+        geometry.y,
+        geometry.flip,
+        flow,
+    )
+
+
+def read_triplet_batch(videos: Any, plan: TripletPlan, params: Any, flow: str) -> np.ndarray:
+    """The clips of a plan → uint8 (B, 3, T, S, S, 3), views as :data:`VIEWS`; a view
+    marked for flow holds :func:`flow_view` of its (already cropped) frames."""
+    from vcl.pretrain.clips import read_clips
+
+    b = len(plan)
+    out = np.empty((b, 3, params.frames, params.size, params.size, 3), np.uint8)
+    for i in range(b):
+        a, p = int(plan.anchors[i]), int(plan.positives[i])
+        groups = [(a, [0, 1, 2])] if a == p else [(a, [0, 2]), (p, [1])]
+        for video, views in groups:
+            out[i, views] = read_clips(
+                videos.paths[video],
+                int(videos.frames[video]),
+                plan.start[i, views],
+                plan.scale[i, views],
+                plan.x[i, views],
+                plan.y[i, views],
+                plan.flip[i, views],
+                params,
+            )
+        for v in np.flatnonzero(plan.flow[i]):
+            out[i, v] = flow_view(out[i, v], flow)
+    return out
+
+
+class TripletBatches:
+    """Item ``i`` of the loader is batch ``i``: (uint8 clips (B, 3, T, S, S, 3), int64
+    anchor videos (B,), bool flow flags (B, 3)); a map-style Dataset by duck typing."""
+
+    def __init__(self, videos: Any, plans: list[TripletPlan], params: Any, flow: str) -> None:
+        self.videos, self.plans, self.params, self.flow = videos, plans, params, flow
+
+    def __len__(self) -> int:
+        return len(self.plans)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        plan = self.plans[i]
+        clips = read_triplet_batch(self.videos, plan, self.params, self.flow)
+        return torch.from_numpy(clips), torch.from_numpy(plan.anchors), torch.from_numpy(plan.flow)
+
+
+def clips_to_unit(clips: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, T, S, S, 3) → float (N, T, 3, S, S) in [0, 1]."""
+    return clips.permute(0, 1, 4, 2, 3).float().div_(255.0)
+
+
+def unit_to_input(x: torch.Tensor) -> torch.Tensor:
+    """float (N, T, 3, S, S) in [0, 1] → normalised network input (N, 3, T, S, S), with
+    the statistics of :func:`vcl.pretrain.clips.to_input` (Kinetics mean / std)."""
+    from vcl.pretrain.clips import MEAN, STD
+
+    mean = torch.tensor(MEAN, device=x.device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 1, 3, 1, 1)
+    return ((x - mean) / std).transpose(1, 2).contiguous()
+
+
+# ---------------------------------------------------------------------------- method
+
+
+class SLICMethod:
+    """``vcl pretrain --method slic``: the method interface of :mod:`vcl.pretrain.loop`."""
+
+    name: ClassVar[str] = "slic"
+    family: ClassVar[str] = "video"
+    options_type: ClassVar[type] = SLICOptions
+    # CLI options left at their defaults take these (the papers' network and clip size)
+    defaults: ClassVar[dict[str, Any]] = {"arch": "r3d_18", "size": 112, "cluster_every": 5}
+
+    def __init__(self, config: Any, data: Any, device: torch.device) -> None:
+        from vcl.pretrain.clips import ClipParams
+
+        self.config = config
+        self.opts: SLICOptions = config.options
+        self.data = data  # a vcl.pretrain.clips.VideoSet
+        self.device = device
+        self.params = ClipParams(frames=self.opts.frames, size=config.size)
+        self.colour = ColourParams()
+        self.generator = torch.Generator(device=device)
+        self.model: nn.Module | None = None
+        self.clusters = np.arange(data.n, dtype=np.int64)  # (V,) pseudo-labels
+        self.cluster_info: dict[str, Any] = self._cluster_metrics(None, 0.0)
+        self._reset_counters()
+
+    # ------------------------------------------------------------------ checks
+
+    @classmethod
+    def open_data(cls, path: Any) -> Any:
+        from vcl.pretrain.clips import open_videos
+
+        return open_videos(path)
+
+    def check(self) -> None:
+        """Refuse options and inputs the method cannot train with."""
+        from vcl.backbones import spec_of
+        from vcl.pretrain.clips import require_decodable
+
+        o = self.opts
+        if o.flow not in FLOW_METHODS:
+            raise UsageError(f"unknown --flow {o.flow!r}", "--flow", "use dis or tvl1")
+        if not 0.0 <= o.p_same <= 1.0 or not 0.0 <= o.flow_prob <= 1.0:
+            raise UsageError("--p-same and --flow-prob are probabilities (0 to 1)")
+        if self.opts.cluster_every < 1 or o.warmup_epochs < 0 or o.finch_level < 0:
+            raise UsageError("need --cluster-every >= 1, --warmup-epochs >= 0, --finch-level >= 0")
+        spec = spec_of(self.config.arch)
+        if o.frames < spec.min_frames or self.config.size < spec.min_side:
+            raise UsageError(
+                f"{spec.name} needs clips of at least {spec.min_frames} frames and "
+                f"{spec.min_side} px (got --frames {o.frames}, --size {self.config.size})",
+                "--arch",
+            )
+        require_decodable(self.data, o.keep_going, o.frames)
+
+    # ------------------------------------------------------------------ model
+
+    def build_model(self, backbone: nn.Module) -> nn.Module:
+        self.model = SLICNetwork(backbone, backbone.spec.dim)
+        return self.model
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        return [{"params": list(model.parameters())}]
+
+    # ------------------------------------------------------------------ clustering
+
+    def clusters_due(self, epoch: int) -> bool:
+        """Cluster before epoch ``epoch`` (1-based)? At the first epoch after the warm-up,
+        then every ``cluster_every`` epochs (the authors' epochs 0, 5, 10, ...)."""
+        done = epoch - 1 - self.opts.warmup_epochs  # epochs trained since the warm-up
+        return self.opts.clustering and done >= 0 and done % self.opts.cluster_every == 0
+
+    @torch.no_grad()
+    def embed_videos(self) -> np.ndarray:
+        """(V, 128) embeddings of every video's centre clip (centre crop, no flip), in
+        eval mode; each rank embeds a share, gathered on every rank."""
+        from vcl.pretrain.clips import centre_plan, clip_loader, to_input
+
+        assert self.model is not None
+        n, bs = self.data.n, self.config.batch_size
+        chunks = [np.arange(s, min(s + bs, n)) for s in range(0, n, bs)]
+        plans = [centre_plan(self.data.frames, c, self.params) for c in chunks]
+        mine = plans[dist.rank() :: dist.world()]
+        loader = clip_loader(self.data, mine, self.params, self.config.workers)
+        was_training = self.model.training
+        self.model.eval()
+        idx_parts, feat_parts = [], []
+        for clips, videos in loader:
+            x = to_input(clips[:, 0], self.device)  # (B, 3, T, S, S)
+            feat_parts.append(self.model(x).float())
+            idx_parts.append(videos.to(self.device))
+        self.model.train(was_training)
+        d = feat_parts[0].shape[1] if feat_parts else 128
+        none = torch.zeros(0, dtype=torch.int64, device=self.device)  # a rank with no share
+        idx = dist.gather_cat(torch.cat(idx_parts) if idx_parts else none)
+        feats = dist.gather_cat(
+            torch.cat(feat_parts) if feat_parts else torch.zeros(0, d, device=self.device)
+        )
+        out = torch.empty(n, d, device=self.device)
+        out[idx.to(self.device)] = feats.to(self.device)
+        return out.cpu().numpy()
+
+    def recluster(self) -> None:
+        """FINCH on the current embeddings (rank 0), labels broadcast to every rank."""
+        began = time.perf_counter()
+        feats = self.embed_videos()
+        labels = torch.zeros(self.data.n, dtype=torch.int64, device=self.device)
+        levels: list[int] = []
+        if dist.rank() == 0:
+            found, levels = cluster_videos(feats, self.opts.finch_level)
+            labels = torch.as_tensor(found, device=self.device)
+        dist.broadcast(labels)
+        self.clusters = labels.cpu().numpy().astype(np.int64)
+        self.cluster_info = self._cluster_metrics(levels, time.perf_counter() - began)
+        if dist.rank() == 0:
+            log.info(
+                "FINCH: %d clusters of %d videos (levels %s)",
+                self.cluster_info["clusters"],
+                self.data.n,
+                levels,
+            )
+            if self.cluster_info["clusters"] == 1:
+                log.warning(
+                    "FINCH put every video in one cluster: no negatives, so the triplet loss "
+                    "is zero until the next clustering (try --finch-level 0 or more videos)"
+                )
+
+    def _cluster_metrics(self, levels: list[int] | None, seconds: float) -> dict[str, Any]:
+        """Cluster count and sizes; NMI / AMI against the manifest's labels (evaluation
+        only: labels never reach the training) over the videos that have one."""
+        from vcl.cluster_metrics import ami, nmi
+
+        sizes = np.sort(np.bincount(self.clusters))[::-1]
+        out: dict[str, Any] = {
+            "clusters": len(sizes),
+            "cluster_min": int(sizes.min()),
+            "cluster_max": int(sizes.max()),
+            "cluster_mean": float(sizes.mean()),
+            "largest_clusters": [int(s) for s in sizes[:10]],
+            "finch_levels": levels,
+            "cluster_seconds": seconds,
+            "nmi": None,
+            "ami": None,
+        }
+        labels = self.data.labels
+        if levels is not None and labels is not None:
+            known = labels != ""
+            if known.sum() >= 2:
+                out["nmi"] = nmi(labels[known], self.clusters[known])
+                out["ami"] = ami(labels[known], self.clusters[known])
+        return out
+
+    # ------------------------------------------------------------------ data
+
+    def plans(self, epoch: int) -> list[TripletPlan]:
+        """This rank's share of the epoch's batches, drawn from (seed, epoch)."""
+        rng = np.random.default_rng([self.config.seed, epoch, 29])
+        perm = rng.permutation(self.data.n)
+        bs, world = self.config.batch_size, dist.world()
+        plans = []
+        for s in range(0, self.data.n, bs):
+            chunk = perm[s : s + bs]
+            plan = plan_triplet_batch(
+                self.data.frames, chunk, self.clusters, self.params, self.opts, rng
+            )
+            if len(chunk) >= 2 * world:
+                plans.append(plan.take(slice(dist.rank(), None, world)))
+        return plans
+
+    def batches(self, epoch: int) -> Any:
+        if self.clusters_due(epoch):
+            self.recluster()
+        self._reset_counters()
+        return torch.utils.data.DataLoader(
+            TripletBatches(self.data, self.plans(epoch), self.params, self.opts.flow),  # type: ignore[arg-type]
+            batch_size=None,
+            shuffle=False,
+            num_workers=self.config.workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=2 if self.config.workers else None,
+            persistent_workers=False,
+        )
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        from vcl.pretrain.clips import iterations
+
+        return iterations(self.data.n, self.config.batch_size, dist.world())
+
+    # ------------------------------------------------------------------ training
+
+    def init_state(self, model: nn.Module, autocast: Any) -> None:
+        """Every video starts as its own cluster; FINCH runs at the first due epoch."""
+        self.clusters = np.arange(self.data.n, dtype=np.int64)
+        self.cluster_info = self._cluster_metrics(None, 0.0)
+
+    def train_step(
+        self, model: nn.Module, batch: Any, iteration: int, autocast: Any
+    ) -> tuple[torch.Tensor, Any]:
+        """Loss of one batch: triplet (m1) + λ · temporal (m2) on 2B or 3B clips."""
+        clips, anchors, flow = batch
+        b = len(anchors)
+        views = 3 if self.opts.temporal else 2
+        clips = clips[:, :views].to(self.device, non_blocking=True)
+        flow = flow[:, :views].to(self.device)
+        self.generator.manual_seed(self.config.seed * 1_000_003 + iteration)
+        # (views·B, T, 3, S, S), view-major: anchors, positives, aug(x)
+        x = clips_to_unit(clips.transpose(0, 1).flatten(0, 1))
+        rgb = ~flow.transpose(0, 1).flatten()
+        if rgb.any():  # colour augmentation of the RGB clips only
+            x[rgb] = colour_augment(x[rgb], self.colour, self.generator)
+        x = unit_to_input(x)
+        with autocast():
+            z = model(x)
+        z = z.float()
+        labels = torch.as_tensor(self.clusters, device=self.device)[anchors.to(self.device)]
+        trip = triplet_loss(z[: 2 * b], labels.repeat(2), self.opts.triplet_margin, self.generator)
+        loss = trip.loss
+        temporal, temporal_active = torch.zeros((), device=self.device), float("nan")
+        if self.opts.temporal:
+            temporal, temporal_active = temporal_loss(
+                z[:b], z[2 * b :], z[b : 2 * b], self.opts.temporal_margin
+            )
+            loss = loss + self.opts.temporal_weight * temporal
+        c = self._counters
+        c["steps"] += 1
+        c["triplet"] += float(trip.loss.detach())
+        c["temporal"] += float(temporal.detach())
+        c["triplets"] += trip.triplets
+        c["active"] += trip.active * trip.triplets if trip.triplets else 0.0
+        c["temporal_active"] += 0.0 if np.isnan(temporal_active) else temporal_active * b
+        c["anchors"] += b
+        c["clips"] += views * b
+        c["flow"] += int(flow[:, 1:].sum())
+        return loss, None
+
+    def after_step(self, aux: Any, iteration: int) -> None:
+        return None
+
+    # ------------------------------------------------------------------ reporting
+
+    def _reset_counters(self) -> None:
+        self._counters: dict[str, float] = dict.fromkeys(
+            ("steps", "triplet", "temporal", "triplets", "active", "temporal_active",
+             "anchors", "clips", "flow"),
+            0.0,
+        )  # fmt: skip
+        self._began = time.perf_counter()
+
+    def labels(self) -> np.ndarray:
+        """(V,) int32 cluster of every video (its own index before the first FINCH)."""
+        return self.clusters.astype(np.int32)
+
+    def epoch_metrics(self) -> dict[str, Any]:
+        """Loss per term, fraction of active triplets, cluster count / sizes, NMI / AMI,
+        clips/s (this rank's, the clustering excluded)."""
+        c = self._counters
+        steps = c["steps"]
+        seconds = time.perf_counter() - self._began
+        out: dict[str, Any] = {
+            "triplet_loss": c["triplet"] / steps if steps else None,
+            "temporal_loss": (c["temporal"] / steps if steps else None)
+            if self.opts.temporal
+            else None,
+            "triplets_per_batch": c["triplets"] / steps if steps else None,
+            "active_triplets": c["active"] / c["triplets"] if c["triplets"] else None,
+            "active_temporal": c["temporal_active"] / c["anchors"]
+            if c["anchors"] and self.opts.temporal
+            else None,
+            "flow_views": c["flow"] / c["clips"] if c["clips"] else None,
+            "clips_per_s": c["clips"] * dist.world() / seconds if steps else None,
+        }
+        out.update(self.cluster_info)
+        return out
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        info = {k: v for k, v in self.cluster_info.items()}
+        return {
+            "clusters": torch.from_numpy(self.clusters.copy()),
+            "cluster_info": json.dumps(info),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        clusters = state["clusters"]
+        if len(clusters) != self.data.n:
+            raise DataError(
+                f"the checkpoint's clusters cover {len(clusters)} videos, the input has "
+                f"{self.data.n}",
+                self.data.path,
+                "resume with the videos the run was started on",
+            )
+        self.clusters = clusters.numpy().astype(np.int64)
+        self.cluster_info = json.loads(state["cluster_info"])
