@@ -139,6 +139,112 @@ def test_finch_is_deterministic_and_handles_tiny_inputs() -> None:
     assert two.n_clusters == [1]
 
 
+def _reference_neighbours(x: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """float64 first neighbours, lowest index among exact ties (argmin's first)."""
+    x64 = x.astype(np.float64)
+    if metric == "cosine":
+        norm = np.linalg.norm(x64, axis=1)
+        outer = norm[:, None] * norm[None, :]
+        d = np.where(outer == 0, 1.0, 1.0 - (x64 @ x64.T) / np.where(outer == 0, 1.0, outer))
+    else:
+        d = np.sqrt(((x64[:, None, :] - x64[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    return d.argmin(1), d.min(1)
+
+
+def _awkward(seed: int) -> np.ndarray:
+    """Clustered points with the cases a float32 search gets wrong: duplicates (pairs and
+    a run of five), zero rows, exact equidistant pairs, integer coordinates with ties."""
+    x, _ = blobs(1301, 9, 23, seed=seed)
+    x[900:960] = x[:60]  # duplicated pairs
+    x[1000:1005] = x[77]  # five copies of one point
+    x[1100] = 0.0
+    x[1101] = 0.0
+    x[1200:1210] = np.random.default_rng(seed).integers(0, 2, (10, 9))  # integer grid
+    x[1210] = x[1200] + np.eye(9, dtype=np.float32)[0]  # exactly equidistant neighbours
+    x[1211] = x[1200] - np.eye(9, dtype=np.float32)[0]
+    return x
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_pruned_search_is_exact_on_awkward_data(metric: str, monkeypatch) -> None:
+    """The cell-pruned search (forced on small data) equals float64 brute force exactly,
+    ties included, and really prunes."""
+    import vcl.cluster as vc
+
+    monkeypatch.setattr(vc, "_MIN_PRUNED", 64)
+    used = []
+    real = vc._ExactSearch._pruned
+    monkeypatch.setattr(
+        vc._ExactSearch, "_pruned", lambda self: used.append(real(self)) or used[-1]
+    )
+    x = _awkward(seed=4)
+    nn, dist = first_neighbours(x, metric)
+    ref_nn, ref_dist = _reference_neighbours(x, metric)
+    assert used == [True]
+    assert np.array_equal(nn, ref_nn)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-9, atol=1e-12)
+    assert nn[1000] == 77 and nn[77] == 1000 and nn[1004] == 77  # lowest-index duplicate
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_cell_bounds_never_exceed_true_distances(metric: str, monkeypatch) -> None:
+    """Soundness of the pruning: every cell's lower bound is at most the float64 distance
+    from the query to the nearest point of that cell."""
+    import vcl.cluster as vc
+
+    monkeypatch.setattr(vc, "_MIN_PRUNED", 64)
+    x = _awkward(seed=6)
+    search = vc._ExactSearch(x, metric)
+    search._finish_cells()
+    k = len(search.cells) - 1
+    assert k > 20
+    lower = search._lower_bounds(np.arange(len(x)), 0, k)  # (N, k), rows by position
+    y = search.pts[:, : x.shape[1]].astype(np.float64)  # the vectors compared, by position
+    dist = np.sqrt(np.maximum(((y[:, None, :] - y[None, :, :]) ** 2).sum(-1), 0.0))
+    nearest = np.minimum.reduceat(dist, search.cells[:-1], axis=1)  # (N, k)
+    assert (lower <= nearest + 1e-12).all()
+    assert (lower > 0).mean() > 0.5  # and they do rule cells out
+
+
+def test_search_without_structure_sweeps_everything(monkeypatch) -> None:
+    """Unclustered data: the bounds would keep most pairs, so one sweep runs; still exact."""
+    import vcl.cluster as vc
+
+    monkeypatch.setattr(vc, "_MIN_PRUNED", 64)
+    used = []
+    real = vc._ExactSearch._pruned
+    monkeypatch.setattr(
+        vc._ExactSearch, "_pruned", lambda self: used.append(real(self)) or used[-1]
+    )
+    x = np.random.default_rng(8).normal(size=(1031, 24)).astype(np.float32)
+    x[500] = x[3]
+    for metric in ("cosine", "l2"):
+        nn, _ = first_neighbours(x, metric)
+        assert np.array_equal(nn, _reference_neighbours(x, metric)[0])
+    assert used == [False, False]
+
+
+def test_pruned_finch_equals_brute_force_and_finch_clust(monkeypatch) -> None:
+    """Whole hierarchies through the pruned search, against both references."""
+    import vcl.cluster as vc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from finch import FINCH
+
+    monkeypatch.setattr(vc, "_MIN_PRUNED", 64)
+    x, _ = blobs(1517, 11, 31, seed=9)
+    for metric, ref_metric in (("cosine", "cosine"), ("l2", "euclidean")):
+        ours = finch(x, metric)
+        ref = brute_finch(x, metric)
+        c, counts, _ = FINCH(x, distance=ref_metric, verbose=False)
+        assert ours.n_clusters == [int(r.max()) + 1 for r in ref] == list(counts)
+        for level, expected in enumerate(ref):
+            assert np.array_equal(canonical(ours.partition(level)), expected)
+            assert np.array_equal(expected, canonical(c[:, level]))
+
+
 # ---------------------------------------------------------------- k-means
 
 

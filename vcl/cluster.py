@@ -12,14 +12,16 @@ multiple k-means, SLIC's FINCH), so everything here takes and returns plain arra
   neighbour, take the connected components of that graph as clusters, replace them by
   their means and repeat, giving a hierarchy of partitions; an exact number of clusters
   comes from the partition just above it by merging the closest pair of cluster means
-  one at a time (the paper's Sec. 3.2). Neighbours are exact, found by faiss in chunks,
-  so memory is O(N·d) rather than the O(N²) distance matrix of the reference code.
+  one at a time (the paper's Sec. 3.2). Neighbours are exact (float32 BLAS blocks pruned
+  by k-means cells and the triangle inequality, near-ties settled in float64), so memory
+  is O(N·d) rather than the O(N²) distance matrix of the reference code.
 - :func:`track_kmeans`: ODC-TrackInit / ODCT's initialisation: k-means on one seeded
   random representative per track, labels propagated to all of the track's samples.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -287,6 +289,439 @@ def _search1(index: Any, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------------- FINCH
 
+_TILE = 1 << 21  # float32 scores per block of the exact search (8 MB): bounds its memory
+_U32 = 2.0**-24  # float32 unit roundoff
+_MIN_PRUNED = 4096  # below this many points one brute-force sweep is as fast as pruning
+_CELL_SIZE = 32  # mean points per cell of the pruned search (before wide cells split)
+_NEAR_CELLS = 3  # other cells every query meets first, to get a tight bound early
+_MAX_WORK = 0.25  # share of all N² pairs above which pruning gives way to one sweep
+_BOUND_CELLS = 32  # cells whose bounds are computed together: an (N, 32) block
+
+
+def _one_blas_thread() -> Any:
+    """A context keeping BLAS on one thread: the pruned search makes thousands of small
+    products, and waking a second BLAS thread for each costs more than it saves (much
+    more on a loaded machine). A no-op without threadpoolctl."""
+    import contextlib
+
+    controller = _blas_controller()
+    if controller is None:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    _default_blas_threads()  # note the usual count before limiting it
+    return controller.limit(limits=1, user_api="blas")
+
+
+def _all_blas_threads() -> Any:
+    """Inside :func:`_one_blas_thread`, give BLAS its usual threads back for a while."""
+    import contextlib
+
+    controller = _blas_controller()
+    if controller is None:  # pragma: no cover
+        return contextlib.nullcontext()
+    return controller.limit(limits=_default_blas_threads(), user_api="blas")
+
+
+@functools.cache
+def _default_blas_threads() -> int:
+    """BLAS's thread count as loaded (first asked outside any limit)."""
+    controller = _blas_controller()
+    found = [lib["num_threads"] for lib in controller.info() if lib["user_api"] == "blas"]
+    return max(found, default=1)
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS (made once, after numpy loaded it)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover
+        return None
+    return ThreadpoolController()
+
+
+class _Top2:
+    """Running best and second-best score of each query row (higher score: nearer)."""
+
+    def __init__(self, n: int) -> None:
+        self.best = np.full(n, -np.inf, np.float32)
+        self.second = np.full(n, -np.inf, np.float32)
+        self.arg = np.full(n, -1, np.int64)
+
+    def update(self, rows: np.ndarray, v1: np.ndarray, i1: np.ndarray, v2: np.ndarray) -> None:
+        """Merge a block's top two (v1 at column i1, v2) into the rows' running top two."""
+        m = self.best[rows]
+        self.second[rows] = np.maximum(np.maximum(self.second[rows], v2), np.minimum(m, v1))
+        better = v1 > m
+        self.best[rows] = np.where(better, v1, m)
+        self.arg[rows] = np.where(better, i1, self.arg[rows])
+
+
+class _ExactSearch:
+    """Exact first neighbours: float32 BLAS blocks pruned by cells, near-ties in float64.
+
+    The points (cosine: L2-normalised, so that Euclidean order is cosine order) are split
+    into cells of ~32 by two-level seeded Lloyd k-means (~√(N/32) coarse groups, then
+    cells inside each), and cells much wider than the median are halved; each
+    cell keeps its mean μ_c and radius r_c. A cell's points meet their own cell and the 3
+    cells with the nearest means first, then only the cells whose triangle-inequality
+    bound ‖y − μ_c‖ − r_c does not exceed their best distance so far. The answer is exact
+    whatever the cells (they set the speed only); where the bounds would keep over a
+    quarter of all pairs (data without cluster structure) one brute-force sweep runs
+    instead, with BLAS's usual threads (the pruned sweep keeps BLAS on one thread).
+
+    Scores are float32 (cosine: q·y; l2: 2 q·y − ‖y‖² = ‖q‖² − d², one matmul). A row whose
+    best and second-best scores are closer than twice the float32 error bound
+    (4 (D + 4) u times the scale) is settled in float64 among all candidates within that
+    bound: nearest, then lowest index. Any other row's float32 winner is the float64 one.
+
+    Memory: the N×D float32 points (N×(D+1) for l2), 8 MB score blocks, (N, 32) bounds.
+    """
+
+    def __init__(self, x: np.ndarray, metric: str) -> None:
+        self.x = x  # (N, D) the caller's array: float64 distances are taken from it
+        self.cosine = metric == "cosine"
+        n, d = x.shape
+        self.n, self.d = n, d
+        self.order = np.arange(n)  # search position -> row of x
+        self.cells = np.array([0, n])  # cell c holds positions cells[c]:cells[c + 1]
+        if n >= _MIN_PRUNED:
+            with _one_blas_thread():
+                self.pts = self._make_cells()
+        else:
+            self.pts = self._prepare(self.order)  # (N, D) float32, search order
+        self.sq = np.einsum("ij,ij->i", self.pts, self.pts)  # (N,) float32 ‖y‖²
+        if not self.cosine:  # augmented rows [y, ‖y‖²]: one matmul gives 2 q·y − ‖y‖²
+            self.pts = np.concatenate([self.pts, self.sq[:, None]], axis=1)
+        # Score tolerance per row: twice the worst float32 error of a score difference.
+        norms = np.sqrt(self.sq)
+        scale = np.ones(n) if self.cosine else (norms + norms.max()) ** 2
+        self.eps = (4.0 * (d + 4) * _U32 * scale).astype(np.float32)
+        self.eps_d2 = self.eps * (2.0 if self.cosine else 1.0)  # in squared distance
+        self.top = _Top2(n)
+
+    # -- points and cells
+
+    def _prepare(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), D) float32 search vectors of rows of x, built in chunks."""
+        out = np.empty((len(rows), self.d), np.float32)
+        for s in range(0, len(rows), 16384):
+            block = np.asarray(self.x[rows[s : s + 16384]], dtype=np.float32)
+            out[s : s + len(block)] = l2_normalise(block) if self.cosine else block
+        return out
+
+    @staticmethod
+    def _nearest(y: np.ndarray, centres: np.ndarray) -> np.ndarray:
+        """(len(y),) index of each row's nearest centre (Euclidean), in blocks."""
+        lin, bias = 2.0 * centres.T, -np.einsum("ij,ij->i", centres, centres)
+        step = max(1, _TILE // len(centres))
+        out = np.empty(len(y), np.int64)
+        for s in range(0, len(y), step):
+            out[s : s + step] = (y[s : s + step] @ lin + bias).argmax(1)
+        return out
+
+    @classmethod
+    def _lloyd(cls, y: np.ndarray, k: int, rng: np.random.Generator, iters: int) -> np.ndarray:
+        """(k, D) centres from a few Lloyd iterations on up to 16k rows of y."""
+        import scipy.sparse as sp
+
+        sample = y[np.sort(rng.choice(len(y), min(len(y), 16 * k), replace=False))]
+        centres = sample[rng.choice(len(sample), k, replace=False)].copy()
+        for _ in range(iters):
+            lab = cls._nearest(sample, centres)
+            counts = np.bincount(lab, minlength=k)
+            member = sp.csr_matrix(
+                (np.ones(len(lab), np.float32), (lab, np.arange(len(lab)))), (k, len(lab))
+            )
+            full = counts > 0
+            centres[full] = np.asarray(member @ sample)[full] / counts[full, None]
+        return centres
+
+    def _make_cells(self) -> np.ndarray:
+        """Two-level k-means cells; sets order and cells, returns the sorted points."""
+        n = self.n
+        rng = np.random.default_rng(0)
+        groups = int(np.clip(np.sqrt(n / _CELL_SIZE), 2, 512))
+        sample = self._prepare(np.sort(rng.choice(n, min(n, 32 * groups), replace=False)))
+        coarse = self._lloyd(sample, groups, rng, iters=4)
+        glabel = np.concatenate(
+            [
+                self._nearest(self._prepare(np.arange(s, min(s + 16384, n))), coarse)
+                for s in range(0, n, 16384)
+            ]
+        )
+        self.order = np.argsort(glabel, kind="stable")
+        pts = self._prepare(self.order)
+        bounds = np.r_[0, np.cumsum(np.bincount(glabel, minlength=groups))]
+        sizes = []
+        for g in range(groups):
+            lo, hi = bounds[g], bounds[g + 1]
+            k = (hi - lo) // _CELL_SIZE
+            if k < 2:
+                sizes.append(hi - lo)
+                continue
+            y = pts[lo:hi]
+            lab = self._nearest(y, self._lloyd(y, k, rng, iters=3))
+            perm = np.argsort(lab, kind="stable")
+            pts[lo:hi] = y[perm]
+            self.order[lo:hi] = self.order[lo:hi][perm]
+            sizes.extend(np.bincount(lab, minlength=k).tolist())
+        sizes_arr = np.array([s for s in sizes if s > 0])
+        limit = None
+        for _ in range(6):  # split cells far wider than most: they straddle clusters
+            sizes_arr, limit = self._split_wide(pts, sizes_arr, limit)
+        self.cells = np.r_[0, np.cumsum(sizes_arr)]
+        return pts
+
+    def _split_wide(
+        self, pts: np.ndarray, sizes: np.ndarray, limit: float | None
+    ) -> tuple[np.ndarray, float]:
+        """Split in two (a cut across the main axis, then 2-means) every cell whose radius
+        exceeds ``limit`` (first call: 1.5 × the median radius); reorders pts and order in
+        place. Returns the new sizes and the limit."""
+        starts = np.r_[0, np.cumsum(sizes)[:-1]]
+        means = np.add.reduceat(pts, starts, axis=0) / sizes[:, None]
+        cell = np.repeat(np.arange(len(sizes)), sizes)
+        dist2 = np.empty(len(pts), np.float32)
+        for s in range(0, len(pts), 16384):  # chunks: no second N×D array
+            diff = pts[s : s + 16384] - means[cell[s : s + 16384]]
+            dist2[s : s + len(diff)] = np.einsum("ij,ij->i", diff, diff)
+        radii = np.sqrt(np.maximum.reduceat(dist2, starts))
+        limit = 1.5 * float(np.median(radii)) if limit is None else limit
+        wide = np.flatnonzero((radii > limit) & (sizes >= 2))
+        if not len(wide):
+            return sizes, limit
+        parts = [[int(v)] for v in sizes]
+        rng = np.random.default_rng(len(sizes))
+        for c in wide:
+            lo, hi = starts[c], starts[c] + sizes[c]
+            y = pts[lo:hi]
+            centred = y - means[c]
+            v = rng.standard_normal(self.d).astype(np.float32)
+            for _ in range(4):  # power iteration: the cell's main axis of spread
+                v = centred.T @ (centred @ v)
+                v /= max(float(np.linalg.norm(v)), 1e-30)
+            side = centred @ v > 0
+            for _ in range(2):  # then 2-means from that cut
+                if side.all() or not side.any():
+                    break
+                a, b = y[~side].mean(axis=0), y[side].mean(axis=0)
+                side = np.einsum("ij,ij->i", y - b, y - b) < np.einsum("ij,ij->i", y - a, y - a)
+            if side.all() or not side.any():
+                continue
+            perm = np.argsort(side, kind="stable")
+            pts[lo:hi] = y[perm]
+            self.order[lo:hi] = self.order[lo:hi][perm]
+            parts[c] = [int((~side).sum()), int(side.sum())]
+        return np.array([v for p in parts for v in p]), limit
+
+    def _finish_cells(self) -> None:
+        """Cell means μ and radii r (float64 sums, float32 results)."""
+        import scipy.sparse as sp
+
+        n, d = self.n, self.d
+        sizes = np.diff(self.cells)
+        k = len(sizes)
+        self.cell_of = np.repeat(np.arange(k), sizes)  # (N,) cell of each position
+        y = self.pts[:, :d]
+        member = sp.csr_matrix((np.ones(n), (self.cell_of, np.arange(n))), shape=(k, n))
+        means = np.zeros((k, d))
+        for s in range(0, n, 16384):
+            means += member[:, s : s + 16384] @ y[s : s + 16384].astype(np.float64)
+        self.centres = (means / sizes[:, None]).astype(np.float32)
+        self.centre_sq = np.einsum("ij,ij->i", self.centres, self.centres)
+        rho = np.empty(n)  # each point's distance to its cell's mean
+        for s in range(0, n, 16384):
+            diff = y[s : s + 16384].astype(np.float64) - self.centres[self.cell_of[s : s + 16384]]
+            rho[s : s + len(diff)] = np.einsum("ij,ij->i", diff, diff)
+        radii = np.sqrt(np.maximum.reduceat(rho, self.cells[:-1]))  # cells are contiguous
+        self.radii = (radii * (1 + 1e-6)).astype(np.float32)
+        # float32 error of a squared distance between a point or centre and a centre
+        scale = max(float(self.sq.max()), float(self.centre_sq.max()))
+        self.bound_err = np.float32(16.0 * (d + 4) * _U32 * scale)
+
+    def _centre_distance(self, a: np.ndarray) -> np.ndarray:
+        """(len(a), C) lower bounds of the distances from the centres of cells a to all."""
+        mu = self.centres
+        d2 = self.centre_sq[a, None] + self.centre_sq[None, :] - 2.0 * (mu[a] @ mu.T)
+        return np.sqrt(np.maximum(d2 - self.bound_err, 0.0))
+
+    def _positions(self, cells: np.ndarray) -> np.ndarray:
+        """The positions of the points of ``cells``, concatenated."""
+        starts = self.cells[cells]
+        lens = self.cells[cells + 1] - starts
+        return np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(lens.sum())
+
+    def _threshold(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows),) float32 distance beyond which no point can score within
+        tolerance of the row's best so far."""
+        best = self.top.best[rows]
+        d2 = 2.0 - 2.0 * best if self.cosine else self.sq[rows] - best
+        return np.sqrt(np.maximum(d2, 0.0) + 3.0 * self.eps_d2[rows])
+
+    def _candidates(self, rows: np.ndarray, c0: int, c1: int) -> np.ndarray:
+        """(len(rows), c1 − c0) bool: whether cells c0:c1 may hold a point within
+        tolerance of each row's best. ``rows`` ascending."""
+        return self._lower_bounds(rows, c0, c1) <= self._threshold(rows)[:, None]
+
+    def _lower_bounds(self, rows: np.ndarray, c0: int, c1: int) -> np.ndarray:
+        """(len(rows), c1 − c0) float32 lower bounds ‖y − μ_c‖ − r_c on the distance from
+        each row to any point of cells c0:c1 (float32 error subtracted first)."""
+        w = -2.0 * self.centres[c0:c1].T  # (D, c)
+        if not self.cosine:  # [y, ‖y‖²] @ [−2μ; 1] = ‖y‖² − 2 y·μ
+            w = np.vstack([w, np.ones((1, c1 - c0), np.float32)])
+        d2 = (self.pts if len(rows) == self.n else self.pts[rows]) @ w  # (r, c)
+        if self.cosine:
+            d2 += self.sq[rows][:, None]
+        d2 += self.centre_sq[c0:c1] - self.bound_err
+        np.maximum(d2, 0.0, out=d2)
+        return np.sqrt(d2, out=d2) - self.radii[c0:c1]
+
+    # -- sweeps
+
+    def _queries(self, rows: np.ndarray) -> np.ndarray:
+        q = self.pts[rows]
+        if not self.cosine:
+            q[:, : self.d] *= 2.0
+            q[:, self.d] = -1.0
+        return q
+
+    def _scan(self, rows: np.ndarray, cols: np.ndarray | slice, pairs: list | None = None) -> None:
+        """Compare query positions ``rows`` with positions ``cols`` (a slice may hold the
+        rows themselves, which are skipped): update the running top two or, with
+        ``pairs``, collect every pair scoring within tolerance of the row's best."""
+        if isinstance(cols, slice):
+            lo, hi = cols.start, cols.stop
+            base = None
+        else:
+            lo, hi = 0, len(cols)
+            base = self.pts[cols]
+        cc = min(hi - lo, 4096)
+        rr = max(1, min(8192, _TILE // cc))  # ≤ 8192 queries gathered at a time (4 MB)
+        for c0 in range(lo, hi, cc):
+            c1 = min(c0 + cc, hi)
+            block = self.pts[c0:c1] if base is None else base[c0:c1]
+            for r0 in range(0, len(rows), rr):
+                rws = rows[r0 : r0 + rr]
+                s = self._queries(rws) @ block.T  # (r, c) scores
+                if base is None:
+                    own = np.flatnonzero((rws >= c0) & (rws < c1))
+                    s[own, rws[own] - c0] = -np.inf
+                    where = np.arange(c0, c1)
+                else:
+                    where = cols[c0:c1]
+                if pairs is not None:
+                    ri, ci = np.nonzero(s >= (self.top.best[rws] - self.eps[rws])[:, None])
+                    pairs.append((rws[ri], where[ci]))
+                    continue
+                at = np.arange(len(rws))
+                i1 = s.argmax(1)
+                v1 = s[at, i1]
+                s[at, i1] = -np.inf
+                self.top.update(rws, v1, where[i1], s.max(1))
+
+    def _pruned(self) -> bool:
+        """The cell-pruned sweep; False (nothing kept) where bounds would not pay."""
+        n, k = self.n, len(self.cells) - 1
+        cells = np.arange(k)
+        near = min(_NEAR_CELLS, k - 1)
+        first = np.empty((k, near), np.int64)  # each cell's nearest other cells
+        for b in range(0, k, 256):
+            dist = self._centre_distance(cells[b : b + 256])
+            dist[np.arange(len(dist)), cells[b : b + 256]] = np.inf
+            first[b : b + 256] = np.argpartition(dist, near - 1, axis=1)[:, :near]
+        for a in range(k):
+            rows = np.arange(self.cells[a], self.cells[a + 1])
+            self._scan(rows, slice(int(rows[0]), int(rows[-1]) + 1))
+            self._scan(rows, self._positions(first[a]))
+        sizes = np.diff(self.cells)
+        probe = np.sort(np.random.default_rng(0).choice(n, min(n, 256), replace=False))
+        kept = sum(
+            float(
+                (
+                    self._candidates(probe, c0, min(c0 + _BOUND_CELLS, k))
+                    @ sizes[c0 : c0 + _BOUND_CELLS]
+                ).sum()
+            )
+            for c0 in range(0, k, _BOUND_CELLS)
+        )
+        if kept > _MAX_WORK * len(probe) * n:
+            return False
+        everything = np.arange(n)
+        met = np.concatenate([cells[:, None], first], axis=1)  # (k, 1 + near) swept already
+        for c0 in range(0, k, _BOUND_CELLS):
+            c1 = min(c0 + _BOUND_CELLS, k)
+            with _all_blas_threads():  # one large product: worth both threads
+                cand = self._candidates(everything, c0, c1).T.copy()  # (cells, N)
+            for c in range(c0, c1):
+                sel = np.flatnonzero(cand[c - c0])
+                sel = sel[~(met[self.cell_of[sel]] == c).any(axis=1)]
+                if len(sel):
+                    self._scan(sel, slice(int(self.cells[c]), int(self.cells[c + 1])))
+        return True
+
+    def _settle(self, unsure: np.ndarray, pruned: bool) -> list:
+        """Every pair (query, position) scoring within tolerance of an unsure row's best."""
+        pairs: list = []
+        if not pruned:
+            self._scan(unsure, slice(0, self.n), pairs)
+            return pairs
+        k = len(self.cells) - 1
+        for c0 in range(0, k, _BOUND_CELLS):
+            c1 = min(c0 + _BOUND_CELLS, k)
+            cand = self._candidates(unsure, c0, c1).T.copy()  # (cells, rows)
+            for c in range(c0, c1):
+                sel = unsure[cand[c - c0]]
+                if len(sel):
+                    self._scan(sel, slice(int(self.cells[c]), int(self.cells[c + 1])), pairs)
+        return pairs
+
+    def run(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) int64 first neighbours (rows of x) and (N,) float64 distances."""
+        n = self.n
+        pruned = False
+        if len(self.cells) > 2:
+            self._finish_cells()
+            with _one_blas_thread():
+                pruned = self._pruned()
+            if not pruned:
+                log.debug("FINCH search: no cluster structure to prune with; one sweep")
+                self.top = _Top2(n)
+        if not pruned:
+            self._scan(np.arange(n), slice(0, n))
+        top = self.top
+        zero = self.sq == 0 if self.cosine else np.zeros(n, bool)
+        unsure = np.flatnonzero((top.second >= top.best - self.eps) & ~zero)
+        result = np.empty(n, np.int64)
+        result[self.order] = self.order[top.arg]
+        if len(unsure):
+            with _one_blas_thread():
+                pairs = self._settle(unsure, pruned)
+            qi = self.order[np.concatenate([p[0] for p in pairs])]
+            cj = self.order[np.concatenate([p[1] for p in pairs])]
+            d = _distances(self.x, qi, cj, self.cosine)
+            pick = np.lexsort((cj, d, qi))  # by row, then nearest, then lowest index
+            first = pick[np.r_[True, qi[pick][1:] != qi[pick][:-1]]]
+            result[qi[first]] = cj[first]
+        if zero.any():  # a zero vector is at cosine distance 1 from everything
+            rows = self.order[zero]
+            result[rows] = np.where(rows == 0, 1, 0)
+        return result, _distances(self.x, np.arange(n), result, self.cosine)
+
+
+def _distances(x: np.ndarray, i: np.ndarray, j: np.ndarray, cosine: bool) -> np.ndarray:
+    """float64 distances between rows i and j of x (cosine: 1 − cos, 1 for a zero row)."""
+    out = np.empty(len(i))
+    for s in range(0, len(i), 4096):  # float64 (4096, D) blocks: little extra memory
+        a = np.asarray(x[i[s : s + 4096]], np.float64)
+        b = np.asarray(x[j[s : s + 4096]], np.float64)
+        if cosine:
+            norm = np.sqrt(np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", b, b))
+            cos = np.einsum("ij,ij->i", a, b) / np.where(norm == 0, 1.0, norm)
+            out[s : s + len(a)] = np.where(norm == 0, 1.0, 1.0 - cos)
+        else:
+            out[s : s + len(a)] = np.sqrt(np.einsum("ij,ij->i", a - b, a - b))
+    return out
+
 
 def first_neighbours(
     x: np.ndarray, metric: str = "cosine", gpu: int | None = None, candidates: int = 8
@@ -294,16 +729,18 @@ def first_neighbours(
     """Exact first neighbour of every row of ``x`` (N×D), itself excluded.
 
     Returns (N,) int64 indices and (N,) float64 distances (cosine: 1 − cos; l2: Euclidean).
-    faiss (float32) finds ``candidates`` nearest rows, scanning the data block by block so
-    memory stays the N×D index plus a fixed block; the candidates are then re-ranked in
-    float64 from ``x`` itself, ties going to the lowest index, so the answer does not
-    depend on float32 rounding. A point with an exact duplicate gets that duplicate.
+    Ties go to the lowest index and the answer does not depend on float32 rounding, so a
+    point with an exact duplicate gets that duplicate. On the CPU: :class:`_ExactSearch`
+    (memory O(N·D)). On GPU ``gpu``: faiss finds ``candidates`` nearest rows, re-ranked
+    in float64 from ``x`` itself.
     """
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}", "--metric", "use cosine or l2")
     n = len(x)
     if n < 2:
         return np.zeros(n, np.int64), np.zeros(n)
+    if gpu is None:
+        return _ExactSearch(x, metric).run()
     cosine = metric == "cosine"
     data = l2_normalise(x) if cosine else np.ascontiguousarray(x, dtype=np.float32)
     index = _flat_index(data.shape[1], cosine, gpu)
@@ -358,8 +795,8 @@ def cluster_means(
     counts = np.bincount(labels, minlength=k).astype(np.float64)
     member = sp.csc_matrix((np.ones(n, np.float64), (labels, np.arange(n))), shape=(k, n))
     sums = np.zeros((k, x.shape[1]))  # (k, D) float64 to sum accurately
-    for start in range(0, n, 65536):  # chunks: no float64 copy of the whole of x
-        stop = min(start + 65536, n)
+    for start in range(0, n, 16384):  # chunks: no float64 copy of the whole of x
+        stop = min(start + 16384, n)
         sums += member[:, start:stop] @ x[start:stop].astype(np.float64)
     return (sums / np.maximum(counts, 1.0)[:, None]).astype(dtype)
 
