@@ -59,7 +59,7 @@ class Stage:
     name: str
     command: str  # placeholders: {out}, {data} (synth folder), and earlier stages' names
     output: str  # file name of the output; a folder for synth
-    kind: str  # store | jsonl | synth | index
+    kind: str  # store | jsonl | synth | index | text (a folder of VIDEO_ID.txt files)
     kills: int = 2
     max_delay: float = 0.8  # seconds after the output appears before the kill
     exact: bool = True  # deterministic: values must match the uninterrupted run
@@ -134,6 +134,21 @@ STAGES = [
         watch=False,
     ),
     Stage("merge", "merge {proposals} -o {out}", "m.zarr", "store", max_delay=0.3),
+    Stage(  # written beside and renamed in one go: killed a random moment after the start
+        "cluster_jsonl",
+        "cluster run {fisher_encode} --jsonl -o {out} --k 2 --device cpu",
+        "cl.jsonl",
+        "jsonl",
+        max_delay=3.0,
+        watch=False,
+    ),
+    Stage(  # one VIDEO_ID.txt per video, each written beside and renamed
+        "idt_text",
+        f"idt {{data}}/videos.jsonl --format text -o {{out}} {FAST_IDT}",
+        "itxt",
+        "text",
+        max_delay=0.5,
+    ),
 ]
 
 
@@ -181,6 +196,8 @@ def _watched(stage: Stage, out: Path) -> Path:
     """The path whose appearance shows the stage has started writing."""
     if stage.kind == "synth":
         return out / "videos" / "v0001.mp4"
+    if stage.kind == "text":
+        return out  # the folder appears with the first file's .partial
     return partial_path(out)
 
 
@@ -190,6 +207,8 @@ def _done(stage: Stage, out: Path) -> Path:
         return out / "videos.jsonl"
     if stage.kind == "index":
         return out.with_name(out.name + ".json")
+    if stage.kind == "text":
+        return out / "v0004.txt"  # the last of the 5 synth videos (files come in order)
     return out
 
 
@@ -199,6 +218,13 @@ def assert_refused(stage: Stage, out: Path, invoke) -> None:
         return  # the run had finished: nothing partial to refuse
     if stage.kind == "synth":
         out = out / "videos.jsonl"
+    if stage.kind == "text":  # every VIDEO_ID.txt present is whole; .partial files are not .txt
+        from vcl.idt import BLOCKS
+        from vcl.idt.textformat import read_text
+
+        for path in out.glob("*.txt"):
+            read_text(path, {**BLOCKS, "traj": 10})  # --track-length 5: 5 (x, y) steps
+        return
     if stage.kind == "index":
         from vcl.retrieve import read_index
 
@@ -291,6 +317,13 @@ def compare_index(got: Path, want: Path) -> None:
     }
 
 
+def compare_text(got: Path, want: Path) -> None:
+    names = sorted(p.name for p in want.iterdir())
+    assert sorted(p.name for p in got.iterdir()) == names  # no .partial left
+    for name in names:
+        assert (got / name).read_bytes() == (want / name).read_bytes()
+
+
 def compare_synth(got: Path, want: Path) -> None:
     for name in ("videos.jsonl", "gt_tracks.jsonl"):  # paths relative to the folder
         assert (got / name).read_text() == (want / name).read_text()
@@ -305,6 +338,7 @@ COMPARE: dict[str, Callable[[Path, Path, bool], None]] = {
     "jsonl": lambda got, want, exact: compare_jsonl(got, want),
     "synth": lambda got, want, exact: compare_synth(got, want),
     "index": lambda got, want, exact: compare_index(got, want),
+    "text": lambda got, want, exact: compare_text(got, want),
 }
 
 
@@ -323,7 +357,7 @@ def test_killed_run_resumes_to_the_same_output(stage: Stage, reference, tmp_path
             assert_refused(stage, out, invoke)
         elif done.exists():  # it finished before the kill: start over to try again
             shutil.rmtree(out) if out.is_dir() else out.unlink()
-            if done != out:
+            if done != out and done.exists():
                 done.unlink()
     log = run_to_end(args, tmp_path)
     assert "Traceback" not in log

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vcl.errors import DataError
+from vcl.errors import DataError, VclError
 from vcl.io.manifest import TrackRecord
 
 SHAPES = ("square", "box")
@@ -184,6 +184,15 @@ def crop_video(task: CropTask) -> dict[str, np.ndarray]:
         "frame": np.array([r[1] for r in rows], np.int32).reshape(-1),
         "box": np.array([r[2] for r in rows], np.float32).reshape(-1, 4),
     }
+
+
+def try_crop_video(task: CropTask) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """``crop_video`` for ``--keep-going``: ``(columns, None)`` or ``(None, error)`` when
+    the video is missing or cannot be decoded (or a track does not fit it)."""
+    try:
+        return crop_video(task), None
+    except VclError as exc:
+        return None, exc.message
 
 
 def columns_spec(size: int) -> dict[str, tuple[object, tuple[int, ...]]]:

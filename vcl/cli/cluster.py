@@ -250,22 +250,24 @@ def evaluate(
             show_default=False,
         ),
     ],
-    labels: Annotated[
-        Path | None,
+    label_paths: Annotated[
+        list[Path] | None,
         typer.Option(
             "--labels",
             metavar="MANIFEST_OR_STORE",
             help="Ground truth: JSONL with id and label on each line (other fields ignored; "
-            "no label = unlabelled), or a store with id and label columns. Joined by id.",
+            "no label = unlabelled), or a store with id and label columns. Joined by id. "
+            "Repeatable (e.g. shards; an id must not repeat across them).",
         ),
     ] = None,
-    tracks: Annotated[
-        Path | None,
+    track_paths: Annotated[
+        list[Path] | None,
         typer.Option(
             "--tracks",
             metavar="FILE",
             help="Track of each sample, for intra-track entropy: JSONL (id, track_id) or a "
-            "store with a track_id column (default: the --labels store's, if it has one).",
+            "store with a track_id column (default: the --labels store's, if it has one). "
+            "Repeatable like --labels.",
         ),
     ] = None,
     vs: Annotated[
@@ -309,13 +311,27 @@ def evaluate(
     from vcl.console import log
     from vcl.io.labels import is_store, read_id_field
 
+    def several(paths: list[Path] | None) -> Path | list[Path] | None:
+        return None if not paths else paths[0] if len(paths) == 1 else list(paths)
+
+    def label(paths: Path | list[Path] | None) -> str | list[str] | None:
+        return (
+            None
+            if paths is None
+            else [str(p) for p in paths]
+            if isinstance(paths, list)
+            else str(paths)
+        )
+
+    labels, tracks = several(label_paths), several(track_paths)
     ids, assignment, k = read_assignment(clusters, run_index, level)
     label_pairs = read_id_field(labels, "label") if labels is not None else None
     track_source = tracks
-    if track_source is None and labels is not None and is_store(labels):
+    label_list = [] if labels is None else labels if isinstance(labels, list) else [labels]
+    if track_source is None and label_list and all(is_store(p) for p in label_list):
         from vcl.io.store import Store
 
-        if "track_id" in Store(labels).columns:
+        if all("track_id" in Store(p).columns for p in label_list):
             track_source = labels
     track_pairs = read_id_field(track_source, "track_id") if track_source is not None else None
     other = None
@@ -323,7 +339,7 @@ def evaluate(
         other_run = run_index if vs_run is None else vs_run
         other_ids, other_assignment, _ = read_assignment(vs, other_run if is_store(vs) else 0)
         other = (other_ids, other_assignment)
-    names = {"labels": str(labels), "tracks": str(track_source), "vs": str(vs)}
+    names = {"labels": str(label(labels)), "tracks": str(label(track_source)), "vs": str(vs)}
     report = evaluate_clusters(
         ids,
         assignment,
@@ -344,8 +360,8 @@ def evaluate(
         "clusters": str(clusters),
         "run": run_index,
         "level": level,
-        "labels": None if labels is None else str(labels),
-        "tracks_from": None if track_source is None else str(track_source),
+        "labels": label(labels),
+        "tracks_from": label(track_source),
         "vs": None if vs is None else str(vs),
         "vs_run": None if vs is None else (run_index if vs_run is None else vs_run),
         **report,

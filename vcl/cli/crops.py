@@ -52,6 +52,14 @@ def run(
             "--pairs", help="Only the first and last box of each track (KCF query/tracked pairs)."
         ),
     ] = False,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going",
+            help="Skip the tracks of videos that are missing or cannot be decoded, list them "
+            "as JSONL on stderr, finish the store, exit 3.",
+        ),
+    ] = False,
     workers: Workers = 1,
     shard: Shard = None,
     overwrite: Overwrite = False,
@@ -74,6 +82,7 @@ def run(
         crop_video,
         projected_bytes,
         store_bytes,
+        try_crop_video,
     )
     from vcl.errors import DataError, UsageError
     from vcl.io.manifest import TrackRecord
@@ -94,7 +103,11 @@ def run(
         raise DataError("holds no tracks", label)
     manifest = {v.id: v for v in resolve_videos(videos)}
     by_video: dict[str, list[TrackRecord]] = {}
+    unknown: dict[str, list[str]] = {}  # --keep-going: video id -> its tracks
     for r in records:
+        if r.video_id not in manifest and keep_going:
+            unknown.setdefault(r.video_id, []).append(r.id)
+            continue
         if r.video_id not in manifest:
             raise DataError(
                 f"track {r.id!r} is of video {r.video_id!r}, which is not in the manifest",
@@ -106,6 +119,12 @@ def run(
         CropTask(vid, manifest[vid].path, tuple(ts), params, label) for vid, ts in by_video.items()
     ]
     tasks = select_shard(tasks, parse_shard_option(shard), key=lambda t: t.video_id)
+    failures = [
+        {"video_id": vid, "tracks": ids, "error": "not in the manifest"}
+        for vid, ids in select_shard(
+            sorted(unknown.items()), parse_shard_option(shard), key=lambda u: u[0]
+        )
+    ]
 
     k = 2 if pairs else per_track
     expected = sum(min(k, len(r.frames)) for t in tasks for r in t.tracks)
@@ -115,12 +134,22 @@ def run(
         todo = [t for t in tasks if t.video_id not in writer.done_groups]
         if len(todo) < len(tasks):
             log.info("resuming: %d of %d videos already done", len(tasks) - len(todo), len(tasks))
-        results = parallel_map(crop_video, todo, workers)
-        for task, cols in track(
+        if keep_going:
+            results = parallel_map(try_crop_video, todo, workers)
+        else:  # the first failure stops the run with its own error
+            results = ((cols, None) for cols in parallel_map(crop_video, todo, workers))
+        for task, (cols, error) in track(
             zip(todo, results, strict=True), "cropping", total=len(todo), unit="videos"
         ):
+            if cols is None:
+                log.warning("skipped video %s: %s", task.video_id, error)
+                ids = [t.id for t in task.tracks]
+                failures.append({"video_id": task.video_id, "tracks": ids, "error": error or ""})
+                continue
             writer.append_group(task.video_id, **cols)
-        writer.set_attrs(size=size, chunk_samples=CHUNK_SAMPLES)
+        writer.set_attrs(
+            size=size, chunk_samples=CHUNK_SAMPLES, failed=[f["video_id"] for f in failures]
+        )
     n_rows = Store(output, kind="crops").n_rows
     total = store_bytes(output)
     log.info(
@@ -130,6 +159,15 @@ def run(
         total / 2**20,
         total / 1024 / max(n_rows, 1),
     )
+    if failures:
+        import json
+        import sys
+
+        for failure in failures:
+            sys.stderr.write(json.dumps(failure) + "\n")
+        n = sum(len(f["tracks"]) for f in failures)
+        log.error("%d tracks of %d videos skipped (listed above)", n, len(failures))
+        raise typer.Exit(3)
 
 
 EXAMPLES = [

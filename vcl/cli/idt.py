@@ -407,7 +407,7 @@ def convert(
         typer.Argument(
             metavar="INPUTS...",
             help="Release text files (.txt, .txt.gz; folders of them) to make a store, "
-            "or one idt store to write as text.",
+            "or idt stores (one, or the shards of one run) to write as text.",
             show_default=False,
         ),
     ],
@@ -441,15 +441,16 @@ def convert(
     from vcl.idt.config import IdtConfig
     from vcl.idt.pipeline import empty_columns
     from vcl.idt.textformat import read_text, write_text
-    from vcl.io.store import Store, StoreWriter
+    from vcl.io.store import StoreWriter
+    from vcl.io.union import open_stores
 
     if dtype not in ("float32", "float16"):
         raise UsageError(f"--dtype must be float32 or float16, got {dtype!r}")
     stores = [p for p in inputs if p.is_dir() and (p / "zarr.json").exists()]
     if stores:
-        if len(inputs) != 1:
-            raise UsageError("give one idt store to write as text, or only text files")
-        store = Store(inputs[0], kind="idt", version=1)
+        if len(stores) != len(inputs):
+            raise UsageError("give idt stores to write as text, or only text files")
+        store = open_stores(inputs, kind="idt", version=1)  # shards: read as their merge
         if output.exists() and not output.is_dir():
             raise OutputError("exists and is not a folder", output)
         for gid in store.group_ids:

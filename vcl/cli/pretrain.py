@@ -18,10 +18,12 @@ from vcl.pretrain import METHODS
 def run(
     ctx: typer.Context,
     input: Annotated[
-        str,
+        list[str],
         typer.Argument(
-            metavar="INPUT",
-            help="Training data: a crops store (vcl crops) for odct, odc, odc-trackinit; "
+            metavar="INPUT...",
+            help="Training data (several inputs of one schema, e.g. the shards of a "
+            "--shard I/N run, are read as their merge): "
+            "a crops store (vcl crops) for odct, odc, odc-trackinit; "
             "videos (a manifest, -, a video file or a folder) for video-ir, video-la, "
             "video-la-idt and slic; a pairs store (vcl crops --pairs) for triplet; crops of "
             "moving objects for moving-clusters (with --videos).",
@@ -322,6 +324,7 @@ def run(
     global batch).
     """
     from vcl.errors import UsageError
+    from vcl.io.union import input_label
     from vcl.pretrain import method_class
     from vcl.pretrain.loop import TrainConfig, train
 
@@ -347,7 +350,7 @@ def run(
         **{name: opts[name] for name in cls.options_type.__dataclass_fields__ if name in opts}
     )
     common = {name: opts[name] for name in TrainConfig.__dataclass_fields__ if name in opts}
-    common.update(input=str(input), output=str(out), options=options)
+    common.update(input=input_label(input), output=str(out), options=options)
     if common["init"] is not None:
         common["init"] = str(common["init"])
     command = shlex.join(["vcl", *sys.argv[1:]])

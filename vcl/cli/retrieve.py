@@ -81,6 +81,25 @@ def _read_features(path: Path | list[Path], ids: Path | None, layer: str | None)
     return read_feature_set(path, ids_file=ids, layer=layer)
 
 
+def _several(paths: list[Path] | None) -> Path | list[Path] | None:
+    """A repeatable input option as one path, a list of several, or None."""
+    if not paths:
+        return None
+    return paths[0] if len(paths) == 1 else list(paths)
+
+
+def _first(paths: Any) -> Any:
+    """The input an error message names: the first of several."""
+    return paths[0] if isinstance(paths, list) else paths
+
+
+def _label(paths: Path | list[Path] | None) -> str | list[str] | None:
+    """How a report names an input: one path as before, several as a list."""
+    if paths is None:
+        return None
+    return [str(p) for p in paths] if isinstance(paths, list) else str(paths)
+
+
 def _foreign_file(path: Path) -> bool:
     """An existing file that is not a faiss index (every faiss index header starts 'I')."""
     if not path.is_file():
@@ -518,29 +537,32 @@ def _table(lines: list[dict[str, Any]]) -> None:
 @app.command("eval")
 @vcl_command
 def evaluate(
-    query_path: Annotated[
-        Path | None,
+    query_paths: Annotated[
+        list[Path] | None,
         typer.Option(
             "--query",
             metavar="TEST",
-            help="Query features (store or .npy), e.g. the test split.",
+            help="Query features (store or .npy), e.g. the test split; repeat it for "
+            "several stores of one run (shards), read as their merge.",
         ),
     ] = None,
-    gallery_path: Annotated[
-        Path | None,
+    gallery_paths: Annotated[
+        list[Path] | None,
         typer.Option(
             "--gallery",
             metavar="TRAIN",
-            help="Gallery features (store or .npy), e.g. the train split (default: --query).",
+            help="Gallery features (store or .npy), e.g. the train split (default: --query); "
+            "repeatable like --query.",
         ),
     ] = None,
-    labels: Annotated[
-        Path | None,
+    label_paths: Annotated[
+        list[Path] | None,
         typer.Option(
             "--labels",
             metavar="FILE",
             help="JSONL with id and label (e.g. a videos manifest) or a store with id and "
-            "label columns; joined by id (default: the stores' label columns).",
+            "label columns; joined by id (default: the stores' label columns); repeatable "
+            "(ids must not repeat across files).",
         ),
     ] = None,
     ks: Annotated[
@@ -621,6 +643,8 @@ def evaluate(
         set_search_params,
     )
 
+    query_path, gallery_path = _several(query_paths), _several(gallery_paths)
+    labels = _several(label_paths)
     cutoffs = sorted(set(parse_number_list(ks, "-k", int, 1, example="1,5,10,20,50")))
     params = _index_params(
         index_type=index_type,
@@ -652,15 +676,15 @@ def evaluate(
 
     gpu = faiss_device(device)
 
-    def load(path: Path) -> tuple[Any, Any, Any, Any]:
+    def load(path: Path | list[Path]) -> tuple[Any, Any, Any, Any]:
         fs = _read_features(path, None, layer)
-        check_finite(fs.features, path)
+        check_finite(fs.features, _first(path))
         row_labels = fs.labels if fs.labels is not None else np.full(len(fs), "")
         ids, x = fs.ids, fs.features
         if average_by is not None:
             groups = fs.video_ids if average_by == "video_id" else fs.track_ids
             if groups is None:
-                raise DataError(f"has no {average_by} column to average by", path)
+                raise DataError(f"has no {average_by} column to average by", _first(path))
             ids, x, row_labels = average(x, row_labels.astype(str), groups)
         lab = row_labels.astype(str)
         split = np.full(len(ids), "")
@@ -674,7 +698,7 @@ def evaluate(
         if split_field and not (split != "").any():
             from vcl.io.labels import is_store
 
-            if is_store(path):
+            if all(is_store(p) for p in (path if isinstance(path, list) else [path])):
                 sids, sf = read_id_fields(path, [split_field])
                 split = lookup(ids, sids, sf[split_field])
         return ids, x, lab, split
@@ -683,13 +707,13 @@ def evaluate(
         one = query_path or gallery_path
         ids, x, lab, split = load(one)
         if not (split != "").any():
-            raise DataError(f"no {split_field!r} values for its ids", labels or one)
+            raise DataError(f"no {split_field!r} values for its ids", _first(labels or one))
         qmask, gmask = split == query_split, split == gallery_split
         if not qmask.any() or not gmask.any():
             raise DataError(
                 f"{split_field}: {int(qmask.sum())} rows are {query_split!r} and "
                 f"{int(gmask.sum())} {gallery_split!r}",
-                labels or one,
+                _first(labels or one),
                 "check --query-split / --gallery-split",
             )
         q_ids, q_x, q_lab = ids[qmask], x[qmask], lab[qmask]
@@ -703,13 +727,15 @@ def evaluate(
     if q_x.shape[1] != g_x.shape[1]:
         raise DataError(
             f"queries have dimension {q_x.shape[1]}, the gallery {g_x.shape[1]}",
-            query_path,
+            _first(query_path),
             "use features of the same model and layer",
         )
     if len(g_ids) == 0 or len(q_ids) == 0:
-        raise DataError("no queries or no gallery items to evaluate", query_path or gallery_path)
+        raise DataError(
+            "no queries or no gallery items to evaluate", _first(query_path or gallery_path)
+        )
     if not (g_lab != "").any():
-        raise DataError("no gallery item has a label", labels or gallery_path or query_path)
+        raise DataError("no gallery item has a label", _first(labels or gallery_path or query_path))
     kmax = min(max(cutoffs), len(g_ids))
     extra = 1 if exclude_self else 0
     config = params.resolved(*g_x.shape)
@@ -725,9 +751,9 @@ def evaluate(
         scores, rows = exclude_rows(scores, rows, self_rows, kmax)
     neighbour_labels = np.where(rows >= 0, g_lab[np.maximum(rows, 0)], "")
     report: dict[str, Any] = {
-        "query": None if query_path is None else str(query_path),
-        "gallery": str(gallery_path or query_path),
-        "labels": None if labels is None else str(labels),
+        "query": _label(query_path),
+        "gallery": _label(gallery_path or query_path),
+        "labels": _label(labels),
         "metric": metric,
         "index": config,
         "exclude_self": exclude_self,

@@ -24,14 +24,21 @@ def is_store(path: str | Path) -> bool:
 
 
 def read_id_fields(
-    path: str | Path, names: Sequence[str]
+    path: str | Path | Sequence[str | Path], names: Sequence[str]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``(ids, {name: values})`` with (N,) str arrays aligned with ``ids``.
 
-    Duplicate ids are an error (they would make a join ambiguous).
+    Several sources (shards, or JSONL and stores mixed) are read in order and joined;
+    duplicate ids, within one source or across two, are an error (they would make a
+    join ambiguous).
     """
     from vcl.io.manifest import iter_json_lines
 
+    if not isinstance(path, (str, Path)):
+        paths = list(path)
+        if len(paths) != 1:
+            return _read_several(paths, names)
+        path = paths[0]
     label = str(path)
     if is_store(path):
         from vcl.io.store import Store
@@ -64,7 +71,28 @@ def read_id_fields(
     return ids, fields
 
 
-def read_id_field(path: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_several(
+    paths: Sequence[str | Path], names: Sequence[str]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    if not paths:
+        raise DataError("no id source given")
+    if sum(str(p) == "-" for p in paths) > 1:
+        raise DataError("stdin ('-') can be read once only", "-")
+    parts = [read_id_fields(p, names) for p in paths]
+    ids = np.concatenate([p[0] for p in parts]).astype(str)
+    owner = np.repeat(np.arange(len(paths)), [len(p[0]) for p in parts])
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        dup = str(unique[counts > 1][0])
+        where = [str(paths[i]) for i in owner[ids == dup]]
+        raise DataError(f"id {dup!r} is also in {where[0]}", where[1], "ids must be unique")
+    fields = {n: np.concatenate([p[1][n] for p in parts]).astype(str) for n in names}
+    return ids, fields
+
+
+def read_id_field(
+    path: str | Path | Sequence[str | Path], name: str
+) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, values)`` of one field; see ``read_id_fields``."""
     ids, fields = read_id_fields(path, [name])
     return ids, fields[name]

@@ -20,6 +20,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ class CropsInfo:
     side: int  # S of the stored S×S crops
     track_ids: np.ndarray | None  # (N,) str, None when the store has none
     video_ids: np.ndarray  # (N,) str
+    sources: tuple[Path, ...] = ()  # every input store (shards read as their merge)
+
+    def open_store(self) -> Any:
+        """The crops store(s) as one (``vcl.io.union.open_stores``)."""
+        return open_crops_store(self.sources or (self.path,))
 
     @property
     def track_index(self) -> np.ndarray:
@@ -55,11 +61,24 @@ class CropsInfo:
         return 0 if self.track_ids is None else int(self.track_index.max()) + 1
 
 
-def open_crops(path: str | Path) -> CropsInfo:
-    """Check a crops store and read its ids (images stay on disk)."""
-    from vcl.io.store import Store
+def as_paths(inputs: str | Path | Sequence[str | Path]) -> list[str]:
+    """One input or several (the shards of a ``--shard I/N`` run) as a list of paths."""
+    return [str(inputs)] if isinstance(inputs, (str, Path)) else [str(p) for p in inputs]
 
-    store = Store(path, kind="crops")
+
+def open_crops_store(inputs: str | Path | Sequence[str | Path]) -> Any:
+    """A ``Store``, or for several inputs their checked ``StoreUnion`` (read as a merge)."""
+    from vcl.io.union import open_stores
+
+    return open_stores(as_paths(inputs), kind="crops")
+
+
+def open_crops(inputs: str | Path | Sequence[str | Path]) -> CropsInfo:
+    """Check a crops store (or several of one run, read as their merge) and read its ids
+    (images stay on disk)."""
+    paths = as_paths(inputs)
+    store = open_crops_store(paths)
+    path = store.path  # messages name the first input
     if "image" not in store.columns:
         raise DataError("crops store has no 'image' column", path)
     n = store.n_rows
@@ -78,7 +97,8 @@ def open_crops(path: str | Path) -> CropsInfo:
         track_ids = np.array(store["track_id"][:].tolist(), dtype=str)
         if (track_ids == "").any():
             track_ids = None
-    return CropsInfo(Path(path), n, int(shape[1]), track_ids, video_ids)
+    sources = tuple(Path(p) for p in paths)
+    return CropsInfo(Path(path), n, int(shape[1]), track_ids, video_ids, sources)
 
 
 class CropsBatches(torch.utils.data.Dataset):
@@ -86,8 +106,8 @@ class CropsBatches(torch.utils.data.Dataset):
 
     The store is opened lazily in each loader worker (zarr handles are not shared)."""
 
-    def __init__(self, path: Path, batches: list[np.ndarray]):
-        self.path = path
+    def __init__(self, path: Path | Sequence[Path], batches: list[np.ndarray]):
+        self.path = path  # one store or several (read as their merge)
         self.batches = batches
         self._images: Any = None
 
@@ -96,13 +116,12 @@ class CropsBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._images is None:
-            from vcl.io.store import Store
-
-            self._images = Store(self.path, kind="crops")["image"]
+            self._images = open_crops_store(self.path)["image"]
         idx = self.batches[i]
         order = np.argsort(idx, kind="stable")
         images = np.empty((len(idx), *self._images.shape[1:]), np.uint8)
-        images[order] = self._images.oindex[idx[order]]  # chunks read in index order
+        # chunks read in index order
+        images[order] = self._images.get_orthogonal_selection((idx[order],))
         return torch.from_numpy(images), torch.from_numpy(idx.astype(np.int64))
 
 
@@ -120,7 +139,7 @@ def epoch_batches(
 def loader(info: CropsInfo, batches: list[np.ndarray], workers: int, pin: bool) -> Any:
     """A DataLoader over precomputed batches (order fixed, so resume is exact)."""
     return torch.utils.data.DataLoader(
-        CropsBatches(info.path, batches),
+        CropsBatches(list(info.sources or (info.path,)), batches),
         batch_size=None,
         shuffle=False,
         num_workers=workers,

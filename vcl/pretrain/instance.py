@@ -207,7 +207,7 @@ class VideoIR:
 
     @classmethod
     def open_data(cls, path: Any) -> VideoSet:
-        return open_videos(str(path))
+        return open_videos(path if isinstance(path, list) else str(path))
 
     def check(self) -> None:
         from vcl.backbones import spec_of

@@ -56,7 +56,7 @@ AMP = ("auto", "off", "bf16", "fp16")
 class TrainConfig:
     """The options shared by every method (their CLI names: ``--batch-size`` etc.)."""
 
-    input: str
+    input: str | list[str]  # several: the shards of one crops / pairs / videos run
     method: str
     output: str
     arch: str = "resnet50"

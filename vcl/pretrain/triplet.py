@@ -126,18 +126,20 @@ class PairsInfo:
         return int(self.video.max()) + 1
 
 
-def open_pairs(path: str | Path) -> PairsInfo:
-    """Check that a crops store holds (query, tracked) pairs; read their row numbers."""
-    from vcl.io.store import Store
-    from vcl.pretrain.data import open_crops
+def open_pairs(inputs: str | Path | list[str]) -> PairsInfo:
+    """Check that a crops store (or several of one run, read as their merge) holds
+    (query, tracked) pairs; read their row numbers."""
+    from vcl.pretrain.data import open_crops, open_crops_store
 
     hint = "make it with vcl crops TRACKS --pairs (from vcl track --method kcf)"
-    params = Store(path, kind="crops").attrs.get("params") or {}
+    store = open_crops_store(inputs)
+    path = store.path  # messages name the first input
+    params = store.attrs.get("params") or {}
     if not params.get("pairs"):
         raise DataError(
             "is a crops store without pair structure (not made with --pairs)", path, hint
         )
-    info = open_crops(path)
+    info = open_crops(inputs)
     if info.track_ids is None:
         raise DataError("has no track ids: pairs cannot be told apart", path, hint)
     keys = np.char.add(np.char.add(info.video_ids, "\t"), info.track_ids)
