@@ -29,6 +29,24 @@ pairs; a loaded 2-core CPU, 2026-11-22):
   formulation (τ not scaled by σ_i) the units collapsed into one cluster (NMI 0.000).
   So the backbone learns (0.974 > 0.823) but the learned units' assignments lose to
   k-means on the same features: the claim is not reproduced at this scale.
+- issue #10 diagnosis (seed 0, lr 0.015, old formulation; per-epoch probes of the
+  run): at init the units' assignment of the eval-mode embeddings has NMI 0.868, but of
+  the train-mode (batch-normalised) embeddings that training pulls to the units NMI
+  0.012 (cos between the two embeddings 0.32: a fresh network's BN running statistics
+  are (0, 1)), so 77 % of the crops change cluster in epoch 1 (NMI 0.208). All
+  embeddings lie in a narrow cone (σ_i ≈ 0.01, unit pairwise cos 0.93 → 0.96), so
+  1/(τσ_i) ≈ 200 and the balance loss's gradient on the units is 3–7× that of L_κ
+  (2.96 vs 0.40 in epoch 1); the units barely move (cos to their init 0.97–0.99 after 6
+  epochs) and k-means on the head's z gives only 0.47–0.64. Dead units were NOT the
+  cause here: 3.7–4.0 of the 4 units win samples in each batch of 16.
+- after the fix (BatchNorm calibrated before the k-means init, soft q-weighted L_κ),
+  seed 0: units at init 0.568 (the calibrated eval-mode embedding, now the one training
+  uses), epoch 1 0.553 but sizes [130, 1, 107, 2] (change ratio 0.73); run stopped at
+  the deadline. Same with the units' lr ×10 (2 epochs: 0.464 [177, 0, 63, 0], 0.283).
+  With ``--balance-weight 0.05`` instead (2 epochs only): 0.482, then 0.722 with sizes
+  [56, 38, 55, 91], change ratio 0.35 / 0.30 — the σ-amplified balance loss is the main
+  remaining cause; a 6-epoch, several-seed check is still to do before changing β's
+  default or dropping the 1/σ_i scaling.
 - triplet, lr 0.015, hard negatives after epoch 3: kNN accuracy 0.975 trained vs 0.963
   random init (loss 0.495 ≈ M, 100 % violating triplets: 36 SGD steps are far too few).
 """

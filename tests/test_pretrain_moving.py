@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from typer.testing import CliRunner
 
 from vcl.cli.app import app
@@ -15,6 +16,7 @@ from vcl.errors import ExitCode
 from vcl.pretrain.moving import (
     balance_loss,
     boxes_at,
+    calibrate_batchnorm,
     clustering_losses,
     kappa_loss,
     overlaps,
@@ -90,6 +92,64 @@ def test_kappa_loss_by_hand_and_when_an_embedding_moves_to_its_unit() -> None:
     parts = clustering_losses(z, units, 0.1)
     assert parts["l2"].item() == pytest.approx((4 + 2) / 2)
     assert torch.allclose(parts["q"].sum(1), torch.ones(2))
+
+
+def test_soft_kappa_moves_a_unit_that_the_hard_min_leaves_dead() -> None:
+    """The cause of the lost clusters: with L_κ = mean_i min_j d_ij a unit that is no
+    sample's nearest gets no gradient at all; the soft form Σ_j q_ij d_ij pulls it."""
+    units = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.2]], requires_grad=True)
+    z = torch.tensor([[1.0, 0.1], [0.9, -0.2], [0.1, 1.0], [-0.6, 0.9]])
+    d = squared_distances(z, units)
+    assert set(d.argmin(1).tolist()) == {0, 1}  # unit 2 wins nothing
+    (hard,) = torch.autograd.grad(kappa_loss(d), [units])
+    assert torch.all(hard[2] == 0) and hard[:2].abs().sum() > 0  # dead unit
+    d = squared_distances(z, units)
+    q = soft_assignment(d, 0.5).detach()
+    soft = kappa_loss(d, q)
+    assert soft.item() == pytest.approx(float((q * d).sum(1).mean().detach()), rel=1e-6)
+    (grad,) = torch.autograd.grad(soft, [units])
+    assert grad[2].norm() > 1e-4
+    moved = (units - 0.5 * grad).detach()  # one gradient step on the units only
+    before = squared_distances(z, units.detach())[:, 2]
+    after = squared_distances(z, moved)[:, 2]
+    assert (after < before).all()  # the dead unit moves towards the samples
+    # q is a constant in the gradient: the pull on z is Σ_j q_ij ∂d_ij/∂z_i
+    zz = z.clone().requires_grad_(True)
+    (gz,) = torch.autograd.grad(kappa_loss(squared_distances(zz, units), q), [zz])
+    ref = torch.zeros_like(z)
+    for j in range(3):
+        zj = z.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad((q[:, j] * squared_distances(zj, units)[:, j]).mean(), [zj])
+        ref += g
+    assert torch.allclose(gz, ref, atol=1e-6)
+
+
+def test_calibrated_batchnorm_makes_eval_mode_agree_with_training() -> None:
+    """The second cause: a fresh network's BN running statistics are (0, 1), so its
+    eval-mode embedding (k-means init, assignment) is not the batch-normalised one that
+    training pulls to the units. After calibration the two agree."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU(), nn.Linear(7, 3))
+    x = torch.randn(601, 5) * 3 + 4
+    net.train()
+    with torch.no_grad():
+        trained = net(x)  # batch statistics of all 601 rows
+    net.eval()
+    with torch.no_grad():
+        fresh = net(x)
+    assert (fresh - trained).abs().max() > 0.5  # uncalibrated: another function
+    norms = calibrate_batchnorm(net, [x])
+    assert len(norms) == 1 and norms[0].momentum == 0.1 and not net.training
+    with torch.no_grad():
+        now = net(x)
+    assert torch.allclose(now, trained, atol=5e-3)  # unbiased vs biased variance only
+    bn = norms[0]
+    h = net[0](x).detach()
+    parts = [h[:300], h[300:]]
+    calibrate_batchnorm(net, [x[:300], x[300:]])  # cumulative average over batches
+    np.testing.assert_allclose(
+        bn.running_mean.numpy(), ((parts[0].mean(0) + parts[1].mean(0)) / 2).numpy(), atol=1e-5
+    )
 
 
 def test_background_squares_stay_away_from_the_objects() -> None:

@@ -12,7 +12,11 @@ grown by ``--bg-margin`` of their side). They are written to ``RUN/background.za
 Network: backbone → embedding head FC 512 → BatchNorm → ReLU → FC D (``--cluster-dim``
 128) → z; k memory units μ_1..μ_k ∈ R^D (learnable, in the head, initialised by
 spherical k-means of the initial object embeddings, as DEC initialises its centres); an
-object-vs-background discriminator, one linear unit on z.
+object-vs-background discriminator, one linear unit on z. Before that init every
+BatchNorm's running statistics are calibrated on one pass of training-like batches
+(:func:`calibrate_batchnorm`): with a fresh network's (0, 1) statistics the eval-mode
+embedding the units are initialised on is a different function from the
+batch-normalised one training pulls towards them.
 
 Loss of a batch of n object crops (embeddings z_i) and m background crops, with ẑ, μ̂
 the L2-normalised vectors (so distances are in [0, 4] whatever the embedding's scale)::
@@ -20,13 +24,20 @@ the L2-normalised vectors (so distances are in [0, 4] whatever the embedding's s
     d_ij = ‖ẑ_i − μ̂_j‖² = 2 − 2·cos(z_i, μ_j)             distance to memory unit j
     σ_i  = std_j d_ij (a constant in the gradient)         spread of sample i's distances
     q_ij = exp(−d_ij/(τσ_i)) / Σ_l exp(−d_il/(τσ_i))     soft assignment
-    L_κ  = (1/n) Σ_i min_j d_ij                            pull to the assigned unit
+    L_κ  = (1/n) Σ_i Σ_j q_ij d_ij  (q_ij held constant)   pull to the assigned units
     L_2  = (1/n) Σ_i ‖z_i‖²                                L2 regulariser: bounds the raw
                                                            scale the discriminator inflates
     s_j  = (1/n) Σ_i q_ij                                  soft cluster sizes
     L_c  = Σ_j s_j log(k · s_j) = KL(s ‖ uniform)          balance: 0 iff sizes are even
     L_d  = BCE(w·z + b, 1 for objects, 0 for background)   discriminator (on all n + m)
     L    = L_κ + α·L_2 + β·L_c + γ·L_d
+
+L_κ is soft (q-weighted, q a constant as in soft k-means' E-step) rather than the hard
+mean_i min_j d_ij of the first version: with the min, a unit that is no sample's nearest
+gets no gradient from L_κ and never moves (a dead unit). Neither change alone keeps
+the units' clusters as good as k-means on the same features in the fidelity run
+(``benchmarks/fidelity_triplet_moving.py``, numbers in its docstring): the units move
+far more slowly than the embedding they should follow.
 
 α = ``--l2-weight`` 0.01, β = ``--balance-weight`` 1, γ = ``--disc-weight`` 1,
 τ = ``--assign-temperature`` 0.5; one background crop per object crop
@@ -94,9 +105,15 @@ def soft_assignment(d: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.softmax(-d / (temperature * sigma), dim=1)
 
 
-def kappa_loss(d: torch.Tensor) -> torch.Tensor:
-    """L_κ = mean_i min_j d_ij: each embedding pulled to its assigned (nearest) unit."""
-    return d.min(dim=1).values.mean()
+def kappa_loss(d: torch.Tensor, q: torch.Tensor | None = None) -> torch.Tensor:
+    """L_κ = mean_i Σ_j q_ij d_ij: each embedding pulled to the units in proportion to its
+    soft assignment q (n, k), held constant in the gradient (the E-step responsibilities of
+    soft k-means), so every unit that some sample half-belongs to moves. Without ``q``,
+    the hard form mean_i min_j d_ij (one unit per sample gets a gradient: units that win
+    no sample never move)."""
+    if q is None:
+        return d.min(dim=1).values.mean()
+    return (q.detach() * d).sum(dim=1).mean()
 
 
 def l2_loss(z: torch.Tensor) -> torch.Tensor:
@@ -118,10 +135,36 @@ def clustering_losses(
     """L_κ, L_2, L_c of object embeddings z (n, D) and units (k, D), and q (n, k)."""
     d = squared_distances(z, units)
     q = soft_assignment(d, temperature)
-    return {"kappa": kappa_loss(d), "l2": l2_loss(z), "balance": balance_loss(q), "q": q}
+    return {"kappa": kappa_loss(d, q), "l2": l2_loss(z), "balance": balance_loss(q), "q": q}
 
 
 # ---------------------------------------------------------------------------- model
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, inputs: Any, autocast: Any = None) -> list[nn.Module]:
+    """Reset every BatchNorm of ``model`` and set its running mean / variance to the
+    cumulative average of the batch statistics over ``inputs`` (an iterable of input
+    batches), forwarded in train mode; momenta and the train/eval mode are restored.
+    Returns the BatchNorm modules."""
+    import contextlib
+
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return norms
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    for x in inputs:
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            model(x)
+    model.train(was_training)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    return norms
 
 
 class ClusterHead(nn.Module):
@@ -263,7 +306,7 @@ def write_backgrounds(
     from vcl.io.video import VideoReader
 
     params = {
-        "crops": str(crops.path),
+        "crops": [str(p) for p in crops.sources] if len(crops.sources) > 1 else str(crops.path),
         "crops_rows": crops.n,
         "videos": list(videos or []),
         "ratio": opts.background_ratio,
@@ -284,7 +327,7 @@ def write_backgrounds(
             "pass the videos manifest the crops were made from",
         )
     manifest = {v.id: v for v in resolve_videos(videos)}
-    meta = Store(crops.path, kind="crops")
+    meta = crops.open_store()
     context = float((meta.attrs.get("params") or {}).get("context", 0.0))
     frames = meta["frame"][:].astype(np.int64)
     boxes = meta["box"][:].astype(np.float64)
@@ -353,7 +396,9 @@ class TwoStoreBatches(torch.utils.data.Dataset):
     """Batch ``i``: (uint8 images (B, S, S, 3), indices (B,)); index < N is an object
     crop (row of the crops store), N + r is row r of the background store."""
 
-    def __init__(self, crops: Path, background: Path, n: int, batches: list[np.ndarray]):
+    def __init__(
+        self, crops: Path | list[Path], background: Path, n: int, batches: list[np.ndarray]
+    ):
         self.parts = (CropsBatches(crops, []), CropsBatches(background, []))
         self.n = n
         self.batches = batches
@@ -407,13 +452,13 @@ class MovingClusters:
 
     @classmethod
     def open_data(cls, path: Any) -> CropsInfo:
-        from vcl.io.store import Store
-        from vcl.pretrain.data import open_crops
+        from vcl.pretrain.data import open_crops, open_crops_store
 
-        if Store(path, kind="crops").n_rows == 0:
+        store = open_crops_store(path)
+        if store.n_rows == 0:
             raise DataError(
                 "no moving objects: the crops store holds no crops",
-                path,
+                store.path,
                 "check that vcl proposals --method motion found moving regions "
                 "(lower --motion-threshold / --min-area) and vcl track kept tracks",
             )
@@ -485,7 +530,7 @@ class MovingClusters:
         self.epoch = epoch
         self._stats.zero_()
         data = TwoStoreBatches(
-            self.data.path,
+            list(self.data.sources or (self.data.path,)),
             self.run_dir / BACKGROUND,
             self.data.n,
             self._batches(epoch, dist.rank(), dist.world()),
@@ -538,11 +583,40 @@ class MovingClusters:
         return squared_distances(z, units).argmin(dim=1).cpu().numpy().astype(np.int32)
 
     @torch.no_grad()
+    def calibrate_norm(self, model: nn.Module, autocast: Any) -> None:
+        """Set every BatchNorm's running mean / variance to the cumulative average over one
+        pass of training-like batches (objects + backgrounds, augmented as in training).
+
+        Why: a fresh network's running statistics are (0, 1), so its eval-mode embedding
+        (the one the units are initialised on and crops are assigned with) is another
+        function than the batch-normalised one training pulls towards the units; the
+        k-means init would then be meaningless for training."""
+        data = TwoStoreBatches(
+            list(self.data.sources or (self.data.path,)),
+            self.run_dir / BACKGROUND,
+            self.data.n,
+            self._batches(0, dist.rank(), dist.world()),
+        )
+        self.generator.manual_seed(self.config.seed * 1_000_003 - 1)
+
+        def inputs() -> Any:
+            for images, _ in torch.utils.data.DataLoader(data, batch_size=None, shuffle=False):
+                yield augment(images.to(self.device, non_blocking=True), self.aug, self.generator)
+
+        norms = calibrate_batchnorm(model, inputs(), autocast)
+        for m in norms:
+            if m.running_mean is not None and m.running_var is not None:
+                dist.broadcast(m.running_mean)
+                dist.broadcast(m.running_var)
+
+    @torch.no_grad()
     def init_state(self, model: nn.Module, autocast: Any) -> None:
-        """Backgrounds sampled; units = k-means centroids of the initial object embeddings."""
+        """Backgrounds sampled; BatchNorm statistics calibrated (:meth:`calibrate_norm`);
+        units = k-means centroids of the initial (eval-mode) object embeddings."""
         from vcl.cluster import kmeans
 
         self._ensure_backgrounds()
+        self.calibrate_norm(model, autocast)
         z = self.embed_objects(model, autocast)
         units = torch.zeros_like(model.head.units)
         if dist.rank() == 0:
@@ -637,9 +711,7 @@ class MovingClusters:
 
     def crop_ids(self) -> np.ndarray:
         """``<track_id>@<frame>`` of every object crop (``vcl embed``'s ids)."""
-        from vcl.io.store import Store
-
-        frames = Store(self.data.path, kind="crops")["frame"][:].astype(np.int64)
+        frames = self.data.open_store()["frame"][:].astype(np.int64)
         if self.data.track_ids is not None:
             ids = [f"{t}@{f}" for t, f in zip(self.data.track_ids, frames, strict=True)]
         else:
