@@ -59,6 +59,7 @@ def test_odct_makefile_needs_data_and_prints_the_paper_pipeline(tmp_path: Path) 
     assert not out.exists()  # -n wrote nothing
 
 
+@pytest.mark.slow  # minutes of CPU: VCL_SLOW_TESTS=1 runs it
 def test_odct_toy_runs_end_to_end_and_is_re_entrant(tmp_path: Path) -> None:
     folder, out = EXAMPLES / "odct-imagenet-vid", tmp_path / "toy"
     proc = _make(folder, "toy", f"TOY_OUT={out}", "-j2")

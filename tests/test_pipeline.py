@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_shell_pipeline(tmp_path: Path) -> None:
     vcl = f"{sys.executable} -m vcl"
@@ -33,6 +35,7 @@ def test_shell_pipeline(tmp_path: Path) -> None:
     assert info["records"] == 4 and info["schema"] == "vcl.video/1"
 
 
+@pytest.mark.slow  # vcl demo (tests/test_demo.py) runs the same chain
 def test_examples_makefile_runs_the_toolkit_end_to_end(tmp_path: Path) -> None:
     """The examples Makefile's toy target: every stage on files, re-entrant."""
     import shutil
