@@ -180,7 +180,7 @@ def test_probe_table_matches_probe_compare(invoke, tmp_path: Path) -> None:
     compare = invoke("probe", "compare", a, b)
     assert compare.exit_code == 0, compare.output
     expected = json.loads(compare.stdout)
-    from vcl.plot import probe_table
+    from vcl.probe import probe_table
 
     columns, rows = probe_table([a, b])
     assert columns == expected["columns"] == ["stage4", "stage5"]

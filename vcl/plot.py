@@ -26,7 +26,6 @@ from vcl.errors import DataError, MissingInputError, OutputError, UsageError
 
 FORMATS = (".png", ".svg", ".pdf")
 # Headline number of each probe, as `vcl probe compare` shows them.
-HEADLINE = {"linear": ["top1"], "knn": ["top1"], "svm": ["mAP"]}
 
 
 def check_output(path: Path) -> None:
@@ -230,56 +229,11 @@ def plot_clusters(
 
 
 # ---------------------------------------------------------------- probe table
-def probe_table(reports: Sequence[Path]) -> tuple[list[str], list[dict[str, Any]]]:
-    """``(columns, rows)`` as ``vcl probe compare`` lays them out.
-
-    Each report is a ``vcl probe`` report (JSON, or JSONL from ``--jsonl``) or the
-    JSON that ``vcl probe compare`` prints (``{"columns", "rows"}``). Row values are
-    fractions keyed by layer: linear/knn top-1, svm mAP, few-shot mean per shot count.
-    """
-    rows: list[dict[str, Any]] = []
-    columns: list[str] = []
-    for path in map(Path, reports):
-        if not path.exists():
-            raise MissingInputError("no such report", path)
-        try:
-            lines = [
-                json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()
-            ]
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"not a JSON report ({exc})", path) from None
-        if len(lines) == 1 and isinstance(lines[0], dict) and {"columns", "rows"} <= set(lines[0]):
-            columns += [c for c in lines[0]["columns"] if c not in columns]
-            rows += lines[0]["rows"]
-            continue
-        layer_reports = []
-        for obj in lines:
-            if not isinstance(obj, dict) or "method" not in obj:
-                raise DataError("not a vcl probe report (no 'method')", path)
-            if "layers" in obj:
-                layer_reports += [{"method": obj["method"], **r} for r in obj["layers"]]
-            else:
-                layer_reports.append(obj)
-        by_row: dict[str, dict[str, Any]] = {}
-        for r in layer_reports:
-            layer = r.get("layer") or "features"
-            if layer not in columns:
-                columns.append(layer)
-            metrics = r.get("metrics", {})
-            keys = HEADLINE.get(r["method"]) or [k for k in metrics if k.endswith("-shot")]
-            for key in keys:
-                name = f"{r['method']} {key}" + (f" ({path.name})" if len(reports) > 1 else "")
-                row = by_row.setdefault(name, {"probe": name, "source": str(path), "values": {}})
-                row["values"][layer] = metrics.get(key)
-        rows.extend(by_row.values())
-    if not rows:
-        raise DataError("no probe results in the reports", reports[0] if reports else None)
-    return columns, rows
-
-
 def plot_probe(reports: Sequence[Path], out: Path, title: str | None = None) -> Path:
     """The probe table as a figure: percentages, the best value of each column in bold."""
     check_output(out)
+    from vcl.probe import probe_table
+
     columns, rows = probe_table(reports)
     cells, best = [], {}
     for c in columns:

@@ -23,6 +23,7 @@ Labels always travel with ids (``join_labels``), never by row order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -533,3 +534,54 @@ def knn_probe(
         "majority_top1": topk_accuracy(majority, y_test, 1),
         "k": int(min(k, len(x_train))),
     }
+
+
+# Headline number of each probe in comparison tables (few-shot: every "<n>-shot" key).
+HEADLINE = {"linear": ["top1"], "knn": ["top1"], "svm": ["mAP"]}
+
+
+def probe_table(reports: Sequence[Path]) -> tuple[list[str], list[dict[str, Any]]]:
+    """``(columns, rows)`` as ``vcl probe compare`` lays them out.
+
+    Each report is a ``vcl probe`` report (JSON, or JSONL from ``--jsonl``) or the
+    JSON that ``vcl probe compare`` prints (``{"columns", "rows"}``). Row values are
+    fractions keyed by layer: linear/knn top-1, svm mAP, few-shot mean per shot count.
+    """
+    rows: list[dict[str, Any]] = []
+    columns: list[str] = []
+    for path in map(Path, reports):
+        if not path.exists():
+            raise MissingInputError("no such report", path)
+        try:
+            lines = [
+                json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()
+            ]
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"not a JSON report ({exc})", path) from None
+        if len(lines) == 1 and isinstance(lines[0], dict) and {"columns", "rows"} <= set(lines[0]):
+            columns += [c for c in lines[0]["columns"] if c not in columns]
+            rows += lines[0]["rows"]
+            continue
+        layer_reports = []
+        for obj in lines:
+            if not isinstance(obj, dict) or "method" not in obj:
+                raise DataError("not a vcl probe report (no 'method')", path)
+            if "layers" in obj:
+                layer_reports += [{"method": obj["method"], **r} for r in obj["layers"]]
+            else:
+                layer_reports.append(obj)
+        by_row: dict[str, dict[str, Any]] = {}
+        for r in layer_reports:
+            layer = r.get("layer") or "features"
+            if layer not in columns:
+                columns.append(layer)
+            metrics = r.get("metrics", {})
+            keys = HEADLINE.get(r["method"]) or [k for k in metrics if k.endswith("-shot")]
+            for key in keys:
+                name = f"{r['method']} {key}" + (f" ({path.name})" if len(reports) > 1 else "")
+                row = by_row.setdefault(name, {"probe": name, "source": str(path), "values": {}})
+                row["values"][layer] = metrics.get(key)
+        rows.extend(by_row.values())
+    if not rows:
+        raise DataError("no probe results in the reports", reports[0] if reports else None)
+    return columns, rows

@@ -377,9 +377,6 @@ def knn(
     )
 
 
-HEADLINE = {"linear": ["top1"], "knn": ["top1"], "svm": ["mAP"]}
-
-
 @app.command("compare")
 @vcl_command
 def compare(
@@ -398,39 +395,9 @@ def compare(
     accuracy per shot count; in percent in the table on stderr, as fractions in the
     JSON on stdout.
     """
-    from vcl.errors import DataError, MissingInputError
+    from vcl.probe import probe_table
 
-    rows: list[dict[str, Any]] = []
-    columns: list[str] = []
-    for path in reports:
-        if not path.exists():
-            raise MissingInputError("no such report", path)
-        try:
-            lines = [
-                json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()
-            ]
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not a JSON report ({exc.msg})", path) from None
-        layer_reports = []
-        for obj in lines:
-            if not isinstance(obj, dict) or "method" not in obj:
-                raise DataError("not a vcl probe report (no 'method')", path)
-            if "layers" in obj:
-                layer_reports += [{"method": obj["method"], **r} for r in obj["layers"]]
-            else:
-                layer_reports.append(obj)
-        by_row: dict[str, dict[str, Any]] = {}
-        for r in layer_reports:
-            layer = r.get("layer") or "features"
-            if layer not in columns:
-                columns.append(layer)
-            metrics = r.get("metrics", {})
-            keys = HEADLINE.get(r["method"]) or [k for k in metrics if k.endswith("-shot")]
-            for key in keys:
-                name = f"{r['method']} {key}" + (f" ({path.name})" if len(reports) > 1 else "")
-                row = by_row.setdefault(name, {"probe": name, "source": str(path), "values": {}})
-                row["values"][layer] = metrics.get(key)
-        rows.extend(by_row.values())
+    columns, rows = probe_table(reports)
     from rich.table import Table
 
     from vcl.console import QUIET, err_console, verbosity
