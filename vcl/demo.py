@@ -378,10 +378,22 @@ def plan(out: Path, config: DemoConfig) -> list[Step]:
         ]
     # --- motion branch (IDT prior)
     idt, model, fisher = out / "idt.zarr", out / "fisher-model.zarr", out / "fisher.zarr"
+    # Farneback, the faithful default: DIS's fast preset loses small objects on small
+    # frames (benchmarks/fidelity_prior.py), which halves the motion clusters' NMI here.
     steps += [
         Step(
             "idt",
-            ["idt", s(videos), "-o", s(idt), "--flow", "dis", "--no-humans", "--workers", "0"],
+            [
+                "idt",
+                s(videos),
+                "-o",
+                s(idt),
+                "--flow",
+                "farneback",
+                "--no-humans",
+                "--workers",
+                "0",
+            ],
             idt,
             _store_rows,
         ),
