@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vcl.cli.common import Device, Overwrite, Seed, command_group, vcl_command
+from vcl.cli.common import Device, Features, Overwrite, Seed, command_group, vcl_command
 
 app = command_group(
     "Cluster features: k-means, FINCH or track k-means.\n\n"
@@ -22,15 +22,7 @@ app = command_group(
 @app.command("run")
 @vcl_command
 def run(
-    features: Annotated[
-        list[Path],
-        typer.Argument(
-            metavar="FEATURES...",
-            help="A vcl.features store, or an .npy array (N×D; ids are row numbers or --ids); "
-            "several stores (shards of one run) read as their merge.",
-            show_default=False,
-        ),
-    ],
+    features: Features,
     output: Annotated[
         Path | None,
         typer.Option(

@@ -193,6 +193,15 @@ Videos = Annotated[
         show_default=False,
     ),
 ]
+Features = Annotated[
+    list[Path],
+    typer.Argument(
+        metavar="FEATURES...",
+        help="A vcl.features store, or an .npy array (N×D; ids are row numbers or --ids); "
+        "several stores (shards of one run) read as their merge.",
+        show_default=False,
+    ),
+]
 Seed = Annotated[
     int, typer.Option("--seed", help="Seed for every random choice (recorded in the output).")
 ]

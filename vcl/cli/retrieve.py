@@ -9,7 +9,15 @@ from typing import Annotated, Any
 
 import typer
 
-from vcl.cli.common import Device, Overwrite, Seed, command_group, parse_number_list, vcl_command
+from vcl.cli.common import (
+    Device,
+    Features,
+    Overwrite,
+    Seed,
+    command_group,
+    parse_number_list,
+    vcl_command,
+)
 
 app = command_group(
     "Nearest-neighbour retrieval with faiss, and R@k.\n\n"
@@ -119,15 +127,7 @@ def _index_params(**kwargs: Any) -> Any:
 @app.command("index")
 @vcl_command
 def index(
-    features: Annotated[
-        list[Path],
-        typer.Argument(
-            metavar="FEATURES...",
-            help="A vcl.features store, or an .npy array (N×D; ids are row numbers or --ids); "
-            "several stores (shards of one run) read as their merge.",
-            show_default=False,
-        ),
-    ],
+    features: Features,
     output: Annotated[
         Path,
         typer.Option(
