@@ -302,3 +302,12 @@ def test_ablation_switches_and_bad_options(videos: Path, invoke, one_thread, tmp
     r = invoke("pretrain", manifest, "--epochs", 1, "-o", tmp_path / "b", *TINY)
     assert r.exit_code != 0 and "broken" in r.stderr and "--keep-going" in r.stderr
     assert "Traceback" not in r.output
+
+
+def test_undecodable_video_is_named_and_leaves_no_run(invoke, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    r = invoke("pretrain", bad, "--method", "slic", "-o", tmp_path / "run", "--device", "cpu")
+    assert r.exit_code == ExitCode.DATA
+    assert r.stderr.startswith("error:") and "bad.mp4" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

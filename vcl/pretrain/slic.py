@@ -482,7 +482,8 @@ class SLICMethod:
         self.generator = torch.Generator(device=device)
         self.model: nn.Module | None = None
         self.clusters = np.arange(data.n, dtype=np.int64)  # (V,) pseudo-labels
-        self.cluster_info: dict[str, Any] = self._cluster_metrics(None, 0.0)
+        # With no decodable video, check() refuses the input by name: nothing to measure.
+        self.cluster_info: dict[str, Any] = self._cluster_metrics(None, 0.0) if data.n else {}
         self._reset_counters()
 
     # ------------------------------------------------------------------ checks
