@@ -352,11 +352,13 @@ def train(
             append_metrics(run_dir, record)
         dist.barrier()
         if main:
+            ratio = record.get("change_ratio")  # only methods with clusters have one
+            changed = "" if ratio is None else f", change ratio {ratio:.3f}"
             log.info(
-                "epoch %d: loss %.4f, change ratio %.3f, %.1f samples/s",
+                "epoch %d: loss %.4f%s, %.1f samples/s",
                 epoch,
                 mean_loss,
-                record.get("change_ratio") or 0.0,
+                changed,
                 record["samples_per_s"],
             )
     dist.cleanup()
