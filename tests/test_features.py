@@ -55,3 +55,27 @@ def test_npy_with_and_without_ids(tmp_path: Path) -> None:
         read_feature_set(tmp_path / "cube.npy")
     with pytest.raises(MissingInputError):
         read_feature_set(tmp_path / "none.npy")
+
+
+def test_item_ids_name_crops_as_embed_does(tmp_path):
+    """A store's rows are named by its id column, else ``<track_id>@<frame>`` (the ids
+    vcl embed gives crops, so clusters join their crops), else by row number."""
+    from vcl.io.features import crop_ids, item_ids
+
+    class FakeStore:
+        def __init__(self, columns):
+            self.data = columns
+            self.columns = list(columns)
+            self.n_rows = len(next(iter(columns.values())))
+
+        def __getitem__(self, name):
+            return self.data[name]
+
+    tracks, frames = np.array(["v1/t0", "v1/t0", "v2/t3"]), np.array([4, 12, 0])
+    assert list(crop_ids(tracks, frames)) == ["v1/t0@4", "v1/t0@12", "v2/t3@0"]
+    assert list(item_ids(FakeStore({"track_id": tracks, "frame": frames}))) == list(
+        crop_ids(tracks, frames)
+    )
+    named = {"id": np.array(["a", "b", "c"]), "track_id": tracks, "frame": frames}
+    assert list(item_ids(FakeStore(named))) == ["a", "b", "c"]
+    assert list(item_ids(FakeStore({"image": np.zeros((3, 2))}))) == ["0", "1", "2"]

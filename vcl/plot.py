@@ -143,16 +143,6 @@ def _read_assignments(path: Path, run: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(ids, dtype=str), np.array(clusters, dtype=np.int64)
 
 
-def _crop_ids(store: Any) -> np.ndarray:
-    """The id of every crop: an ``id`` column, else vcl embed's ``<track_id>@<frame>``."""
-    if "id" in store.columns:
-        return store["id"][:].astype(object).astype(str)
-    if {"track_id", "frame"} <= set(store.columns):
-        tracks = store["track_id"][:].astype(object).astype(str)
-        return np.char.add(np.char.add(tracks, "@"), store["frame"][:].astype(str))
-    return np.arange(store.n_rows).astype(str)
-
-
 def cluster_grid(
     ids: np.ndarray,
     clusters: np.ndarray,
@@ -196,6 +186,7 @@ def plot_clusters(
     seed: int = 0,
 ) -> Path:
     """A grid of sample crops per cluster: one row per cluster, largest first."""
+    from vcl.io.features import item_ids
     from vcl.io.store import Store
 
     check_output(out)
@@ -204,7 +195,7 @@ def plot_clusters(
     if "image" not in store.columns:
         raise DataError("has no 'image' column: not a crops store", crops_path)
     names, sizes, grid = cluster_grid(
-        ids, clusters, _crop_ids(store), per_cluster, max_clusters, seed
+        ids, clusters, item_ids(store), per_cluster, max_clusters, seed
     )
     wanted = np.unique(grid[grid >= 0])
     images = store["image"].get_orthogonal_selection((wanted,))  # (n, S, S, 3) uint8

@@ -497,20 +497,14 @@ class Thumbnails:
         self.crops = None
         self.rows: dict[str, int] = {}
         if crops is not None:
+            from vcl.io.features import item_ids
             from vcl.io.store import Store
 
             store = Store(crops)
             if "image" not in store.columns:
                 raise DataError("has no 'image' column: not a crops store", crops)
             self.crops = store["image"]
-            if "id" in store.columns:
-                names = store["id"][:].astype(object).astype(str)
-            elif {"track_id", "frame"} <= set(store.columns):  # vcl embed's crop ids
-                tracks = store["track_id"][:].astype(object).astype(str)
-                names = np.char.add(np.char.add(tracks, "@"), store["frame"][:].astype(str))
-            else:  # rows are named by their number
-                names = np.arange(store.n_rows).astype(str)
-            self.rows = {str(n): i for i, n in enumerate(names)}
+            self.rows = {str(n): i for i, n in enumerate(item_ids(store))}
 
     def get(self, item_id: str) -> np.ndarray | None:
         import cv2

@@ -150,7 +150,7 @@ def run(
         video_inputs_task,
     )
     from vcl.errors import OutputError, UsageError
-    from vcl.io.features import SCHEMA, feature_columns
+    from vcl.io.features import SCHEMA, crop_ids, feature_columns
     from vcl.io.store import StoreWriter
     from vcl.parallel import parallel_map
 
@@ -272,7 +272,7 @@ def run(
         if kind == "crops":
             for gid, _ in track(todo, "embedding", total=len(todo), unit="videos"):
                 data = store.read_group(gid)
-                ids = [f"{t}@{f}" for t, f in zip(data["track_id"], data["frame"], strict=True)]
+                ids = list(crop_ids(data["track_id"], data["frame"]))
                 feats = embed_images(net, data["image"], canon, batch_size, size, pool)
                 cols = columns(ids, feats)
                 cols["track_id"] = np.asarray(data["track_id"]).astype(object).astype(str)

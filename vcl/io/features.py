@@ -209,6 +209,23 @@ def _strings(values: np.ndarray) -> np.ndarray:
     return values.astype(object).astype(str)
 
 
+def crop_ids(track_ids: Sequence[Any], frames: Sequence[Any]) -> np.ndarray:
+    """``<track_id>@<frame>``: the id ``vcl embed`` gives a crop, so that features,
+    clusters and the crops store they came from join by id. (N,) str."""
+    tracks = _strings(np.asarray(track_ids))
+    return np.char.add(np.char.add(tracks, "@"), np.asarray(frames).astype(np.int64).astype(str))
+
+
+def item_ids(store: Any) -> np.ndarray:
+    """Every row's id in a store of items (crops, features): its ``id`` column, else
+    the crop ids of its ``track_id`` and ``frame`` columns, else the row numbers."""
+    if "id" in store.columns:
+        return _strings(store["id"][:])
+    if {"track_id", "frame"} <= set(store.columns):
+        return crop_ids(store["track_id"][:], store["frame"][:])
+    return np.arange(store.n_rows).astype(str)
+
+
 def _check_unique(ids: np.ndarray, path: Path) -> None:
     unique, counts = np.unique(ids, return_counts=True)
     if len(unique) != len(ids):
