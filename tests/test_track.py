@@ -19,6 +19,7 @@ from vcl.track.iou import (
     IouParams,
     IouTracker,
     RawTrack,
+    fb_shift,
     flow_shift,
     greedy_match,
     greedy_match_reference,
@@ -140,57 +141,6 @@ def random_boxes(rng: np.random.Generator, n: int, extent: int, integer: bool) -
     return np.round(boxes) if integer else boxes
 
 
-@pytest.mark.parametrize("path", ["sparse", "dense", "chosen"])
-def test_associate_equals_plain_greedy(path: str, monkeypatch) -> None:
-    from vcl.boxes import iou_fast
-    from vcl.track import associate as assoc
-
-    if path != "chosen":  # else the defaults pick per problem (size, crowding)
-        monkeypatch.setattr(assoc, "DENSE_BELOW", 0 if path == "sparse" else 10**12)
-        monkeypatch.setattr(assoc, "DENSE_ABOVE", 1.0)
-    rng = np.random.default_rng(7)
-    for trial in range(60):
-        n_a, n_p = rng.integers(0, 70, 2) if trial % 10 else (151, 67)
-        a = random_boxes(rng, n_a, 40, integer=trial % 2 == 0)
-        near = min(n_a, n_p // 2)  # half the proposals near a track, the rest anywhere
-        b = np.concatenate(
-            [a[:near] + rng.integers(-2, 3, (near, 4)), random_boxes(rng, n_p - near, 40, True)]
-        )
-        if trial % 7 == 0 and len(b):
-            b[0] = [3, 3, 3, 9]  # degenerate: zero width
-        # exact duplicates, shuffled in: equal IoUs on one row (and on one column)
-        b = rng.permutation(np.concatenate([b, b[: len(b) // 3]]))
-        a = rng.permutation(np.concatenate([a, a[: len(a) // 4]]))
-        theta = [0.35, 0.0, 0.5, 0.9][trial % 4]
-        rows, cols = assoc.associate(a, b, theta)
-        got = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
-        assert got == plain_greedy(iou_fast(a, b), theta), trial
-
-
-def test_candidates_hold_every_pair_above_threshold() -> None:
-    from vcl.boxes import iou_fast
-    from vcl.track.associate import box_table, candidate_pairs, pair_iou
-
-    rng = np.random.default_rng(11)
-    for trial in range(40):
-        a = random_boxes(rng, 97, 300, integer=trial % 2 == 0)
-        b = np.concatenate(
-            [a[:40] * rng.uniform(0.9, 1.1, (40, 4)), random_boxes(rng, 63, 300, False)]
-        )
-        theta = float(rng.choice([0.0, 0.1, 0.35, 0.7]))
-        overlap = iou_fast(a, b)
-        rows, cols = candidate_pairs(a, b, theta)
-        assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == len(rows)  # no repeats
-        found = np.zeros(overlap.shape, bool)
-        found[rows, cols] = True
-        assert not (overlap > np.float32(theta))[~found].any(), trial
-        assert len(rows) < overlap.size / 2  # and it prunes
-        assert candidate_pairs(a, b, theta, max_fraction=1e-4) is None  # "too crowded"
-        # the sparse IoU is bit-identical to the dense matrix (ties and threshold calls agree)
-        values = pair_iou(box_table(np.float32(a)), box_table(np.float32(b)), rows, cols)
-        assert np.array_equal(values, overlap[rows, cols])
-
-
 def plain_tracker(frames: list[np.ndarray], threshold: float, ttl: int) -> list[list[int]]:
     """The tracker's rules with dicts and the plain greedy: each track's proposal indices."""
     from vcl.boxes import iou_fast
@@ -262,6 +212,202 @@ def test_flow_shift_moves_boxes_by_the_median_flow() -> None:
     # Flow computed at half resolution: displacements double in source pixels.
     half = flow_shift(boxes * 2, flow, (0.5, 0.5))
     np.testing.assert_allclose(half, boxes * 2 + [6, -3, 6, -3])
+
+
+# ------------------------------------------------------------------- registration (#4)
+
+
+def bilinear(field: np.ndarray, x: float, y: float) -> np.ndarray:
+    """Plain bilinear sample of an h×w×c field at (x, y), clamped at the border."""
+    h, w = field.shape[:2]
+    x, y = min(max(x, 0.0), w - 1.0), min(max(y, 0.0), h - 1.0)
+    x0, y0 = min(int(x), w - 2), min(int(y), h - 2)
+    fx, fy = x - x0, y - y0
+    top = field[y0, x0] * (1 - fx) + field[y0, x0 + 1] * fx
+    bottom = field[y0 + 1, x0] * (1 - fx) + field[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def plain_median_flow(box, flow, back, grid=10) -> np.ndarray:
+    """Kalal's Median-Flow written plainly: grid points, FB error, median of the better half."""
+    h, w = flow.shape[:2]
+    moves, errors = [], []
+    for i in range(grid):
+        for j in range(grid):
+            x = box[0] + (box[2] - box[0]) * (j + 0.5) / grid
+            y = box[1] + (box[3] - box[1]) * (i + 0.5) / grid
+            d = bilinear(flow, x, y)
+            ax, ay = x + d[0], y + d[1]
+            inside = 0 <= ax <= w - 1 and 0 <= ay <= h - 1
+            e = np.hypot(*(d + bilinear(back, ax, ay))) if inside else np.inf
+            moves.append(d)
+            errors.append(e)
+    errors = np.array(errors)
+    keep = (errors <= np.median(errors)) & np.isfinite(errors)
+    return np.asarray(box) + np.tile(np.median(np.array(moves)[keep], axis=0), 2)
+
+
+def test_fb_shift_hand_computed_aliasing_case() -> None:
+    # The right half of the box has flow aliased by a period (-6 instead of +2 px): the
+    # backward flow (-2 px everywhere) does not undo it, so only the left half votes.
+    flow = np.zeros((40, 41, 2), np.float32)
+    flow[:, :20, 0], flow[:, 20:, 0] = 2.0, -6.0
+    back = np.zeros_like(flow)
+    back[..., 0] = -2.0
+    box = np.array([[10.0, 10.0, 30.0, 30.0]])
+    right = np.array([2.0, 0, 2, 0])
+    np.testing.assert_allclose(fb_shift(box, flow, back, (1.0, 1.0)), box + right)
+    # the plain median of a 7×7 grid (4 of its 7 columns aliased) moves it the wrong way
+    np.testing.assert_allclose(flow_shift(box, flow, (1.0, 1.0)), box - 3 * right)
+
+
+def test_fb_shift_equals_plain_median_flow() -> None:
+    import cv2
+
+    rng = np.random.default_rng(4)
+    flow = cv2.GaussianBlur(rng.normal(0, 3, (29, 43, 2)).astype(np.float32), (7, 7), 2)
+    back = cv2.GaussianBlur(rng.normal(0, 3, (29, 43, 2)).astype(np.float32), (7, 7), 2)
+    back = (back - flow).astype(np.float32)  # roughly consistent, with errors that vary
+    boxes = np.array([[3.0, 2.0, 17.5, 21.0], [20.2, 5.1, 41.0, 27.9], [-4.0, -3.0, 6.0, 9.0]])
+    for scale in ((1.0, 1.0), (0.5, 0.25)):
+        got = fb_shift(boxes / np.tile(scale, 2), flow, back, scale)
+        want = [plain_median_flow(b, flow, back) for b in boxes]
+        # cv2.remap's bilinear weights are fixed-point (1/32 px steps): ~0.03 px apart
+        np.testing.assert_allclose(got * np.tile(scale, 2), want, atol=0.05)
+
+
+def test_verify_picks_the_shift_that_matches_the_content() -> None:
+    import cv2
+
+    from vcl.track.iou import ncc, verify
+
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(size=(4, 50)), rng.normal(size=(3, 4, 50))
+    b[1] = 2 * a + 1  # perfectly correlated
+    a[3] = 7.0  # flat: no correlation defined, ranks last
+    want = [[np.corrcoef(a[i], b[k, i])[0, 1] for i in range(3)] for k in range(3)]
+    np.testing.assert_allclose(ncc(a, b)[:, :3], want, atol=1e-9)
+    assert (ncc(a, b)[:, 3] == -1).all()
+    prev = cv2.GaussianBlur(rng.uniform(0, 255, (61, 83)), (5, 5), 1.5).astype(np.uint8)
+    nxt = np.roll(prev, (3, 5), axis=(0, 1))  # everything moved by (+5, +3)
+    last = np.array([[20.0, 15.0, 36.0, 33.0], [40.0, 10.0, 60.0, 25.0]])
+    true, wrong = last + np.array([5, 3, 5, 3]), last - np.array([4, 0, 4, 0])
+    got = verify(last, np.stack([wrong, last, true]), prev, nxt, (1.0, 1.0))
+    np.testing.assert_allclose(got, true)
+    # at half resolution the same boxes (in source pixels) are compared on a half frame
+    half = cv2.resize(prev, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    half_next = np.roll(half, (2, 3), axis=(0, 1))  # (+6, +4) source px
+    moved = last + np.array([6, 4, 6, 4])
+    got = verify(last, np.stack([last, moved]), half, half_next, (0.5, 0.5))
+    np.testing.assert_allclose(got, moved)
+
+
+def ring_object_video(folder: Path, n: int = 20, speed=(5.0, 3.0), period: float = 3.2):
+    """A disc with concentric rings (period ~ its motion a frame) crossing a textured
+    background: the dense flow inside it aliases. Returns the true boxes (n×4)."""
+    from vcl.io.video import write_frame_folder
+
+    w, h, radius = 131, 97, 8.0
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    background = 90 + 40 * np.sin(xx / 5 + 1.0) * np.sin(yy / 6 + 2.0)
+    frames, boxes = [], []
+    for t in range(n):
+        cx, cy = 12.0 + speed[0] * t, 12.0 + speed[1] * t
+        r = np.hypot(xx - cx, yy - cy)
+        rings = 128 + 120 * np.tanh(3 * np.sin(2 * np.pi * r / period))
+        grey = np.clip(np.where(r <= radius, rings, background), 0, 255).astype(np.uint8)
+        frames.append(np.repeat(grey[..., None], 3, axis=-1))
+        boxes.append([cx - radius, cy - radius, cx + radius, cy + radius])
+    write_frame_folder(folder, frames)
+    return np.array(boxes)
+
+
+def test_periodic_texture_fast_object_stays_one_track(tmp_path: Path) -> None:
+    from vcl.track.iou import track_video
+
+    truth = ring_object_video(tmp_path / "rings")
+    rng = np.random.default_rng(1)
+    proposals = truth + rng.normal(0, 0.04, truth.shape) * np.tile(truth[:, 2:] - truth[:, :2], 2)
+    frames = np.arange(len(truth))
+
+    def lengths(**kw) -> list[int]:
+        params = IouParams(min_len=1, top=0, **kw)
+        tracks = track_video(tmp_path / "rings", frames, proposals, np.ones(len(frames)), params)
+        return sorted(len(t) for t in tracks)
+
+    # the flow inside the disc misses most of its 5.8 px a frame: the plain median
+    # registration (last session's tracker) breaks the object into pieces
+    assert len(lengths(registration="median", verify=False, confirm=0)) > 1
+    # the track's own motion, checked against the box content, carries it through
+    assert lengths() == [len(truth)]
+
+
+def crossing_video(folder: Path, n: int = 24, speed: float = 4.0) -> tuple[np.ndarray, ...]:
+    """Textured square A (16 px) moving right, behind textured square B (20 px) moving
+    left; they cross around frame 12. Returns A's boxes, B's boxes, A's visible part."""
+    import cv2
+
+    from vcl.io.video import write_frame_folder
+
+    rng = np.random.default_rng(3)
+    w, h = 131, 61
+    background = cv2.GaussianBlur(rng.uniform(60, 200, (h, w)), (0, 0), 3)
+    tex_a = cv2.GaussianBlur(rng.uniform(0, 255, (16, 16)), (0, 0), 1.0)
+    tex_b = cv2.GaussianBlur(rng.uniform(0, 255, (20, 20)), (0, 0), 1.0)
+    frames, a_boxes, b_boxes = [], [], []
+    for t in range(n):
+        img = background.copy()
+        ax, bx = int(8 + speed * t), int(w - 30 - speed * t)
+        img[22:38, ax : ax + 16] = tex_a
+        img[20:40, bx : bx + 20] = tex_b  # B in front
+        frames.append(np.repeat(img.astype(np.uint8)[..., None], 3, axis=-1))
+        a_boxes.append([ax, 22, ax + 16, 38])
+        b_boxes.append([bx, 20, bx + 20, 40])
+    write_frame_folder(folder, frames)
+    a, b = np.array(a_boxes, float), np.array(b_boxes, float)
+    overlap = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    return a, b, 1 - overlap * 16 / 256
+
+
+def test_track_survives_an_occluding_crossing(tmp_path: Path) -> None:
+    a, b, visible = crossing_video(tmp_path / "cross")
+    seen = visible >= 0.5  # A has no proposal while mostly hidden (3 frames: TTL 3)
+    assert (~seen).sum() == 3
+    frames = np.concatenate([np.flatnonzero(seen), np.arange(len(b))])
+    boxes = np.concatenate([a[seen], b])
+    order = np.argsort(frames, kind="stable")
+
+    def tracks(**kw) -> list[RawTrack]:
+        params = IouParams(min_len=1, top=0, **kw)
+        return track_video(tmp_path / "cross", frames[order], boxes[order],
+                           np.ones(len(frames)), params)  # fmt: skip
+
+    from vcl.track.iou import track_video
+
+    got = {len(t): t for t in tracks()}
+    assert sorted(got) == [int(seen.sum()), len(b)]  # A across the gap, B whole
+    np.testing.assert_array_equal(got[int(seen.sum())].boxes, a[seen])
+    # with the flow alone, A's box follows B while hidden and A's track breaks
+    old = tracks(registration="median", verify=False, confirm=0)
+    assert max(len(t) for t in old if t.boxes[0, 1] == 22) < seen.sum()
+
+
+def test_tentative_track_cannot_steal_an_established_object() -> None:
+    # An object moving 2 px a frame; at frame 5 a stray box S, slightly taller, starts a
+    # track. At frame 6 S overlaps the object's box (IoU 0.95) more than the object's own
+    # last box does (0.82): one plain greedy hands the object to the newcomer.
+    obj = [np.array([[2.0 * t, 0, 2.0 * t + 20, 20]]) for t in range(10)]
+    stray = np.array([[12.0, 0, 32, 21]])
+    frames = [np.concatenate([b, stray]) if t == 5 else b for t, b in enumerate(obj)]
+
+    def tracks(confirm: int) -> list[list[int]]:
+        tracker = IouTracker(0.35, 3, confirm)
+        for t, boxes in enumerate(frames):
+            tracker.step(t, boxes, np.ones(len(boxes)))
+        return sorted(t.frames.tolist() for t in tracker.finish())
+
+    assert tracks(0) == [[0, 1, 2, 3, 4, 5], [5, 6, 7, 8, 9]]  # the object is split
+    assert tracks(3) == [list(range(10)), [5]]  # tentative S matched last, then ended
 
 
 # ------------------------------------------------------------------------ planted rules
@@ -344,6 +490,27 @@ def test_quality_on_jittered_gt_boxes(static_data: Path, invoke) -> None:
     report = invoke("track", "eval", out, "--gt", static_data / "gt_tracks.jsonl", "--min-len", 25)
     metrics = json.loads(report.stdout)
     assert metrics["coverage"] >= 0.9 and metrics["purity"] >= 0.95, metrics
+
+
+def test_odct_as_published_options_reach_the_tracker(static_data: Path, invoke) -> None:
+    """--no-verify --confirm 0 (ODCT's tracker as published) and --registration are
+    recorded in every track's params; a bad --registration is a usage error."""
+    out = static_data / "plain.jsonl"
+    result = invoke("track", static_data / "p.zarr", "--videos", static_data / "videos.jsonl",
+                    "-o", out, "--min-len", "25", "--no-verify", "--confirm", "0",
+                    "--registration", "fb", "--overwrite")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    records = jsonl(out.read_text())
+    assert records
+    assert all(
+        (r["params"]["verify"], r["params"]["confirm"], r["params"]["registration"])
+        == (False, 0, "fb")
+        for r in records
+    )
+    bad = invoke("track", static_data / "p.zarr", "--videos", static_data / "videos.jsonl",
+                 "-o", static_data / "bad.jsonl", "--registration", "affine")  # fmt: skip
+    assert bad.exit_code == ExitCode.USAGE and "registration" in bad.stderr
+    assert not (static_data / "bad.jsonl").exists()
 
 
 def test_flow_registration_beats_no_flow_under_pan(tmp_path: Path, invoke) -> None:

@@ -82,6 +82,31 @@ def run(
     dis_preset: Annotated[
         str, typer.Option("--dis-preset", help="iou: DIS preset (ultrafast, fast, medium).")
     ] = "fast",
+    registration: Annotated[
+        str,
+        typer.Option(
+            "--registration",
+            help="iou: box shift from the flow: median (ODCT) or fb (Kalal's Median-Flow: "
+            "forward-backward checked points; a second flow per frame).",
+        ),
+    ] = "median",
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="iou: the flow shift competes with the track's own motion and no move; the "
+            "best box-content match (NCC) wins. --no-verify: the flow shift only (ODCT).",
+        ),
+    ] = True,
+    confirm: Annotated[
+        int,
+        typer.Option(
+            "--confirm",
+            min=0,
+            help="iou: new tracks stay tentative until this many matches (matched after the "
+            "others, ended at their first miss; SORT). 0: every track is equal (ODCT).",
+        ),
+    ] = 3,
     length: Annotated[
         int, typer.Option("--length", min=1, help="kcf: frames each patch is tracked.")
     ] = 30,
@@ -124,7 +149,9 @@ def run(
     Writes one vcl.track/1 JSON line per track.
 
     iou (default, ODCT): every active track's last box is shifted by the median DIS
-    flow inside it, then matched greedily to the next frame's proposals by IoU > θ;
+    flow inside it (checked against the track's own motion by box content unless
+    --no-verify), then matched greedily to the next frame's proposals by IoU > θ (new
+    tracks after established ones until --confirm matches);
     tracks live TTL frames unmatched; tracks with l..L boxes are kept (--long drop or
     split), the --top best per video by mean objectness. kcf (Wang & Gupta): the box
     holding most moving points (camera motion removed), tracked by KCF for --length
@@ -161,7 +188,7 @@ def run(
         from vcl.track.iou import IouParams
 
         params_obj = IouParams(iou, ttl, min_len, max_len, long, top, interpolate, flow,
-                               flow_side, dis_preset)  # fmt: skip
+                               flow_side, dis_preset, registration, verify, confirm)  # fmt: skip
     else:
         from vcl.track.kcf import KcfParams
 
@@ -281,6 +308,10 @@ EXAMPLES = [
     (
         "Without flow registration, splitting tracks longer than 100 boxes:",
         "vcl track run p.zarr --videos videos.jsonl --no-flow --long split -o tracks.jsonl",
+    ),
+    (
+        "ODCT's tracker exactly as published (no motion check, no tentative tracks):",
+        "vcl track run p.zarr --videos videos.jsonl --no-verify --confirm 0 -o tracks.jsonl",
     ),
     (
         "Wang & Gupta patch pairs tracked by KCF for 30 frames:",

@@ -9,17 +9,45 @@ score is the mean objectness of its boxes; tracks whose length is outside [l, L]
 dropped (or, with ``long="split"``, longer ones are cut into equal pieces), and the N
 best per video by score are kept.
 
-Registration here is the **median** of the DIS flow sampled on a g×g grid inside the
-box (g = 7): a pure translation, robust to the background pixels a loose box holds
-(an affine fit would also model scale, but is noisier on small boxes). Flow is
-computed on frames resized so their longer side is ``flow_side`` — shrunk for large
-videos, and enlarged for small ones, because DIS's fast preset works at 1/4
-resolution, where the objects of a 160×120 video would be a few pixels wide.
+Registration (``registration="median"``, the default) moves the box by the median of
+the DIS flow sampled on a 7×7 grid inside it: a pure translation, robust to the
+background pixels a loose box holds (an affine fit would also model scale, but is
+noisier on small boxes). ``"fb"`` is Kalal's **Median-Flow** on dense flow: a 10×10
+grid of points goes forward with the flow F and back with the backward flow B; the
+points whose forward–backward error is at most the median vote. It needs a second
+flow a frame and, measured on synth (benchmarks/quality_track.py), does not help there:
+a periodic texture aliased by one period forward is aliased by one period backward
+too, so the FB error passes it. Flow is computed on frames resized so their longer
+side is ``flow_side`` — shrunk for large videos, and enlarged for small ones, because
+DIS's fast preset works at 1/4 resolution, where the objects of a 160×120 video would
+be a few pixels wide.
+
+Flow alone is not enough on small, fast objects with periodic texture (``vcl synth``'s
+rings and checkers moving about one texture period a frame): the flow inside them
+aliases or sticks to zero — consistently both ways, so the forward–backward check
+keeps it. With ``verify`` (default) each track's flow shift competes with its own
+constant-velocity predictions (its last matched box moved by the last matched motion
+times the steps since — SORT's prediction, which also carries a track through a miss —
+and its box moved by the last registration's motion) and with no motion; the candidate
+whose content in the next frame best matches the track's *template* (its box's content
+when it last matched, 12×12 resampled patches) by NCC is the registration — the
+appearance check Median-Flow applies to its points, applied to whole boxes, and the
+template of template trackers, so an occluder passing over the box does not pull it
+along. No threshold is involved.
+
+New tracks are **tentative** until they have matched ``confirm`` boxes (3, as SORT's
+``min_hits`` and DeepSORT's ``n_init``): established tracks are matched first, then
+tentative ones against the proposals left, and a tentative track ends at its first
+miss. Without it a stray proposal overlapping an object starts a duplicate track that,
+registered onto the same object, takes the object's next proposal whenever its box
+happens to overlap it more — the main cause of broken tracks measured on synth.
+``confirm=0`` is the plain single greedy.
 
 Proposal frames are the "steps": the tracker advances from one frame holding proposals
 to the next (proposals made with a stride give tracks with that stride). The
 association step (`vcl.track.associate`) finds the few track × proposal pairs that
-can pass θ with bitsets, computes their IoU, and runs the greedy in vector rounds.
+can pass θ with a sort-and-sweep, computes their exact IoU and runs the sequential
+greedy, compiled (`vcl.track.match_kernel`).
 """
 
 from __future__ import annotations
@@ -35,7 +63,10 @@ from vcl.errors import DataError
 from vcl.track.associate import associate, greedy_pairs
 
 LONG_POLICIES = ("drop", "split")
+REGISTRATIONS = ("fb", "median")
 GRID = 7  # flow samples per box side for registration (odd: the median is a sample)
+FB_GRID = 10  # Median-Flow's 10×10 point grid inside the box (Kalal et al. 2010)
+PATCH = 12  # samples per box side when comparing a box's content across frames
 
 
 @dataclass(frozen=True)
@@ -52,6 +83,9 @@ class IouParams:
     flow: bool = True  # register boxes with optical flow
     flow_side: int = 320  # frames are resized (down or up) to this longer side for flow
     dis_preset: str = "fast"  # DIS preset: ultrafast | fast | medium
+    registration: str = "median"  # "median" of the flow in the box; "fb": Median-Flow
+    verify: bool = True  # flow vs the track's own motion vs none: best box-content NCC wins
+    confirm: int = 3  # tentative until this many matches: matched last, end at a miss
 
     def validate(self) -> None:
         checks = [
@@ -62,6 +96,7 @@ class IouParams:
             (self.top >= 0, f"--top must be >= 0, got {self.top}"),
             (self.flow_side >= 16, f"--flow-side must be >= 16, got {self.flow_side}"),
             (self.dis_preset in ("ultrafast", "fast", "medium"), "bad --dis-preset"),
+            (self.registration in REGISTRATIONS, f"registration must be one of {REGISTRATIONS}"),
         ]
         for ok, problem in checks:
             if not ok:
@@ -98,8 +133,8 @@ def greedy_match(overlap: np.ndarray, threshold: float) -> tuple[np.ndarray, np.
     """Greedy assignment in decreasing order of ``overlap`` (A×P), keeping values > θ.
 
     Returns ``(rows, cols)``, exactly what sequential greedy gives (sort the pairs by
-    value, ties by row then column; take a pair when both ends are free); see
-    `vcl.track.associate.greedy_rounds` for how it runs in a few vector rounds.
+    value, ties by row then column; take a pair when both ends are free), compiled in
+    `vcl.track.match_kernel`.
     """
     overlap = np.asarray(overlap, np.float32)
     rows, cols = np.nonzero(overlap > np.float32(threshold))
@@ -144,26 +179,211 @@ def flow_shift(boxes: np.ndarray, flow: np.ndarray, scale: tuple[float, float]) 
     return boxes + np.concatenate([d, d], axis=1)
 
 
+def grid_points(
+    boxes: np.ndarray, scale: tuple[float, float], grid: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A grid×grid lattice of points inside every box (A×4, source px), in flow pixels.
+
+    Returns the maps ``(x, y)``, (A, grid²) float32 each, at the centres of a grid×grid
+    tiling of each box (row-major), ready for ``cv2.remap``.
+    """
+    t = ((np.arange(grid) + 0.5) / grid).astype(np.float32)  # (g,) relative positions
+    b = np.asarray(boxes, np.float32)
+    xs = (b[:, 0:1] + (b[:, 2:3] - b[:, 0:1]) * t) * np.float32(scale[0])  # (A, g)
+    ys = (b[:, 1:2] + (b[:, 3:4] - b[:, 1:2]) * t) * np.float32(scale[1])
+    a = len(b)
+    x = np.empty((a, grid, grid), np.float32)
+    y = np.empty((a, grid, grid), np.float32)
+    x[:] = xs[:, None, :]
+    y[:] = ys[:, :, None]
+    return x.reshape(a, grid * grid), y.reshape(a, grid * grid)
+
+
+def sample_flow(flow: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``flow`` (h×w×c) at maps x, y (A×n, flow px; border clamped).
+
+    Returns (A, n, c) float32, or (A, n) for a single-channel image.
+    """
+    import cv2
+
+    if x.size == 0:
+        return np.zeros((*x.shape, *flow.shape[2:]), np.float32)
+    return cv2.remap(flow, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def fb_shift(
+    boxes: np.ndarray,
+    flow: np.ndarray,
+    back: np.ndarray,
+    scale: tuple[float, float],
+    grid: int = FB_GRID,
+) -> np.ndarray:
+    """Boxes (A×4, source px) moved by Kalal's Median-Flow on dense flow (one shift each).
+
+    Median-Flow (Kalal, Mikolajczyk & Matas, ICPR 2010): points x_i on a grid×grid
+    lattice in the box are tracked forward, x'_i = x_i + F(x_i), and back again,
+    x''_i = x'_i + B(x'_i), with ``flow`` F (prev → next) and ``back`` B (next → prev),
+    both h×w×2 on frames resized by ``scale``. The forward–backward error
+    e_i = ‖x''_i − x_i‖ flags points whose flow is not self-consistent — the flow of a
+    periodic texture aliased by a whole period one way is not undone the other way,
+    occluded and border points fail too — and the box moves by the median F(x_i) over
+    the points with e_i ≤ median_j e_j (the better half). Points whose forward position
+    leaves the frame do not vote.
+    """
+    if len(boxes) == 0:
+        return boxes
+    h, w = flow.shape[:2]
+    x, y = grid_points(boxes, scale, grid)  # (A, n) each
+    d = sample_flow(flow, x, y)  # (A, n, 2) forward displacement
+    ax, ay = x + d[..., 0], y + d[..., 1]  # where the points land
+    inside = (ax >= 0) & (ax <= w - 1) & (ay >= 0) & (ay <= h - 1)
+    err = np.linalg.norm(d + sample_flow(back, ax, ay), axis=-1)  # (A, n) FB error
+    err[~inside] = np.inf
+    med = np.median(err, axis=1, keepdims=True)  # (A, 1); inf when most points left
+    keep = (err <= med) & inside
+    keep[~keep.any(axis=1)] = True  # every point left the frame: plain median
+    shift = masked_median(d, keep) / np.array([scale[0], scale[1]])  # (A, 2)
+    return boxes + np.concatenate([shift, shift], axis=1)
+
+
+def masked_median(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Median over axis 1 of values (A×n×c) where ``keep`` (A×n, ≥ 1 true a row): (A, c).
+
+    One sort with the dropped entries pushed to the end, then the middle one or two of
+    each row's kept count (``np.nanmedian`` does the same row by row, 20× slower).
+    """
+    ordered = np.sort(np.where(keep[..., None], values, np.inf), axis=1)  # (A, n, c)
+    count = keep.sum(axis=1)  # (A,)
+    rows = np.arange(len(values))
+    low = ordered[rows, (count - 1) // 2]  # (A, c)
+    high = ordered[rows, count // 2]
+    return (low + high) / 2
+
+
+def box_patches(grey: np.ndarray, boxes: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """Each box's content (A×4, source px) resampled to PATCH×PATCH: (A, PATCH²) float32.
+
+    ``grey`` is a float32 frame at flow resolution; bilinear samples, border replicated.
+    """
+    return sample_flow(grey, *grid_points(boxes, scale, PATCH))
+
+
+def ncc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Zero-mean normalised cross-correlation of the rows of a (A×n) with those of b
+    (A×n, or K×A×n: K candidates each): (A,) or (K, A) in [-1, 1]; -1 for a flat row."""
+
+    def unit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = x - x.mean(axis=-1, keepdims=True)
+        norm = np.sqrt(np.einsum("...n,...n->...", x, x))
+        ok = norm > 1e-6
+        x /= np.where(ok, norm, 1.0)[..., None]
+        return x, ok
+
+    (ua, oka), (ub, okb) = unit(a), unit(b)
+    return np.where(oka & okb, np.einsum("an,...an->...a", ua, ub), -1.0)
+
+
+def verify(
+    last: np.ndarray,
+    candidates: np.ndarray,
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    scale: tuple[float, float],
+    template: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per box, the candidate (K×A×4) whose content in ``nxt`` best matches its reference.
+
+    The reference is ``template`` (A×PATCH², a box's content when its track last
+    matched; rows of NaN: none yet) or else ``last``'s content in ``prev``. The
+    appearance check of Median-Flow (NCC between a point's patch before and after)
+    applied to whole boxes: a shift that puts the box on the same pixels wins. Ties
+    go to the earlier candidate.
+    """
+    k, a = candidates.shape[:2]
+    # a candidate equal to an earlier one of its box (new tracks: no motion yet) is
+    # not sampled again
+    same = (candidates[:, None] == candidates[None]).all(axis=-1)  # (K, K, A)
+    distinct = ~np.tril(same.transpose(2, 0, 1), k=-1).any(axis=2).T  # (K, A)
+    which, rows = np.nonzero(distinct)
+    ref = box_patches(np.float32(prev), last, scale)  # (A, n)
+    if template is not None:
+        known = np.isfinite(template[:, 0])
+        ref[known] = template[known]
+    moved = box_patches(np.float32(nxt), candidates[which, rows], scale)  # (m, n)
+    scores = np.full((k, a), -np.inf)
+    scores[which, rows] = ncc(ref[rows], moved)
+    best = scores.argmax(axis=0)
+    return candidates[best, np.arange(a)]
+
+
 class IouTracker:
     """The per-frame state machine; feed frames in order with `step`, then `finish`.
 
-    Active tracks are three arrays (ids, last boxes, misses), in order of creation.
+    Active tracks are arrays (ids, last boxes, misses, and for registration and
+    matching: hits, last matched box, its motion, the last registration's motion, the
+    content template), row-aligned, in order of creation.
     Every proposal of a frame joins a track (its match's, or a new one), so the log of
     a frame is just its proposals with an owner id each; tracks are assembled once, at
     the end. Ids are ``frame offset + proposal index`` for new tracks (increasing, with
     gaps), which keeps creation order without counting.
     """
 
-    def __init__(self, threshold: float = 0.35, ttl: int = 3):
-        self.threshold, self.ttl = threshold, ttl
+    def __init__(self, threshold: float = 0.35, ttl: int = 3, confirm: int = 0):
+        self.threshold, self.ttl, self.confirm = threshold, ttl, confirm
+        self.hits = np.zeros(0, np.int64)  # (A,) boxes each active track has matched
         self.ids = np.zeros(0, np.int64)  # (A,) ids of active tracks
         self.last = np.zeros((0, 4), np.float64)  # (A, 4) each active track's box
         self.misses = np.zeros(0, np.int64)  # (A,) steps since the last match
+        self.anchor = np.zeros((0, 4), np.float64)  # (A, 4) each track's last matched box
+        self.velocity = np.zeros((0, 4), np.float64)  # (A, 4) box motion a step, last match
+        self.shift = np.zeros((0, 4), np.float64)  # (A, 4) last registration's box motion
+        self.template = np.zeros((0, PATCH * PATCH), np.float32)  # (A, n) content at match
         self.next_id = 0
         self._log: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def predict(self, flow: np.ndarray | None, scale: tuple[float, float]) -> np.ndarray:
-        return self.last if flow is None else flow_shift(self.last, flow, scale)
+    def predict(
+        self,
+        flow: np.ndarray | None,
+        scale: tuple[float, float],
+        back: np.ndarray | None = None,
+        images: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Active boxes registered onto the next frame: FB-checked with ``back``, else plain.
+
+        With ``images`` (the two grey frames the flow is computed on), the flow's shift,
+        the track's constant-velocity predictions and no motion compete; the one whose
+        content best matches the track's template (NCC) is taken (see the module doc).
+        """
+        if flow is None:
+            return self.last
+        if back is None:
+            flowed = flow_shift(self.last, flow, scale)
+        else:
+            flowed = fb_shift(self.last, flow, back, scale)
+        if images is None or images[0] is None or len(self.last) == 0:
+            return flowed
+        moved = self.anchor + self.velocity * (self.misses[:, None] + 1)
+        again = self.last + self.shift
+        candidates = np.stack([flowed, moved, again, self.last])
+        return verify(self.last, candidates, images[0], images[1], scale, self.template)
+
+    def match(self, predicted: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy IoU matching; with ``confirm``, established tracks pick first.
+
+        Tracks with at least ``confirm`` matched boxes are matched before younger ones
+        (SORT's / DeepSORT's tentative tracks: a track born on a stray box next to an
+        object cannot steal the object from the track that has followed it).
+        """
+        if not self.confirm:
+            return associate(predicted, boxes, self.threshold)
+        est = np.flatnonzero(self.hits >= self.confirm)
+        young = np.flatnonzero(self.hits < self.confirm)
+        r1, c1 = associate(predicted[est], boxes, self.threshold)
+        free = np.ones(len(boxes), bool)
+        free[c1] = False
+        left = np.flatnonzero(free)
+        r2, c2 = associate(predicted[young], boxes[left], self.threshold)
+        return np.concatenate([est[r1], young[r2]]), np.concatenate([c1, left[c2]])
 
     def step(
         self,
@@ -172,12 +392,21 @@ class IouTracker:
         scores: np.ndarray,
         flow: np.ndarray | None = None,
         scale: tuple[float, float] = (1.0, 1.0),
+        back: np.ndarray | None = None,
+        images: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        """Advance to ``frame`` with its proposals (P×4, P); ``flow`` from the last step."""
+        """Advance to ``frame`` with its proposals (P×4, P).
+
+        ``flow`` is the flow from the last step's frame to this one, ``back`` the flow
+        from this frame back to the last (Median-Flow's forward–backward check; None:
+        the plain median of ``flow``), ``images`` the grey frames (last, this one) at
+        flow resolution for the verified registration (``images[0]`` None at the first
+        step; ``images=None``: flow only).
+        """
         boxes = np.array(boxes, np.float64).reshape(-1, 4)  # a copy: the log keeps it
         n = len(boxes)
-        predicted = self.predict(flow, scale)
-        rows, cols = associate(predicted, boxes, self.threshold)
+        predicted = self.predict(flow, scale, back, images)
+        rows, cols = self.match(predicted, boxes)
         owner = np.arange(self.next_id, self.next_id + n)  # (P,) new ids by default
         owner[cols] = self.ids[rows]
         self.next_id += n
@@ -185,14 +414,34 @@ class IouTracker:
         # Unmatched tracks keep following the flow until their TTL runs out.
         misses = self.misses + 1
         misses[rows] = 0
+        shift = predicted - self.last  # (A, 4) this step's registration
         last = predicted.copy() if predicted is self.last else predicted
         last[rows] = boxes[cols]
+        velocity, anchor = self.velocity.copy(), self.anchor.copy()
+        velocity[rows] = (boxes[cols] - anchor[rows]) / (self.misses[rows, None] + 1)
+        anchor[rows] = boxes[cols]
         alive = misses <= self.ttl
+        hits = self.hits.copy()
+        hits[rows] += 1
+        if self.confirm:  # a tentative track ends at its first miss (DeepSORT)
+            alive &= (hits >= self.confirm) | (misses == 0)
         fresh = np.ones(n, bool)
         fresh[cols] = False
         self.ids = np.concatenate([self.ids[alive], owner[fresh]])
         self.last = np.concatenate([last[alive], boxes[fresh]])
         self.misses = np.concatenate([misses[alive], np.zeros(n - len(cols), np.int64)])
+        self.hits = np.concatenate([hits[alive], np.ones(n - len(cols), np.int64)])
+        self.anchor = np.concatenate([anchor[alive], boxes[fresh]])
+        self.velocity = np.concatenate([velocity[alive], np.zeros((n - len(cols), 4))])
+        self.shift = np.concatenate([shift[alive], np.zeros((n - len(cols), 4))])
+        template = self.template.copy()
+        fresh_template = np.full((n - len(cols), PATCH * PATCH), np.nan, np.float32)
+        if images is not None:
+            now = np.float32(images[1])
+            if len(cols):
+                template[rows] = box_patches(now, boxes[cols], scale)
+            fresh_template = box_patches(now, boxes[fresh], scale)
+        self.template = np.concatenate([template[alive], fresh_template])
 
     def finish(self) -> list[RawTrack]:
         """All tracks ever started, in order of their first frame."""
@@ -314,7 +563,7 @@ def track_video(
     frames, boxes, scores = frames[order], np.asarray(boxes)[order], np.asarray(scores)[order]
     steps, starts = np.unique(frames, return_index=True)
     ends = np.append(starts[1:], len(frames))
-    tracker = IouTracker(params.iou, params.ttl)
+    tracker = IouTracker(params.iou, params.ttl, params.confirm)
     from vcl.io.video import VideoReader
 
     reader = VideoReader(video_path, max_side=params.flow_side)
@@ -331,7 +580,7 @@ def track_video(
         decoded = _grey_frames(Path(video_path), params.flow_side, steps, up)
     prev = None
     for k, frame in enumerate(steps):
-        flow = None
+        flow = back = None
         if params.flow:
             got = next(decoded, None)
             if got is None or got[0] != frame:
@@ -341,11 +590,17 @@ def track_video(
                     "the proposals were made from another video",
                 )
             grey = got[1]
+            prev_grey = prev
             if prev is not None:
                 flow = dense_flow(prev, grey, "dis", params.dis_preset)
+                if params.registration == "fb":
+                    back = dense_flow(grey, prev, "dis", params.dis_preset)
             prev = grey
         sl = slice(starts[k], ends[k])
-        tracker.step(int(frame), boxes[sl], scores[sl], flow, scale if params.flow else (1, 1))
+        images = (prev_grey, grey) if params.flow and params.verify else None
+        tracker.step(
+            int(frame), boxes[sl], scores[sl], flow, scale if params.flow else (1, 1), back, images
+        )
     tracks = tracker.finish()
     if params.interpolate:
         stride = proposal_stride(steps)

@@ -1,0 +1,270 @@
+"""Track quality of ``vcl track --method iou`` on ``vcl synth`` videos (issue #4's goal).
+
+Goal: on synth videos without camera motion, iou tracks cover ≥ 90 % of the
+ground-truth tracks of length ≥ min-len (40) with purity ≥ 0.95, from ground-truth
+boxes jittered with noise (and, just reported, from ``vcl proposals`` EdgeBoxes). With
+camera pan, flow registration must beat no registration (``--no-flow``).
+
+For each camera (static, pan) and each synth seed: ``vcl synth`` (default size
+160×120, 48 frames, ``VIDEOS`` videos), proposals = every ground-truth box visible
+≥ 30 % with Gaussian jitter of 4 % of its width/height per coordinate plus 8 random
+low-score boxes a frame (the recipe of tests/test_track.py), then the tracker with
+ODCT's defaults (θ 0.35, TTL 3, l 40, L 100, top 15) under each variant of `VARIANTS`,
+scored as ``vcl track eval`` does (min-len 40, IoU 0.5). ``final`` is today's default
+(median-flow registration checked against the track's own motion by box-content NCC,
+tentative tracks matched last); ``before`` is last session's tracker (plain median
+flow, one greedy); ``fb`` variants use Kalal's Median-Flow (forward-backward check).
+
+    python benchmarks/quality_track.py [WORK_DIR]     # table as JSON on stdout, log on stderr
+    VCL_QT_SEEDS=0,1 VCL_QT_VIDEOS=10 VCL_QT_EDGEBOXES=0 python benchmarks/quality_track.py
+    VCL_QT_CAMERAS=static VCL_QT_ONLY=final,before python benchmarks/quality_track.py
+
+WORK_DIR keeps the synth data and EdgeBoxes proposals between runs (the EdgeBoxes
+proposals of 100 videos take ~15 min on 2 cores; the whole table ~25 min more).
+``VCL_QT_SPEED=1`` prints only whole-stage frames/s on ../shared/data/vtest.avi
+(`speed`). ``run()`` returns benchmark rows (mean coverage over seeds of ``final``
+against ``before`` and ``none``; frames/s against ``before`` and Median-Flow).
+
+Measured 2026-11-23 (5 seeds × 20 videos; coverage mean / min, purity mean):
+static, jittered GT: final 0.937 / 0.920, 1.000; before 0.833 / 0.771, 0.992;
+Median-Flow alone 0.811 / 0.750; verify alone 0.889; confirm alone 0.900;
+final with Median-Flow 0.917 / 0.882; no flow 0.896 / 0.840, 0.962 (before: 0.726).
+Pan: final 0.867 / 0.843, 0.992; before 0.790; no flow 0.759 (before: 0.528).
+Static, EdgeBoxes: final 0.133, before 0.087, no flow 0.035 (purity < 0.1: EdgeBoxes
+rarely boxes synth's 17–34 px objects). vtest.avi, 300 proposals a frame: final
+0.51× before's frames/s (~52 vs ~102), Median-Flow variant ~0.3×.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SEEDS = [int(s) for s in os.environ.get("VCL_QT_SEEDS", "0,1,2,3,4").split(",")]
+VIDEOS = int(os.environ.get("VCL_QT_VIDEOS", "20"))
+EDGEBOXES = os.environ.get("VCL_QT_EDGEBOXES", "1") == "1"
+VARIANTS = {  # name: IouParams fields
+    "final": {},  # the defaults: median flow + verified prediction + tentative tracks
+    "before": {"registration": "median", "verify": False, "confirm": 0},  # last session's
+    "fb": {"registration": "fb", "verify": False, "confirm": 0},  # Median-Flow alone
+    "fb+verify": {"registration": "fb", "verify": True, "confirm": 0},
+    "fb+verify+confirm": {"registration": "fb"},  # the defaults with Median-Flow
+    "verify": {"confirm": 0},  # verified registration alone
+    "confirm": {"verify": False},  # tentative tracks alone
+    "none": {"flow": False},  # --no-flow today (tentative tracks on)
+    "none-before": {"flow": False, "confirm": 0},  # --no-flow of last session
+}
+RUNS = {  # (camera, source): the variants measured
+    ("static", "jittered"): list(VARIANTS),
+    ("pan", "jittered"): ["final", "before", "none", "none-before"],
+    ("static", "edgeboxes"): ["final", "before", "none"],
+}
+ONLY = os.environ.get("VCL_QT_ONLY")  # comma-separated registrations to run
+CAMERAS = os.environ.get("VCL_QT_CAMERAS", "static,pan").split(",")
+
+
+def make_data(folder: Path, camera: str, seed: int) -> Path:
+    """``vcl synth`` videos (cached in ``folder``) with their ground truth."""
+    if not (folder / "gt_tracks.jsonl").exists():
+        subprocess.run(
+            ["vcl", "synth", str(folder), "--videos", str(VIDEOS), "--camera", camera,
+             "--seed", str(seed), "-q"],
+            check=True,
+        )  # fmt: skip
+    return folder
+
+
+def jittered(gt: list, seed: int, size: tuple[int, int] = (160, 120)) -> dict:
+    """Per video ``(frames, boxes, scores)``: jittered visible GT boxes + 8 random boxes a frame."""
+    rng = np.random.default_rng(seed)
+    by: dict[str, list] = {}
+    for t in gt:
+        by.setdefault(t.video_id, []).append(t)
+    data = {}
+    for vid, ts in by.items():
+        frames, boxes, scores = [], [], []
+        n = 1 + max(t.frames[-1] for t in ts)
+        for t in ts:
+            b, f = np.asarray(t.boxes), np.asarray(t.frames)
+            keep = np.asarray(t.extra.get("visible", [1.0] * len(b))) >= 0.3
+            wh = np.tile(b[:, 2:] - b[:, :2], 2)
+            boxes.append((b + rng.normal(0, 0.04, b.shape) * wh)[keep])
+            frames.append(f[keep])
+            scores.append(rng.uniform(0.6, 1.0, int(keep.sum())))
+        fr = np.repeat(np.arange(n), 8)
+        xy = rng.uniform(0, 1, (len(fr), 2)) * size
+        wh = rng.uniform(6, 30, (len(fr), 2))
+        boxes.append(np.concatenate([xy, xy + wh], 1))
+        frames.append(fr)
+        scores.append(rng.uniform(0.0, 0.5, len(fr)))
+        f = np.concatenate(frames)
+        o = np.argsort(f, kind="stable")
+        data[vid] = (f[o], np.concatenate(boxes)[o], np.concatenate(scores)[o])
+    return data
+
+
+def edgeboxes(folder: Path) -> dict:
+    """Per video ``(frames, boxes, scores)`` from ``vcl proposals`` (default EdgeBoxes)."""
+    from vcl.io.store import Store
+
+    store = folder / "edgeboxes.zarr"
+    if not store.exists():
+        subprocess.run(
+            ["vcl", "proposals", str(folder / "videos.jsonl"), "-o", str(store), "-q"], check=True
+        )
+    s = Store(store, "proposals")
+    out = {}
+    for vid in s.group_ids:
+        g = s.read_group(vid)
+        out[vid] = (np.asarray(g["frame"]), np.asarray(g["box"]), np.asarray(g["score"]))
+    return out
+
+
+def track_all(folder: Path, proposals: dict, registration: str) -> list:
+    from vcl.io.manifest import VideoRecord, read_records
+    from vcl.track import to_records
+    from vcl.track.iou import IouParams, track_video
+
+    params = IouParams(**VARIANTS[registration])
+    paths = {v.id: v.path for v in read_records(folder / "videos.jsonl", VideoRecord)}
+    records = []
+    for vid, (f, b, s) in proposals.items():
+        path = Path(paths[vid])
+        path = path if path.is_absolute() else folder / path
+        records += to_records(vid, track_video(path, f, b, s, params), "iou", {})
+    return records
+
+
+def measure(work: Path) -> dict:
+    """``{camera: {source: {registration: [metrics per seed]}}}``."""
+    from vcl.io.manifest import TrackRecord, read_records
+    from vcl.track.evaluate import evaluate
+
+    results: dict = {}
+    for camera in CAMERAS:
+        for seed in SEEDS:
+            folder = make_data(work / f"{camera}_{seed}", camera, seed)
+            gt = read_records(folder / "gt_tracks.jsonl", TrackRecord)
+            sources = {"jittered": jittered(gt, seed)}
+            if EDGEBOXES and camera == "static":
+                sources["edgeboxes"] = edgeboxes(folder)
+            for source, props in sources.items():
+                for reg in ONLY.split(",") if ONLY else RUNS[camera, source]:
+                    m = evaluate(track_all(folder, props, reg), gt, min_len=40, iou=0.5)
+                    m["seed"] = seed
+                    results.setdefault(camera, {}).setdefault(source, {}).setdefault(reg, [])
+                    results[camera][source][reg].append(m)
+                    print(
+                        f"{camera:6s} {source:9s} seed {seed} {reg:6s} coverage "
+                        f"{m['coverage']:.3f} purity {m['purity'] or 0:.3f} "
+                        f"({m['gt_tracks_covered']}/{m['gt_tracks_long']})",
+                        file=sys.stderr,
+                    )
+    return results
+
+
+def summary(results: dict) -> dict:
+    """Mean and min over seeds of coverage and purity, per camera / source / registration."""
+    out: dict = {}
+    for camera, by_source in results.items():
+        for source, by_reg in by_source.items():
+            for reg, ms in by_reg.items():
+                cov = [m["coverage"] for m in ms]
+                frag = [m["fragmentation"] or 0.0 for m in ms]
+                pur = [m["purity"] or 0.0 for m in ms]
+                out[f"{camera}/{source}/{reg}"] = {
+                    "coverage_mean": round(float(np.mean(cov)), 4),
+                    "coverage_min": round(float(np.min(cov)), 4),
+                    "purity_mean": round(float(np.mean(pur)), 4),
+                    "purity_min": round(float(np.min(pur)), 4),
+                    "fragmentation": round(float(np.mean(frag)), 3),
+                    "seeds": [m["seed"] for m in ms],
+                }
+    return out
+
+
+VTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "vtest.avi"
+
+
+def drifting_proposals(frames: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """300 boxes a frame on vtest.avi (768×576): 270 drifting slowly, 30 fresh each frame."""
+    rng = np.random.default_rng(seed)
+    size = np.array([768 * 0.8, 576 * 0.8])
+    xy, wh = rng.uniform(0, 1, (270, 2)) * size, rng.uniform(20, 200, (270, 2))
+    out = []
+    for _ in range(frames):
+        xy = xy + rng.normal(0, 1.5, xy.shape)
+        fresh, fresh_wh = rng.uniform(0, 1, (30, 2)) * size, rng.uniform(20, 200, (30, 2))
+        out.append(np.concatenate([np.concatenate([xy, xy + wh], 1),
+                                   np.concatenate([fresh, fresh + fresh_wh], 1)]))  # fmt: skip
+    boxes = np.concatenate(out)
+    frame = np.repeat(np.arange(frames), 300)
+    return frame, boxes, rng.uniform(0, 1, len(frame))
+
+
+def speed(frames: int = 150, repeats: int = 3) -> dict:
+    """Whole-stage frames/s on vtest.avi (decode at 320 px, flow, registration, matching)
+    per variant, runs alternating, median of ``repeats``."""
+    import time
+
+    from vcl.track.iou import IouParams, track_video
+
+    frame, boxes, scores = drifting_proposals(frames)
+    names = ("final", "before", "fb+verify+confirm")
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            start = time.perf_counter()
+            track_video(VTEST, frame, boxes, scores, IouParams(**VARIANTS[name]))
+            rates[name].append(frames / (time.perf_counter() - start))
+    return {name: float(np.median(r)) for name, r in rates.items()}
+
+
+def run() -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="vcl-qt-") as tmp:
+        table = summary(measure(Path(tmp)))
+    rows = []
+    for key, s in table.items():
+        camera, source, variant = key.split("/")
+        if variant != "final":
+            continue
+        for ref in ("before", "none"):
+            if f"{camera}/{source}/{ref}" not in table:
+                continue
+            rows.append({
+                "stage": "track",
+                "compared": f"coverage, {camera} camera, {source} proposals: today's "
+                f"registration vs {ref} (mean of {len(SEEDS)} seeds × {VIDEOS} videos)",
+                "ours": s["coverage_mean"],
+                "reference": table[f"{camera}/{source}/{ref}"]["coverage_mean"],
+                "unit": "coverage",
+                "higher_is_better": True,
+            })  # fmt: skip
+    if VTEST.exists():
+        fps = speed()
+        for ref in ("before", "fb+verify+confirm"):
+            rows.append({
+                "stage": "track",
+                "compared": f"whole iou stage on vtest.avi (300 proposals a frame): today's "
+                f"registration vs {ref}",
+                "ours": fps["final"], "reference": fps[ref], "unit": "frames/s",
+                "higher_is_better": True,
+            })  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":
+    work = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="vcl-qt-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("VCL_QT_SPEED") == "1":  # only the speed figures
+        print(json.dumps(speed(), indent=1))
+        sys.exit(0)
+    table = summary(measure(work))
+    (work / "quality_track.json").write_text(json.dumps(table, indent=1))
+    print(json.dumps(table, indent=1))
