@@ -1,22 +1,32 @@
-"""Clustering: our FINCH against the authors' package (finch-clust) at 30k and 100k × 128,
-and our faiss k-means against scikit-learn's KMeans at equal inertia.
+"""Clustering: our FINCH (exact, and with ``neighbours="approximate"``) against the
+authors' package (finch-clust) at 30k and 100k × 128, and our faiss k-means against
+scikit-learn's KMeans at equal inertia.
 
 Fairness: the data are generated once and saved; every run is its own child process that
 loads them (so its peak resident memory, VmHWM, counts the interpreter, the libraries,
 the 128-d float32 data and the algorithm, not the generator nor this parent process),
 with the same thread count for both sides (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
-``MKL_NUM_THREADS``; ``VCL_BENCH_THREADS``, default all cores) and passive OpenMP waiting
-(on a loaded machine faiss's spinning threads otherwise slow it several times). Times are
-the median of ``VCL_BENCH_REPEATS`` (default 3) alternating runs; memory the largest peak.
+``MKL_NUM_THREADS``, ``NUMBA_NUM_THREADS``; ``VCL_BENCH_THREADS``, default all cores) and
+passive OpenMP waiting (on a loaded machine faiss's spinning threads otherwise slow it
+several times). Times are the median of ``VCL_BENCH_REPEATS`` (default 3) runs, the
+sides alternating; memory the largest peak; CPU seconds (all threads) are reported too,
+as they depend less on the machine's load than wall time does.
 
-finch-clust's mode is named on every row. It computes exact first neighbours from a dense
-N×N float32 distance matrix only up to ``ann_threshold`` points (default 20,000; above,
-it needs pynndescent, absent here, or an approximate faiss HNSW search when
-``faiss_threshold`` is lowered). At 30k we raise ``ann_threshold`` so both sides are exact
-(~10 GB for finch-clust) and compare partitions level by level; at 100k the dense matrix
-(≥ 40 GB) cannot fit in this machine's memory, so finch-clust runs its approximate HNSW
-path (M = 16, efConstruction = 200, efSearch = 64) and partitions are compared by ARI.
-Ours is exact in both (cell-pruned float32 BLAS sweeps, near-ties settled in float64).
+Every row names both sides' modes. finch-clust computes exact first neighbours from a
+dense N×N float32 distance matrix only up to ``ann_threshold`` points (default 20,000);
+above, by default, it runs pynndescent's NN-descent (non-deterministic; when pynndescent is
+missing we lower ``faiss_threshold`` so it runs its faiss HNSW search instead, and say
+so). At 30k we also raise ``ann_threshold`` so that both sides are exact (~10 GB for
+finch-clust) and compare partitions level by level; at 100k the dense matrix (≥ 40 GB)
+cannot fit in this machine's memory, so finch-clust runs only its approximate path.
+Ours exact: cell-pruned float32 BLAS sweeps, near-ties settled in float64. Ours
+approximate: a seeded faiss IVF index (nlist ≈ 4√N, nprobe raised until a sampled recall
+reaches 0.995) at levels of ≥ 20,000 points, exact below.
+
+Quality of the approximate mode, printed on stderr and given as rows: the first-neighbour
+recall (fraction of points whose first neighbour is the exact one) and the agreement
+(ARI, NMI) of each level with our exact hierarchy; finch-clust's approximate partitions
+get the same comparison with our exact ones.
 
 Where both are exact, partitions can differ only at a float32 near-tie: finch-clust
 compares float32 cosine distances, we settle near-ties in float64 (at 30k: one point whose
@@ -67,31 +77,54 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def child(side: str, data: str, out: str, mode: str) -> None:
-    """Run one FINCH in this process; print time and peak RSS; save the hierarchy."""
+def _has_pynndescent() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pynndescent") is not None
+
+
+def child(side: str, data: str, out: str, recall: str = "no") -> None:
+    """Run one FINCH in this process; print time, CPU time and peak RSS; save the levels.
+
+    ``side``: ours-exact, ours-approximate, ref-exact or ref-approximate. With ``recall``
+    = "yes" (ours-approximate), after the measurements, also the level-0 search's recall
+    against the exact first neighbours."""
     import warnings
 
     x = np.load(data)
-    start = time.perf_counter()
-    if side == "ours":
+    extra: dict = {}
+    start, cpu = time.perf_counter(), time.process_time()
+    if side.startswith("ours"):
         from vcl.cluster import finch
 
-        result = finch(x, "cosine")
+        neighbours = side.removeprefix("ours-")
+        result = finch(x, "cosine", neighbours=neighbours, seed=0)
         levels, counts = result.levels, result.n_clusters
+        extra["search"] = result.approximate
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from finch import FINCH
 
             n = len(x)
-            if mode == "exact":
+            if side == "ref-exact":
                 levels, counts, _ = FINCH(x, distance="cosine", ann_threshold=n + 1)
+            elif _has_pynndescent():  # its default past 20k points: NN-descent
+                levels, counts, _ = FINCH(x, distance="cosine")
             else:  # approximate first neighbours: faiss HNSW inside finch-clust
                 levels, counts, _ = FINCH(x, distance="cosine", faiss_threshold=1)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    peak = _peak_gb()
     np.save(out, np.asarray(levels, np.int32))
+    if recall == "yes":
+        from vcl.cluster import approximate_first_neighbours, first_neighbours
+
+        exact, _ = first_neighbours(x, "cosine")
+        approx, _, info = approximate_first_neighbours(x, "cosine", seed=0)
+        extra["recall"] = float((approx == exact).mean())
+        extra["estimated_recall"] = info["estimated_recall"]
     counts = list(map(int, counts))
-    print(json.dumps({"seconds": seconds, "peak_gb": _peak_gb(), "counts": counts}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_gb": peak, "counts": counts, **extra}))
 
 
 def _threads() -> int:
@@ -106,6 +139,7 @@ def _run_child(args: list[str]) -> dict:
         "OMP_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
+        "NUMBA_NUM_THREADS": threads,
     }
     proc = subprocess.run(
         [sys.executable, __file__, "child", *args], capture_output=True, text=True, env=env
@@ -119,63 +153,145 @@ def _repeats() -> int:
     return max(1, int(os.environ.get("VCL_BENCH_REPEATS", "3")))
 
 
-def finch_rows(n: int, mode: str) -> list[dict]:
-    from sklearn.metrics import adjusted_rand_score
+def _agreement(ours: np.ndarray, other: np.ndarray) -> list[tuple[float, float]]:
+    """(ARI, NMI) of each level the two hierarchies share."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+    return [
+        (
+            adjusted_rand_score(ours[:, i], other[:, i]),
+            normalized_mutual_info_score(ours[:, i], other[:, i]),
+        )
+        for i in range(min(ours.shape[1], other.shape[1]))
+    ]
+
+
+def _name(side: str) -> str:
+    if side.startswith("ours"):
+        return f"ours {side.removeprefix('ours-')}"
+    if side == "ref-exact":
+        return "finch-clust exact"
+    how = "pynndescent" if _has_pynndescent() else "faiss HNSW"
+    return f"finch-clust approximate ({how})"
+
+
+def finch_rows(n: int) -> list[dict]:
+    """Time, CPU time and memory of our two modes against finch-clust's modes at n × 128,
+    and the partitions' agreement with our exact hierarchy."""
     from vcl.cluster import canonical
 
-    label = f"FINCH {n // 1000}k×{DIM} cosine, ours exact vs finch-clust {mode}"
+    sides = ["ours-exact", "ours-approximate", "ref-approximate"]
+    if n <= 30_000:  # finch-clust's exact path needs N² floats: ~10 GB at 30k
+        sides.append("ref-exact")
+    size = f"FINCH {n // 1000}k×{DIM} cosine"
     with tempfile.TemporaryDirectory(prefix="vcl-bench-") as tmp:
         data = Path(tmp) / "x.npy"
         np.save(data, mixture(n))
-        runs: dict[str, list[dict]] = {"ours": [], "ref": []}
-        for _ in range(_repeats()):  # alternate the sides: load changes hit both alike
-            for side in ("ours", "ref"):
-                out = Path(tmp) / f"{side}.npy"
-                runs[side].append(_run_child(["finch", side, str(data), str(out), mode]))
-        ours, ref = runs["ours"], runs["ref"]
-        failed = [r["error"] for r in ours + ref if "error" in r]
+        if _has_pynndescent():  # compile its numba functions (cached) before timing
+            warm = Path(tmp) / "warm.npy"
+            np.save(warm, mixture(21_000, seed=1))
+            _run_child(["finch", "ref-approximate", str(warm), str(Path(tmp) / "w.npy")])
+        runs: dict[str, list[dict]] = {side: [] for side in sides}
+        for repeat in range(_repeats()):  # alternate the sides: load changes hit all alike
+            for side in sides:
+                out = Path(tmp) / f"{side}-{repeat}.npy"
+                flag = "yes" if side == "ours-approximate" and repeat == 0 else "no"
+                runs[side].append(_run_child(["finch", side, str(data), str(out), flag]))
+        failed = [r["error"] for rs in runs.values() for r in rs if "error" in r]
         if failed:
-            print(f"{label}: a run failed: {failed[0]}", file=sys.stderr)
+            print(f"{size}: a run failed: {failed[0]}", file=sys.stderr)
             return []
-        a, b = np.load(Path(tmp) / "ours.npy"), np.load(Path(tmp) / "ref.npy")
-    common = min(a.shape[1], b.shape[1])
-    same = [np.array_equal(canonical(a[:, i]), canonical(b[:, i])) for i in range(common)]
-    aris = [adjusted_rand_score(b[:, i], a[:, i]) for i in range(common)]
-    times = {side: [r["seconds"] for r in rs] for side, rs in runs.items()}
+        levels = {side: np.load(Path(tmp) / f"{side}-0.npy") for side in sides}
+    exact = levels["ours-exact"]
+    agree = {side: _agreement(exact, levels[side]) for side in sides if side != "ours-exact"}
+    identical = {
+        side: sum(
+            np.array_equal(canonical(exact[:, i]), canonical(levels[side][:, i]))
+            for i in range(min(exact.shape[1], levels[side].shape[1]))
+        )
+        for side in agree
+    }
+    approx = runs["ours-approximate"][0]
+    for side in sides:
+        times = [round(r["seconds"], 1) for r in runs[side]]
+        print(
+            f"{size}, {_name(side)}: seconds {times}, CPU seconds "
+            f"{[round(r['cpu'], 1) for r in runs[side]]}, peak GB "
+            f"{[round(r['peak_gb'], 2) for r in runs[side]]}, clusters per level "
+            f"{runs[side][0]['counts']}",
+            file=sys.stderr,
+        )
+    for side, values in agree.items():
+        print(
+            f"{size}, {_name(side)} vs ours exact: per-level (ARI, NMI) "
+            f"{[(round(a, 5), round(b, 5)) for a, b in values]}; identical levels "
+            f"{identical[side]} of {len(values)}",
+            file=sys.stderr,
+        )
     print(
-        f"{label}: seconds ours {[round(t, 1) for t in times['ours']]}, finch-clust "
-        f"{[round(t, 1) for t in times['ref']]}; clusters per level ours {ours[0]['counts']} "
-        f"vs finch-clust {ref[0]['counts']}; identical levels {sum(same)} of {common}; "
-        f"per-level ARI {[round(v, 6) for v in aris]}",
+        f"{size}, ours approximate: level-0 first-neighbour recall {approx['recall']:.6f} "
+        f"(estimated from its sample: {approx['estimated_recall']:.4f}); search {approx['search']}",
         file=sys.stderr,
     )
-    worst = min(aris) if aris else float("nan")
-    return [
+
+    def compare(ours: str, ref: str) -> list[dict]:
+        label = f"{size}, {_name(ours)} vs {_name(ref)}"
+        a, b = runs[ours], runs[ref]
+        return [
+            {
+                "stage": "cluster",
+                "compared": f"{label}: time (median of {len(a)})",
+                "ours": statistics.median(r["seconds"] for r in a),
+                "reference": statistics.median(r["seconds"] for r in b),
+                "unit": "s",
+                "higher_is_better": False,
+            },
+            {
+                "stage": "cluster",
+                "compared": f"{label}: CPU time, all threads (median of {len(a)})",
+                "ours": statistics.median(r["cpu"] for r in a),
+                "reference": statistics.median(r["cpu"] for r in b),
+                "unit": "s",
+                "higher_is_better": False,
+            },
+            {
+                "stage": "cluster",
+                "compared": f"{label}: peak memory",
+                "ours": max(r["peak_gb"] for r in a),
+                "reference": max(r["peak_gb"] for r in b),
+                "unit": "GB",
+                "higher_is_better": False,
+            },
+        ]
+
+    rows = compare("ours-exact", "ref-approximate") + compare("ours-approximate", "ref-approximate")
+    if "ref-exact" in sides:
+        rows += compare("ours-exact", "ref-exact")
+    for side in ("ours-approximate", "ref-approximate", "ref-exact"):
+        if side not in agree:
+            continue
+        values = agree[side]
+        first = min(3, len(values))
+        rows.append(
+            {
+                "stage": "cluster",
+                "compared": f"{size}, {_name(side)}: lowest ARI with ours exact, levels 0-"
+                f"{first - 1} ({identical[side]} of {len(values)} levels identical)",
+                "ours": min(a for a, _ in values[:first]),
+                "reference": 1.0,
+                "unit": "ARI",
+            }
+        )
+    rows.append(
         {
             "stage": "cluster",
-            "compared": f"{label}: time (median of {len(ours)})",
-            "ours": statistics.median(times["ours"]),
-            "reference": statistics.median(times["ref"]),
-            "unit": "s",
-            "higher_is_better": False,
-        },
-        {
-            "stage": "cluster",
-            "compared": f"{label}: peak memory",
-            "ours": max(r["peak_gb"] for r in ours),
-            "reference": max(r["peak_gb"] for r in ref),
-            "unit": "GB",
-            "higher_is_better": False,
-        },
-        {
-            "stage": "cluster",
-            "compared": f"{label}: lowest per-level ARI ({sum(same)} of {common} levels identical)",
-            "ours": worst,
+            "compared": f"{size}, ours approximate: level-0 first-neighbour recall vs exact",
+            "ours": approx["recall"],
             "reference": 1.0,
-            "unit": "ARI",
-        },
-    ]
+            "unit": "recall",
+        }
+    )
+    return rows
 
 
 def kmeans_child(side: str, n: int, k: int, iters: int) -> None:
@@ -231,12 +347,13 @@ def kmeans_rows(n: int = 100_000, k: int = 100, iters: int = 20) -> list[dict]:
 
 
 def run() -> list[dict]:
-    return finch_rows(30_000, "exact") + finch_rows(100_000, "approximate") + kmeans_rows()
+    sizes = [int(v) for v in os.environ.get("VCL_BENCH_FINCH_SIZES", "30000,100000").split(",")]
+    return [row for n in sizes for row in finch_rows(n)] + kmeans_rows()
 
 
 if __name__ == "__main__":
     if sys.argv[1:3] == ["child", "finch"]:
-        child(*sys.argv[3:7])
+        child(*sys.argv[3:8])
     elif sys.argv[1:3] == ["child", "kmeans"]:
         kmeans_child(sys.argv[3], *map(int, sys.argv[4:7]))
     else:

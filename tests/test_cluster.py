@@ -245,6 +245,114 @@ def test_pruned_finch_equals_brute_force_and_finch_clust(monkeypatch) -> None:
             assert np.array_equal(expected, canonical(c[:, level]))
 
 
+# ---------------------------------------------------------------- approximate FINCH
+
+
+def _tight_blobs(n: int, d: int, centres: int, seed: int) -> np.ndarray:
+    """Well-separated clusters (centres ~8·√2·√d apart, unit noise) plus planted exact
+    duplicates: every first neighbour is unambiguous or an exact tie."""
+    x, _ = blobs(n, d, centres, seed, spread=8.0)
+    x[n - 5 :] = x[[3, 3, 40, 41, 42]]  # duplicates: their first neighbour is the twin
+    return x
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_approximate_finch_equals_exact_on_planted_clusters(metric: str, monkeypatch) -> None:
+    """With the threshold lowered to 1000, level 0 (3001 points; clusters about one IVF
+    list large) searches through the IVF index, finds every exact first neighbour (ties:
+    lowest index) and so gives the exact hierarchy; level 1 (~560 means) is exact."""
+    import vcl.cluster as vc
+
+    monkeypatch.setattr(vc, "APPROX_MIN_POINTS", 1000)
+    x = _tight_blobs(3001, 16, 150, seed=11)
+    nn, dist, info = vc.approximate_first_neighbours(x, metric, seed=3)
+    ref_nn, ref_dist = first_neighbours(x, metric)
+    assert np.array_equal(nn, ref_nn)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-9, atol=1e-12)
+    assert nn[2996] == 3 and nn[3] == 2996 and nn[2997] == 3  # lowest-index twin
+    assert info["nlist"] == round(4 * np.sqrt(3001)) and info["estimated_recall"] >= 0.995
+    exact = finch(x, metric)
+    approx = finch(x, metric, neighbours="approximate", seed=3)
+    assert approx.n_clusters == exact.n_clusters
+    assert np.array_equal(approx.levels, exact.levels)
+    assert [a["level"] for a in approx.approximate] == [0] and exact.approximate == []
+
+
+def test_approximate_search_is_deterministic_across_runs_and_threads(monkeypatch) -> None:
+    import faiss
+
+    import vcl.cluster as vc
+
+    monkeypatch.setattr(vc, "APPROX_MIN_POINTS", 500)
+    x = np.random.default_rng(5).normal(size=(2503, 12)).astype(np.float32)  # no structure
+    threads = faiss.omp_get_max_threads()
+    try:
+        runs = []
+        for count in (threads, 1, threads):
+            faiss.omp_set_num_threads(count)
+            runs.append(vc.approximate_first_neighbours(x, "cosine", seed=7))
+            runs.append(finch(x, neighbours="approximate", seed=7))
+    finally:
+        faiss.omp_set_num_threads(threads)
+    for nn, dist, info in runs[0::2]:
+        assert np.array_equal(nn, runs[0][0]) and np.array_equal(dist, runs[0][1])
+        assert info == runs[0][2]
+    for result in runs[1::2]:
+        assert np.array_equal(result.levels, runs[1].levels)
+        assert result.approximate == runs[1].approximate
+
+
+def test_approximate_search_raises_nprobe_and_its_recall_estimate_holds(monkeypatch) -> None:
+    """Unclustered data: the first nprobe misses many neighbours, so it is raised; the
+    sampled recall is close to the true one, and a miss is never nearer than the truth."""
+    import vcl.cluster as vc
+
+    x = np.random.default_rng(6).normal(size=(4001, 24)).astype(np.float32)
+    nn, dist, info = vc.approximate_first_neighbours(x, "l2", seed=0)
+    ref_nn, ref_dist = first_neighbours(x, "l2")
+    recall = float((nn == ref_nn).mean())
+    assert info["nprobe"] > vc._NPROBES[0]
+    assert abs(info["estimated_recall"] - recall) < 0.03 and recall > 0.95
+    assert (dist >= ref_dist - 1e-9).all() and (dist[nn != ref_nn] > ref_dist[nn != ref_nn]).all()
+    assert (nn != np.arange(len(x))).all()
+
+
+def test_approximate_mode_falls_back_to_exact_below_the_threshold(monkeypatch) -> None:
+    import vcl.cluster as vc
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the approximate search ran on a small set")
+
+    monkeypatch.setattr(vc, "approximate_first_neighbours", refuse)
+    x, _ = blobs(1201, 10, 25, seed=12)
+    approx = vc.finch(x, neighbours="approximate")
+    exact = vc.finch(x)
+    assert approx.approximate == [] and np.array_equal(approx.levels, exact.levels)
+    with pytest.raises(vc.UsageError):
+        vc.finch(x, neighbours="fast")
+
+
+def test_cli_approximate_flag(invoke, tmp_path, monkeypatch) -> None:
+    import vcl.cluster as vc
+    from vcl.errors import ExitCode
+    from vcl.io.store import Store
+
+    monkeypatch.setattr(vc, "APPROX_MIN_POINTS", 500)
+    path = tmp_path / "x.npy"
+    np.save(path, _tight_blobs(1003, 8, 20, seed=13))
+    out = tmp_path / "c.zarr"
+    result = invoke("cluster", path, "-o", out, "--method", "finch", "--approximate", "-q")
+    assert result.exit_code == 0, result.stderr
+    attrs = Store(out).attrs["clusters"]
+    assert attrs["neighbours"] == "approximate"
+    assert [a["level"] for a in attrs["approximate_search"]] == [0]
+    exact = invoke("cluster", path, "-o", tmp_path / "e.zarr", "--method", "finch", "-q")
+    assert exact.exit_code == 0
+    assert np.array_equal(Store(out)["levels"][:], Store(tmp_path / "e.zarr")["levels"][:])
+    bad = invoke("cluster", path, "-o", tmp_path / "k.zarr", "--k", "3", "--approximate")
+    assert bad.exit_code == ExitCode.USAGE and "--approximate" in bad.stderr
+
+
 # ---------------------------------------------------------------- k-means
 
 

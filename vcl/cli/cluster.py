@@ -89,6 +89,16 @@ def run(
             help="FINCH: exactly this many clusters, merged from the partition just above.",
         ),
     ] = None,
+    approximate: Annotated[
+        bool,
+        typer.Option(
+            "--approximate",
+            help="FINCH: approximate first neighbours (seeded faiss IVF, ~4√N lists, nprobe "
+            "raised until a sampled recall reaches 0.995) at levels of ≥ 20,000 points, as "
+            "finch-clust does; ~3.5x faster than exact at 100k points, deterministic for "
+            "--seed; nprobe and recall go in the summary. Default: exact (so on a GPU).",
+        ),
+    ] = False,
     ids: Annotated[
         Path | None,
         typer.Option("--ids", metavar="FILE", help="For .npy features: one id per line."),
@@ -149,8 +159,8 @@ def run(
         raise UsageError(f"--method {method} needs --k")
     if method == "finch" and (k is not None or pca is not None or whiten or spherical):
         raise UsageError("--k, --pca, --whiten and --spherical are for k-means, not finch")
-    if method != "finch" and (level is not None or n_clusters is not None):
-        raise UsageError("--level and --n-clusters are for finch")
+    if method != "finch" and (level is not None or n_clusters is not None or approximate):
+        raise UsageError("--level, --n-clusters and --approximate are for finch")
     if output is not None and output.exists() and not overwrite:  # before the work, not after
         raise OutputError("exists already", output, "pass --overwrite to replace it")
     gpu = faiss_device(device)
@@ -189,6 +199,7 @@ def run(
         metric=metric,
         level=level,
         n_clusters=n_clusters,
+        neighbours="approximate" if approximate else "exact",
         track_ids=track_ids,
         seed=seed,
         gpu=gpu,
@@ -207,6 +218,7 @@ def run(
         "metric": metric,
         "level": level,
         "n_clusters": n_clusters,
+        "approximate": approximate,
         "device": "cpu" if gpu is None else f"cuda:{gpu}",
     }
     summary = {
@@ -369,6 +381,10 @@ EXAMPLES = [
     (
         "FINCH with exactly 50 clusters, one {id, cluster} line per sample:",
         "vcl cluster features.zarr --method finch --n-clusters 50 --jsonl > clusters.jsonl",
+    ),
+    (
+        "FINCH of a million embeddings with approximate (seeded IVF) first neighbours:",
+        "vcl cluster embeddings.npy -o clusters.zarr --method finch --approximate",
     ),
     (
         "ODC-TrackInit: k-means on one sample per track, spread to the tracks:",
