@@ -33,11 +33,28 @@ the L2-normalised vectors (so distances are in [0, 4] whatever the embedding's s
     L    = L_κ + α·L_2 + β·L_c + γ·L_d
 
 L_κ is soft (q-weighted, q a constant as in soft k-means' E-step) rather than the hard
-mean_i min_j d_ij of the first version: with the min, a unit that is no sample's nearest
-gets no gradient from L_κ and never moves (a dead unit). Neither change alone keeps
-the units' clusters as good as k-means on the same features in the fidelity run
-(``benchmarks/fidelity_triplet_moving.py``, numbers in its docstring): the units move
-far more slowly than the embedding they should follow.
+mean_i min_j d_ij: with the min, a unit that is no sample's nearest gets no gradient.
+L_c is bounded: 0 ≤ L_c ≤ log k. τ is in units of σ_i so that q cannot turn uniform when
+the units drift together (with a fixed τ on d, q → uniform makes L_c = 0 while every
+embedding and unit collapse to one point, the trivial minimum of L_κ + L_c; measured
+with τ = 0.1 on d and the units' learning rate ×20: assignment confidence 0.28 at k = 4,
+NMI 0.05 after 2 epochs). With the BatchNorm calibration σ_i ≈ 0.2, so 1/(τσ_i) ≈ 10;
+the ≈ 200 of the first version came from the uncalibrated embedding's narrow cone
+(pairwise cos 0.93–0.96).
+
+Units: the gradient steps above move them (the online M-step), and after every epoch
+they are refined on the whole set, the batch M-step (:func:`refine_units`)::
+
+    ẑ_i  eval-mode embeddings of every object crop (no augmentation)
+    c_i  = argmin_j ‖ẑ_i − μ̂_j‖²,   μ_j ← normalise(Σ_{c_i = j} ẑ_i)   ``refine_iters`` = 20 times
+
+starting from the learned units. Why: a unit's gradient is a pull of weight s_j ≈ 1/k,
+so at the network's learning rate the units stayed where the k-means init put them while
+the embedding moved (measured, seed 0, epoch 1: the learned units' clusters NMI 0.55,
+sizes [130, 1, 107, 2]; k-means on the same embedding 0.83); raising the units' learning
+rate instead gave uneven clusters (×10: sizes [177, 0, 63, 0]) or, with a fixed τ, the
+collapse above. The refined units replace the learned ones, and the next epoch pulls
+the embedding towards them.
 
 α = ``--l2-weight`` 0.01, β = ``--balance-weight`` 1, γ = ``--disc-weight`` 1,
 τ = ``--assign-temperature`` 0.5; one background crop per object crop
@@ -46,7 +63,7 @@ far more slowly than the embedding they should follow.
 Each crop is augmented (random resized crop with area ≥ ``--crop-scale``, 0.5 here, flip, ±2°,
 brightness / contrast / saturation 0.4; no hue change or greyscale, since colour is
 part of an object's category). After every epoch every object crop is assigned to its
-nearest unit with the network in eval mode (``labels_epoch_N.npy``); after the last
+nearest refined unit with the network in eval mode (``labels_epoch_N.npy``); after the last
 epoch the assignment is written as ``RUN/clusters.zarr`` (``vcl.clusters/1``, ids
 ``<track_id>@<frame>`` as ``vcl embed`` names crops), for ``vcl cluster eval``.
 """
@@ -83,6 +100,7 @@ class MovingOptions:
     background_ratio: float = 1.0  # background crops sampled (and per batch) per object crop
     bg_margin: float = 0.1  # object boxes grown by this fraction of their side
     crop_scale: float = 0.5  # smallest random-crop area fraction
+    refine_iters: int = 20  # Lloyd iterations refining the units after each epoch (0: none)
 
 
 # ---------------------------------------------------------------------------- losses
@@ -136,6 +154,19 @@ def clustering_losses(
     d = squared_distances(z, units)
     q = soft_assignment(d, temperature)
     return {"kappa": kappa_loss(d, q), "l2": l2_loss(z), "balance": balance_loss(q), "q": q}
+
+
+def refine_units(z: torch.Tensor, units: torch.Tensor, iters: int, seed: int) -> torch.Tensor:
+    """Spherical Lloyd iterations on the L2-normalised embeddings z (N, D), started from
+    the L2-normalised units (k, D) → refined unit-norm units (k, D): each unit becomes the
+    normalised mean of the embeddings nearest to it (the M-step of k-means over the whole
+    set; faiss re-seeds a unit that wins nothing by splitting a large cluster)."""
+    from vcl.cluster import kmeans
+
+    start = nn.functional.normalize(units.float(), dim=1, eps=1e-8).cpu().numpy()
+    x = z.float().cpu().numpy()
+    res = kmeans(x, len(units), iters=iters, seed=seed, spherical=True, init=start)
+    return torch.as_tensor(res.centroids[0], dtype=units.dtype, device=units.device)
 
 
 # ---------------------------------------------------------------------------- model
@@ -476,6 +507,8 @@ class MovingClusters:
             raise UsageError("need --assign-temperature > 0")
         if o.cluster_dim < 1 or o.background_ratio <= 0:
             raise UsageError("need --cluster-dim >= 1 and --background-ratio > 0")
+        if o.refine_iters < 0:
+            raise UsageError(f"need refine_iters >= 0, got {o.refine_iters}")
         what = "moving objects (tracks)" if self.data.track_ids is not None else "object crops"
         if self.config.k > self.n_objects:
             raise UsageError(
@@ -577,9 +610,20 @@ class MovingClusters:
         out[idx] = dist.gather_cat(torch.cat(z_parts) if z_parts else zs)
         return out
 
+    @torch.no_grad()
     def _assign(self, model: nn.Module, autocast: Any) -> np.ndarray:
-        units = model.head.units.detach().float()
+        """Every object crop's nearest unit (eval mode), after the units are refined by
+        ``refine_iters`` spherical Lloyd iterations on these embeddings, started from the
+        learned units (:func:`refine_units`); the refined units replace the learned ones."""
         z = self.embed_objects(model, autocast)
+        units = model.head.units.detach().float()
+        if self.opts.refine_iters > 0:
+            refined = torch.zeros_like(units)
+            if dist.rank() == 0:
+                refined.copy_(refine_units(z, units, self.opts.refine_iters, self.config.seed))
+            dist.broadcast(refined)
+            model.head.units.copy_(refined)
+            units = refined
         return squared_distances(z, units).argmin(dim=1).cpu().numpy().astype(np.int32)
 
     @torch.no_grad()
