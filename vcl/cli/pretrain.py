@@ -248,6 +248,15 @@ def run(
             "the spread σ_i of each crop's distances to them.",
         ),
     ] = 0.5,
+    refine_iters: Annotated[
+        int,
+        typer.Option(
+            "--refine-iters",
+            min=0,
+            help="moving-clusters: spherical Lloyd iterations refining the memory units on all "
+            "object crops' embeddings after each epoch (0: the units move by gradient only).",
+        ),
+    ] = 20,
     cluster_dim: Annotated[
         int,
         typer.Option(
