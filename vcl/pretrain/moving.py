@@ -755,9 +755,11 @@ class MovingClusters:
 
     def crop_ids(self) -> np.ndarray:
         """``<track_id>@<frame>`` of every object crop (``vcl embed``'s ids)."""
+        from vcl.io.features import crop_ids
+
         frames = self.data.open_store()["frame"][:].astype(np.int64)
         if self.data.track_ids is not None:
-            ids = [f"{t}@{f}" for t, f in zip(self.data.track_ids, frames, strict=True)]
+            return crop_ids(self.data.track_ids, frames)
         else:
             pairs = enumerate(zip(self.data.video_ids, frames, strict=True))
             ids = [f"{v}@{f}#{i}" for i, (v, f) in pairs]
