@@ -28,7 +28,11 @@ motion classes (other factors, e.g. direction, dominate), and DIS "fast" (flow a
 resolution) misses small objects: flow end-point error at synth's objects, median 3.5 px
 for DIS fast vs 0.25 px for Farneback at 4.3 px/frame. Hence Farneback by default. On
 the 40-video 96×72 set of ``fidelity_video.py`` (25 of 40 empty with DIS, none with
-Farneback) the Farneback prior gives kNN 0.67 and k-means(8) NMI 0.39, purity 0.60.
+Farneback) the Farneback prior gives kNN 0.67 and k-means(8) NMI 0.39, purity 0.60; on
+its current 120-video 96×72 set (seed 0) kNN 0.86 test / 0.83 leave-one-out. Finer
+k-means is purer, which is what video-la-idt's targets need: the fraction of a video's
+close neighbours (same cluster in any of 3 k-means, LA's C_i) sharing its motion is
+0.38 at K 8, 0.47 at K 16, 0.61 at K 30, 0.66 at K 48 (chance 0.24).
 """
 
 from __future__ import annotations
