@@ -51,3 +51,38 @@ def test_opencv_has_the_contrib_modules_stages_need() -> None:
     assert hasattr(cv2, "ximgproc") and hasattr(cv2.ximgproc, "createEdgeBoxes")
     assert hasattr(cv2, "DISOpticalFlow_create")
     assert hasattr(cv2, "TrackerKCF_create") or hasattr(cv2, "legacy")
+
+
+def test_every_imported_package_is_a_declared_dependency() -> None:
+    """A module vcl imports (at any depth, lazily too) must come with a plain install:
+    a package that only the dev extra brings would break that command for users."""
+    import ast
+    import re
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    declared = {
+        re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+        for spec in project["dependencies"]
+    }
+    imported = set()
+    for path in (root / "vcl").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "vcl"}
+    providers = metadata.packages_distributions()
+    missing = {}
+    for module in sorted(third_party):
+        dists = {d.lower().replace("_", "-") for d in providers.get(module, [module])}
+        if not dists & declared:
+            missing[module] = sorted(dists)
+    assert not missing, f"imported but not in [project] dependencies: {missing}"
