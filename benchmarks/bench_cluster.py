@@ -23,6 +23,14 @@ Ours exact: cell-pruned float32 BLAS sweeps, near-ties settled in float64. Ours
 approximate: a seeded faiss IVF index (nlist ≈ 4√N, nprobe raised until a sampled recall
 reaches 0.995) at levels of ≥ 20,000 points, exact below.
 
+What our approximate side's peak holds (measured at 100k × 128 with /proc/self/status
+around each step): the interpreter, numpy and the 51 MB of data (~0.08 GB); importing
+faiss (~0.165 GB, of which ~0.14 GB is the CUDA libcublasLt that this faiss-gpu build
+loads even on a CPU-only path); the IVF index's copy of the points (51 MB); faiss's
+k-means and BLAS scratch (~0.02 GB, kept by the process); scipy (~0.03 GB, imported for
+the connected components) and the next level's exact search. Everything else (normalised
+rows, the quantizer's scores, the float64 re-rank) exists a block of rows at a time.
+
 Quality of the approximate mode, printed on stderr and given as rows: the first-neighbour
 recall (fraction of points whose first neighbour is the exact one) and the agreement
 (ARI, NMI) of each level with our exact hierarchy; finch-clust's approximate partitions

@@ -472,3 +472,152 @@ def test_evaluate_joins_by_id_not_by_row() -> None:
     report = cm.evaluate(ids, clusters, labels=(ids[order], truth[order].astype(str)))
     assert report["nmi"] == pytest.approx(skm.normalized_mutual_info_score(truth, clusters))
     assert report["labelled"] == 150 and report["unlabelled"] == 0
+
+
+# ---------------------------------------------------- approximate FINCH: memory-lean parts
+
+
+def _invlist(invlists, lst: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, (size, d) float32 vectors) of one faiss inverted list."""
+    import faiss
+
+    size = invlists.list_size(lst)
+    if size == 0:
+        return np.zeros(0, np.int64), np.zeros((0, d), np.float32)
+    ids = faiss.rev_swig_ptr(invlists.get_ids(lst), size).copy()
+    codes = faiss.rev_swig_ptr(invlists.get_codes(lst), size * d * 4).copy()
+    return ids, codes.view(np.float32).reshape(size, d)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_filled_lists_equal_those_of_faiss_add(metric: str, monkeypatch) -> None:
+    """Lists sized first and filled a few lists at a time hold exactly what faiss's own
+    add (one point at a time) leaves: same ids, same order, same vector bits."""
+    import faiss
+
+    import vcl.cluster as vc
+
+    monkeypatch.setattr(vc, "_ROWS", 64)  # many groups, and lists larger than a group
+    monkeypatch.setattr(vc, "_QUANTIZER_CHUNK", 300)
+    cosine = metric == "cosine"
+    x, _ = blobs(2999, 12, 40, seed=21)
+    y = vc.l2_normalise(x) if cosine else x
+    d, nlist = x.shape[1], 50
+    quantizer = faiss.IndexFlatIP(d) if cosine else faiss.IndexFlatL2(d)
+    clus = faiss.Clustering(d, nlist)
+    clus.seed, clus.niter = 1, 3
+    clus.train(y, quantizer)
+    kind = faiss.METRIC_INNER_PRODUCT if cosine else faiss.METRIC_L2
+    ours = faiss.IndexIVFFlat(quantizer, d, nlist, kind)
+    ref = faiss.IndexIVFFlat(quantizer, d, nlist, kind)
+    ours.is_trained = ref.is_trained = True
+    vc._fill_lists(ours, quantizer, x, cosine, 4)
+    lists = np.ascontiguousarray(quantizer.search(y, 4)[1][:, 0])
+    ids = np.arange(len(x), dtype=np.int64)
+    ref.add_core(len(x), faiss.swig_ptr(y), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
+    assert ours.ntotal == ref.ntotal == len(x)
+    sizes = np.bincount(lists, minlength=nlist)
+    assert sizes.max() > 64  # a list spans more than one group of rows
+    for lst in range(nlist):
+        a_ids, a_vec = _invlist(ours.invlists, lst, d)
+        b_ids, b_vec = _invlist(ref.invlists, lst, d)
+        assert np.array_equal(a_ids, b_ids) and np.array_equal(a_vec, b_vec)
+        assert np.array_equal(a_vec, y[a_ids])
+    q = y[::7]
+    assert np.array_equal(ours.search(q, 5)[1], ref.search(q, 5)[1])
+
+
+def test_mutual_rerank_equals_one_global_pass(monkeypatch) -> None:
+    """Blocked mutual re-ranking = one lexsort over all forward and reverse pairs
+    (nearest, then lowest index), with −1, self and repeated candidates, exact ties and
+    rows that no pair reaches."""
+    import vcl.cluster as vc
+
+    monkeypatch.setattr(vc, "_ROWS", 48)  # blocks of 96 rows
+    rng = np.random.default_rng(4)
+    n = 1003
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    x[500:520] = x[480:500]  # exact duplicates: distance ties
+    cand = rng.integers(-1, n, size=(n, 4))
+    cand[::5, 0] = np.arange(0, n, 5)  # self
+    cand[::7, 1] = cand[::7, 2]  # a repeated candidate
+    cand[900:] = -1  # rows found only through the reverse pairs, or not at all
+    cand[cand >= 990] = 0
+    for cosine in (True, False):
+        q = np.repeat(np.arange(n), 4)
+        c = cand.ravel()
+        ok = (c >= 0) & (c != q)
+        q, c = np.concatenate([q[ok], c[ok]]), np.concatenate([c[ok], q[ok]])
+        d = vc._distances(x, q, c, cosine)
+        ref_nn = np.full(n, -1)
+        ref_d = np.full(n, np.inf)
+        for i in range(n):  # plain reference: each row's candidates, nearest then lowest
+            mine = q == i
+            if mine.any():
+                best = min(zip(d[mine], c[mine], strict=True))
+                ref_d[i], ref_nn[i] = best
+        nn, dist = vc._rerank_mutual(x, cand, cosine)
+        assert np.array_equal(nn, ref_nn) and np.array_equal(dist, ref_d)
+        assert (nn[990:] == -1).all() and (nn[:900] >= 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cluster_means_equal_the_sparse_block_sums_bit_for_bit(dtype) -> None:
+    """cluster_means (in-place row-order sums) equals membership-matrix products over
+    16384-row blocks, the summation FINCH's partitions were defined with, to the bit."""
+    import scipy.sparse as sp
+
+    from vcl.cluster import cluster_means
+
+    rng = np.random.default_rng(8)
+    n, k = 40_001, 6000
+    x = (rng.normal(size=(n, 5)) * rng.uniform(1e-6, 1e3, size=(n, 1))).astype(dtype)
+    labels = rng.integers(0, k - 10, n).astype(np.int32)  # the last clusters are empty
+    member = sp.csc_matrix((np.ones(n), (labels, np.arange(n))), shape=(k, n))
+    sums = np.zeros((k, 5))
+    for s in range(0, n, 16384):
+        sums += member[:, s : s + 16384] @ x[s : s + 16384].astype(np.float64)
+    ref = sums / np.maximum(np.bincount(labels, minlength=k), 1)[:, None]
+    for out in (np.float32, np.float64):
+        got = cluster_means(x, labels, k, out)
+        assert got.dtype == out and np.array_equal(got, ref.astype(out))
+    assert (cluster_means(x, labels, k, np.float64)[k - 10 :] == 0).all()
+
+
+@pytest.mark.parametrize("cosine", [True, False])
+def test_blocked_brute_force_candidates_equal_one_full_sort(cosine: bool, monkeypatch) -> None:
+    """The exact sweeps used for the recall sample and for rows the IVF lists miss give
+    what one full score matrix gives: best (self excluded) / top two (ties: lowest)."""
+    import vcl.cluster as vc
+
+    monkeypatch.setattr(vc, "_TILE", 4096)  # many column blocks
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(1501, 8)).astype(np.float32)
+    x[700:710] = x[10:20]  # ties across blocks
+    y = vc.l2_normalise(x) if cosine else x
+    scores = y @ y.T if cosine else 2.0 * (y @ y.T) - np.einsum("ij,ij->i", y, y)[None, :]
+    rows = np.array([0, 10, 15, 333, 700, 709, 1500])
+    top2 = np.argsort(-scores[rows], axis=1, kind="stable")[:, :2]
+    assert np.array_equal(vc._brute_candidates(x, rows, cosine), top2)
+    masked = scores[rows].copy()
+    masked[np.arange(len(rows)), rows] = -np.inf
+    assert np.array_equal(vc._sampled_exact(x, rows, cosine), masked.argmax(axis=1))
+
+
+def test_approximate_search_keeps_no_normalised_copy_of_the_data() -> None:
+    """numpy buffers at their peak during the search (tracemalloc sees numpy, not faiss's
+    own index) stay far below the size of the data: no N×D copy, no N×k×D gather."""
+    import tracemalloc
+
+    import vcl.cluster as vc
+
+    x, _ = blobs(40_011, 128, 400, seed=10)
+    vc.approximate_first_neighbours(x[:3000], "cosine", seed=0)  # warm imports and caches
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        vc.approximate_first_neighbours(x, "cosine", seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * x.nbytes, (peak, x.nbytes)

@@ -298,6 +298,9 @@ _CELL_SIZE = 32  # mean points per cell of the pruned search (before wide cells 
 _NEAR_CELLS = 3  # other cells every query meets first, to get a tight bound early
 _MAX_WORK = 0.25  # share of all N² pairs above which pruning gives way to one sweep
 _BOUND_CELLS = 32  # cells whose bounds are computed together: an (N, 32) block
+# Rows per block of row-by-row work (normalising, differences, float64 distances): the
+# results do not depend on it, the transient memory does (2048 × 128 float32: 1 MB).
+_ROWS = 2048
 
 
 def _one_blas_thread() -> Any:
@@ -389,6 +392,7 @@ class _ExactSearch:
         if n >= _MIN_PRUNED:
             with _one_blas_thread():
                 self.pts = self._make_cells()
+            _release_freed_memory()  # the k-means' and splits' scratch buffers
         else:
             self.pts = self._prepare(self.order)  # (N, D) float32, search order
         self.sq = np.einsum("ij,ij->i", self.pts, self.pts)  # (N,) float32 ‖y‖²
@@ -406,8 +410,8 @@ class _ExactSearch:
     def _prepare(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), D) float32 search vectors of rows of x, built in chunks."""
         out = np.empty((len(rows), self.d), np.float32)
-        for s in range(0, len(rows), 16384):
-            block = np.asarray(self.x[rows[s : s + 16384]], dtype=np.float32)
+        for s in range(0, len(rows), _ROWS):
+            block = np.asarray(self.x[rows[s : s + _ROWS]], dtype=np.float32)
             out[s : s + len(block)] = l2_normalise(block) if self.cosine else block
         return out
 
@@ -484,8 +488,8 @@ class _ExactSearch:
         means = np.add.reduceat(pts, starts, axis=0) / sizes[:, None]
         cell = np.repeat(np.arange(len(sizes)), sizes)
         dist2 = np.empty(len(pts), np.float32)
-        for s in range(0, len(pts), 16384):  # chunks: no second N×D array
-            diff = pts[s : s + 16384] - means[cell[s : s + 16384]]
+        for s in range(0, len(pts), _ROWS):  # chunks: no second N×D array
+            diff = pts[s : s + _ROWS] - means[cell[s : s + _ROWS]]
             dist2[s : s + len(diff)] = np.einsum("ij,ij->i", diff, diff)
         radii = np.sqrt(np.maximum.reduceat(dist2, starts))
         limit = 1.5 * float(np.median(radii)) if limit is None else limit
@@ -532,8 +536,8 @@ class _ExactSearch:
         self.centres = (means / sizes[:, None]).astype(np.float32)
         self.centre_sq = np.einsum("ij,ij->i", self.centres, self.centres)
         rho = np.empty(n)  # each point's distance to its cell's mean
-        for s in range(0, n, 16384):
-            diff = y[s : s + 16384].astype(np.float64) - self.centres[self.cell_of[s : s + 16384]]
+        for s in range(0, n, _ROWS):
+            diff = y[s : s + _ROWS].astype(np.float64) - self.centres[self.cell_of[s : s + _ROWS]]
             rho[s : s + len(diff)] = np.einsum("ij,ij->i", diff, diff)
         radii = np.sqrt(np.maximum.reduceat(rho, self.cells[:-1]))  # cells are contiguous
         self.radii = (radii * (1 + 1e-6)).astype(np.float32)
@@ -683,6 +687,7 @@ class _ExactSearch:
         pruned = False
         if len(self.cells) > 2:
             self._finish_cells()
+            _release_freed_memory()
             with _one_blas_thread():
                 pruned = self._pruned()
             if not pruned:
@@ -713,9 +718,10 @@ class _ExactSearch:
 def _distances(x: np.ndarray, i: np.ndarray, j: np.ndarray, cosine: bool) -> np.ndarray:
     """float64 distances between rows i and j of x (cosine: 1 − cos, 1 for a zero row)."""
     out = np.empty(len(i))
-    for s in range(0, len(i), 4096):  # float64 (4096, D) blocks: little extra memory
-        a = np.asarray(x[i[s : s + 4096]], np.float64)
-        b = np.asarray(x[j[s : s + 4096]], np.float64)
+    step = _ROWS // 2  # float64 (1024, D) blocks: little extra memory
+    for s in range(0, len(i), step):
+        a = np.asarray(x[i[s : s + step]], np.float64)
+        b = np.asarray(x[j[s : s + step]], np.float64)
         if cosine:
             norm = np.sqrt(np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", b, b))
             cos = np.einsum("ij,ij->i", a, b) / np.where(norm == 0, 1.0, norm)
@@ -781,64 +787,173 @@ _IVF_CANDIDATES = 4  # neighbours fetched per query (self among them), re-ranked
 _NPROBES = (4, 8, 16, 32, 64, 128)  # tried in turn until the sampled recall reaches the target
 _RECALL_TARGET = 0.995
 _RECALL_SAMPLE = 512  # queries whose exact first neighbour estimates the recall
+# Queries per faiss search call of the approximate search: faiss scores them against
+# the list centres in blocks of up to 4096 × 1024 float32 (16 MB); smaller calls are
+# slower (each wakes faiss's threads), larger ones no faster.
+_QUANTIZER_CHUNK = 4096
+
+
+def _release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``; a no-op
+    elsewhere). Freed buffers in the middle of the heap (faiss's thousands of inverted
+    lists, a level's float64 sums) otherwise stay resident, and the next level's buffers
+    come partly from fresh pages: the peak memory would add them up."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return None
+
+
+def _search_rows(x: np.ndarray, rows: np.ndarray | slice, cosine: bool) -> np.ndarray:
+    """Rows of ``x`` as the approximate search sees them: float32, cosine: L2-normalised.
+
+    Made a block at a time rather than once for all of x: a normalised copy of the whole
+    set would add N·D·4 bytes to the peak memory (51 MB at 100k × 128). Normalising is
+    row by row, so a block's rows equal those of the whole set's copy bit for bit."""
+    block = x[rows]
+    return l2_normalise(block) if cosine else np.ascontiguousarray(block, dtype=np.float32)
 
 
 def _ivf_candidates(index: Any, y: np.ndarray, dq: np.ndarray, iq: np.ndarray) -> np.ndarray:
-    """(len(y), _IVF_CANDIDATES) int64 nearest ids of ``index`` for y, probing the lists iq
-    (scores dq), in chunks; −1 where a query's lists hold too few points."""
+    """(len(y), _IVF_CANDIDATES) int64 nearest ids of ``index`` for the queries y (a
+    block), probing the lists iq (scores dq); −1 where those lists hold too few points."""
     k = min(_IVF_CANDIDATES, index.ntotal)
     out = np.full((len(y), _IVF_CANDIDATES), -1, np.int64)
-    for s in range(0, len(y), _SEARCH_CHUNK):
-        e = min(s + _SEARCH_CHUNK, len(y))
-        _, ids = index.search_preassigned(y[s:e], k, iq[s:e], dq[s:e])
-        out[s:e, :k] = ids
+    out[:, :k] = index.search_preassigned(y, k, iq, dq)[1]
     return out
 
 
 def _rerank(
-    x: np.ndarray, rows: np.ndarray, cand: np.ndarray, cosine: bool, mutual: bool = False
+    x: np.ndarray, rows: np.ndarray, cand: np.ndarray, cosine: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest candidate of each row in float64 (self and −1 excluded; ties: lowest index).
 
-    ``mutual`` (rows = all points): row j is also a candidate of every row it found, so
-    a neighbour missed in one direction is still caught in the other (the IVF search
-    probes lists asymmetrically). Returns (len(rows),) int64 neighbours (−1: no
-    candidate) and float64 distances."""
+    Returns (len(rows),) int64 neighbours (−1: no candidate) and float64 distances."""
     q = np.repeat(rows, cand.shape[1])
     c = cand.ravel()
     ok = (c >= 0) & (c != q)
-    q, c = q[ok], c[ok]
-    if mutual:
-        q, c = np.concatenate([q, c]), np.concatenate([c, q])
+    return _nearest_pairs(x, q[ok], c[ok], rows, cosine)
+
+
+def _nearest_pairs(
+    x: np.ndarray, q: np.ndarray, c: np.ndarray, rows: np.ndarray, cosine: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each of the sorted ``rows``, its nearest candidate among the pairs (q, c) in
+    float64: nearest, then lowest index; (−1, inf) for a row without pairs."""
     d = _distances(x, q, c, cosine)
     pick = np.lexsort((c, d, q))  # by row, then nearest, then lowest index
-    first = pick[np.r_[True, q[pick][1:] != q[pick][:-1]]]
-    where = np.searchsorted(rows, q[first]) if not mutual else q[first]
+    first = pick[np.r_[True, q[pick][1:] != q[pick][:-1]]] if len(q) else pick
+    where = np.searchsorted(rows, q[first])
     nn = np.full(len(rows), -1, np.int64)
     dist = np.full(len(rows), np.inf)
     nn[where], dist[where] = c[first], d[first]
     return nn, dist
 
 
-def _sampled_exact(y: np.ndarray, rows: np.ndarray, cosine: bool) -> np.ndarray:
+def _rerank_mutual(x: np.ndarray, cand: np.ndarray, cosine: bool) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rerank` of all N rows where row j is also a candidate of every row i it
+    found (i ∈ cand[j]): a neighbour missed in one direction is still caught in the
+    other (the IVF search probes lists asymmetrically).
+
+    Done in blocks of 2·_ROWS rows, each with its own candidates and the rows that
+    found it (grouped once by a stable sort of the reverse pairs), so the pairs' float64
+    distances and the sort keys are never held for all 2·N·k pairs at once. Every row
+    meets the same candidates as in one global pass, so the answer is the same."""
+    n, k = cand.shape
+    src = np.repeat(np.arange(n, dtype=np.int32), k)  # (N·k,) row that found each candidate
+    dst = cand.ravel()
+    ok = (dst >= 0) & (dst != src)
+    src, dst = src[ok], dst[ok].astype(np.int32)
+    del ok
+    order = np.argsort(dst, kind="stable")
+    back_dst, back_src = dst[order], src[order]  # reverse pairs grouped by their row
+    del order, src, dst
+    step = 2 * _ROWS
+    bounds = np.searchsorted(back_dst, np.arange(0, n + step, step))
+    nn = np.empty(n, np.int64)
+    dist = np.empty(n)
+    for b, s in enumerate(range(0, n, step)):
+        e = min(s + step, n)
+        rows = np.arange(s, e)
+        q = np.repeat(rows, k)
+        c = cand[s:e].ravel()
+        keep = (c >= 0) & (c != q)
+        q = np.concatenate([q[keep], back_dst[bounds[b] : bounds[b + 1]]])
+        c = np.concatenate([c[keep], back_src[bounds[b] : bounds[b + 1]]])
+        nn[s:e], dist[s:e] = _nearest_pairs(x, q, c, rows, cosine)
+    return nn, dist
+
+
+def _sampled_exact(x: np.ndarray, rows: np.ndarray, cosine: bool) -> np.ndarray:
     """(len(rows),) int64 first neighbour of each sampled row by one float32 BLAS sweep
-    over y (cosine: best q·y; l2: best 2 q·y − ‖y‖²), itself excluded."""
-    q = y[rows]
+    over the search's rows y of x (cosine: best q·y; l2: best 2 q·y − ‖y‖²), itself
+    excluded; y made a block at a time, (S, block) scores of 2 MB."""
+    q = _search_rows(x, rows, cosine)
     best = np.full(len(rows), -np.inf, np.float32)
     arg = np.zeros(len(rows), np.int64)
-    step = max(1, _TILE // len(rows))
-    for s in range(0, len(y), step):
-        block = y[s : s + step]
-        scores = q @ block.T  # (S, block)
-        if not cosine:
-            scores = 2.0 * scores - np.einsum("ij,ij->i", block, block)[None, :]
-        inside = (rows >= s) & (rows < s + len(block))
-        scores[np.flatnonzero(inside), rows[inside] - s] = -np.inf  # not itself
-        top = scores.argmax(axis=1)
-        value = scores[np.arange(len(rows)), top]
-        better = value > best
-        best[better], arg[better] = value[better], s + top[better]
+    step = max(1, _TILE // 4 // len(rows))
+    with _one_blas_thread():  # small products: a second BLAS thread costs more than it saves
+        for s in range(0, len(x), step):
+            block = _search_rows(x, slice(s, s + step), cosine)
+            scores = q @ block.T  # (S, block)
+            if not cosine:
+                scores = 2.0 * scores - np.einsum("ij,ij->i", block, block)[None, :]
+            inside = (rows >= s) & (rows < s + len(block))
+            scores[np.flatnonzero(inside), rows[inside] - s] = -np.inf  # not itself
+            top = scores.argmax(axis=1)
+            value = scores[np.arange(len(rows)), top]
+            better = value > best
+            best[better], arg[better] = value[better], s + top[better]
     return arg
+
+
+def _fill_lists(
+    index: Any, quantizer: Any, x: np.ndarray, cosine: bool, probes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """File every row of x in its nearest list of the IVF ``index`` (ids = row numbers,
+    each list in increasing id order, as one ``add`` would leave it).
+
+    The lists are sized exactly before they are filled: adding the points one at a time
+    grows each list's buffer by doubling, which at 100k × 128 held 80 MB for 51 MB of
+    vectors. Returns the (N, probes) float32 scores and int64 ids of each row's
+    ``probes`` nearest lists (the first is its own), for the search to reuse."""
+    import faiss
+
+    n = len(x)
+    dq = np.empty((n, probes), np.float32)
+    iq = np.empty((n, probes), np.int64)
+    for s in range(0, n, _QUANTIZER_CHUNK):
+        y = _search_rows(x, slice(s, s + _QUANTIZER_CHUNK), cosine)
+        dq[s : s + len(y)], iq[s : s + len(y)] = quantizer.search(y, probes)
+    lists = np.ascontiguousarray(iq[:, 0])
+    order = np.argsort(lists, kind="stable")  # (N,) rows by list, then by row
+    sizes = np.bincount(lists, minlength=index.nlist)
+    ends = np.cumsum(sizes)
+    invlists = index.invlists
+    first = 0  # next list to write
+    while first < index.nlist:  # lists of about _ROWS points at a time, each written once
+        last = max(first + 1, int(np.searchsorted(ends, ends[first] - sizes[first] + _ROWS)))
+        lo, hi = int(ends[first] - sizes[first]), int(ends[last - 1])
+        y = _search_rows(x, order[lo:hi], cosine)  # (hi − lo, D) rows of lists first:last
+        for lst in range(first, last):
+            a, b = int(ends[lst] - sizes[lst]) - lo, int(ends[lst]) - lo
+            if b > a:
+                ids = order[lo + a : lo + b]  # int64, increasing
+                codes = y[a:b].view(np.uint8)  # (b − a, D·4) bytes
+                invlists.resize(lst, b - a)
+                invlists.update_entries(lst, 0, b - a, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+        first = last
+    index.ntotal = n
+    return dq, iq
 
 
 def approximate_first_neighbours(
@@ -857,8 +972,10 @@ def approximate_first_neighbours(
     then lowest index, as the exact search. nprobe is the first of 4, 8, …, 128 whose
     one-way recall on 512 seeded sample queries, against their brute-force first
     neighbours, reaches 0.995 (a warning says when even 128 does not: data with little
-    cluster structure). Cost O(N·(√N + nprobe·√N/4)·D) rather than O(N²·D); memory
-    O(N·D).
+    cluster structure). Cost O(N·(√N + nprobe·√N/4)·D) rather than O(N²·D).
+
+    Memory: the index's copy of the points (N·D float32) and O(N) ids beyond ``x``;
+    normalised rows, scores and float64 distances exist a block of rows at a time.
 
     Returns (N,) int64 neighbours, (N,) float64 distances and the search's parameters:
     ``{"points", "nlist", "nprobe", "estimated_recall"}``.
@@ -872,10 +989,11 @@ def approximate_first_neighbours(
     if n < 3:  # nothing to approximate
         nn, dist = first_neighbours(x, metric)
         return nn, dist, {"points": n, "nlist": 0, "nprobe": 0, "estimated_recall": 1.0}
-    y = l2_normalise(x) if cosine else np.ascontiguousarray(x, dtype=np.float32)
     nlist = int(np.clip(round(_IVF_LISTS * np.sqrt(n)), 1, n))
     rng = np.random.default_rng(seed)
-    train = y[np.sort(rng.choice(n, min(n, _IVF_TRAIN * nlist), replace=False))]
+    train = _search_rows(
+        x, np.sort(rng.choice(n, min(n, _IVF_TRAIN * nlist), replace=False)), cosine
+    )
     quantizer = faiss.IndexFlatIP(d) if cosine else faiss.IndexFlatL2(d)
     clus = faiss.Clustering(d, nlist)
     clus.seed = int(seed) % 2**31
@@ -884,29 +1002,23 @@ def approximate_first_neighbours(
     clus.min_points_per_centroid = 1  # a small training sample is enough for a quantizer
     clus.max_points_per_centroid = _IVF_TRAIN + 1
     clus.train(train, quantizer)
+    del train, clus
     index = faiss.IndexIVFFlat(
         quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT if cosine else faiss.METRIC_L2
     )
     index.is_trained = True
     first = min(_NPROBES[0], nlist)
-    dq = np.empty((n, first), np.float32)  # (N, nprobe) scores and ids of the nearest lists
-    iq = np.empty((n, first), np.int64)
-    for s in range(0, n, _SEARCH_CHUNK):
-        dq[s : s + _SEARCH_CHUNK], iq[s : s + _SEARCH_CHUNK] = quantizer.search(
-            y[s : s + _SEARCH_CHUNK], first
-        )
-    ids = np.arange(n, dtype=np.int64)
-    lists = np.ascontiguousarray(iq[:, 0])  # each point goes to its nearest list
-    index.add_core(n, faiss.swig_ptr(y), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
+    dq, iq = _fill_lists(index, quantizer, x, cosine, first)
 
     sample = np.sort(rng.choice(n, min(n, _RECALL_SAMPLE), replace=False))
-    truth = _distances(x, sample, _sampled_exact(y, sample, cosine), cosine)  # (S,)
+    truth = _distances(x, sample, _sampled_exact(x, sample, cosine), cosine)  # (S,)
     probes = sorted({min(p, nlist) for p in _NPROBES})
-    s_dq, s_iq = quantizer.search(y[sample], probes[-1])
+    queries = _search_rows(x, sample, cosine)
+    s_dq, s_iq = quantizer.search(queries, probes[-1])
     nprobe, recall = probes[-1], 0.0
     for p in probes:
         index.nprobe = p
-        cand = _ivf_candidates(index, y[sample], s_dq[:, :p], s_iq[:, :p])
+        cand = _ivf_candidates(index, queries, s_dq[:, :p], s_iq[:, :p])
         found, dist = _rerank(x, sample, cand, cosine)
         # A hit: as near as the exact neighbour (up to float32 near-ties).
         recall = float(np.mean((found >= 0) & (dist <= truth + 1e-6 * np.maximum(truth, 1.0))))
@@ -921,31 +1033,52 @@ def approximate_first_neighbours(
             nprobe,
         )
     index.nprobe = nprobe
-    if nprobe != first:
-        dq, iq = np.empty((n, nprobe), np.float32), np.empty((n, nprobe), np.int64)
-        for s in range(0, n, _SEARCH_CHUNK):
-            dq[s : s + _SEARCH_CHUNK], iq[s : s + _SEARCH_CHUNK] = quantizer.search(
-                y[s : s + _SEARCH_CHUNK], nprobe
-            )
-    cand = _ivf_candidates(index, y, dq, iq)
-    del dq, iq
-    nn, dist = _rerank(x, ids, cand, cosine, mutual=True)
+    cand = np.empty((n, _IVF_CANDIDATES), np.int64)  # (N, 4) candidates, self among them
+    for s in range(0, n, _QUANTIZER_CHUNK):
+        y = _search_rows(x, slice(s, s + _QUANTIZER_CHUNK), cosine)
+        if nprobe == first:  # the nearest lists found when filing them
+            bq, bi = dq[s : s + len(y)], iq[s : s + len(y)]
+        else:
+            bq, bi = quantizer.search(y, nprobe)  # (q, nprobe) the nearest lists
+        cand[s : s + len(y)] = _ivf_candidates(index, y, bq, bi)
+    del index, quantizer, y, dq, iq
+    _release_freed_memory()  # the index's lists: the next levels reuse little of them
+    nn, dist = _rerank_mutual(x, cand, cosine)
+    del cand
     lost = np.flatnonzero(nn < 0)
     if len(lost):  # lists too small to hold a neighbour: search those rows exactly
-        nn[lost], dist[lost] = _rerank(x, lost, _brute_candidates(y, lost, cosine), cosine)
+        nn[lost], dist[lost] = _rerank(x, lost, _brute_candidates(x, lost, cosine), cosine)
     info = {"points": n, "nlist": nlist, "nprobe": int(nprobe), "estimated_recall": recall}
     log.debug("FINCH approximate search: %s", info)
+    _release_freed_memory()
     return nn, dist, info
 
 
-def _brute_candidates(y: np.ndarray, rows: np.ndarray, cosine: bool) -> np.ndarray:
-    """(len(rows), 2) the two best-scoring rows of y for each of ``rows`` (self included)."""
+def _brute_candidates(x: np.ndarray, rows: np.ndarray, cosine: bool) -> np.ndarray:
+    """(len(rows), 2) the two best-scoring rows of the search's rows y of x for each of
+    ``rows`` (self included; cosine: q·y, l2: 2 q·y − ‖y‖²; ties: lowest index), swept
+    over y in blocks as :func:`_sampled_exact` does."""
     out = np.empty((len(rows), 2), np.int64)
-    lin = y.T if cosine else 2.0 * y.T
-    bias = 0.0 if cosine else -np.einsum("ij,ij->i", y, y)
-    for s in range(0, len(rows), 256):
-        scores = y[rows[s : s + 256]] @ lin + bias
-        out[s : s + 256] = np.argsort(-scores, axis=1, kind="stable")[:, :2]
+    with _one_blas_thread():  # small products, as in _sampled_exact
+        for r in range(0, len(rows), 256):
+            q = _search_rows(x, rows[r : r + 256], cosine)
+            best = np.full((len(q), 2), -np.inf, np.float32)  # running top two, best first
+            arg = np.zeros((len(q), 2), np.int64)
+            step = max(2, _TILE // 4 // len(q))
+            for s in range(0, len(x), step):
+                block = _search_rows(x, slice(s, s + step), cosine)
+                scores = q @ block.T  # (q, block)
+                if not cosine:
+                    scores = 2.0 * scores - np.einsum("ij,ij->i", block, block)[None, :]
+                top = np.argsort(-scores, axis=1, kind="stable")[:, :2]  # ties: lowest index
+                value = np.take_along_axis(scores, top, axis=1)
+                # Merge: earlier blocks (lower indices) win ties, as one stable sort would.
+                both_v = np.concatenate([best, value], axis=1)
+                both_i = np.concatenate([arg, s + top], axis=1)
+                keep = np.argsort(-both_v, axis=1, kind="stable")[:, :2]
+                best = np.take_along_axis(both_v, keep, axis=1)
+                arg = np.take_along_axis(both_i, keep, axis=1)
+            out[r : r + len(q)] = arg
     return out
 
 
@@ -966,18 +1099,27 @@ def cluster_means(
     x: np.ndarray, labels: np.ndarray, k: int | None = None, dtype: Any = np.float32
 ) -> np.ndarray:
     """(k, D) mean of the rows of ``x`` in each cluster (zero for an empty one), summed in
-    float64 and returned as ``dtype``."""
-    import scipy.sparse as sp
+    float64 and returned as ``dtype``.
 
+    Each block of 16384 rows is summed on its own, row by row in order, and the blocks'
+    sums added up (what a sparse membership matrix times the block computes); the rows
+    are converted to float64 2048 at a time, so beyond the (k, D) result the extra
+    memory is one (k, D) block sum."""
     k = int(labels.max()) + 1 if k is None else k
     n = len(labels)
     counts = np.bincount(labels, minlength=k).astype(np.float64)
-    member = sp.csc_matrix((np.ones(n, np.float64), (labels, np.arange(n))), shape=(k, n))
     sums = np.zeros((k, x.shape[1]))  # (k, D) float64 to sum accurately
-    for start in range(0, n, 16384):  # chunks: no float64 copy of the whole of x
+    part = np.empty_like(sums)
+    for start in range(0, n, 16384):
         stop = min(start + 16384, n)
-        sums += member[:, start:stop] @ x[start:stop].astype(np.float64)
-    return (sums / np.maximum(counts, 1.0)[:, None]).astype(dtype)
+        part[:] = 0.0
+        for s in range(start, stop, 2048):  # in place, in row order: no (block, D) copy
+            e = min(s + 2048, stop)
+            np.add.at(part, labels[s:e], np.asarray(x[s:e], np.float64))
+        sums += part
+    del part
+    sums /= np.maximum(counts, 1.0)[:, None]
+    return sums.astype(dtype, copy=False)
 
 
 def canonical(labels: np.ndarray) -> np.ndarray:
@@ -1049,7 +1191,9 @@ def finch(
     levels, counts = [labels], [count]
     log.debug("FINCH level 0: %d clusters", count)
     while count > 1:
+        _release_freed_memory()
         means = cluster_means(x, labels, count, np.float64)  # (count, D)
+        _release_freed_memory()
         new_count, merge = _components(search(means, len(levels)))
         new_labels = merge[labels]
         if new_count == 1 or count - new_count <= 1:
