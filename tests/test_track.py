@@ -116,23 +116,6 @@ def test_greedy_matches_the_sequential_reference() -> None:
         assert got == sorted(greedy_match_reference(overlap, 0.3))
 
 
-def plain_greedy(overlap: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """Sequential greedy written plainly: pairs by (-value, row, col), take when both free."""
-    pairs = sorted(
-        (-float(overlap[i, j]), i, j)
-        for i in range(overlap.shape[0])
-        for j in range(overlap.shape[1])
-        if overlap[i, j] > np.float32(threshold)
-    )
-    rows, cols, out = set(), set(), []
-    for _, i, j in pairs:
-        if i not in rows and j not in cols:
-            rows.add(i)
-            cols.add(j)
-            out.append((i, j))
-    return sorted(out)
-
-
 def random_boxes(rng: np.random.Generator, n: int, extent: int, integer: bool) -> np.ndarray:
     """n boxes (xyxy) of widely varying size; integer corners make many exact IoU ties."""
     xy = rng.uniform(-5, extent, (n, 2))
@@ -150,7 +133,7 @@ def plain_tracker(frames: list[np.ndarray], threshold: float, ttl: int) -> list[
     offset = 0
     for boxes in frames:
         last = np.array([t["box"] for t in active]).reshape(-1, 4)
-        pairs = dict(plain_greedy(iou_fast(last, boxes), threshold))
+        pairs = dict(sorted(greedy_match_reference(iou_fast(last, boxes), threshold)))
         taken = set(pairs.values())
         for i, t in enumerate(active):
             if i in pairs:

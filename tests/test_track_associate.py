@@ -21,23 +21,6 @@ from vcl.track.associate import associate, greedy_pairs
 from vcl.track.iou import greedy_match, greedy_match_reference
 
 
-def plain_greedy(overlap: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """Sequential greedy written plainly: pairs by (-value, row, col), take when both free."""
-    pairs = sorted(
-        (-float(overlap[i, j]), i, j)
-        for i in range(overlap.shape[0])
-        for j in range(overlap.shape[1])
-        if overlap[i, j] > np.float32(threshold)
-    )
-    rows, cols, out = set(), set(), []
-    for _, i, j in pairs:
-        if i not in rows and j not in cols:
-            rows.add(i)
-            cols.add(j)
-            out.append((i, j))
-    return sorted(out)
-
-
 def matched(a: np.ndarray, b: np.ndarray, theta: float) -> list[tuple[int, int]]:
     rows, cols = associate(a, b, theta)
     assert rows.dtype == cols.dtype == np.int64
@@ -81,7 +64,7 @@ def test_associate_equals_plain_greedy(theta: float) -> None:
     for trial in range(30):
         n_a, n_p = rng.integers(0, 60, 2) if trial % 10 else (151, 67)
         a, b = problem(rng, n_a, n_p, integer=trial % 2 == 0)
-        assert matched(a, b, theta) == plain_greedy(iou_fast(a, b), theta), trial
+        assert matched(a, b, theta) == sorted(greedy_match_reference(iou_fast(a, b), theta)), trial
 
 
 def test_associate_on_the_benchmark_scale_and_identical_boxes() -> None:
@@ -89,7 +72,7 @@ def test_associate_on_the_benchmark_scale_and_identical_boxes() -> None:
     rng = np.random.default_rng(3)
     a = random_boxes(rng, 361, 700, integer=False)
     b = np.concatenate([a[:270] + rng.normal(0, 3, (270, 4)), random_boxes(rng, 30, 700, True)])
-    assert matched(a, b, 0.35) == plain_greedy(iou_fast(a, b), 0.35)
+    assert matched(a, b, 0.35) == sorted(greedy_match_reference(iou_fast(a, b), 0.35))
     same = np.tile([[10.0, 20.0, 30.0, 50.0]], (9, 1))
     assert matched(same, same[:5], 0.5) == [(i, i) for i in range(5)]  # ties by (row, col)
 
@@ -106,8 +89,8 @@ def test_empty_and_non_finite_inputs() -> None:
     )  # fmt: skip
     with np.errstate(invalid="ignore", over="ignore"):
         for theta in (0.0, 0.35):
-            assert matched(weird, weird[::-1], theta) == plain_greedy(
-                iou_fast(weird, weird[::-1]), theta
+            assert matched(weird, weird[::-1], theta) == sorted(
+                greedy_match_reference(iou_fast(weird, weird[::-1]), theta)
             )
 
 
@@ -115,7 +98,7 @@ def test_negative_threshold_takes_every_pair() -> None:
     """θ < 0: pairs with IoU 0 pass too, the dense path (no candidate can be pruned)."""
     rng = np.random.default_rng(1)
     a, b = random_boxes(rng, 9, 100, True), random_boxes(rng, 7, 100, True)
-    assert matched(a, b, -0.5) == plain_greedy(iou_fast(a, b), -0.5)
+    assert matched(a, b, -0.5) == sorted(greedy_match_reference(iou_fast(a, b), -0.5))
     assert len(matched(a, b, -0.5)) == 7
 
 
@@ -128,7 +111,7 @@ boxes_strategy = arrays(
 @given(a=boxes_strategy, b=boxes_strategy, theta=st.sampled_from([0.0, 0.1, 0.35, 0.6, 0.99]))
 def test_associate_equals_plain_greedy_hypothesis(a, b, theta) -> None:
     """Small integer grids: zero-area and inverted boxes, duplicates, exact IoU ties."""
-    assert matched(a, b, theta) == plain_greedy(iou_fast(a, b), theta)
+    assert matched(a, b, theta) == sorted(greedy_match_reference(iou_fast(a, b), theta))
 
 
 def test_candidates_are_exactly_the_pairs_above_threshold() -> None:

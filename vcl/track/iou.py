@@ -148,8 +148,9 @@ def greedy_match_reference(overlap: np.ndarray, threshold: float) -> list[tuple[
         key=lambda p: (-p[0], p[1], p[2]),
     )
     used_r, used_c, out = set(), set(), []
+    theta = np.float32(threshold)  # compared in float32, as `greedy_match` does
     for v, i, j in pairs:
-        if v > threshold and i not in used_r and j not in used_c:
+        if v > theta and i not in used_r and j not in used_c:
             used_r.add(i)
             used_c.add(j)
             out.append((i, j))
