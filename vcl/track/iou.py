@@ -96,7 +96,10 @@ class IouParams:
             (self.top >= 0, f"--top must be >= 0, got {self.top}"),
             (self.flow_side >= 16, f"--flow-side must be >= 16, got {self.flow_side}"),
             (self.dis_preset in ("ultrafast", "fast", "medium"), "bad --dis-preset"),
-            (self.registration in REGISTRATIONS, f"registration must be one of {REGISTRATIONS}"),
+            (
+                self.registration in REGISTRATIONS,
+                f"--registration must be {' or '.join(REGISTRATIONS)}, got {self.registration!r}",
+            ),
         ]
         for ok, problem in checks:
             if not ok:
