@@ -52,6 +52,24 @@ def invoke(runner: CliRunner):
     return _invoke
 
 
+def cli(*args: object, input: str | None = None):
+    """``vcl ARGS`` in-process, for module-level helpers that take no fixture."""
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def metrics(run: Path) -> list[dict]:
+    """The records of a pretrain run directory's metrics.jsonl."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+TIMING = ("samples_per_s", "clips_per_s", "seconds")
+
+
+def without_timing(m: dict) -> dict:
+    """A metrics record without its wall-clock fields (equal across exact resumes)."""
+    return {k: v for k, v in m.items() if k not in TIMING}
+
+
 def run_vcl(
     *args: str,
     cwd: Path | None = None,

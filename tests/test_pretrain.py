@@ -8,18 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from vcl.cli.app import app
+from tests.conftest import cli as invoke
+from tests.conftest import metrics, without_timing
 from vcl.errors import ExitCode
 from vcl.pretrain import METHODS
 
 TINY = ["--arch", "resnet18", "--size", "32", "--batch-size", "16", "--k", "3",
         "--min-cluster", "2", "--device", "cpu", "--workers", "0", "-q"]  # fmt: skip
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +30,6 @@ def crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
                "--size", 33, "-q")  # fmt: skip
     assert r.exit_code == 0, r.output
     return root / "crops.zarr"
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_timing(m: dict) -> dict:
-    return {k: v for k, v in m.items() if k not in ("samples_per_s", "seconds")}
 
 
 @pytest.mark.parametrize(
@@ -203,3 +191,4 @@ def test_two_processes_under_torchrun(crops: Path) -> None:
     assert [without_timing(m) for m in metrics(part)] == [without_timing(m) for m in metrics(full)]
     state = torch.load(full / "checkpoint.pt", weights_only=True)
     assert state["method_state"]["memory"]["labels"].shape == (config["samples"],)
+

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
-from vcl.cli.app import app
+from tests.conftest import cli as invoke
+from tests.conftest import metrics, without_timing
 from vcl.cluster_metrics import nmi
 from vcl.errors import ExitCode
 from vcl.pretrain.moving import (
@@ -29,18 +29,6 @@ from vcl.pretrain.moving import (
 
 TINY = ["--method", "moving-clusters", "--arch", "resnet18", "--size", "32", "--batch-size",
         "12", "--k", "3", "--device", "cpu", "--workers", "0", "-q"]  # fmt: skip
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_timing(m: dict) -> dict:
-    return {k: v for k, v in m.items() if k not in ("samples_per_s", "seconds")}
 
 
 # ---------------------------------------------------------------------------- losses

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import moving_square_frames
+from tests.conftest import metrics, moving_square_frames
 from vcl.errors import ExitCode
 from vcl.pretrain.slic import (
     ColourParams,
@@ -225,10 +225,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def timeless(m: dict) -> dict:

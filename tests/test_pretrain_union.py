@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from vcl.cli.app import app
+from tests.conftest import cli as invoke
+from tests.conftest import metrics as run_metrics
+from tests.conftest import without_timing
 from vcl.errors import ExitCode
 
 TINY = ["--arch", "resnet18", "--size", "32", "--batch-size", "8", "--k", "3",
@@ -16,16 +17,8 @@ TINY = ["--arch", "resnet18", "--size", "32", "--batch-size", "8", "--k", "3",
         "-q"]  # fmt: skip
 
 
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 def metrics(run: Path) -> list[dict]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [
-        {k: v for k, v in json.loads(line).items() if k not in ("samples_per_s", "seconds")}
-        for line in lines
-    ]
+    return [without_timing(m) for m in run_metrics(run)]
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from vcl.cli.app import app
+from tests.conftest import cli as invoke
+from tests.conftest import metrics, without_timing
 from vcl.errors import DataError, ExitCode
 from vcl.pretrain.clips import (
     ClipParams,
@@ -40,18 +40,6 @@ from vcl.pretrain.instance import (
 TINY = ["--arch", "r3d_18", "--size", "16", "--frames", "8", "--batch-size", "2",
         "--k", "2", "--runs", "2", "--device", "cpu", "--workers", "0", "-q"]  # fmt: skip
 VIDEO_METHODS = ("video-ir", "video-la", "video-la-idt")
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_timing(m: dict) -> dict:
-    return {k: v for k, v in m.items() if k not in ("samples_per_s", "seconds", "clips_per_s")}
 
 
 # ---------------------------------------------------------------------------- losses
