@@ -192,3 +192,14 @@ def test_two_processes_under_torchrun(crops: Path) -> None:
     state = torch.load(full / "checkpoint.pt", weights_only=True)
     assert state["method_state"]["memory"]["labels"].shape == (config["samples"],)
 
+
+def test_resume_on_an_input_of_another_size_is_refused(tmp_path: Path) -> None:
+    """Per-sample checkpoint state made for n samples never resumes on another count."""
+    from vcl.errors import DataError
+    from vcl.pretrain import check_resumed_size
+
+    check_resumed_size(12, 12, tmp_path, "pairs", "pairs store")  # same size: fine
+    with pytest.raises(DataError) as err:
+        check_resumed_size(12, 11, tmp_path, "pairs", "pairs store")
+    assert "covers 12 pairs" in str(err.value) and "holds 11" in str(err.value)
+    assert err.value.exit_code == ExitCode.DATA

@@ -33,3 +33,16 @@ def method_class(name: str) -> Any:
         raise UsageError(f"unknown method {name!r}", "--method", f"use {', '.join(METHODS)}")
     module, cls = METHODS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def check_resumed_size(saved: int, n: int, path: Any, items: str, source: str) -> None:
+    """A checkpoint's per-sample state (memory, clusters, pair count) was made for one
+    input; resuming on another of a different size would misalign every index."""
+    if saved != n:
+        from vcl.errors import DataError
+
+        raise DataError(
+            f"the checkpoint covers {saved} {items}, the input holds {n}",
+            path,
+            f"resume with the {source} the run was started on",
+        )

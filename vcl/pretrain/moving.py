@@ -80,7 +80,7 @@ from torch import nn
 
 from vcl.console import log
 from vcl.errors import DataError, UsageError
-from vcl.pretrain import dist
+from vcl.pretrain import check_resumed_size, dist
 from vcl.pretrain.data import AugmentParams, CropsBatches, CropsInfo, augment, plain
 
 BACKGROUND = "background.zarr"
@@ -801,13 +801,8 @@ class MovingClusters:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         assigned = state["assigned"].cpu().numpy().astype(np.int32)
-        if len(assigned) != self.data.n:
-            raise DataError(
-                f"the run was trained on {len(assigned)} object crops, the store holds "
-                f"{self.data.n}",
-                self.data.path,
-                "resume with the crops store the run was started on",
-            )
+        n, path = self.data.n, self.data.path
+        check_resumed_size(len(assigned), n, path, "object crops", "crops store")
         self.assigned = assigned
         self.previous = state["previous"].cpu().numpy().astype(np.int32)
         self._ensure_backgrounds()

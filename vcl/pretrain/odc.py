@@ -28,7 +28,7 @@ import torch
 
 from vcl.console import log
 from vcl.errors import DataError, UsageError
-from vcl.pretrain import dist
+from vcl.pretrain import check_resumed_size, dist
 from vcl.pretrain.data import AugmentParams, CropsInfo, augment, epoch_batches, loader, plain
 from vcl.pretrain.heads import Network
 from vcl.pretrain.memories import (
@@ -268,13 +268,8 @@ class ODCMethod:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         mem = state["memory"]
-        if len(mem["labels"]) != self.data.n:
-            raise DataError(
-                f"the checkpoint's memory holds {len(mem['labels'])} samples, the crops "
-                f"{self.data.n}",
-                self.data.path,
-                "resume with the crops store the run was started on",
-            )
+        n, path = self.data.n, self.data.path
+        check_resumed_size(len(mem["labels"]), n, path, "samples", "crops store")
         tracks = None
         if self.track_index is not None:
             tracks = TrackMemory.from_index(self.track_index, self.device)

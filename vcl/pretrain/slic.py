@@ -51,8 +51,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vcl.console import log
-from vcl.errors import DataError, UsageError
-from vcl.pretrain import dist
+from vcl.errors import UsageError
+from vcl.pretrain import check_resumed_size, dist
 
 FLOW_METHODS = ("dis", "tvl1")
 FLOW_BOUND = 20.0  # px at 240 px of short side: the TV-L1 flow images' clipping bound
@@ -746,12 +746,6 @@ class SLICMethod:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         clusters = state["clusters"]
-        if len(clusters) != self.data.n:
-            raise DataError(
-                f"the checkpoint's clusters cover {len(clusters)} videos, the input has "
-                f"{self.data.n}",
-                self.data.path,
-                "resume with the videos the run was started on",
-            )
+        check_resumed_size(len(clusters), self.data.n, self.data.path, "videos", "videos")
         self.clusters = clusters.numpy().astype(np.int64)
         self.cluster_info = json.loads(state["cluster_info"])

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from vcl.errors import DataError
-from vcl.pretrain import dist
+from vcl.pretrain import check_resumed_size, dist
 from vcl.pretrain.data import CropsInfo, loader, plain
 
 
@@ -332,10 +332,4 @@ class TripletMethod:
         return {"pairs": torch.as_tensor(self.data.n)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if int(state["pairs"]) != self.data.n:
-            raise DataError(
-                f"the run was trained on {int(state['pairs'])} pairs, the store holds "
-                f"{self.data.n}",
-                self.data.path,
-                "resume with the pairs store the run was started on",
-            )
+        check_resumed_size(int(state["pairs"]), self.data.n, self.data.path, "pairs", "pairs store")
