@@ -85,6 +85,29 @@ def brute_exact(x: np.ndarray, labels: np.ndarray, target: int, metric: str) -> 
     return labels
 
 
+def test_components_of_functional_graphs_equal_union_find() -> None:
+    """Pointer doubling against plain union-find: random graphs, one long chain (the
+    deepest tree), self-loops, long cycles and many 2-cycles (mutual neighbours)."""
+    from vcl.cluster import _components
+
+    rng = np.random.default_rng(3)
+    n = 257
+    chain = np.concatenate([[1], np.arange(n - 1)])  # 0 ↔ 1, then i → i − 1
+    ring = np.roll(np.arange(n), -1)  # one cycle through every node
+    graphs = [chain, ring, np.arange(n), rng.permutation(chain), np.zeros(1, np.int64)]
+    graphs += [rng.integers(0, m, m) for m in (2, 3, 10, 100, 1000) for _ in range(3)]
+    pairs = rng.permutation(n - 1)  # mutual pairs, with trees hanging off them
+    mutual = np.empty(n, np.int64)
+    mutual[pairs[0::2]], mutual[pairs[1::2]] = pairs[1::2], pairs[0::2]
+    mutual[n - 1] = 0
+    graphs.append(mutual)
+    for nn in graphs:
+        count, labels = _components(nn)
+        expected = _brute_components(nn)
+        assert labels.dtype == np.int32 and count == expected.max() + 1
+        np.testing.assert_array_equal(labels, expected)
+
+
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
 def test_finch_equals_brute_force(metric: str) -> None:
     x, _ = blobs(311, 7, 9, seed=3)

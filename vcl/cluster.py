@@ -428,18 +428,12 @@ class _ExactSearch:
     @classmethod
     def _lloyd(cls, y: np.ndarray, k: int, rng: np.random.Generator, iters: int) -> np.ndarray:
         """(k, D) centres from a few Lloyd iterations on up to 16k rows of y."""
-        import scipy.sparse as sp
-
         sample = y[np.sort(rng.choice(len(y), min(len(y), 16 * k), replace=False))]
         centres = sample[rng.choice(len(sample), k, replace=False)].copy()
         for _ in range(iters):
             lab = cls._nearest(sample, centres)
-            counts = np.bincount(lab, minlength=k)
-            member = sp.csr_matrix(
-                (np.ones(len(lab), np.float32), (lab, np.arange(len(lab)))), (k, len(lab))
-            )
-            full = counts > 0
-            centres[full] = np.asarray(member @ sample)[full] / counts[full, None]
+            full = np.bincount(lab, minlength=k) > 0
+            centres[full] = cluster_means(sample, lab, k)[full]
         return centres
 
     def _make_cells(self) -> np.ndarray:
@@ -522,18 +516,12 @@ class _ExactSearch:
 
     def _finish_cells(self) -> None:
         """Cell means μ and radii r (float64 sums, float32 results)."""
-        import scipy.sparse as sp
-
         n, d = self.n, self.d
         sizes = np.diff(self.cells)
         k = len(sizes)
         self.cell_of = np.repeat(np.arange(k), sizes)  # (N,) cell of each position
         y = self.pts[:, :d]
-        member = sp.csr_matrix((np.ones(n), (self.cell_of, np.arange(n))), shape=(k, n))
-        means = np.zeros((k, d))
-        for s in range(0, n, 16384):
-            means += member[:, s : s + 16384] @ y[s : s + 16384].astype(np.float64)
-        self.centres = (means / sizes[:, None]).astype(np.float32)
+        self.centres = cluster_means(y, self.cell_of, k)
         self.centre_sq = np.einsum("ij,ij->i", self.centres, self.centres)
         rho = np.empty(n)  # each point's distance to its cell's mean
         for s in range(0, n, _ROWS):
@@ -948,7 +936,7 @@ def _fill_lists(
             a, b = int(ends[lst] - sizes[lst]) - lo, int(ends[lst]) - lo
             if b > a:
                 ids = order[lo + a : lo + b]  # int64, increasing
-                codes = y[a:b].view(np.uint8)  # (b − a, D·4) bytes
+                codes = y[a:b].astype(np.float16).view(np.uint8)  # (b − a, D·2) bytes
                 invlists.resize(lst, b - a)
                 invlists.update_entries(lst, 0, b - a, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
         first = last
@@ -965,7 +953,8 @@ def approximate_first_neighbours(
     deterministic for ``seed`` whatever the thread count: the points (cosine:
     L2-normalised, inner product; l2: as given) are split into nlist ≈ 4√N lists by faiss
     k-means (seed ``seed``, 5 iterations, on a seeded sample of 8 points per list: a
-    coarse quantizer needs no more), each point is filed in its nearest list, each query
+    coarse quantizer needs no more), each point is filed in its nearest list (stored as
+    float16: half the memory, and only the candidates' order depends on it), each query
     scans its nprobe nearest lists for 4 candidates (itself among them), and every point
     also becomes a candidate of each point it found (the first-neighbour relation is
     often mutual, while the probing is not). Candidates are re-ranked in float64: nearest,
@@ -974,7 +963,7 @@ def approximate_first_neighbours(
     neighbours, reaches 0.995 (a warning says when even 128 does not: data with little
     cluster structure). Cost O(N·(√N + nprobe·√N/4)·D) rather than O(N²·D).
 
-    Memory: the index's copy of the points (N·D float32) and O(N) ids beyond ``x``;
+    Memory: the index's float16 copy of the points (N·D·2 bytes) and O(N) ids beyond ``x``;
     normalised rows, scores and float64 distances exist a block of rows at a time.
 
     Returns (N,) int64 neighbours, (N,) float64 distances and the search's parameters:
@@ -1003,8 +992,13 @@ def approximate_first_neighbours(
     clus.max_points_per_centroid = _IVF_TRAIN + 1
     clus.train(train, quantizer)
     del train, clus
-    index = faiss.IndexIVFFlat(
-        quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT if cosine else faiss.METRIC_L2
+    index = faiss.IndexIVFScalarQuantizer(
+        quantizer,
+        d,
+        nlist,
+        faiss.ScalarQuantizer.QT_fp16,
+        faiss.METRIC_INNER_PRODUCT if cosine else faiss.METRIC_L2,
+        False,  # the points themselves, not residuals
     )
     index.is_trained = True
     first = min(_NPROBES[0], nlist)
@@ -1085,14 +1079,20 @@ def _brute_candidates(x: np.ndarray, rows: np.ndarray, cosine: bool) -> np.ndarr
 def _components(nn: np.ndarray) -> tuple[int, np.ndarray]:
     """Weakly connected components of the graph i → nn[i]: (count, (n,) int32 labels).
 
-    Labels number components by their lowest member, as scipy does."""
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
-
+    Every node has one out-edge, so each component holds exactly one cycle. Pointer
+    doubling finds it: after t rounds ``jump`` = f^(2^t) and ``low[j]`` = the lowest node
+    among f^0(j) … f^(2^t − 1)(j); once 2^t ≥ n, f^(2^t)(i) lies on i's cycle and ``low``
+    there is the cycle's lowest node, one name per component. O(n log n) time, a few
+    (n,) arrays of memory. Labels number components by their lowest member (as scipy's
+    ``connected_components`` does)."""
     n = len(nn)
-    graph = sp.csr_matrix((np.ones(n, np.int8), (np.arange(n), nn)), shape=(n, n))
-    count, labels = connected_components(graph, directed=True, connection="weak")
-    return int(count), labels.astype(np.int32)
+    jump = np.asarray(nn, np.int64)
+    low = np.arange(n, dtype=np.int64)
+    for _ in range(max(1, (n - 1).bit_length())):
+        np.minimum(low, low[jump], out=low)
+        jump = jump[jump]
+    labels = canonical(low[jump])
+    return int(labels.max()) + 1 if n else 0, labels
 
 
 def cluster_means(
