@@ -936,7 +936,7 @@ def _fill_lists(
             a, b = int(ends[lst] - sizes[lst]) - lo, int(ends[lst]) - lo
             if b > a:
                 ids = order[lo + a : lo + b]  # int64, increasing
-                codes = y[a:b].astype(np.float16).view(np.uint8)  # (b − a, D·2) bytes
+                codes = y[a:b].view(np.uint8)  # (b − a, D·4) bytes
                 invlists.resize(lst, b - a)
                 invlists.update_entries(lst, 0, b - a, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
         first = last
@@ -953,8 +953,7 @@ def approximate_first_neighbours(
     deterministic for ``seed`` whatever the thread count: the points (cosine:
     L2-normalised, inner product; l2: as given) are split into nlist ≈ 4√N lists by faiss
     k-means (seed ``seed``, 5 iterations, on a seeded sample of 8 points per list: a
-    coarse quantizer needs no more), each point is filed in its nearest list (stored as
-    float16: half the memory, and only the candidates' order depends on it), each query
+    coarse quantizer needs no more), each point is filed in its nearest list, each query
     scans its nprobe nearest lists for 4 candidates (itself among them), and every point
     also becomes a candidate of each point it found (the first-neighbour relation is
     often mutual, while the probing is not). Candidates are re-ranked in float64: nearest,
@@ -963,7 +962,7 @@ def approximate_first_neighbours(
     neighbours, reaches 0.995 (a warning says when even 128 does not: data with little
     cluster structure). Cost O(N·(√N + nprobe·√N/4)·D) rather than O(N²·D).
 
-    Memory: the index's float16 copy of the points (N·D·2 bytes) and O(N) ids beyond ``x``;
+    Memory: the index's copy of the points (N·D float32) and O(N) ids beyond ``x``;
     normalised rows, scores and float64 distances exist a block of rows at a time.
 
     Returns (N,) int64 neighbours, (N,) float64 distances and the search's parameters:
@@ -992,13 +991,8 @@ def approximate_first_neighbours(
     clus.max_points_per_centroid = _IVF_TRAIN + 1
     clus.train(train, quantizer)
     del train, clus
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer,
-        d,
-        nlist,
-        faiss.ScalarQuantizer.QT_fp16,
-        faiss.METRIC_INNER_PRODUCT if cosine else faiss.METRIC_L2,
-        False,  # the points themselves, not residuals
+    index = faiss.IndexIVFFlat(
+        quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT if cosine else faiss.METRIC_L2
     )
     index.is_trained = True
     first = min(_NPROBES[0], nlist)
