@@ -301,6 +301,20 @@ def test_approximate_finch_equals_exact_on_planted_clusters(metric: str, monkeyp
     assert [a["level"] for a in approx.approximate] == [0] and exact.approximate == []
 
 
+def test_approximate_search_in_parts_equals_one_index(monkeypatch) -> None:
+    """With the index holding 700 points at a time (5 parts), the search gives what one
+    index over all 3001 points gives, and the exact first neighbours."""
+    import vcl.cluster as vc
+
+    x = _tight_blobs(3001, 16, 150, seed=11)
+    whole = vc.approximate_first_neighbours(x, "cosine", seed=3)
+    monkeypatch.setattr(vc, "_IVF_PART", 700)
+    parts = vc.approximate_first_neighbours(x, "cosine", seed=3)
+    assert np.array_equal(parts[0], whole[0]) and np.array_equal(parts[1], whole[1])
+    assert parts[2] == whole[2]
+    assert np.array_equal(parts[0], first_neighbours(x, "cosine")[0])
+
+
 def test_approximate_search_is_deterministic_across_runs_and_threads(monkeypatch) -> None:
     import faiss
 
@@ -515,7 +529,9 @@ def _invlist(invlists, lst: int, d: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
 def test_filled_lists_equal_those_of_faiss_add(metric: str, monkeypatch) -> None:
     """Lists sized first and filled a few lists at a time hold exactly what faiss's own
-    add (one point at a time) leaves: same ids, same order, same vector bits."""
+    add (one point at a time) leaves: same ids, same order, same vector bits; for the
+    whole set, and for a part of it after a reset (the search holds one part at a time),
+    and the candidates merged over parts are those of one index over all points."""
     import faiss
 
     import vcl.cluster as vc
@@ -534,9 +550,25 @@ def test_filled_lists_equal_those_of_faiss_add(metric: str, monkeypatch) -> None
     ours = faiss.IndexIVFFlat(quantizer, d, nlist, kind)
     ref = faiss.IndexIVFFlat(quantizer, d, nlist, kind)
     ours.is_trained = ref.is_trained = True
-    vc._fill_lists(ours, quantizer, x, cosine, 4)
-    lists = np.ascontiguousarray(quantizer.search(y, 4)[1][:, 0])
+    dq, iq = vc._nearest_lists(quantizer, x, cosine, 4)
+    assert np.array_equal(iq, quantizer.search(y, 4)[1])
+    lists = np.ascontiguousarray(iq[:, 0])
+    q = y[::7]
+    rows = slice(0, len(x), 7)
+    one = faiss.IndexIVFFlat(quantizer, d, nlist, kind)  # one index over all points
+    one.is_trained = True
     ids = np.arange(len(x), dtype=np.int64)
+    one.add_core(len(x), faiss.swig_ptr(y), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
+    one.nprobe = 4
+    whole = vc._ivf_candidates(one, q, dq[rows], iq[rows], cosine)
+    merged = (np.full(whole[0].shape, np.inf, np.float32), np.full(whole[1].shape, -1))
+    for lo, hi in ((1700, 2999), (0, 1700)):  # parts, the way the search files them
+        vc._fill_lists(ours, x, cosine, lists, lo, hi)
+        ours.nprobe = 4
+        merged = vc._keep_best(merged, vc._ivf_candidates(ours, q, dq[rows], iq[rows], cosine))
+    assert np.array_equal(merged[1], whole[1]) and np.array_equal(merged[0], whole[0])
+    assert (whole[1] >= 0).all() and (np.diff(whole[0], axis=1) >= 0).all()
+    vc._fill_lists(ours, x, cosine, lists, 0, len(x))  # the whole set, after a reset
     ref.add_core(len(x), faiss.swig_ptr(y), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
     assert ours.ntotal == ref.ntotal == len(x)
     sizes = np.bincount(lists, minlength=nlist)
@@ -546,7 +578,7 @@ def test_filled_lists_equal_those_of_faiss_add(metric: str, monkeypatch) -> None
         b_ids, b_vec = _invlist(ref.invlists, lst, d)
         assert np.array_equal(a_ids, b_ids) and np.array_equal(a_vec, b_vec)
         assert np.array_equal(a_vec, y[a_ids])
-    q = y[::7]
+    ref.nprobe = ours.nprobe
     assert np.array_equal(ours.search(q, 5)[1], ref.search(q, 5)[1])
 
 

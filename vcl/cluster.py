@@ -24,6 +24,7 @@ multiple k-means, SLIC's FINCH), so everything here takes and returns plain arra
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -291,7 +292,7 @@ def _search1(index: Any, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------------- FINCH
 
-_TILE = 1 << 21  # float32 scores per block of the exact search (8 MB): bounds its memory
+_TILE = 1 << 20  # float32 scores per block of the exact search (4 MB): bounds its memory
 _U32 = 2.0**-24  # float32 unit roundoff
 _MIN_PRUNED = 4096  # below this many points one brute-force sweep is as fast as pruning
 _CELL_SIZE = 32  # mean points per cell of the pruned search (before wide cells split)
@@ -379,7 +380,7 @@ class _ExactSearch:
     (4 (D + 4) u times the scale) is settled in float64 among all candidates within that
     bound: nearest, then lowest index. Any other row's float32 winner is the float64 one.
 
-    Memory: the N×D float32 points (N×(D+1) for l2), 8 MB score blocks, (N, 32) bounds.
+    Memory: the N×D float32 points (N×(D+1) for l2), 4 MB score blocks, (N, 32) bounds.
     """
 
     def __init__(self, x: np.ndarray, metric: str) -> None:
@@ -779,6 +780,10 @@ _RECALL_SAMPLE = 512  # queries whose exact first neighbour estimates the recall
 # the list centres in blocks of up to 4096 × 1024 float32 (16 MB); smaller calls are
 # slower (each wakes faiss's threads), larger ones no faster.
 _QUANTIZER_CHUNK = 4096
+# Points the IVF index holds at a time: the points are filed and searched in parts of at
+# most this many (candidates merged across parts), so the index's copy stays ≤ 32 MB at
+# D = 128 whatever N.
+_IVF_PART = 1 << 16
 
 
 def _release_freed_memory() -> None:
@@ -811,13 +816,33 @@ def _search_rows(x: np.ndarray, rows: np.ndarray | slice, cosine: bool) -> np.nd
     return l2_normalise(block) if cosine else np.ascontiguousarray(block, dtype=np.float32)
 
 
-def _ivf_candidates(index: Any, y: np.ndarray, dq: np.ndarray, iq: np.ndarray) -> np.ndarray:
-    """(len(y), _IVF_CANDIDATES) int64 nearest ids of ``index`` for the queries y (a
-    block), probing the lists iq (scores dq); −1 where those lists hold too few points."""
+def _ivf_candidates(
+    index: Any, y: np.ndarray, dq: np.ndarray, iq: np.ndarray, cosine: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The _IVF_CANDIDATES best of ``index`` for the queries y (a block), probing the lists
+    iq (scores dq): ((q, c) float32 costs, lower is nearer; (q, c) int64 ids, −1 where
+    those lists hold too few points, with an infinite cost)."""
     k = min(_IVF_CANDIDATES, index.ntotal)
-    out = np.full((len(y), _IVF_CANDIDATES), -1, np.int64)
-    out[:, :k] = index.search_preassigned(y, k, iq, dq)[1]
-    return out
+    cost = np.full((len(y), _IVF_CANDIDATES), np.inf, np.float32)
+    ids = np.full((len(y), _IVF_CANDIDATES), -1, np.int64)
+    if k:
+        score, ids[:, :k] = index.search_preassigned(y, k, iq, dq)
+        cost[:, :k] = -score if cosine else score
+        cost[ids < 0] = np.inf
+    return cost, ids
+
+
+def _keep_best(
+    best: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise, the _IVF_CANDIDATES lowest-cost of two (cost, id) candidate sets (ties:
+    lowest id, missing ids last): one part of the points' candidates merged into those
+    of the parts before, so that the result is what one index over all parts returns."""
+    cost = np.concatenate([best[0], new[0]], axis=1)
+    ids = np.concatenate([best[1], new[1]], axis=1)
+    order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), cost), axis=1)
+    order = order[:, :_IVF_CANDIDATES]
+    return np.take_along_axis(cost, order, 1), np.take_along_axis(ids, order, 1)
 
 
 def _rerank(
@@ -884,7 +909,7 @@ def _rerank_mutual(x: np.ndarray, cand: np.ndarray, cosine: bool) -> tuple[np.nd
 def _sampled_exact(x: np.ndarray, rows: np.ndarray, cosine: bool) -> np.ndarray:
     """(len(rows),) int64 first neighbour of each sampled row by one float32 BLAS sweep
     over the search's rows y of x (cosine: best q·y; l2: best 2 q·y − ‖y‖²), itself
-    excluded; y made a block at a time, (S, block) scores of 2 MB."""
+    excluded; y made a block at a time, (S, block) scores of 1 MB."""
     q = _search_rows(x, rows, cosine)
     best = np.full(len(rows), -np.inf, np.float32)
     arg = np.zeros(len(rows), np.int64)
@@ -904,44 +929,50 @@ def _sampled_exact(x: np.ndarray, rows: np.ndarray, cosine: bool) -> np.ndarray:
     return arg
 
 
-def _fill_lists(
-    index: Any, quantizer: Any, x: np.ndarray, cosine: bool, probes: int
+def _nearest_lists(
+    quantizer: Any, x: np.ndarray, cosine: bool, probes: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """File every row of x in its nearest list of the IVF ``index`` (ids = row numbers,
-    each list in increasing id order, as one ``add`` would leave it).
-
-    The lists are sized exactly before they are filled: adding the points one at a time
-    grows each list's buffer by doubling, which at 100k × 128 held 80 MB for 51 MB of
-    vectors. Returns the (N, probes) float32 scores and int64 ids of each row's
-    ``probes`` nearest lists (the first is its own), for the search to reuse."""
-    import faiss
-
+    """(N, probes) float32 scores and int64 ids of each row's ``probes`` nearest lists
+    (the first is its own), found a chunk of rows at a time."""
     n = len(x)
     dq = np.empty((n, probes), np.float32)
     iq = np.empty((n, probes), np.int64)
     for s in range(0, n, _QUANTIZER_CHUNK):
         y = _search_rows(x, slice(s, s + _QUANTIZER_CHUNK), cosine)
         dq[s : s + len(y)], iq[s : s + len(y)] = quantizer.search(y, probes)
-    lists = np.ascontiguousarray(iq[:, 0])
-    order = np.argsort(lists, kind="stable")  # (N,) rows by list, then by row
-    sizes = np.bincount(lists, minlength=index.nlist)
+    return dq, iq
+
+
+def _fill_lists(
+    index: Any, x: np.ndarray, cosine: bool, lists: np.ndarray, lo: int, hi: int
+) -> None:
+    """Empty the IVF ``index`` and file rows lo:hi of x in their lists ``lists[lo:hi]``
+    (ids = row numbers, each list in increasing id order, as one ``add`` would leave it).
+
+    The lists are sized exactly before they are filled: adding the points one at a time
+    grows each list's buffer by doubling, which at 100k × 128 held 80 MB for 51 MB of
+    vectors."""
+    import faiss
+
+    index.reset()
+    order = lo + np.argsort(lists[lo:hi], kind="stable")  # (hi − lo,) rows by list, then row
+    sizes = np.bincount(lists[lo:hi], minlength=index.nlist)
     ends = np.cumsum(sizes)
     invlists = index.invlists
     first = 0  # next list to write
     while first < index.nlist:  # lists of about _ROWS points at a time, each written once
         last = max(first + 1, int(np.searchsorted(ends, ends[first] - sizes[first] + _ROWS)))
-        lo, hi = int(ends[first] - sizes[first]), int(ends[last - 1])
-        y = _search_rows(x, order[lo:hi], cosine)  # (hi − lo, D) rows of lists first:last
+        a0, b0 = int(ends[first] - sizes[first]), int(ends[last - 1])
+        y = _search_rows(x, order[a0:b0], cosine)  # (b0 − a0, D) rows of lists first:last
         for lst in range(first, last):
-            a, b = int(ends[lst] - sizes[lst]) - lo, int(ends[lst]) - lo
+            a, b = int(ends[lst] - sizes[lst]) - a0, int(ends[lst]) - a0
             if b > a:
-                ids = order[lo + a : lo + b]  # int64, increasing
+                ids = order[a0 + a : a0 + b]  # int64, increasing
                 codes = y[a:b].view(np.uint8)  # (b − a, D·4) bytes
                 invlists.resize(lst, b - a)
                 invlists.update_entries(lst, 0, b - a, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
         first = last
-    index.ntotal = n
-    return dq, iq
+    index.ntotal = hi - lo
 
 
 def approximate_first_neighbours(
@@ -962,8 +993,10 @@ def approximate_first_neighbours(
     neighbours, reaches 0.995 (a warning says when even 128 does not: data with little
     cluster structure). Cost O(N·(√N + nprobe·√N/4)·D) rather than O(N²·D).
 
-    Memory: the index's copy of the points (N·D float32) and O(N) ids beyond ``x``;
-    normalised rows, scores and float64 distances exist a block of rows at a time.
+    Memory: the index's copy of at most ``_IVF_PART`` (65,536) points at a time (the
+    points are filed and searched in parts, each query's best candidates merged across
+    them: what one index over all points would return) and O(N) ids and scores beyond
+    ``x``; normalised rows, scores and float64 distances exist a block of rows at a time.
 
     Returns (N,) int64 neighbours, (N,) float64 distances and the search's parameters:
     ``{"points", "nlist", "nprobe", "estimated_recall"}``.
@@ -996,18 +1029,30 @@ def approximate_first_neighbours(
     )
     index.is_trained = True
     first = min(_NPROBES[0], nlist)
-    dq, iq = _fill_lists(index, quantizer, x, cosine, first)
+    dq, iq = _nearest_lists(quantizer, x, cosine, first)
+    lists = np.ascontiguousarray(iq[:, 0])
+    parts = -(-n // _IVF_PART)  # the index holds one part of the points at a time
+    cuts = list(itertools.pairwise(np.linspace(0, n, parts + 1).round().astype(int).tolist()))
 
     sample = np.sort(rng.choice(n, min(n, _RECALL_SAMPLE), replace=False))
     truth = _distances(x, sample, _sampled_exact(x, sample, cosine), cosine)  # (S,)
     probes = sorted({min(p, nlist) for p in _NPROBES})
     queries = _search_rows(x, sample, cosine)
     s_dq, s_iq = quantizer.search(queries, probes[-1])
+    none = (
+        np.full((len(sample), _IVF_CANDIDATES), np.inf, np.float32),
+        np.full((len(sample), _IVF_CANDIDATES), -1, np.int64),
+    )
+    sampled = dict.fromkeys(probes, none)  # nprobe → the sample's candidates
+    for lo, hi in cuts:
+        _fill_lists(index, x, cosine, lists, lo, hi)
+        for p in probes:
+            index.nprobe = p
+            found = _ivf_candidates(index, queries, s_dq[:, :p], s_iq[:, :p], cosine)
+            sampled[p] = _keep_best(sampled[p], found)
     nprobe, recall = probes[-1], 0.0
     for p in probes:
-        index.nprobe = p
-        cand = _ivf_candidates(index, queries, s_dq[:, :p], s_iq[:, :p])
-        found, dist = _rerank(x, sample, cand, cosine)
+        found, dist = _rerank(x, sample, sampled[p][1], cosine)
         # A hit: as near as the exact neighbour (up to float32 near-ties).
         recall = float(np.mean((found >= 0) & (dist <= truth + 1e-6 * np.maximum(truth, 1.0))))
         if recall >= _RECALL_TARGET:
@@ -1020,16 +1065,23 @@ def approximate_first_neighbours(
             recall,
             nprobe,
         )
+    del sampled, queries, s_dq, s_iq
     index.nprobe = nprobe
-    cand = np.empty((n, _IVF_CANDIDATES), np.int64)  # (N, 4) candidates, self among them
-    for s in range(0, n, _QUANTIZER_CHUNK):
-        y = _search_rows(x, slice(s, s + _QUANTIZER_CHUNK), cosine)
-        if nprobe == first:  # the nearest lists found when filing them
-            bq, bi = dq[s : s + len(y)], iq[s : s + len(y)]
-        else:
-            bq, bi = quantizer.search(y, nprobe)  # (q, nprobe) the nearest lists
-        cand[s : s + len(y)] = _ivf_candidates(index, y, bq, bi)
-    del index, quantizer, y, dq, iq
+    cost = np.full((n, _IVF_CANDIDATES), np.inf, np.float32)  # (N, 4) candidates, self
+    cand = np.full((n, _IVF_CANDIDATES), -1, np.int64)  # among them, over the parts so far
+    for part, (lo, hi) in enumerate(reversed(cuts)):  # the last part is filed already
+        if part:
+            _fill_lists(index, x, cosine, lists, lo, hi)
+        for s in range(0, n, _QUANTIZER_CHUNK):
+            y = _search_rows(x, slice(s, s + _QUANTIZER_CHUNK), cosine)
+            if nprobe == first:  # the nearest lists found when filing them
+                bq, bi = dq[s : s + len(y)], iq[s : s + len(y)]
+            else:
+                bq, bi = quantizer.search(y, nprobe)  # (q, nprobe) the nearest lists
+            rows = slice(s, s + len(y))
+            merged = _keep_best((cost[rows], cand[rows]), _ivf_candidates(index, y, bq, bi, cosine))
+            cost[rows], cand[rows] = merged
+    del index, quantizer, y, dq, iq, cost
     _release_freed_memory()  # the index's lists: the next levels reuse little of them
     nn, dist = _rerank_mutual(x, cand, cosine)
     del cand
