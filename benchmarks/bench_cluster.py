@@ -26,14 +26,17 @@ reaches 0.995) at levels of ≥ 20,000 points, exact below.
 What our approximate side's peak holds (measured at 100k × 128 with /proc/self/status
 around each step): the interpreter, numpy and the 51 MB of data (~0.08 GB); importing
 faiss (~0.165 GB, of which ~0.14 GB is the CUDA libcublasLt that this faiss-gpu build
-loads even on a CPU-only path); the IVF index's copy of the points (51 MB); faiss's
-k-means and BLAS scratch (~0.02 GB, kept by the process) and the next level's exact
-search. Everything else (normalised rows, the quantizer's scores, the float64 re-rank)
-exists a block of rows at a time. Connected components are found by pointer doubling
-in numpy (importing scipy for them cost ~0.03 GB). Tried and dropped: a float16 copy
-in the index (-0.005 GB at the peak, but the candidates' order then misses exact first
-neighbours among near-equal cosines), and a faiss-free search of the exact search's
-cells nearest each point's cell (0.18 GB, but recall 0.997 and ~2× the CPU time).
+loads even on a CPU-only path); the IVF index's copy of one part of the points (the
+index holds ≤ 65,536 points at a time, candidates merged across parts: 26 MB at 100k
+in two parts, where one index held 51 MB); faiss's k-means and BLAS scratch (~0.02 GB,
+kept by the process). The peak (0.30 GB) is now the next level's exact search on the
+11.6k cluster means, with 4 MB score blocks. Everything else (normalised rows, the
+quantizer's scores, the float64 re-rank) exists a block of rows at a time. Connected
+components are found by pointer doubling in numpy (importing scipy for them cost ~0.03
+GB). Tried and dropped: a float16 copy in the index (the candidates' order then misses
+exact first neighbours among near-equal cosines), and a faiss-free search of the exact
+search's cells nearest each point's cell (0.18 GB, but recall 0.997 and ~2× the CPU
+time).
 
 Quality of the approximate mode, printed on stderr and given as rows: the first-neighbour
 recall (fraction of points whose first neighbour is the exact one) and the agreement
