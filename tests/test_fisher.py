@@ -291,3 +291,171 @@ def test_em_statistics_do_not_depend_on_threads_or_blocks() -> None:
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-9)
     # and the total equals the log-likelihood of a plain float64 computation
     np.testing.assert_allclose(float(one[0]), gmm.score_samples(x.numpy()).sum(), rtol=1e-12)
+
+
+# -- the sparse-posterior path (vcl.fisher.sparse_kernel) ---------------------------
+
+
+def _mixture(k: int, d: int, seed: int, spread: float, var: tuple[float, float]) -> tuple:
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((k, d)) * spread
+    return rng.dirichlet(np.ones(k) * 3), means, rng.uniform(*var, (k, d))
+
+
+def _skimage_reference(x: np.ndarray, w, mu, var, improved: bool) -> np.ndarray:
+    """skimage.feature.fisher_vector on a scikit-learn GMM holding the same parameters."""
+    from skimage.feature import fisher_vector
+    from sklearn.mixture import GaussianMixture
+
+    sk = GaussianMixture(len(w), covariance_type="diag")
+    sk.weights_, sk.means_, sk.covariances_ = w, mu, var
+    sk.precisions_cholesky_, sk.precisions_ = 1 / np.sqrt(var), 1 / var
+    return fisher_vector(x, sk, improved=improved)
+
+
+@pytest.mark.parametrize("case", ["near-ties", "peaked", "narrow"])
+def test_sparse_posteriors_equal_dense_and_the_float64_references(case: str) -> None:
+    # K = 83 = 64 + 16 + 3 and D = 37 = 2·16 + 5: every vector width and scalar tail
+    k, d = 83, 37
+    if case == "near-ties":  # components far closer than their spread: all K kept
+        w, mu, var = _mixture(k, d, 0, spread=0.05, var=(4.0, 6.0))
+    elif case == "peaked":  # separated: one component a row, the next below e^-100
+        w, mu, var = _mixture(k, d, 1, spread=3.0, var=(0.5, 1.5))
+    else:  # separated and narrow (σ ~ 0.1, |μ| ~ 6): the dense float32 statistics,
+        # centred on the mixture's mean, lose ~μ²/σ² of float32's precision (~3e-4 here);
+        # the sparse ones are centred on each component's mean
+        w, mu, var = _mixture(k, d, 1, spread=6.0, var=(0.01, 0.02))
+    rng = np.random.default_rng(2)
+    videos = [
+        mu[rng.integers(0, k, n)] + rng.standard_normal((n, d)) * np.sqrt(var.mean())
+        for n in (1, 40, 301)
+    ]
+    gmm = DiagonalGMM.from_params(w, mu, var)
+    gamma = gmm.predict_proba(np.concatenate(videos))
+    ratio = np.sort(gamma, 1)[:, [0, -2]] / gamma.max(1, keepdims=True)
+    if case == "near-ties":
+        assert ratio[:, 0].min() > np.exp(-30)  # nothing dropped
+    else:
+        assert ratio[:, 1].max() < np.exp(-30)  # all but one dropped
+    for variant in ("improved", "vc", "skimage"):
+        for normalize in (False, True):
+            sparse = FisherEncoder(gmm, variant, normalize=normalize).transform(videos)
+            dense = FisherEncoder(
+                gmm,
+                variant,
+                normalize=normalize,
+                dtype="float32" if case != "narrow" else "float64",
+                posterior_floor=None,
+            ).transform(videos)
+            for i, v in enumerate(videos):
+                if variant == "skimage":
+                    if not normalize:
+                        continue  # skimage's improved=False has no other normalisation
+                    ref = _skimage_reference(v, w, mu, var, improved=True)
+                else:
+                    ref = reference_fv(v, w, mu, var, variant)
+                    ref = power_l2(ref) if normalize else ref
+                assert rel(sparse[i], ref) <= 1e-5
+                assert rel(dense[i], ref) <= 1e-5
+                assert rel(sparse[i], dense[i]) <= 1e-5
+
+
+@pytest.mark.parametrize("k, d", [(83, 37), (82, 101), (7, 5)])
+def test_sparse_kernel_keeps_exactly_the_posteriors_within_the_floor(k: int, d: int) -> None:
+    # K: 64 + 16 + 3 / 64 + 16 + 2 / 7 components; D: 2·16 + 5 / 64 + 2·16 + 5 / 5 dims
+    from vcl.fisher.sparse_kernel import scratch, sparse_statistics
+
+    rng = np.random.default_rng(3)
+    n = 13
+    logp = rng.uniform(-300, -100, (n, k)).astype(np.float32)  # all far below the floor
+    logp[:, 5] = 10.0  # every row's largest
+    kept_c, dropped = (70, [20, 81]) if k > 81 else (6, [1, 4])
+    logp[:, kept_c] = 10.0 - 29.9  # relative posterior e^-29.9: kept
+    logp[:, dropped] = 10.0 - 30.1  # e^-30.1: dropped (81: in the scalar tail)
+    y = rng.standard_normal((n, d + 3)).astype(np.float32)  # row stride > D
+    lo, hi = 2, 11
+    target = np.zeros((k, 2 * d + 1))
+    zero = np.zeros((k, d), np.float32)
+    sparse_statistics(logp, y, zero, lo, hi, 30.0, target, *scratch(n, k))
+    z = np.concatenate([y[lo:hi, :d], y[lo:hi, :d] ** 2, np.ones((hi - lo, 1))], 1)
+    kept = np.exp(np.float64(-29.9))
+    # float32 sums of 9 rows: relative 1e-7 of the terms' size
+    np.testing.assert_allclose(target[5], z.sum(0) / (1 + kept), rtol=1e-6, atol=1e-6)
+    scaled = target[kept_c] / kept
+    np.testing.assert_allclose(scaled, z.sum(0) / (1 + kept), rtol=1e-5, atol=1e-6)
+    others = np.delete(np.arange(k), [5, kept_c])
+    assert not target[others].any()  # dropped, and rows outside [lo, hi) never read
+
+    # random log-densities and means: a float64 computation of the same rule, added
+    logp = rng.normal(0, 12 if k > 16 else 30, (n, k)).astype(np.float32)
+    means = rng.standard_normal((k, d)).astype(np.float32)
+    before = rng.standard_normal((k, 2 * d + 1))
+    target = before.copy()
+    sparse_statistics(logp, y, means, lo, hi, 30.0, target, *scratch(n, k))
+    part = logp[lo:hi].astype(np.float64)
+    keep = logp[lo:hi] >= (logp[lo:hi].max(1, keepdims=True) - np.float32(30.0))
+    gamma = np.where(keep, np.exp(part - part.max(1, keepdims=True)), 0.0)
+    gamma /= gamma.sum(1, keepdims=True)  # (rows, K)
+    assert 1 < keep.sum(1).mean() < k - 1
+    u = y[lo:hi, None, :d].astype(np.float64) - means  # (rows, K, D)
+    expected = np.concatenate(
+        [
+            np.einsum("nk,nkd->kd", gamma, u),
+            np.einsum("nk,nkd->kd", gamma, u * u),
+            gamma.sum(0)[:, None],
+        ],
+        1,
+    )
+    np.testing.assert_allclose(target, before + expected, rtol=1e-5, atol=1e-5)
+
+    logp[4] = np.nan  # NaN in the input: NaN statistics, as the dense path gives
+    target = np.zeros((k, 2 * d + 1))
+    sparse_statistics(logp, y, means, lo, hi, 30.0, target, *scratch(n, k))
+    assert np.isnan(target).any()
+
+
+def test_sparse_kernel_exp_is_accurate_to_float32() -> None:
+    from vcl.fisher.sparse_kernel import _exp_nonpositive
+
+    x = np.concatenate([-np.linspace(0, 87, 100_003), [-1e-30, -0.0]]).astype(np.float32)
+    out = x.copy()
+    _exp_nonpositive(out, len(out) - 1)  # the last element is left alone
+    exact = np.exp(x.astype(np.float64))
+    np.testing.assert_allclose(out[:-1], exact[:-1], rtol=2e-7, atol=0)
+    assert out[-1] == x[-1]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_sparse_path_blocks_threads_and_video_boundaries_change_nothing(threads: int) -> None:
+    from vcl.fisher import fisher_vectors
+
+    w, mu, var = _mixture(29, 11, 4, spread=1.0, var=(0.5, 1.5))
+    params = [torch.as_tensor(a) for a in (w, mu, var)]
+    rng = np.random.default_rng(5)
+    videos = [torch.as_tensor(rng.standard_normal((n, 11)) * 1.5) for n in (13, 0, 1, 29, 8, 40)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        exact = fisher_vectors(videos, *params, "skimage", dtype="float64")
+        one = fisher_vectors(videos, *params, "skimage", chunk_rows=7)  # blocks cut videos
+        whole = fisher_vectors(videos, *params, "skimage", chunk_rows=4096)  # 5 cuts in one
+        torch.set_num_threads(threads)  # 91 rows in blocks of 7: 3 row ranges with carries
+        split = fisher_vectors(videos, *params, "skimage", chunk_rows=7)
+    finally:
+        torch.set_num_threads(before)
+    assert not split[1].any() and not one[1].any()
+    for i in (0, 2, 3, 4, 5):
+        for fast in (one, whole, split):
+            assert rel(fast[i].numpy(), exact[i].numpy()) <= 1e-5
+        assert rel(split[i].numpy(), one[i].numpy()) <= 1e-6
+
+
+def test_sparse_path_nan_rows_and_a_bad_floor() -> None:
+    gmm = fitted_gmm()
+    videos = [blobs(9, 7, 2, 1), blobs(6, 7, 2, 2)]
+    videos[1][3, 2] = np.nan
+    for floor in (30.0, None):
+        out = FisherEncoder(gmm, posterior_floor=floor).transform(videos)
+        assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
+    with pytest.raises(ValueError, match="posterior_floor"):
+        FisherEncoder(gmm, posterior_floor=-1.0).transform(videos)
