@@ -15,11 +15,13 @@ from tests.conftest import metrics, without_timing
 from vcl.cluster_metrics import nmi
 from vcl.errors import ExitCode
 from vcl.pretrain.moving import (
+    SEEDING_POINTS,
     balance_loss,
     boxes_at,
     calibrate_batchnorm,
     clustering_losses,
     kappa_loss,
+    match_units,
     overlaps,
     plan_backgrounds,
     refine_units,
@@ -130,6 +132,74 @@ def test_units_that_lag_the_embedding_are_refined_to_its_clusters() -> None:
     np.testing.assert_allclose(refined.numpy(), ref, atol=1e-5)
     after = squared_distances(z, refined).argmin(1).numpy()
     assert nmi(truth, after) == pytest.approx(1.0)  # the planted groups, one unit each
+
+
+def spherical_inertia(z: np.ndarray, units: np.ndarray) -> float:
+    """Σ_i min_j ‖ẑ_i − μ̂_j‖² (plain numpy)."""
+    x = z / np.linalg.norm(z, axis=1, keepdims=True)
+    u = units / np.linalg.norm(units, axis=1, keepdims=True)
+    return float(((x[:, None, :] - u[None, :, :]) ** 2).sum(-1).min(1).sum())
+
+
+def test_matching_keeps_each_unit_s_identity() -> None:
+    """Hand-built: the new units are the old ones shuffled and nudged; unit j must get back
+    the one that came from old unit j, even where a greedy nearest choice would clash."""
+    rng = np.random.default_rng(4)
+    old = rng.standard_normal((5, 7))
+    shuffle = np.array([3, 0, 4, 1, 2])  # new[i] comes from old[shuffle[i]]
+    new = old[shuffle] + 0.05 * rng.standard_normal((5, 7))
+    p = match_units(old, new)
+    assert sorted(p.tolist()) == list(range(5))
+    np.testing.assert_array_equal(shuffle[p], np.arange(5))  # row j of new[p] is old j's
+    np.testing.assert_array_equal(match_units(old, old * 3.0), np.arange(5))  # scale-free
+    # both old units' nearest new unit is b[0]: the matching is one-to-one and maximises
+    # the total cosine (0.8 + 0.8 kept, against 0 + 0.96 for the swap)
+    a = np.array([[1.0, 0.0], [0.6, 0.8]])
+    b = np.array([[0.8, 0.6], [0.0, 1.0]])
+    assert (a @ b.T).argmax(1).tolist() == [0, 0]
+    np.testing.assert_array_equal(match_units(a, b), [0, 1])
+    np.testing.assert_array_equal(match_units(a, b[::-1]), [1, 0])
+
+
+def test_restarts_escape_the_local_optimum_of_the_learned_units() -> None:
+    """What was wrong after the first refinement: Lloyd from the learned units finds the
+    optimum next to them (one unit holding two groups, another a sliver), where a fresh
+    k-means finds the groups. Hand-built: four groups of 13, 6, 9, 11 points; two units
+    start inside group 0 and one between groups 2 and 3."""
+    rng = np.random.default_rng(2)
+    centres = np.eye(6)[:4] * 4.0 + 1.0
+    truth = np.repeat([0, 1, 2, 3], [13, 6, 9, 11])
+    x = centres[truth] + 0.25 * rng.standard_normal((len(truth), 6))
+    z = torch.from_numpy(x).float()
+    stuck = np.stack([x[0], x[1], x[13:19].mean(0), x[19:].mean(0)])
+    plain = refine_units(z, torch.from_numpy(stuck).float(), 20, seed=0)
+    assert nmi(truth, squared_distances(z, plain).argmin(1).numpy()) < 0.9  # stuck
+    best = refine_units(z, torch.from_numpy(stuck).float(), 20, seed=0, restarts=4)
+    np.testing.assert_allclose(best.norm(dim=1).numpy(), 1.0, atol=1e-5)
+    labels = squared_distances(z, best).argmin(1).numpy()
+    assert nmi(truth, labels) == pytest.approx(1.0)
+    assert spherical_inertia(x, best.numpy()) < spherical_inertia(x, plain.numpy())
+    # identities: the units that started in group 0, at group 1 and between 2 and 3 keep
+    # the nearest (Hungarian) of the new units
+    p = match_units(stuck, best.numpy())
+    np.testing.assert_array_equal(p, np.arange(4))  # already in the matched order
+
+
+def test_refined_units_never_have_higher_inertia_than_lloyd_from_the_units() -> None:
+    """Best of (Lloyd from the learned units, k-means++ restarts): never worse than the
+    first alone, which is the plain spherical Lloyd reference."""
+    rng = np.random.default_rng(5)
+    for trial in range(7):
+        n, k = int(rng.integers(17, 40)), int(rng.integers(2, 6))
+        if trial == 6:  # more than SEEDING_POINTS rows per unit: seeded on a sample
+            n, k = 2 * SEEDING_POINTS + 13, 2
+        x = rng.standard_normal((n, 5)) + rng.standard_normal((k, 5))[rng.integers(0, k, n)] * 2
+        z = torch.from_numpy(x).float()
+        start = torch.from_numpy(rng.standard_normal((k, 5))).float()
+        plain = plain_spherical_lloyd(x, start.numpy().astype(np.float64), 20)
+        for restarts in (0, 1, 3):
+            best = refine_units(z, start, 20, seed=trial, restarts=restarts)
+            assert spherical_inertia(x, best.numpy()) <= spherical_inertia(x, plain) + 1e-4
 
 
 def test_kappa_loss_by_hand_and_when_an_embedding_moves_to_its_unit() -> None:

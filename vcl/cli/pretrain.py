@@ -257,6 +257,16 @@ def run(
             "object crops' embeddings after each epoch (0: the units move by gradient only).",
         ),
     ] = 20,
+    refine_restarts: Annotated[
+        int,
+        typer.Option(
+            "--refine-restarts",
+            min=0,
+            help="moving-clusters: seeded k-means++ restarts besides the learned units when "
+            "refining them after each epoch; the fit of lowest inertia is kept, matched to "
+            "the old units (0: Lloyd from the learned units only).",
+        ),
+    ] = 4,
     cluster_dim: Annotated[
         int,
         typer.Option(
