@@ -19,13 +19,21 @@ loader 2.7 clips/s decoding in-process, 4.9 with 2 workers, 58 from the frames s
 (21.9× decoding; writing the store for the 10 videos, 1,247 frames, took 24 s); the
 r3d_18 step 0.044 clips/s, so on this CPU the loader is 60–1,300× faster than the step.
 Decoding cost grows with the clip's start (frames before it are decoded too: vtest's
-795 frames at 768×576 dominate). No GPU was available to measure the step there; a GPU
-step is orders of magnitude faster than this CPU's, so on a GPU prefer --frames-store.
+795 frames at 768×576 dominate).
+
+On a GPU (2026-11-23, one H100 machine, 16 cores, torch 2.11; ``VCL_BENCH_DEVICE=cuda
+VCL_BENCH_BATCH=32 VCL_BENCH_LOADERS=8`` or 14; the real videos carried in with
+``VCL_BENCH_DATA``): the r3d_18 video-ir step (fp32, batch 32) runs at 465–472 clips/s;
+decoding feeds 14–19 clips/s in-process, 76 with 8 workers and 126 with 14 (0.16–0.27 of
+the step: the loader IS the bottleneck), the frames store 167–210 in-process, 683 with 8
+workers and 813 with 14 (1.5–1.7× the step: not the bottleneck). So on a GPU, train from
+a frames store (``vcl pretrain --frames-store``) with several loader workers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -34,8 +42,12 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared" / "data"
-FRAMES, SIZE, BATCH, N_BANK = 16, 112, 4, 5000
+SHARED = Path(os.environ.get("VCL_BENCH_DATA", HERE.parent.parent / "shared" / "data"))
+FRAMES, SIZE, N_BANK = 16, 112, 5000
+# On a GPU machine: VCL_BENCH_DEVICE=cuda VCL_BENCH_BATCH=32 VCL_BENCH_LOADERS=8
+DEVICE = os.environ.get("VCL_BENCH_DEVICE", "cpu")
+BATCH = int(os.environ.get("VCL_BENCH_BATCH", "4"))
+LOADERS = int(os.environ.get("VCL_BENCH_LOADERS", "2"))
 
 
 def _videos(tmp: Path) -> list[str]:
@@ -76,10 +88,11 @@ def _step_rate(steps: int = 2) -> float:
     ids = np.array([f"v{i}" for i in range(N_BANK)])
     data = VideoSet("-", ids, ["-"] * N_BANK, np.full(N_BANK, 100), None)
     config = TrainConfig(input="-", method="video-ir", output="-", arch="r3d_18", size=SIZE,
-                         batch_size=BATCH, device="cpu", workers=0,
+                         batch_size=BATCH, device=DEVICE, workers=0,
                          options=VideoOptions(frames=FRAMES))  # fmt: skip
-    method = VideoIR(config, data, torch.device("cpu"))
-    model = method.build_model(build_backbone("r3d_18"))
+    device = torch.device(DEVICE)
+    method = VideoIR(config, data, device)
+    model = method.build_model(build_backbone("r3d_18")).to(device)
     method.init_state(model, contextlib.nullcontext)
     opt = torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
     clips = torch.randint(0, 256, (BATCH, 1, FRAMES, SIZE, SIZE, 3), dtype=torch.uint8)
@@ -93,9 +106,12 @@ def _step_rate(steps: int = 2) -> float:
         method.after_step(aux, i)
 
     step(1)  # warm-up (allocations, log Z)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    sync()
     began = time.perf_counter()
     for i in range(steps):
         step(i + 2)
+    sync()
     return steps * BATCH / (time.perf_counter() - began)
 
 
@@ -104,29 +120,33 @@ def run() -> list[dict]:
 
     with tempfile.TemporaryDirectory() as tmp:
         videos = open_videos(_videos(Path(tmp)), workers=2)
-        step = _step_rate()
+        step = _step_rate(2 if DEVICE == "cpu" else 20)
         one = _loader_rate(videos, 0, 24)
-        two = _loader_rate(videos, 2, 48)
+        two = _loader_rate(videos, LOADERS, 24 * LOADERS)
         params = ClipParams(frames=FRAMES, size=SIZE)
         began = time.perf_counter()
-        write_frames(videos, Path(tmp) / "frames.zarr", params, workers=2)
+        write_frames(videos, Path(tmp) / "frames.zarr", params, workers=LOADERS)
         written = time.perf_counter() - began
         stored = attach_frames(videos, Path(tmp) / "frames.zarr", params)
         store_one = _loader_rate(stored, 0, 48)
-    what = f"{FRAMES}×{SIZE}² clips/s: loader vs r3d_18 video-ir step (batch {BATCH}, CPU)"
+        store_many = _loader_rate(stored, LOADERS, 48 * LOADERS)
+    what = f"{FRAMES}×{SIZE}² clips/s: loader vs r3d_18 video-ir step (batch {BATCH}, {DEVICE})"
     print(
         f"frames store written in {written:.1f} s ({int(videos.frames.sum())} frames, "
-        f"2 workers); loader rates: decode {one:.2f} / 2 workers {two:.2f} / store "
-        f"{store_one:.2f} clips/s; step {step:.3f} clips/s",
+        f"{LOADERS} workers); loader rates: decode {one:.2f} / {LOADERS} workers {two:.2f} / store "
+        f"{store_one:.2f} / store in {LOADERS} workers {store_many:.2f} clips/s; step {step:.3f} "
+        "clips/s",
         file=sys.stderr,
     )
     return [
         {"stage": "pretrain_video", "compared": f"{what}, decoding in-process",
          "ours": one, "reference": step, "unit": "clips/s", "higher_is_better": True},
-        {"stage": "pretrain_video", "compared": f"{what}, decoding in 2 workers",
+        {"stage": "pretrain_video", "compared": f"{what}, decoding in {LOADERS} workers",
          "ours": two, "reference": step, "unit": "clips/s", "higher_is_better": True},
         {"stage": "pretrain_video", "compared": f"{what}, frames store in-process",
          "ours": store_one, "reference": step, "unit": "clips/s", "higher_is_better": True},
+        {"stage": "pretrain_video", "compared": f"{what}, frames store in {LOADERS} workers",
+         "ours": store_many, "reference": step, "unit": "clips/s", "higher_is_better": True},
         {"stage": "pretrain_video",
          "compared": "clip loader in-process: frames store vs decoding the videos",
          "ours": store_one, "reference": one, "unit": "clips/s", "higher_is_better": True},
