@@ -80,35 +80,6 @@ def make_data(folder: Path, camera: str, seed: int) -> Path:
     return folder
 
 
-def jittered(gt: list, seed: int, size: tuple[int, int] = (160, 120)) -> dict:
-    """Per video ``(frames, boxes, scores)``: jittered visible GT boxes + 8 random boxes a frame."""
-    rng = np.random.default_rng(seed)
-    by: dict[str, list] = {}
-    for t in gt:
-        by.setdefault(t.video_id, []).append(t)
-    data = {}
-    for vid, ts in by.items():
-        frames, boxes, scores = [], [], []
-        n = 1 + max(t.frames[-1] for t in ts)
-        for t in ts:
-            b, f = np.asarray(t.boxes), np.asarray(t.frames)
-            keep = np.asarray(t.extra.get("visible", [1.0] * len(b))) >= 0.3
-            wh = np.tile(b[:, 2:] - b[:, :2], 2)
-            boxes.append((b + rng.normal(0, 0.04, b.shape) * wh)[keep])
-            frames.append(f[keep])
-            scores.append(rng.uniform(0.6, 1.0, int(keep.sum())))
-        fr = np.repeat(np.arange(n), 8)
-        xy = rng.uniform(0, 1, (len(fr), 2)) * size
-        wh = rng.uniform(6, 30, (len(fr), 2))
-        boxes.append(np.concatenate([xy, xy + wh], 1))
-        frames.append(fr)
-        scores.append(rng.uniform(0.0, 0.5, len(fr)))
-        f = np.concatenate(frames)
-        o = np.argsort(f, kind="stable")
-        data[vid] = (f[o], np.concatenate(boxes)[o], np.concatenate(scores)[o])
-    return data
-
-
 def edgeboxes(folder: Path) -> dict:
     """Per video ``(frames, boxes, scores)`` from ``vcl proposals`` (default EdgeBoxes)."""
     from vcl.io.store import Store
@@ -144,6 +115,7 @@ def track_all(folder: Path, proposals: dict, registration: str) -> list:
 def measure(work: Path) -> dict:
     """``{camera: {source: {registration: [metrics per seed]}}}``."""
     from vcl.io.manifest import TrackRecord, read_records
+    from vcl.synth import jittered_proposals
     from vcl.track.evaluate import evaluate
 
     results: dict = {}
@@ -151,7 +123,7 @@ def measure(work: Path) -> dict:
         for seed in SEEDS:
             folder = make_data(work / f"{camera}_{seed}", camera, seed)
             gt = read_records(folder / "gt_tracks.jsonl", TrackRecord)
-            sources = {"jittered": jittered(gt, seed)}
+            sources = {"jittered": jittered_proposals(gt, seed=seed)}
             if EDGEBOXES and camera == "static":
                 sources["edgeboxes"] = edgeboxes(folder)
             for source, props in sources.items():

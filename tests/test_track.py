@@ -21,7 +21,6 @@ from vcl.track.iou import (
     RawTrack,
     fb_shift,
     flow_shift,
-    greedy_match,
     greedy_match_reference,
     interpolate,
     select,
@@ -55,42 +54,11 @@ def write_proposals(
     return path
 
 
-def jittered_proposals(
-    gt: Path,
-    out: Path,
-    jitter: float = 0.04,
-    distractors: int = 8,
-    stride: int = 1,
-    seed: int = 0,
-    size: tuple[int, int] = (97, 75),
-) -> Path:
+def jittered_proposals(gt: Path, out: Path, size: tuple[int, int] = (97, 75), **kwargs) -> Path:
     """Proposals from GT boxes (visible ≥ 30 %) with relative jitter, plus random boxes."""
-    rng = np.random.default_rng(seed)
-    by: dict[str, list[TrackRecord]] = {}
-    for t in read_records(gt, TrackRecord):
-        by.setdefault(t.video_id, []).append(t)
-    data = {}
-    for vid, ts in by.items():
-        frames, boxes, scores = [], [], []
-        n = 1 + max(t.frames[-1] for t in ts)
-        for t in ts:
-            b = np.asarray(t.boxes)
-            f = np.asarray(t.frames)
-            keep = (np.asarray(t.extra.get("visible", [1.0] * len(b))) >= 0.3) & (f % stride == 0)
-            wh = np.tile(b[:, 2:] - b[:, :2], 2)
-            boxes.append((b + rng.normal(0, jitter, b.shape) * wh)[keep])
-            frames.append(f[keep])
-            scores.append(rng.uniform(0.6, 1.0, int(keep.sum())))
-        fr = np.repeat(np.arange(0, n, stride), distractors)
-        xy = rng.uniform(0, 1, (len(fr), 2)) * size
-        wh = rng.uniform(6, 30, (len(fr), 2))
-        boxes.append(np.concatenate([xy, xy + wh], 1))
-        frames.append(fr)
-        scores.append(rng.uniform(0.0, 0.5, len(fr)))
-        f = np.concatenate(frames)
-        o = np.argsort(f, kind="stable")
-        data[vid] = (f[o], np.concatenate(boxes)[o], np.concatenate(scores)[o])
-    return write_proposals(out, data)
+    from vcl.synth import jittered_proposals as make
+
+    return write_proposals(out, make(read_records(gt, TrackRecord), size=size, **kwargs))
 
 
 def run_tracker(frames_boxes: list[np.ndarray], threshold=0.35, ttl=3, scores=None):
@@ -103,17 +71,6 @@ def run_tracker(frames_boxes: list[np.ndarray], threshold=0.35, ttl=3, scores=No
 
 
 # ------------------------------------------------------------------------- association
-
-
-def test_greedy_matches_the_sequential_reference() -> None:
-    rng = np.random.default_rng(0)
-    for _ in range(300):
-        a, p = rng.integers(0, 9, 2)
-        overlap = rng.random((a, p)).round(1)  # many ties
-        rows, cols = greedy_match(overlap, 0.3)
-        assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
-        got = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
-        assert got == sorted(greedy_match_reference(overlap, 0.3))
 
 
 def random_boxes(rng: np.random.Generator, n: int, extent: int, integer: bool) -> np.ndarray:

@@ -132,10 +132,11 @@ def test_candidates_are_exactly_the_pairs_above_threshold() -> None:
 
 def test_greedy_pairs_order_and_ties() -> None:
     rng = np.random.default_rng(0)
-    for _ in range(200):
+    for _ in range(300):
         n_a, n_p = rng.integers(0, 9, 2)
         overlap = rng.random((n_a, n_p)).round(1)  # many ties
         rows, cols = greedy_match(overlap, 0.3)
+        assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
         got = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
         assert got == sorted(greedy_match_reference(overlap, 0.3))
     # any sign, ±0: every given pair competes, in decreasing value then (row, column)

@@ -735,3 +735,44 @@ def generate_video(
         },
     )
     return video, tracks
+
+
+def jittered_proposals(
+    tracks: list[TrackRecord],
+    jitter: float = 0.04,
+    distractors: int = 8,
+    stride: int = 1,
+    seed: int = 0,
+    size: tuple[int, int] = (160, 120),
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Proposals with known answers, for testing and measuring trackers: every
+    ground-truth box visible ≥ 30 % on every ``stride``-th frame, each coordinate moved by
+    Gaussian noise of ``jitter`` × the box's width / height (score U(0.6, 1)), plus
+    ``distractors`` random boxes of 6–30 px per sampled frame in a ``size`` frame (score
+    U(0, 0.5)). Returns per video (frames, boxes xyxy, scores) sorted by frame."""
+    rng = np.random.default_rng(seed)
+    by: dict[str, list[TrackRecord]] = {}
+    for t in tracks:
+        by.setdefault(t.video_id, []).append(t)
+    data = {}
+    for vid, ts in by.items():
+        frames, boxes, scores = [], [], []
+        n = 1 + max(t.frames[-1] for t in ts)
+        for t in ts:
+            b = np.asarray(t.boxes)
+            f = np.asarray(t.frames)
+            keep = (np.asarray(t.extra.get("visible", [1.0] * len(b))) >= 0.3) & (f % stride == 0)
+            wh = np.tile(b[:, 2:] - b[:, :2], 2)
+            boxes.append((b + rng.normal(0, jitter, b.shape) * wh)[keep])
+            frames.append(f[keep])
+            scores.append(rng.uniform(0.6, 1.0, int(keep.sum())))
+        fr = np.repeat(np.arange(0, n, stride), distractors)
+        xy = rng.uniform(0, 1, (len(fr), 2)) * size
+        wh = rng.uniform(6, 30, (len(fr), 2))
+        boxes.append(np.concatenate([xy, xy + wh], 1))
+        frames.append(fr)
+        scores.append(rng.uniform(0.0, 0.5, len(fr)))
+        f = np.concatenate(frames)
+        o = np.argsort(f, kind="stable")
+        data[vid] = (f[o], np.concatenate(boxes)[o], np.concatenate(scores)[o])
+    return data
