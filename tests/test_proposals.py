@@ -170,16 +170,18 @@ def test_planted_synth_objects_are_recalled(invoke, synth: Path, tmp_path: Path)
         assert figures["abo"]["300"] >= figures["abo"]["10"]
 
 
-def test_moving_objects_are_recalled_under_camera_pan(invoke, tmp_path: Path) -> None:
-    """Motion proposals under a panning camera (the homography removes the pan): recall
-    of the moving objects at IoU 0.5 >= 0.7 on 20 default synth videos, as the issue
-    asks (benchmarks/bench_proposals.py: 0.773); the options of the static-camera test.
+@pytest.mark.parametrize(("camera", "least"), [("static", 0.85), ("pan", 0.8)])
+def test_moving_objects_are_recalled(invoke, tmp_path: Path, camera: str, least: float) -> None:
+    """Motion proposals on 20 default synth videos, static and panning camera (the
+    homography removes the pan): recall of the moving objects at IoU 0.5 (the issue
+    asks >= 0.7 under pan). Measured 0.868 static and 0.833 pan; flow regions alone, as
+    before the change cue and the fill score, gave 0.822 and 0.773, below both bars.
     Fewer or shorter videos read lower: a video's first and last frames have one
     neighbour, so the flow's wrong side at the object's trailing edge is not cut off."""
     from vcl.synth import SynthConfig, generate_video
 
-    data = tmp_path / "pan"
-    config = SynthConfig(videos=20, camera="pan")
+    data = tmp_path / camera
+    config = SynthConfig(videos=20, camera=camera)
     videos, tracks = [], []
     for i in range(config.videos):
         video, t = generate_video(config, i, data)
@@ -193,7 +195,29 @@ def test_moving_objects_are_recalled_under_camera_pan(invoke, tmp_path: Path) ->
     assert run.exit_code == 0, run.stderr
     report = invoke("proposals", "eval", out, "--gt", data / "gt_tracks.jsonl", "--kind", "object")
     figures = json.loads(report.stdout)
-    assert figures["gt_boxes"] > 50 and figures["recall"]["0.5"]["300"] >= 0.7, figures
+    assert figures["gt_boxes"] > 50 and figures["recall"]["0.5"]["300"] >= least, figures
+
+
+def test_change_boxes_and_motion_scores_by_hand() -> None:
+    """Change regions: a square's rim (all a flat square changes) closes into one box,
+    speckle opens away; scores: Σ |r|² × moving fraction, 0 without motion."""
+    from vcl.proposals.moving import MotionParams, change_boxes, motion_scores
+
+    change = np.zeros((40, 60), np.float32)
+    change[5:15, 5:15] = 40.0
+    change[7:13, 7:13] = 0.0  # flat interior: only a 2-px rim changed
+    change[20:30, 40:52] = 30.0  # a second region
+    change[35, 5] = change[2, 55] = 255.0  # speckle
+    change[25:28, 10:13] = 10.0  # below the threshold
+    rects = change_boxes(change, MotionParams(diff_threshold=16.0))
+    assert sorted(map(tuple, rects.tolist())) == [(5, 5, 10, 10), (40, 20, 12, 10)]
+
+    magnitude = np.zeros((40, 60), np.float32)
+    magnitude[5:15, 5:15] = 2.0  # 100 moving px of |r|² = 4
+    magnitude[0:2, 0:2] = 0.4  # under the 0.5 px threshold: not moving
+    rects = np.array([[5, 5, 10, 10], [5, 5, 20, 10], [40, 20, 12, 10], [3, 3, 4, 4], [0, 0, 2, 2]])
+    scores = motion_scores(rects, magnitude, threshold=0.5)
+    np.testing.assert_allclose(scores, [400.0, 400.0 * 100 / 200, 0.0, 16.0 * 4 / 16, 0.0])
 
 
 def test_eval_by_hand(invoke, tmp_path: Path) -> None:

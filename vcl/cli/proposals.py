@@ -142,6 +142,16 @@ def run(
             help=_MO + "skip a frame where more of the tracked points move (camera motion).",
         ),
     ] = 0.75,
+    diff_threshold: Annotated[
+        float,
+        typer.Option(
+            "--diff-threshold",
+            min=0.0,
+            help=_MO + "a pixel changed when it differs from both camera-aligned neighbour "
+            "frames by more than this (0-255, any colour channel); its regions are boxed "
+            "too (0: flow regions only).",
+        ),
+    ] = 16.0,
     flow_preset: Annotated[
         str, typer.Option("--flow-preset", help=_MO + "DIS flow preset: ultrafast, fast, medium.")
     ] = "medium",
@@ -179,8 +189,10 @@ def run(
     regions of a merge hierarchy (Uijlings et al. 2013); motion boxes regions whose
     flow, after removing the camera's homography, exceeds --motion-threshold towards
     both neighbouring frames, skipping frames where fewer than --min-moving or more than
-    --max-moving of the tracked points move (Wang & Gupta 2015), scored by motion
-    energy; bing is BING objectness (Cheng et al. 2014). Resumable per video.
+    --max-moving of the tracked points move (Wang & Gupta 2015), and regions that
+    changed by more than --diff-threshold against both camera-aligned neighbours
+    (three-frame differencing), scored by motion energy times the fraction of the box
+    that moves; bing is BING objectness (Cheng et al. 2014). Resumable per video.
     """
     import functools
     import sys
@@ -228,6 +240,7 @@ def run(
             threshold=motion_threshold,
             min_moving=min_moving,
             max_moving=max_moving,
+            diff_threshold=diff_threshold,
             flow_preset=flow_preset,
             detector=keypoints,
         ),

@@ -206,19 +206,13 @@ class _FrameProposer:
         return bing_boxes(str(self.config.bing_model), rgb)
 
 
-def _grey(rgb: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-
-
 def _motion_frames(
     frames: Iterator[tuple[int, np.ndarray]], stride: int
 ) -> Iterator[tuple[int, np.ndarray, list[np.ndarray]]]:
-    """``(t, grey_t, [grey_{t-1}, grey_{t+1}])`` for sampled t; one neighbour at the ends."""
+    """``(t, rgb_t, [rgb_{t-1}, rgb_{t+1}])`` for sampled t; one neighbour at the ends."""
     window: list[tuple[int, np.ndarray]] = []
     for item in frames:
-        window.append((item[0], _grey(item[1])))
+        window.append(item)
         if len(window) > 3:
             window.pop(0)
         if len(window) >= 2:
@@ -263,9 +257,9 @@ def process_video(path: str, video_id: str, config: ProposalConfig) -> VideoProp
                 decoded += 1
                 yield item
 
-        for t, grey, neighbours in _motion_frames(counted(), config.stride):
+        for t, rgb, neighbours in _motion_frames(counted(), config.stride):
             cv2.setRNGSeed(frame_seed(config.seed, video_id, t))  # RANSAC
-            result = motion_frame(grey, neighbours, config.motion)
+            result = motion_frame(rgb, neighbours, config.motion)
             sampled += 1
             rejected += int(result.rejected)
             add(t, result.boxes, result.scores)
