@@ -170,12 +170,12 @@ def test_planted_synth_objects_are_recalled(invoke, synth: Path, tmp_path: Path)
         assert figures["abo"]["300"] >= figures["abo"]["10"]
 
 
-@pytest.mark.parametrize(("camera", "least"), [("static", 0.85), ("pan", 0.8)])
+@pytest.mark.parametrize(("camera", "least"), [("static", 0.9), ("pan", 0.85)])
 def test_moving_objects_are_recalled(invoke, tmp_path: Path, camera: str, least: float) -> None:
     """Motion proposals on 20 default synth videos, static and panning camera (the
     homography removes the pan): recall of the moving objects at IoU 0.5 (the issue
-    asks >= 0.7 under pan). Measured 0.868 static and 0.833 pan; flow regions alone, as
-    before the change cue and the fill score, gave 0.822 and 0.773, below both bars.
+    asks >= 0.7 under pan). Measured 0.940 static and 0.916 pan; flow regions alone, as
+    before the change cue, its split by motion and the fill score, gave 0.822 and 0.773.
     Fewer or shorter videos read lower: a video's first and last frames have one
     neighbour, so the flow's wrong side at the object's trailing edge is not cut off."""
     from vcl.synth import SynthConfig, generate_video
@@ -196,6 +196,35 @@ def test_moving_objects_are_recalled(invoke, tmp_path: Path, camera: str, least:
     report = invoke("proposals", "eval", out, "--gt", data / "gt_tracks.jsonl", "--kind", "object")
     figures = json.loads(report.stdout)
     assert figures["gt_boxes"] > 50 and figures["recall"]["0.5"]["300"] >= least, figures
+
+
+def test_touching_objects_moving_apart_get_a_box_each() -> None:
+    """Two checkered squares overlapping by 7 px, one moving right and one down at the
+    same speed: the flow's magnitude (every level cut) and the change both see one
+    region; k-means on the residual flow splits it into the two objects."""
+    import cv2
+
+    from vcl.proposals.moving import MotionParams, motion_frame
+
+    noise = np.random.default_rng(0).uniform(0, 255, (96, 128, 3)).astype(np.float32)
+    background = np.clip(2.5 * cv2.GaussianBlur(noise, (0, 0), 1.5) - 190, 0, 255)
+    yy, xx = np.mgrid[0:20, 0:20]
+    checker = ((yy // 5 + xx // 5) % 2)[..., None]
+    frames, truth = [], []
+    for t in range(3):
+        frame, boxes = background.astype(np.uint8), []
+        for x0, y0, dx, dy, colour in [
+            (30, 30, 3, 0, (230, 200, 40)),
+            (46, 40, 0, 3, (40, 160, 230)),
+        ]:
+            x, y = x0 + dx * t, y0 + dy * t
+            frame[y : y + 20, x : x + 20] = np.where(checker, colour, np.array(colour) // 2)
+            boxes.append([x, y, x + 20, y + 20])
+        frames.append(frame)
+        truth.append(boxes)
+    params = MotionParams(min_moving=0.0, max_moving=1.0)
+    result = motion_frame(frames[1], [frames[0], frames[2]], params)
+    assert (iou(np.array(truth[1], float), result.boxes).max(axis=1) > 0.7).all(), result.boxes
 
 
 def test_change_boxes_and_motion_scores_by_hand() -> None:

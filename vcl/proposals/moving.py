@@ -16,6 +16,9 @@ cue: three-frame differencing (Kameda & Minoh 1996) after undoing the camera, i.
 pixel *changed* when it differs by more than ``diff_threshold`` (0–255, in any colour
 channel) from both neighbours warped onto frame t by the camera's homography. Its
 regions hug each object at frame t, separate from its neighbours (`change_boxes`).
+Objects that touch or overlap still change as one region; the residual flow of its
+moving pixels, split in two by k-means, separates them when they move differently
+(`split_by_motion`).
 
 A box's score (`motion_scores`) is its motion energy times its fill: Σ |r|² over the
 moving pixels inside, times the fraction of its pixels that move. Energy alone ranks
@@ -108,20 +111,81 @@ def region_boxes(magnitude: np.ndarray, params: MotionParams) -> np.ndarray:
     return np.concatenate(rects).astype(np.int64)
 
 
-def change_boxes(change: np.ndarray, params: MotionParams) -> np.ndarray:
+def _close(mask: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if size <= 1:
+        return mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+
+
+def _regions(mask: np.ndarray, least: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, stats)`` of the 8-connected regions of ``mask``; ``stats`` rows
+    (x, y, w, h, area, label) of the regions of at least ``least`` pixels."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    stats = np.column_stack([stats, np.arange(count)])[1:]
+    return labels, stats[stats[:, 4] >= least]
+
+
+def change_boxes(
+    change: np.ndarray,
+    params: MotionParams,
+    residual: np.ndarray | None = None,
+    magnitude: np.ndarray | None = None,
+) -> np.ndarray:
     """Rects (N×4 x, y, w, h) of the connected regions of changed pixels (``change`` >
     diff_threshold), after a closing: an untextured interior does not change, only a
     rim as wide as the motion, which an opening would erase. Regions of fewer than
-    open_px² pixels are speckle."""
+    open_px² pixels are speckle.
+
+    With the ``residual`` flow (H×W×2) and its ``magnitude``, each region's moving
+    pixels are also split in two by k-means on their residual flow vectors, when the
+    two mean motions differ by more than 2 × threshold: objects that touch or overlap
+    change as one region but move apart (`split_by_motion`).
+    """
+    least = params.open_px**2
+    mask = _close((change > params.diff_threshold).astype(np.uint8), params.close_px)
+    labels, stats = _regions(mask, least)
+    rects = [stats[:, :4]]
+    if residual is not None and magnitude is not None:
+        moving = magnitude > params.threshold
+        rects += [split_by_motion(labels, row, residual, moving, params) for row in stats]
+    return np.concatenate(rects).astype(np.int64)
+
+
+def split_by_motion(
+    labels: np.ndarray,
+    region: np.ndarray,
+    residual: np.ndarray,
+    moving: np.ndarray,
+    params: MotionParams,
+) -> np.ndarray:
+    """Rects of the two motions of one region (``region`` = x, y, w, h, area, label), or
+    none when its moving pixels move alike. Seeded k-means++ (OpenCV's RNG, reseeded per
+    frame by the caller), 2 attempts; each part closed and cut into regions again."""
     import cv2
 
-    mask = (change > params.diff_threshold).astype(np.uint8)
-    if params.close_px > 1:
-        close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (params.close_px, params.close_px))
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, close)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    stats = stats[1:count]
-    return stats[stats[:, 4] >= params.open_px**2, :4].astype(np.int64)
+    x, y, w, h, _, label = (int(v) for v in region)
+    window = np.s_[y : y + h, x : x + w]
+    inside = (labels[window] == label) & moving[window]
+    vectors = residual[window][inside].astype(np.float32)
+    least = params.open_px**2
+    if len(vectors) < 2 * least:
+        return np.zeros((0, 4), np.int64)
+    stop = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.01)
+    _, assign, centres = cv2.kmeans(vectors, 2, None, stop, 2, cv2.KMEANS_PP_CENTERS)
+    if np.linalg.norm(centres[0] - centres[1]) <= 2 * params.threshold:
+        return np.zeros((0, 4), np.int64)
+    part = np.zeros(inside.shape, np.uint8)
+    part[inside] = assign.ravel() + 1
+    rects = [
+        _regions(_close((part == c).astype(np.uint8), params.close_px), least)[1][:, :4]
+        for c in (1, 2)
+    ]
+    return np.concatenate(rects) + np.array([x, y, 0, 0])
 
 
 def motion_scores(rects: np.ndarray, magnitude: np.ndarray, threshold: float) -> np.ndarray:
@@ -156,7 +220,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 def residual_motion(
     frame: np.ndarray, other: np.ndarray, params: MotionParams
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(|r|, change)``, H×W float32 each, of ``frame`` towards ``other`` (RGB or grey).
 
     |r| is the DIS flow frame -> other minus the camera's homography flow; change is
@@ -173,7 +237,7 @@ def residual_motion(
     change = np.abs(frame.astype(np.float32) - align_to_previous(other, H).astype(np.float32))
     if change.ndim == 3:
         change = change.max(axis=2)
-    return np.sqrt((residual * residual).sum(axis=2)), change
+    return np.sqrt((residual * residual).sum(axis=2)), change, residual
 
 
 def motion_frame(
@@ -188,16 +252,16 @@ def motion_frame(
     pixel changed when it differs from both aligned neighbours (three-frame
     differencing); with one neighbour (the video's ends) from that one.
     """
-    magnitude, change = residual_motion(frame, neighbours[0], params)
+    magnitude, change, residual = residual_motion(frame, neighbours[0], params)
     for other in neighbours[1:]:
-        m, c = residual_motion(frame, other, params)
+        m, c, _ = residual_motion(frame, other, params)
         magnitude, change = np.minimum(magnitude, m), np.minimum(change, c)
     fraction = moving_fraction(_grey(frame), magnitude, params)
     if not params.min_moving <= fraction <= params.max_moving:
         return MotionFrame(np.zeros((0, 4)), np.zeros(0), fraction, True)
     rects = region_boxes(magnitude, params)
     if params.diff_threshold > 0:
-        rects = np.concatenate([rects, change_boxes(change, params)])
+        rects = np.concatenate([rects, change_boxes(change, params, residual, magnitude)])
     scores = motion_scores(rects, magnitude, params.threshold)
     keep = scores > 0
     x, y, w, h = rects[keep].T
