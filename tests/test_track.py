@@ -350,6 +350,33 @@ def test_tentative_track_cannot_steal_an_established_object() -> None:
     assert tracks(3) == [list(range(10)), [5]]  # tentative S matched last, then ended
 
 
+def test_births_one_track_per_object() -> None:
+    # Each frame an object gets a tight box T (score 0.6) and a looser one L around it
+    # (IoU 400 / 676 = 0.59, score 0.5); a far object F, and from frame 3 a neighbour N
+    # overlapping T by IoU 0.18. ODCT starts a track from every unmatched proposal, so L
+    # follows the object as a duplicate; with birth 0.5 L never starts a track (NMS at
+    # birth: T wins at frame 0, later T is matched), while F and N start theirs.
+    frames, scores = [], []
+    for t in range(10):
+        tight, loose = [2.0 * t, 0, 2 * t + 20, 20], [2.0 * t - 3, -3, 2 * t + 23, 23]
+        far = [100.0 + t, 50, 120 + t, 70]
+        boxes, s = [tight, loose, far], [0.6, 0.5, 0.4]
+        if t >= 3:
+            boxes.append([2.0 * t + 14, 0, 2 * t + 34, 20])
+            s.append(0.3)
+        frames.append(np.array(boxes))
+        scores.append(np.array(s))
+
+    def tracks(birth: float) -> list[tuple[int, float]]:
+        tracker = IouTracker(0.35, 3, 0, birth)
+        for t, boxes in enumerate(frames):
+            tracker.step(t, boxes, scores[t])
+        return sorted((len(r), round(r.score, 2)) for r in tracker.finish())
+
+    assert tracks(0.0) == [(7, 0.3), (10, 0.4), (10, 0.5), (10, 0.6)]
+    assert tracks(0.5) == [(1, 0.5)] * 10 + [(7, 0.3), (10, 0.4), (10, 0.6)]
+
+
 # ------------------------------------------------------------------------ planted rules
 
 
@@ -433,18 +460,19 @@ def test_quality_on_jittered_gt_boxes(static_data: Path, invoke) -> None:
 
 
 def test_odct_as_published_options_reach_the_tracker(static_data: Path, invoke) -> None:
-    """--no-verify --confirm 0 (ODCT's tracker as published) and --registration are
-    recorded in every track's params; a bad --registration is a usage error."""
+    """--no-verify --confirm 0 --birth 0 (ODCT's tracker as published) and
+    --registration are recorded in every track's params; a bad --registration is a
+    usage error."""
     out = static_data / "plain.jsonl"
     result = invoke("track", static_data / "p.zarr", "--videos", static_data / "videos.jsonl",
                     "-o", out, "--min-len", "25", "--no-verify", "--confirm", "0",
-                    "--registration", "fb", "--overwrite")  # fmt: skip
+                    "--birth", "0", "--registration", "fb", "--overwrite")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     records = jsonl(out.read_text())
     assert records
     assert all(
-        (r["params"]["verify"], r["params"]["confirm"], r["params"]["registration"])
-        == (False, 0, "fb")
+        (r["params"]["verify"], r["params"]["confirm"], r["params"]["birth"]) == (False, 0, 0.0)
+        and r["params"]["registration"] == "fb"
         for r in records
     )
     bad = invoke("track", static_data / "p.zarr", "--videos", static_data / "videos.jsonl",

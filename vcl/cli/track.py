@@ -107,6 +107,17 @@ def run(
             "others, ended at their first miss; SORT). 0: every track is equal (ODCT).",
         ),
     ] = 3,
+    birth: Annotated[
+        float,
+        typer.Option(
+            "--birth",
+            min=0.0,
+            max=1.0,
+            help="iou: an unmatched proposal overlapping a matched (or better unmatched) one "
+            "by IoU above this starts no track: one new track per object. 0: every unmatched "
+            "proposal starts one (ODCT).",
+        ),
+    ] = 0.5,
     length: Annotated[
         int, typer.Option("--length", min=1, help="kcf: frames each patch is tracked.")
     ] = 30,
@@ -151,7 +162,8 @@ def run(
     iou (default, ODCT): every active track's last box is shifted by the median DIS
     flow inside it (checked against the track's own motion by box content unless
     --no-verify), then matched greedily to the next frame's proposals by IoU > θ (new
-    tracks after established ones until --confirm matches);
+    tracks after established ones until --confirm matches; an unmatched proposal starts
+    a track unless it overlaps a matched one by IoU > --birth);
     tracks live TTL frames unmatched; tracks with l..L boxes are kept (--long drop or
     split), the --top best per video by mean objectness. kcf (Wang & Gupta): the box
     holding most moving points (camera motion removed), tracked by KCF for --length
@@ -188,7 +200,8 @@ def run(
         from vcl.track.iou import IouParams
 
         params_obj = IouParams(iou, ttl, min_len, max_len, long, top, interpolate, flow,
-                               flow_side, dis_preset, registration, verify, confirm)  # fmt: skip
+                               flow_side, dis_preset, registration, verify, confirm,
+                               birth)  # fmt: skip
     else:
         from vcl.track.kcf import KcfParams
 
@@ -311,7 +324,8 @@ EXAMPLES = [
     ),
     (
         "ODCT's tracker exactly as published (no motion check, no tentative tracks):",
-        "vcl track run p.zarr --videos videos.jsonl --no-verify --confirm 0 -o tracks.jsonl",
+        "vcl track run p.zarr --videos videos.jsonl --no-verify --confirm 0 --birth 0 "
+        "-o tracks.jsonl",
     ),
     (
         "Wang & Gupta patch pairs tracked by KCF for 30 frames:",

@@ -43,6 +43,16 @@ registered onto the same object, takes the object's next proposal whenever its b
 happens to overlap it more — the main cause of broken tracks measured on synth.
 ``confirm=0`` is the plain single greedy.
 
+One object gets several proposals a frame (a tight box, a looser one, a part), and in
+ODCT's tracker each unmatched one starts a track: duplicates that follow the object
+too, take its best box from each other in turn, and each end up shorter than the
+length filter. With ``birth`` (0.5) an unmatched proposal starts a track only if it
+overlaps no matched proposal, and no better-scored unmatched one, by IoU > birth — NMS
+at birth, the matched proposals first: one new track per object. Measured on synth
+with motion proposals (benchmarks/quality_track.py) it raises coverage by 0.06; with
+jittered ground-truth boxes it changes nothing. ``birth=0`` starts a track from every
+unmatched proposal, as published.
+
 Proposal frames are the "steps": the tracker advances from one frame holding proposals
 to the next (proposals made with a stride give tracks with that stride). The
 association step (`vcl.track.associate`) finds the few track × proposal pairs that
@@ -86,6 +96,7 @@ class IouParams:
     registration: str = "median"  # "median" of the flow in the box; "fb": Median-Flow
     verify: bool = True  # flow vs the track's own motion vs none: best box-content NCC wins
     confirm: int = 3  # tentative until this many matches: matched last, end at a miss
+    birth: float = 0.5  # no new track from a proposal overlapping a matched or better one more
 
     def validate(self) -> None:
         checks = [
@@ -96,6 +107,7 @@ class IouParams:
             (self.top >= 0, f"--top must be >= 0, got {self.top}"),
             (self.flow_side >= 16, f"--flow-side must be >= 16, got {self.flow_side}"),
             (self.dis_preset in ("ultrafast", "fast", "medium"), "bad --dis-preset"),
+            (0.0 <= self.birth <= 1.0, f"--birth must be in [0, 1], got {self.birth}"),
             (
                 self.registration in REGISTRATIONS,
                 f"--registration must be {' or '.join(REGISTRATIONS)}, got {self.registration!r}",
@@ -332,8 +344,8 @@ class IouTracker:
     gaps), which keeps creation order without counting.
     """
 
-    def __init__(self, threshold: float = 0.35, ttl: int = 3, confirm: int = 0):
-        self.threshold, self.ttl, self.confirm = threshold, ttl, confirm
+    def __init__(self, threshold: float = 0.35, ttl: int = 3, confirm: int = 0, birth: float = 0.0):
+        self.threshold, self.ttl, self.confirm, self.birth = threshold, ttl, confirm, birth
         self.hits = np.zeros(0, np.int64)  # (A,) boxes each active track has matched
         self.ids = np.zeros(0, np.int64)  # (A,) ids of active tracks
         self.last = np.zeros((0, 4), np.float64)  # (A, 4) each active track's box
@@ -389,6 +401,22 @@ class IouTracker:
         r2, c2 = associate(predicted[young], boxes[left], self.threshold)
         return np.concatenate([est[r1], young[r2]]), np.concatenate([c1, left[c2]])
 
+    def births(self, boxes: np.ndarray, scores: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(P,) bool: the proposals that start a track — the unmatched ones, less (with
+        ``birth``) those overlapping a matched proposal or a better-scored unmatched one
+        by IoU > birth: NMS with the matched proposals first."""
+        fresh = np.ones(len(boxes), bool)
+        fresh[cols] = False
+        if self.birth and fresh.any():
+            from vcl.boxes import nms
+
+            priority = np.array(scores, np.float64).reshape(-1)
+            priority[cols] = np.inf
+            kept = np.zeros(len(boxes), bool)
+            kept[nms(boxes, priority, self.birth)] = True
+            fresh &= kept
+        return fresh
+
     def step(
         self,
         frame: int,
@@ -429,17 +457,17 @@ class IouTracker:
         hits[rows] += 1
         if self.confirm:  # a tentative track ends at its first miss (DeepSORT)
             alive &= (hits >= self.confirm) | (misses == 0)
-        fresh = np.ones(n, bool)
-        fresh[cols] = False
+        fresh = self.births(boxes, scores, cols)
+        n_fresh = int(fresh.sum())
         self.ids = np.concatenate([self.ids[alive], owner[fresh]])
         self.last = np.concatenate([last[alive], boxes[fresh]])
-        self.misses = np.concatenate([misses[alive], np.zeros(n - len(cols), np.int64)])
-        self.hits = np.concatenate([hits[alive], np.ones(n - len(cols), np.int64)])
+        self.misses = np.concatenate([misses[alive], np.zeros(n_fresh, np.int64)])
+        self.hits = np.concatenate([hits[alive], np.ones(n_fresh, np.int64)])
         self.anchor = np.concatenate([anchor[alive], boxes[fresh]])
-        self.velocity = np.concatenate([velocity[alive], np.zeros((n - len(cols), 4))])
-        self.shift = np.concatenate([shift[alive], np.zeros((n - len(cols), 4))])
+        self.velocity = np.concatenate([velocity[alive], np.zeros((n_fresh, 4))])
+        self.shift = np.concatenate([shift[alive], np.zeros((n_fresh, 4))])
         template = self.template.copy()
-        fresh_template = np.full((n - len(cols), PATCH * PATCH), np.nan, np.float32)
+        fresh_template = np.full((n_fresh, PATCH * PATCH), np.nan, np.float32)
         if images is not None:
             now = np.float32(images[1])
             if len(cols):
@@ -567,7 +595,7 @@ def track_video(
     frames, boxes, scores = frames[order], np.asarray(boxes)[order], np.asarray(scores)[order]
     steps, starts = np.unique(frames, return_index=True)
     ends = np.append(starts[1:], len(frames))
-    tracker = IouTracker(params.iou, params.ttl, params.confirm)
+    tracker = IouTracker(params.iou, params.ttl, params.confirm, params.birth)
     from vcl.io.video import VideoReader
 
     reader = VideoReader(video_path, max_side=params.flow_side)
