@@ -32,7 +32,7 @@ final with Median-Flow 0.917 / 0.882; no flow 0.896 / 0.840, 0.962 (before: 0.72
 Pan: final 0.867 / 0.843, 0.992; before 0.790; no flow 0.759 (before: 0.528).
 Static, EdgeBoxes: final 0.133, before 0.087, no flow 0.035 (purity < 0.1: EdgeBoxes
 rarely boxes synth's 17–34 px objects). Static, motion proposals (``PROPOSAL_OPTIONS``,
-recall@300 0.94 a frame): final 0.652 / 0.592, purity 0.854; birth0 (every unmatched
+recall@300 0.94 a frame): final 0.660 / 0.592, purity 0.853; birth0 (every unmatched
 proposal starts a track) 0.593 / 0.408; before (ODCT as published) 0.333; no flow
 0.534. Before this session's proposal changes (recall 0.82) final read 0.468. Short of
 the goal: an oracle that always took the best proposal, with TTL 3, would cover only
