@@ -80,7 +80,11 @@ a bad epoch is the units' fault or the representation's.
   k-means on random-init features (1 of 6): more data and steps do not help, the
   clusters fall as low as 0.16 within a run. An lr decayed by a cosine over the run
   (tried in the training loop, not kept) gave 0.711 / 0.569 / 0.823 / 0.922 / 0.539 /
-  0.969 on the 12 videos (2 of 6).
+  0.969 on the 12 videos (2 of 6); a linear head (FC 512 → D, no BN or ReLU; tried,
+  not kept) 0.785 / 0.525 / 0.985 / 0.657 / 0.466 / 0.584 (1 of 6). Its epoch-0
+  clusters are already below the criterion (0.25–0.73): the BatchNorm statistics the
+  method calibrates on its own crops standardise every channel, which the criterion's
+  network (default statistics) does not, and hue dominates the raw features.
 - Earlier (2 torch threads, before the restarts), 4 epochs: 0.958 / 0.753 / 0.974 vs
   0.823 / 0.863 / 0.775 (2 of 3); 6 epochs 0.521 / 0.751 / 0.817 (1 of 3).
 - before the refinement (issue #10 diagnosis, seed 0): the units' clusters lost to
