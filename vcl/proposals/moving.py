@@ -64,7 +64,7 @@ class MotionParams:
 @dataclass(frozen=True)
 class MotionFrame:
     boxes: np.ndarray  # (N, 4) xyxy at the processing scale
-    scores: np.ndarray  # (N,) motion energy
+    scores: np.ndarray  # (N,) motion energy × moving fraction (`motion_scores`)
     moving_fraction: float  # of the tracked points
     rejected: bool  # the frame failed the 25 % / 75 % test
 
@@ -221,9 +221,10 @@ def _grey(image: np.ndarray) -> np.ndarray:
 def residual_motion(
     frame: np.ndarray, other: np.ndarray, params: MotionParams
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(|r|, change)``, H×W float32 each, of ``frame`` towards ``other`` (RGB or grey).
+    """``(|r|, change, r)`` of ``frame`` towards ``other`` (RGB or grey), H×W float32
+    (r: H×W×2).
 
-    |r| is the DIS flow frame -> other minus the camera's homography flow; change is
+    r is the DIS flow frame -> other minus the camera's homography flow; change is
     |frame − other warped onto frame|, the largest over the colour channels (an object
     as bright as the background still differs in hue).
     """
