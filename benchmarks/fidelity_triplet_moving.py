@@ -84,7 +84,12 @@ a bad epoch is the units' fault or the representation's.
   not kept) 0.785 / 0.525 / 0.985 / 0.657 / 0.466 / 0.584 (1 of 6). Its epoch-0
   clusters are already below the criterion (0.25–0.73): the BatchNorm statistics the
   method calibrates on its own crops standardise every channel, which the criterion's
-  network (default statistics) does not, and hue dominates the raw features.
+  network (default statistics) does not, and hue dominates the raw features. With the
+  linear head and the backbone's BatchNorm frozen at its default statistics (no
+  calibration; tried, not kept) epoch 0 starts at 0.76–0.94, but training still pulls
+  it down: 0.909 / 0.802 / 0.879 / 0.755 / 0.955 / 0.360 at lr 0.015 (3 of 6), 0.929 /
+  0.808 / 0.857 / 0.921 / 0.820 / 0.847 at lr 0.003 (3 of 6, mean 0.864 against the
+  criterion's 0.868): a tie, not a win.
 - Earlier (2 torch threads, before the restarts), 4 epochs: 0.958 / 0.753 / 0.974 vs
   0.823 / 0.863 / 0.775 (2 of 3); 6 epochs 0.521 / 0.751 / 0.817 (1 of 3).
 - before the refinement (issue #10 diagnosis, seed 0): the units' clusters lost to
