@@ -89,7 +89,8 @@ a bad epoch is the units' fault or the representation's.
   calibration; tried, not kept) epoch 0 starts at 0.76–0.94, but training still pulls
   it down: 0.909 / 0.802 / 0.879 / 0.755 / 0.955 / 0.360 at lr 0.015 (3 of 6), 0.929 /
   0.808 / 0.857 / 0.921 / 0.820 / 0.847 at lr 0.003 (3 of 6, mean 0.864 against the
-  criterion's 0.868): a tie, not a win.
+  criterion's 0.868): a tie, not a win; 12 epochs at lr 0.003: 0.949 / 0.839 / 0.730 /
+  0.873 / 0.720 / 0.937 (1 of 6), the clusters wander by ±0.1 from epoch to epoch.
 - Earlier (2 torch threads, before the restarts), 4 epochs: 0.958 / 0.753 / 0.974 vs
   0.823 / 0.863 / 0.775 (2 of 3); 6 epochs 0.521 / 0.751 / 0.817 (1 of 3).
 - before the refinement (issue #10 diagnosis, seed 0): the units' clusters lost to
