@@ -129,15 +129,9 @@ def _max16(typingctx, flat, offset, chunks):
 
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
-        offset = builder.sext(args[1], i64) if args[1].type.width < 64 else args[1]
-        n = builder.sext(args[2], i64) if args[2].type.width < 64 else args[2]
+        offset, n = _int64(builder, args[1]), _int64(builder, args[2])
         first = _load16(context, builder, signature.args[0], args[0], offset)
-        entry = builder.block
-        head = builder.append_basic_block("max16.head")
-        body = builder.append_basic_block("max16.body")
-        done = builder.append_basic_block("max16.done")
-        builder.branch(head)
-        builder.position_at_end(head)
+        entry, head, body, done = _loop_blocks(builder, "max16")
         j = builder.phi(i64)
         acc = builder.phi(_VEC)
         j.add_incoming(ir.Constant(i64, 1), entry)
@@ -169,15 +163,22 @@ def _int64(builder, value):
     return builder.sext(value, i64) if value.type.width < 64 else value
 
 
-def _counted_loop(builder, n, body, name):
-    """Emit ``for j in range(n): body(j)`` (j an i64 value) at the builder's position."""
-    i64 = ir.IntType(64)
+def _loop_blocks(builder, name):
+    """``(entry, head, body, done)``: the blocks of a loop, the builder moved from the
+    current block (entry) into head, where the caller adds its phis and the branch."""
     entry = builder.block
     head = builder.append_basic_block(f"{name}.head")
-    loop = builder.append_basic_block(f"{name}.body")
+    body = builder.append_basic_block(f"{name}.body")
     done = builder.append_basic_block(f"{name}.done")
     builder.branch(head)
     builder.position_at_end(head)
+    return entry, head, body, done
+
+
+def _counted_loop(builder, n, body, name):
+    """Emit ``for j in range(n): body(j)`` (j an i64 value) at the builder's position."""
+    i64 = ir.IntType(64)
+    entry, head, loop, done = _loop_blocks(builder, name)
     j = builder.phi(i64)
     j.add_incoming(ir.Constant(i64, 0), entry)
     builder.cbranch(builder.icmp_signed("<", j, n), loop, done)
@@ -227,12 +228,7 @@ def _sum_run(typingctx, out, y, order, weights, start, end, stride, mean, m0, d,
         zero = ir.Constant(_VEC, [0.0] * 16)
         undef = ir.Constant(_VEC, ir.Undefined)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16)
-        entry = builder.block
-        head = builder.append_basic_block("run.head")
-        body = builder.append_basic_block("run.body")
-        done = builder.append_basic_block("run.done")
-        builder.branch(head)
-        builder.position_at_end(head)
+        entry, head, body, done = _loop_blocks(builder, "run")
         t = builder.phi(i64)
         total = builder.phi(f32)
         sums = [builder.phi(_VEC) for _ in range(2 * count)]
