@@ -274,6 +274,24 @@ def test_usage_errors_exit_2(invoke) -> None:
     assert invoke("info", "x", "--no-such-flag").exit_code == ExitCode.USAGE
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["track", "p.zarr", "--ttl", "-1"], "vcl track run: Invalid value for '--ttl'"),
+        (["info", "x", "--no-such-flag"], "vcl info: No such option: --no-such-flag"),
+        (["videos"], "vcl videos: Missing argument"),
+        (["trak"], "vcl: No such command 'trak'"),
+    ],
+)
+def test_parser_usage_errors_are_one_error_line(args: list[str], says: str) -> None:
+    """Click's three-line usage/hint/Error block becomes one ``error:`` line, exit 2."""
+    result = run_vcl(*args)
+    assert result.returncode == ExitCode.USAGE
+    line = one_error_line(result.stderr)
+    assert line.startswith("error: ") and says in line and line.endswith("-h')"), line
+    assert "Usage:" not in result.stderr
+
+
 # --- --config ------------------------------------------------------------------------
 
 

@@ -8,22 +8,60 @@ others such as ``eval``). The first line of the docstring or group help is what
 
 from __future__ import annotations
 
+import functools
 import importlib
 import signal
 from types import ModuleType
-from typing import Annotated
+from typing import IO, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+try:  # typer ≥ 0.2x carries its own copy of click
+    from typer._click.exceptions import UsageError as ClickUsageError
+except ImportError:  # pragma: no cover - older typer on click
+    from click.exceptions import UsageError as ClickUsageError
+
 from vcl import __version__
 
 
+def _show_on_one_line(error: ClickUsageError, file: IO[Any] | None = None) -> None:
+    """Show a usage error as vcl shows every error: one ``error:`` line.
+
+    Click prints the usage synopsis, a hint and ``Error: ...`` on three lines; a
+    pipeline's log wants one line naming the command, the problem and where help is.
+    """
+    ctx = error.ctx
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    see = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+    message = " ".join(error.format_message().split())
+    typer.echo(f"error: {where}{message}{see}", file=file, err=True)
+
+
+def _one_line(error: ClickUsageError) -> ClickUsageError:
+    if type(error).__name__ != "NoArgsIsHelpError":  # that one shows the help: keep it
+        error.show = functools.partial(_show_on_one_line, error)  # type: ignore[method-assign]
+    return error
+
+
 class _PipelineOrder(TyperGroup):
-    """List commands in pipeline order (COMMAND_MODULES), not commands before groups."""
+    """List commands in pipeline order (COMMAND_MODULES), not commands before groups;
+    show usage errors (unknown option, bad value, missing argument) on one line."""
 
     def list_commands(self, ctx: object) -> list[str]:
         return [name for name, _ in COMMAND_MODULES if name in self.commands]
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except ClickUsageError as error:
+            raise _one_line(error) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClickUsageError as error:
+            raise _one_line(error) from None
 
 
 app = typer.Typer(
