@@ -459,3 +459,15 @@ def test_sparse_path_nan_rows_and_a_bad_floor() -> None:
         assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
     with pytest.raises(ValueError, match="posterior_floor"):
         FisherEncoder(gmm, posterior_floor=-1.0).transform(videos)
+
+
+def test_a_small_fit_warns_once_and_faiss_prints_nothing(capfd) -> None:
+    """Too few descriptors per Gaussian: one vcl warning, not faiss's line per k-means run."""
+    from vcl.console import configure
+
+    configure()
+    sample = {"a": np.random.default_rng(0).normal(size=(60, 5))}
+    FisherModel(["a"], pca_variance=0.95, k=4, n_iter=3, n_init=3, seed=0).fit(sample)
+    err = capfd.readouterr().err
+    assert err.count("fitting 4 Gaussians on 60 descriptors") == 1, err
+    assert "please provide" not in err.lower(), err

@@ -257,7 +257,13 @@ class DiagonalGMM:
         k = self.n_components
         x32 = np.ascontiguousarray(X, dtype=np.float32)
         kmeans = faiss.Kmeans(
-            d, k, niter=self.kmeans_iter, seed=int(seed), gpu=faiss_gpu_count() > 0, verbose=False
+            d,
+            k,
+            niter=self.kmeans_iter,
+            seed=int(seed),
+            gpu=faiss_gpu_count() > 0,
+            verbose=False,
+            min_points_per_centroid=1,  # FisherModel.fit warns once; faiss prints per run
         )
         kmeans.train(x32)
         _, assign = kmeans.index.search(x32, 1)

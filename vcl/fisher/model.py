@@ -40,6 +40,8 @@ from vcl.fisher.sketch import draw_hashes
 
 SCHEMA = "vcl.fisher_model/1"
 PART_MODES = ("per-type", "joint")
+# Descriptors per Gaussian below which the fit warns (faiss k-means' own threshold, 39)
+FEW_POINTS_PER_COMPONENT = 39
 
 
 class FisherModel:
@@ -97,6 +99,13 @@ class FisherModel:
         self.sketch_hashes_: dict[str, np.ndarray] = {}
         self.sketch_signs_: dict[str, np.ndarray] = {}
         keep = self.pca_dim if self.pca_dim is not None else self.pca_variance
+        rows = min(len(v) for v in sample.values()) if sample else 0
+        if rows < FEW_POINTS_PER_COMPONENT * self.k:
+            log.warning(
+                "fitting %d Gaussians on %d descriptors (%.0f each; fewer than %d): the "
+                "model may be poor; raise --per-video or --sample-videos, or lower --k",
+                self.k, rows, rows / self.k, FEW_POINTS_PER_COMPONENT,
+            )  # fmt: skip
         for i, part in enumerate(self.part_names_):
             x = np.concatenate([sample[c] for c in self.part_columns_[part]], axis=1)
             pca = PCA(keep, whiten=self.whiten).fit(x)
