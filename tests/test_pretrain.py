@@ -203,3 +203,19 @@ def test_resume_on_an_input_of_another_size_is_refused(tmp_path: Path) -> None:
         check_resumed_size(12, 11, tmp_path, "pairs", "pairs store")
     assert "covers 12 pairs" in str(err.value) and "holds 11" in str(err.value)
     assert err.value.exit_code == ExitCode.DATA
+
+
+def test_resume_names_a_key_the_older_run_lacks(tmp_path: Path) -> None:
+    """A setting added after the run was saved is named as such, not as 'None there'."""
+    from vcl.errors import UsageError
+    from vcl.pretrain.loop import check_resumable
+
+    (tmp_path / "config.json").write_text(json.dumps({"method": "odc", "k": 3}))
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+
+    class Config:
+        def flat(self) -> dict:
+            return {"method": "odc", "k": 3, "refine_restarts": 4}
+
+    with pytest.raises(UsageError, match=r"refine_restarts \(absent there: saved by an older"):
+        check_resumable(tmp_path, Config())  # type: ignore[arg-type]

@@ -135,7 +135,12 @@ def check_resumable(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
     new = config.flat()
     bad = [k for k in sorted(new) if k not in RESUMABLE and old.get(k) != new.get(k)]
     if bad:
-        diffs = ", ".join(f"{k} ({old.get(k)!r} there, {new.get(k)!r} now)" for k in bad)
+        diffs = ", ".join(
+            f"{k} ({old[k]!r} there, {new.get(k)!r} now)"
+            if k in old
+            else f"{k} (absent there: saved by an older vcl; {new.get(k)!r} now)"
+            for k in bad
+        )
         raise UsageError(
             f"the run was made with other settings: {diffs}",
             run_dir,
