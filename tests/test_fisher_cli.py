@@ -218,3 +218,24 @@ def test_interrupted_encode_resumes_to_the_same_store(invoke, fitted, tmp_path, 
     assert list(b.ids) == ids
     np.testing.assert_array_equal(a.features, b.features)
     assert Store(out).attrs["empty_videos"] == ["clip01"]
+
+
+def test_encode_in_float64_equals_the_float64_model(invoke, fitted, tmp_path: Path) -> None:
+    """--precision float64 computes as FisherModel(dtype="float64") does, and is recorded."""
+    from vcl.fisher.data import DescriptorStore
+    from vcl.fisher.model import FisherModel
+
+    idt, model, ids = fitted
+    out = tmp_path / "fisher64.zarr"
+    args = ["--model", model, "--sketch-dim", "0", "--device", "cpu"]
+    result = invoke("fisher", "encode", idt, *args, "-o", out, "--precision", "float64")
+    assert result.exit_code == 0, result.stderr
+    assert Store(out).attrs["params"]["precision"] == "float64"
+    exact = FisherModel.load(model, dtype="float64")
+    source = DescriptorStore([idt], list(DIMS))
+    videos = [v for batch in source.batches(ids, max_rows=1 << 20) for _, v, _ in batch]
+    want = exact.transform(videos, "improved", 0).astype(np.float32)
+    np.testing.assert_allclose(read_feature_set(out).features, want, rtol=0, atol=1e-7)
+    bad = invoke("fisher", "encode", idt, *args, "-o", tmp_path / "x.zarr", "--precision", "f16")
+    assert bad.exit_code == ExitCode.USAGE and "--precision" in last_error(bad.stderr)
+    assert not (tmp_path / "x.zarr").exists()

@@ -40,6 +40,7 @@ from vcl.fisher.sketch import draw_hashes
 
 SCHEMA = "vcl.fisher_model/1"
 PART_MODES = ("per-type", "joint")
+PRECISIONS = ("float32", "float64")  # compute dtypes of encoding
 # Descriptors per Gaussian below which the fit warns (faiss k-means' own threshold, 39)
 FEW_POINTS_PER_COMPONENT = 39
 
