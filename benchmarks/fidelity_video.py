@@ -125,6 +125,7 @@ VIDEOS = int(os.environ.get("VCL_FID_VIDEOS", "120"))
 EPOCHS = int(os.environ.get("VCL_FID_EPOCHS", "15"))
 SIZE = int(os.environ.get("VCL_FID_SIZE", "32"))
 FRAMES = int(os.environ.get("VCL_FID_FRAMES", "8"))
+STRIDE = int(os.environ.get("VCL_FID_STRIDE", "1"))  # --frame-stride of pretrain and embed
 K = int(os.environ.get("VCL_FID_K", "30"))
 LR = float(os.environ.get("VCL_FID_LR", "0.03"))
 BATCH = int(os.environ.get("VCL_FID_BATCH", "8"))
@@ -220,7 +221,8 @@ def one_seed(work: Path, seed: int) -> dict:
     videos = open_videos(str(manifest), workers=1)  # the runs' video order (their banks')
     assert videos.labels is not None
     classes, y = np.unique(videos.labels, return_inverse=True)
-    common = ["--epochs", EPOCHS, "--size", SIZE, "--frames", FRAMES, "--batch-size", BATCH,
+    common = ["--epochs", EPOCHS, "--size", SIZE, "--frames", FRAMES, "--frame-stride", STRIDE,
+              "--batch-size", BATCH,
               "--lr", LR, "--k", K, "--runs", 3, "--device", DEVICE, "--workers", LOADERS,
               "--seed", seed, "--overwrite", "-q"]  # fmt: skip
     row: dict = {"seed": seed, "chance": 1 / len(classes)}
@@ -242,7 +244,7 @@ def one_seed(work: Path, seed: int) -> dict:
             vcl(*train(name))
         if not feats.exists():
             vcl("embed", model, manifest, "-o", feats, "--size", SIZE, "--frames", FRAMES,
-                "--clips", 4, "--device", DEVICE, "-q")  # fmt: skip
+                "--frame-stride", STRIDE, "--clips", 4, "--device", DEVICE, "-q")  # fmt: skip
         row[f"{name}_knn_test"] = knn_top1(feats, manifest)
         row[f"{name}_knn_loo"] = loo_knn(features_by_id(feats, videos.ids), y)
         if name != "random":

@@ -260,3 +260,15 @@ def test_interrupted_run_resumes(tmp_path: Path, invoke) -> None:
     assert r.exit_code == 0, r.stderr
     assert "resuming: 1 of 2" in r.stderr and json.loads(r.stdout)["rows_written"] == 1
     assert read_feature_set(out).ids.tolist() == ["a", "b"]
+
+
+def test_video_net_clips_with_a_frame_stride(tmp_path: Path) -> None:
+    """--frame-stride: uniformly spaced clips of every s-th frame, inside the video."""
+    from vcl.embedding import video_inputs
+    from vcl.io.video import write_frame_folder
+
+    frames = [np.full((20, 20, 3), 10 * t, np.uint8) for t in range(15)]
+    write_frame_folder(tmp_path / "v", frames)
+    clips = video_inputs(tmp_path / "v", "video", 16, clips=2, frames=4, stride=3)
+    numbers = np.round(clips.mean(axis=(2, 3, 4)) / 10).astype(int)
+    assert numbers.tolist() == [[0, 3, 6, 9], [5, 8, 11, 14]]  # spans of 10 of 15 frames

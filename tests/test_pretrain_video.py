@@ -202,6 +202,24 @@ def test_clips_are_consecutive_and_short_videos_loop(folders: Path) -> None:
     assert set(np.round(plan.scale.ravel(), 6)) <= set(np.round(p.scales, 6))
 
 
+def test_strided_clips_take_every_s_th_frame_in_both_readers(folders: Path, tmp_path) -> None:
+    videos = open_videos(str(folders / "videos.jsonl"), workers=1)
+    p = ClipParams(frames=4, size=9, stride=3)
+    assert p.span == 10
+    one = np.ones(1)
+    clip = read_clips(folders / "long", 12, np.array([1]), one, one / 2, one / 2, one < 0, p)
+    assert frame_numbers(clip[0], 0) == [1, 4, 7, 10]
+    clip = read_clips(folders / "short", 5, np.array([1]), one, one / 2, one / 2, one < 0, p)
+    assert frame_numbers(clip[0], 128) == [1, 4, 3, 2]  # offsets 0 3 6 9 wrap mod 4 frames
+    # a plan keeps the whole span inside the video: starts 0..2 of 12 frames
+    plan = plan_clips(videos.frames, np.zeros(200, np.int64), p, np.random.default_rng(0))
+    assert set(plan.start.ravel().tolist()) == {0, 1, 2}
+    assert centre_plan(videos.frames, np.array([0]), p).start.item() == 1
+    write_frames(videos, tmp_path / "frames.zarr", p)
+    stored = attach_frames(videos, tmp_path / "frames.zarr", p)
+    np.testing.assert_array_equal(read_plan(stored, plan, p), read_plan(videos, plan, p))
+
+
 def test_crop_and_flip_geometry(tmp_path: Path) -> None:
     from vcl.io.video import write_frame_folder
 
@@ -268,7 +286,7 @@ def test_undecodable_and_short_videos(folders: Path, tmp_path: Path, caplog) -> 
         require_decodable(videos, keep_going=True, frames=8)
     warnings = [r.getMessage() for r in caplog.records]
     assert any("skipped 1 undecodable" in w and "bad" in w for w in warnings)
-    assert sum("shorter than the 8-frame clip" in w for w in warnings) == 1
+    assert sum("shorter than the 8 frames a clip spans" in w for w in warnings) == 1
     assert any(w.startswith("1 of 2 videos") for w in warnings)
 
 
@@ -315,14 +333,16 @@ def test_each_video_method_writes_a_valid_run_directory(data: Path, method: str)
     from vcl.embedding import load_model
 
     run = data / f"run-{method}"
-    # the IR run also checks --keep-going: the broken video is skipped with a warning
+    # the IR run also checks --keep-going (the broken video is skipped with a warning) and
+    # strided clips (15 frames spanned by 8 of every 2nd: the 10-frame videos loop)
     r = train(data, method, run, "--epochs", 2,
-              *(["--keep-going"] if method == "video-ir" else []),
+              *(["--keep-going", "--frame-stride", 2] if method == "video-ir" else []),
               videos="with_broken.jsonl" if method == "video-ir" else "videos.jsonl")  # fmt: skip
     assert r.exit_code == 0, r.output
     config = json.loads((run / "config.json").read_text())
     assert config["method"] == method and config["arch"] == "r3d_18" and config["samples"] == 5
     assert config["frames"] == 8 and config["temperature"] == 0.07 and config["lr"] == 0.03
+    assert config["frame_stride"] == (2 if method == "video-ir" else 1)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["backbone"].keys() == build_backbone("r3d_18").state_dict().keys()
     bank = state["method_state"]["bank"]

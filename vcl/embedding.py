@@ -411,9 +411,9 @@ def sample_frames(n_frames: int, count: int) -> np.ndarray:
     )
 
 
-def clip_starts(n_frames: int, clips: int, frames: int) -> np.ndarray:
-    """First frame of ``clips`` uniformly spaced clips of ``frames`` frames (SLIC)."""
-    last = max(n_frames - frames, 0)
+def clip_starts(n_frames: int, clips: int, span: int) -> np.ndarray:
+    """First frame of ``clips`` uniformly spaced clips spanning ``span`` frames (SLIC)."""
+    last = max(n_frames - span, 0)
     return np.round(np.linspace(0, last, clips)).astype(np.int64)
 
 
@@ -438,25 +438,27 @@ def video_inputs(
     frames_per_video: int = 8,
     clips: int = 10,
     frames: int = 16,
+    stride: int = 1,
 ) -> np.ndarray:
     """Network inputs of one video: (F, S, S, 3) uniformly spaced frames for an image
-    net, or (clips, frames, S, S, 3) uniformly spaced clips for a video net (frames
-    past the end of a short video repeat its last frame). Decodes twice: once to
-    count frames (declared counts can be wrong), once up to the last frame needed."""
+    net, or (clips, frames, S, S, 3) uniformly spaced clips of every ``stride``-th frame
+    for a video net (frames past the end of a short video repeat its last frame).
+    Decodes twice: once to count frames (declared counts can be wrong), once up to the
+    last frame needed."""
     from vcl.io.video import VideoReader
 
     n = VideoReader(path).count_frames()
     if kind == "image":
         idx = sample_frames(n, frames_per_video)
     else:
-        starts = clip_starts(n, clips, frames)
-        idx = (starts[:, None] + np.arange(frames)[None]).clip(0, n - 1)
+        starts = clip_starts(n, clips, (frames - 1) * stride + 1)
+        idx = (starts[:, None] + stride * np.arange(frames)[None]).clip(0, n - 1)
     got = read_video_frames(path, np.unique(idx), size)
     stack = np.stack([got[int(i)] for i in idx.ravel()])
     return stack.reshape(*idx.shape, size, size, 3)
 
 
-def video_inputs_task(args: tuple[str, str, int, int, int, int]) -> np.ndarray:
+def video_inputs_task(args: tuple[str, str, int, int, int, int, int]) -> np.ndarray:
     """``video_inputs`` on one tuple: a picklable function for ``parallel_map``."""
     return video_inputs(*args)
 

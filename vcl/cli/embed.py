@@ -117,6 +117,15 @@ def run(
     frames: Annotated[
         int, typer.Option("--frames", min=1, help="Video nets: frames per clip.")
     ] = 16,
+    frame_stride: Annotated[
+        int,
+        typer.Option(
+            "--frame-stride",
+            min=1,
+            help="Video nets: every s-th frame (as the run was trained: vcl pretrain "
+            "--frame-stride).",
+        ),
+    ] = 1,
     batch_size: Annotated[
         int,
         typer.Option("--batch-size", min=1, help="Images (or frames of clips) per forward pass."),
@@ -240,6 +249,7 @@ def run(
         "frames_per_video": frames_per_video if kind == "videos" and net.kind == "image" else None,
         "clips": clips if kind == "videos" and net.kind == "video" else None,
         "frames": frames if kind == "videos" and net.kind == "video" else None,
+        "frame_stride": frame_stride if kind == "videos" and net.kind == "video" else None,
         "shard": shard,
     }
     log.info(
@@ -290,7 +300,10 @@ def run(
                 writer.set_attrs(skipped=skipped)
                 rows += len(ids)
         else:
-            tasks = [(v.path, net.kind, eff_size, frames_per_video, clips, frames) for _, v in todo]
+            tasks = [
+                (v.path, net.kind, eff_size, frames_per_video, clips, frames, frame_stride)
+                for _, v in todo
+            ]
             loaded = parallel_map(video_inputs_task, tasks, workers)
             for (gid, _), inputs in track(
                 zip(todo, loaded, strict=True), "embedding", total=len(todo), unit="videos"

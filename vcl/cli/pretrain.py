@@ -89,6 +89,15 @@ def run(
     frames: Annotated[
         int, typer.Option("--frames", min=1, help="Video methods: frames per clip (8/16/32/64).")
     ] = 16,
+    frame_stride: Annotated[
+        int,
+        typer.Option(
+            "--frame-stride",
+            min=1,
+            help="Video methods: take every s-th frame, so a clip spans (frames − 1)·s + 1 "
+            "frames (1: consecutive frames, as the papers).",
+        ),
+    ] = 1,
     prior: Annotated[
         str | None,
         typer.Option(

@@ -2,14 +2,15 @@
 
 Tokmakov et al. (seed 001) and SLIC (seed 002) both follow Hara et al.'s 3D-ResNets
 pipeline: a clip is ``frames`` consecutive frames (16 by default; 8/32/64 work) at a
-random start, cut by a multi-scale random crop (a square of ``scale`` × the shorter
-side, scale in {1, 2^-1/4, 2^-1/2, 2^-3/4, 1/2}, at a random position) resized to
-``size`` (112), flipped horizontally with p = 0.5, and normalised (mean subtraction;
-the Kinetics mean/std that ``vcl embed`` uses for video nets, so a trained network sees
-the same input statistics when it is embedded). Frames are first resized so that the
-shorter side is round(size·8/7) (128 for 112), which is also what ``vcl embed`` does
-before its centre crop. Videos shorter than a clip are looped (Hara's LoopPadding:
-frame indices 0, 1, ..., n-1, 0, 1, ...).
+random start (or every ``stride``-th frame, ``--frame-stride``: a longer stretch of
+motion for the same compute, as SlowFast's sampling rate), cut by a multi-scale random
+crop (a square of ``scale`` × the shorter side, scale in {1, 2^-1/4, 2^-1/2, 2^-3/4,
+1/2}, at a random position) resized to ``size`` (112), flipped horizontally with
+p = 0.5, and normalised (mean subtraction; the Kinetics mean/std that ``vcl embed`` uses
+for video nets, so a trained network sees the same input statistics when it is
+embedded). Frames are first resized so that the shorter side is round(size·8/7) (128
+for 112), which is also what ``vcl embed`` does before its centre crop. Videos shorter
+than a clip are looped (Hara's LoopPadding: frame indices 0, 1, ..., n-1, 0, 1, ...).
 
 Decoding happens in DataLoader worker processes with :class:`vcl.io.video.VideoReader`,
 one sequential read per clip (open, decode up to the start, keep ``frames`` frames: no
@@ -63,6 +64,12 @@ class ClipParams:
     size: int = 112  # S
     scales: tuple[float, ...] = SCALES  # crop side / shorter frame side
     flip: bool = True  # random horizontal flip (p = 0.5)
+    stride: int = 1  # every stride-th frame: a clip spans (T − 1)·stride + 1 frames
+
+    @property
+    def span(self) -> int:
+        """Frames of the video a clip covers, first to last."""
+        return (self.frames - 1) * self.stride + 1
 
     @property
     def short_side(self) -> int:
@@ -173,7 +180,8 @@ def require_decodable(videos: VideoSet, keep_going: bool, frames: int) -> None:
     short = videos.short(frames)
     if short:
         log.warning(
-            "%d of %d videos are shorter than the %d-frame clip; their clips repeat frames",
+            "%d of %d videos are shorter than the %d frames a clip spans; their clips "
+            "repeat frames",
             short,
             videos.n,
             frames,
@@ -209,7 +217,7 @@ def plan_clips(
     spatio-temporal crops each. ``frames`` (N,) are the videos' frame counts."""
     videos = np.asarray(videos, dtype=np.int64)
     shape = (len(videos), clips_per_video)
-    last = np.maximum(frames[videos] - params.frames, 0)  # (B,) latest start
+    last = np.maximum(frames[videos] - params.span, 0)  # (B,) latest start
     start = np.floor(rng.random(shape) * (last[:, None] + 1)).astype(np.int64)
     scale = np.asarray(params.scales, dtype=np.float64)[rng.integers(0, len(params.scales), shape)]
     x, y = rng.random(shape), rng.random(shape)
@@ -221,7 +229,7 @@ def centre_plan(frames: np.ndarray, videos: np.ndarray, params: ClipParams) -> C
     """The deterministic view: the middle clip of each video, centre crop, no flip."""
     videos = np.asarray(videos, dtype=np.int64)
     shape = (len(videos), 1)
-    start = (np.maximum(frames[videos] - params.frames, 0) // 2)[:, None]
+    start = (np.maximum(frames[videos] - params.span, 0) // 2)[:, None]
     half = np.full(shape, 0.5)
     return ClipPlan(videos, start, np.ones(shape), half, half.copy(), np.zeros(shape, bool))
 
@@ -265,12 +273,13 @@ def _take(plan: ClipPlan, rows: Any) -> ClipPlan:
 # ---------------------------------------------------------------------------- decoding
 
 
-def clip_indices(n_frames: int, starts: np.ndarray, frames: int) -> np.ndarray:
-    """(V, T) frame indices of clips starting at ``starts`` (V,); past the end of the
-    video, Hara's LoopPadding: s, s+1, ..., n-1, s, s+1, ..."""
+def clip_indices(n_frames: int, starts: np.ndarray, frames: int, stride: int = 1) -> np.ndarray:
+    """(V, T) frame indices of clips starting at ``starts`` (V,), every ``stride``-th
+    frame; past the end of the video, Hara's LoopPadding: s, s+1, ..., n-1, s, s+1, ...
+    (with a stride, the offsets k·stride wrap modulo the frames left from s)."""
     n = max(int(n_frames), 1)
-    span = np.maximum(n - starts, 1)  # (V,) frames available from each start
-    return starts[:, None] + np.arange(frames)[None] % span[:, None]
+    left = np.maximum(n - starts, 1)  # (V,) frames available from each start
+    return starts[:, None] + (np.arange(frames) * stride)[None] % left[:, None]
 
 
 def cut_clips(
@@ -332,7 +341,7 @@ def read_clips(
     decoded frame count."""
     from vcl.io.video import VideoReader
 
-    idx = clip_indices(n_frames, starts, params.frames)
+    idx = clip_indices(n_frames, starts, params.frames, params.stride)
     wanted = np.unique(idx)
     got: dict[int, np.ndarray] = {}
     max_side = _resize_max_side(path, params.short_side)
@@ -369,7 +378,7 @@ def read_plan(videos: VideoSet, plan: ClipPlan, params: ClipParams) -> np.ndarra
         if videos.store is None:
             out[b] = read_clips(videos.paths[vid], n, plan.start[b], *args)
             continue
-        idx = clip_indices(n, plan.start[b], params.frames)
+        idx = clip_indices(n, plan.start[b], params.frames, params.stride)
         wanted = np.unique(idx)
         rows = array[
             int(videos.offsets[vid] + wanted[0]) : int(videos.offsets[vid] + wanted[-1]) + 1

@@ -64,6 +64,7 @@ class VideoOptions:
     """Method options (``vcl pretrain`` flags) with the papers' defaults."""
 
     frames: int = 16  # clip length T (Tokmakov et al.: 16)
+    frame_stride: int = 1  # every s-th frame (1: consecutive frames, as the papers)
     temperature: float = 0.07  # τ of eq. 2
     negatives: int = 4096  # NCE noise samples m (IR)
     memory_momentum: float = 0.5  # weight of the new embedding in the bank update
@@ -190,7 +191,9 @@ class VideoIR:
         self.opts: VideoOptions = config.options
         self.data = data
         self.device = device
-        self.params = ClipParams(frames=self.opts.frames, size=config.size)
+        self.params = ClipParams(
+            frames=self.opts.frames, size=config.size, stride=self.opts.frame_stride
+        )
         self.bank: torch.Tensor | None = None  # (N, 128)
         self.log_z: torch.Tensor | None = None  # IR's fixed log Z
         self.cluster_labels: torch.Tensor | None = None  # (R, N) int64
@@ -219,9 +222,11 @@ class VideoIR:
                 f"{spec.min_side} px (got --frames {o.frames}, --size {self.config.size})",
                 "--arch",
             )
-        if o.frames < 1 or o.runs < 1 or o.cluster_every < 1 or o.background < 1:
-            raise UsageError("need --frames, --runs, --cluster-every, --background >= 1")
-        require_decodable(self.data, o.keep_going, o.frames)
+        if min(o.frames, o.frame_stride, o.runs, o.cluster_every, o.background) < 1:
+            raise UsageError(
+                "need --frames, --frame-stride, --runs, --cluster-every, --background >= 1"
+            )
+        require_decodable(self.data, o.keep_going, self.params.span)
         n = self.data.n
         if self.clusters != "none" and self.k > n // 2:
             k = max(1, n // 2)

@@ -75,6 +75,7 @@ class SLICOptions:
     clustering: bool = True  # False: every video stays its own cluster (ablation)
     temporal: bool = True  # False: no temporal discrimination loss (ablation)
     frames: int = 16  # T of a clip (shared --frames of the video methods)
+    frame_stride: int = 1  # every s-th frame (shared --frame-stride; 1 as the authors)
     keep_going: bool = False  # skip undecodable videos with a warning instead of failing
 
 
@@ -185,22 +186,17 @@ def clip_starts(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Start frames of the anchor and positive clips (the authors' temporal crops).
 
-    The anchor clip is a video's first ``frames`` frames; the positive clip starts at a
-    uniform frame in [min(frames, n − frames), n − frames], i.e. after the anchor when
-    the video is long enough (0 when it is shorter than a clip). ``n_frames`` (B,) of the
-    positive's videos; returns (B,) anchor and (B,) positive starts.
+    The anchor clip covers a video's first ``frames`` frames (a clip's span); the
+    positive clip starts at a uniform frame in [min(frames, n − frames), n − frames],
+    i.e. after the anchor when the video is long enough (0 when it is shorter than a
+    clip). ``n_frames`` (B,) of the positive's videos; returns (B,) anchor and (B,)
+    positive starts.
     """
     n_frames = np.asarray(n_frames, dtype=np.int64)
     last = np.maximum(n_frames - frames, 0)
     first = np.minimum(frames, last)
     positive = first + np.floor(rng.random(len(n_frames)) * (last - first + 1)).astype(np.int64)
     return np.zeros(len(n_frames), np.int64), positive
-
-
-def centre_start(n_frames: np.ndarray, frames: int) -> np.ndarray:
-    """Start of the centre clip (clustering embeddings), as the authors' centre crop."""
-    n_frames = np.asarray(n_frames, dtype=np.int64)
-    return np.maximum(n_frames // 2 - frames // 2, 0)
 
 
 # ---------------------------------------------------------------------------- flow view
@@ -383,7 +379,7 @@ def plan_triplet_batch(
 
     anchors = np.asarray(anchors, dtype=np.int64)
     positives, same = sample_positive_videos(anchors, clusters, opts.p_same, rng)
-    a_start, p_start = clip_starts(frames[positives], params.frames, rng)
+    a_start, p_start = clip_starts(frames[positives], params.span, rng)
     geometry = plan_clips(frames, anchors, params, rng, clips_per_video=3)  # crops, flips
     start = np.stack([a_start, p_start, a_start], axis=1)
     flow = rng.random((len(anchors), 3)) < opts.flow_prob
@@ -477,7 +473,9 @@ class SLICMethod:
         self.opts: SLICOptions = config.options
         self.data = data  # a vcl.pretrain.clips.VideoSet
         self.device = device
-        self.params = ClipParams(frames=self.opts.frames, size=config.size)
+        self.params = ClipParams(
+            frames=self.opts.frames, size=config.size, stride=self.opts.frame_stride
+        )
         self.colour = ColourParams()
         self.generator = torch.Generator(device=device)
         self.model: nn.Module | None = None
@@ -504,8 +502,10 @@ class SLICMethod:
             raise UsageError(f"unknown --flow {o.flow!r}", "--flow", "use dis or tvl1")
         if not 0.0 <= o.p_same <= 1.0 or not 0.0 <= o.flow_prob <= 1.0:
             raise UsageError("--p-same and --flow-prob are probabilities (0 to 1)")
-        if self.opts.cluster_every < 1 or o.warmup_epochs < 0 or o.finch_level < 0:
-            raise UsageError("need --cluster-every >= 1, --warmup-epochs >= 0, --finch-level >= 0")
+        if o.cluster_every < 1 or o.frame_stride < 1 or o.warmup_epochs < 0 or o.finch_level < 0:
+            raise UsageError(
+                "need --cluster-every, --frame-stride >= 1, --warmup-epochs, --finch-level >= 0"
+            )
         spec = spec_of(self.config.arch)
         if o.frames < spec.min_frames or self.config.size < spec.min_side:
             raise UsageError(
@@ -513,7 +513,7 @@ class SLICMethod:
                 f"{spec.min_side} px (got --frames {o.frames}, --size {self.config.size})",
                 "--arch",
             )
-        require_decodable(self.data, o.keep_going, o.frames)
+        require_decodable(self.data, o.keep_going, self.params.span)
 
     # ------------------------------------------------------------------ model
 
