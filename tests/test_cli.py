@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer.main
 
@@ -318,6 +319,32 @@ def test_config_errors(invoke, tmp_path: Path) -> None:
     assert invoke("videos", "-", "--config", str(config)).exit_code == ExitCode.USAGE
     missing = invoke("videos", "-", "--config", str(tmp_path / "none.toml"))
     assert missing.exit_code == ExitCode.NO_INPUT
+
+
+def test_config_tables_of_group_commands(invoke, tmp_path: Path) -> None:
+    """[cluster] sets `vcl cluster` (the group's default command), [track.eval] sets
+    `vcl track eval`; an unknown key in [track] or [track.eval] is refused."""
+    data = tmp_path / "s"
+    assert invoke("synth", str(data), "--videos", "2", "--frames", "12", "-q").exit_code == 0
+    gt = str(data / "gt_tracks.jsonl")
+    config = tmp_path / "vcl.toml"
+    config.write_text("[track]\nmin_len = 5\n[track.eval]\nmin_len = 7\n")
+    report = json.loads(invoke("track", "eval", gt, "--gt", gt, "--config", str(config)).stdout)
+    assert report["min_len"] == 7
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(30, 4)).astype("f4"))
+    config.write_text("[cluster]\nk = 3\n")  # `vcl cluster` is `cluster run`
+    args = ("cluster", str(tmp_path / "x.npy"), "-o", str(tmp_path / "c.zarr"), "-q")
+    result = invoke(*args, "--config", str(config))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["k"] == 3
+    config.write_text("[track.eval]\nbogus = 7\n")
+    result = invoke("track", "eval", gt, "--gt", gt, "--config", str(config))
+    assert result.exit_code == ExitCode.USAGE
+    assert "[track.eval] has unknown option 'bogus'" in one_error_line(result.stderr)
+    config.write_text("[track]\nbogus = 7\n")
+    result = invoke("track", gt, "--method", "gt", "-o", "-", "--config", str(config))
+    assert result.exit_code == ExitCode.USAGE
+    assert "[track] has unknown option 'bogus'" in one_error_line(result.stderr)
 
 
 # --- vcl synth through the CLI -------------------------------------------------------

@@ -34,12 +34,32 @@ def _config_key(key: str) -> str:
     return key.replace("-", "_")
 
 
+def _config_table(ctx: typer.Context) -> tuple[list[str], set[str]]:
+    """The TOML table path of this command and the sub-table names it must skip.
+
+    ``vcl synth`` reads ``[synth]``; a group's default command (``vcl proposals``, i.e.
+    ``proposals run``) reads the group's table ``[proposals]``, whose sub-tables belong
+    to its other commands (``[track.eval]`` for ``vcl track eval``).
+    """
+    path: list[str] = []
+    node: Any = ctx
+    while node is not None and node.parent is not None:
+        path.append(node.info_name or "")
+        node = node.parent
+    path.reverse()
+    siblings: set[str] = set()
+    if len(path) == 2 and path[1] == "run":
+        siblings = set(getattr(ctx.parent.command, "commands", {})) - {"run"}
+        path = path[:1]
+    return path, siblings
+
+
 def load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> None:
     """Eager ``--config``: TOML keys become option defaults; flags still override.
 
     Top-level keys apply to every command that has such an option (``seed = 1``,
-    ``device = "cuda"``); a table named after the command (``[synth]``) applies to
-    that command only and must name its options.
+    ``device = "cuda"``); a table named after the command (``[synth]``, ``[proposals]``,
+    ``[track.eval]``) applies to that command only and must name its options.
     """
     if value is None:
         return
@@ -52,19 +72,24 @@ def load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | No
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise fail(f"{value}: not valid TOML ({exc})", ExitCode.USAGE) from None
     names = {p.name for p in ctx.command.params if p.name not in ("config",)}
-    command = ctx.info_name or ""
+    path, siblings = _config_table(ctx)
+    table = ".".join(path)
     defaults = {
         _config_key(k): v
         for k, v in data.items()
         if not isinstance(v, dict) and _config_key(k) in names
     }
-    section = data.get(command, {})
+    section: Any = data
+    for part in path:
+        section = section.get(part, {}) if isinstance(section, dict) else None
     if not isinstance(section, dict):
-        raise fail(f"{value}: [{command}] must be a table", ExitCode.USAGE)
+        raise fail(f"{value}: [{table}] must be a table", ExitCode.USAGE)
     for key, val in section.items():
+        if key in siblings and isinstance(val, dict):
+            continue  # [group.command]: another command's table
         if _config_key(key) not in names:
             raise fail(
-                f"{value}: [{command}] has unknown option {key!r}; see vcl {command} --help",
+                f"{value}: [{table}] has unknown option {key!r}; see vcl {' '.join(path)} --help",
                 ExitCode.USAGE,
             )
         defaults[_config_key(key)] = val
