@@ -137,6 +137,33 @@ def test_damage_is_detected(tmp_path: Path) -> None:
     assert any("'box' is missing" in p for p in Store(path).verify())
 
 
+def test_fill_value_chunks_are_not_damage(invoke, tmp_path: Path) -> None:
+    """An all-black crop or an all-unlabelled column equals the fill value, which zarr 3
+    skips writing unless every handle asks; `vcl info` must read such a store as fine,
+    and also one written before every chunk was (no vcl_every_chunk mark)."""
+    import json
+
+    import zarr
+
+    path = tmp_path / "p.zarr"
+    with StoreWriter(path, "vcl.test/1", {}) as writer:
+        writer.define_columns({"image": ("uint8", (5, 3)), "label": (str, ())})
+        writer.append_group("black", image=np.zeros((4, 5, 3)), label=np.full(4, ""))
+    assert Store(path).verify() == []
+    assert invoke("info", str(path)).exit_code == 0
+    # an older store: no mark, and the fill-value chunks were never written
+    group = zarr.open_group(str(path), mode="r+")
+    del group.attrs["vcl_every_chunk"]
+    for name in ("image", "label"):
+        for chunk in [p for p in (path / name).rglob("*") if p.is_file()]:
+            if chunk.name != "zarr.json":
+                chunk.unlink()
+    result = invoke("info", str(path), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == 4
+    assert not Store(path).read_group("black")["image"].any()
+
+
 def test_plain_arrays(tmp_path: Path) -> None:
     path = tmp_path / "model.zarr"
     mean = np.arange(12, dtype=np.float64).reshape(3, 4)

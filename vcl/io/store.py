@@ -3,7 +3,8 @@
 Layout of a store (a zarr v3 group, zstd-compressed arrays):
 
 - attrs: ``vcl_schema`` ("vcl.<kind>/<major>"), ``vcl_version``, ``command``,
-  ``params``, ``seed``, ``created``, and ``vcl_complete`` once fully written;
+  ``params``, ``seed``, ``created``, ``vcl_every_chunk`` (every chunk has a file, so
+  a missing one is damage), and ``vcl_complete`` once fully written;
 - columns: arrays sharing their first axis (one row per box, per trajectory, per
   image...), listed in ``attrs["vcl_columns"]``;
 - groups: rows arrive one group at a time (usually one video), recorded in the
@@ -36,6 +37,10 @@ import numpy as np
 from vcl.errors import DataError, MissingInputError, OutputError
 
 COMPLETE = "vcl_complete"
+# zarr 3 skips chunks equal to the fill value unless each handle asks otherwise (the
+# setting is not stored): stores without this mark may lack such chunks legitimately.
+EVERY_CHUNK = "vcl_every_chunk"
+_WRITE_EVERY_CHUNK = {"write_empty_chunks": True}
 GROUP_IDS, GROUP_ROWS = "group_ids", "group_rows"
 _CHUNK_BYTES = 4 << 20  # ~4 MiB of raw data per chunk: few files, cheap partial reads
 _FLUSH_SECONDS = 30.0  # slow stages (idt, fisher) commit finished videos at least this often
@@ -101,7 +106,7 @@ def _create_array(
         dtype=dtype,
         fill_value=fill_value,
         compressors=None if is_str else zarr.codecs.ZstdCodec(level=3),
-        config={"write_empty_chunks": True},  # so a missing chunk file means damage
+        config=_WRITE_EVERY_CHUNK,  # so a missing chunk file means damage
     )
 
 
@@ -142,7 +147,8 @@ class StoreWriter:
                 self.group = zarr.open_group(str(self.partial), mode="w", zarr_format=3)
             except OSError as exc:
                 raise OutputError(f"cannot create ({exc.strerror})", self.partial) from None
-            self.group.attrs.update({**attrs, "vcl_columns": []})
+            # a resumed store keeps its own mark: older writers could skip chunks
+            self.group.attrs.update({**attrs, "vcl_columns": [], EVERY_CHUNK: True})
             _create_array(self.group, GROUP_IDS, str, ())
             _create_array(self.group, GROUP_ROWS, "int64", (), fill_value=-1)
         self._arrays: dict[str, Any] = {}
@@ -200,9 +206,12 @@ class StoreWriter:
         return list(self.group.attrs.get("vcl_columns", []))
 
     def _array(self, name: str) -> Any:
-        """Open handles are cached: each lookup otherwise rereads the array's metadata."""
+        """Open handles are cached: each lookup otherwise rereads the array's metadata.
+
+        A reopened array forgets ``write_empty_chunks``, so it is set again here.
+        """
         if name not in self._arrays:
-            self._arrays[name] = self.group[name]
+            self._arrays[name] = self.group[name].with_config(_WRITE_EVERY_CHUNK)
         return self._arrays[name]
 
     @property
@@ -300,7 +309,7 @@ class StoreWriter:
             dtype=values.dtype if values.dtype.kind != "U" else str,
             chunks=values.shape if values.size else None,
             compressors=None if values.dtype.kind == "U" else zarr.codecs.ZstdCodec(level=3),
-            config={"write_empty_chunks": True},
+            config=_WRITE_EVERY_CHUNK,
         )
         if values.size:
             arr[...] = values
@@ -411,8 +420,15 @@ class Store:
         return {c: self.group[c][sl] for c in self.columns}
 
     def verify(self) -> list[str]:
-        """Problems found by checking every chunk file is present (empty list: intact)."""
-        problems = []
+        """Problems found by checking every chunk file is present (empty list: intact).
+
+        Only stores marked ``vcl_every_chunk`` are checked: older ones may lack chunks
+        that equal the fill value (an all-black crop, an unlabelled column), which
+        read back correctly, so their absence is not damage.
+        """
+        problems: list[str] = []
+        if not self.attrs.get(EVERY_CHUNK):
+            return problems
         for name in self.arrays:
             arr = self.group[name]
             if arr.size and arr.nchunks_initialized != arr.nchunks:
