@@ -216,6 +216,22 @@ def check_schema(schema: str, cls: type[Record]) -> None:
         )
 
 
+def is_stream(path: str | Path) -> bool:
+    """``-``, or a named pipe, socket or terminal given as a path (bash's ``<(cmd)``
+    is ``/dev/fd/N``, a pipe): text that can be read once only, so it is read as a
+    JSONL manifest without peeking, and its relative paths are taken from the working
+    directory as for stdin (its own "folder" is ``/proc/PID/fd``)."""
+    import stat
+
+    if str(path) == "-":
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+
+
 def open_text_input(path: str | Path) -> TextIO:
     """Open a file, or stdin for ``-`` (refusing to wait on an interactive terminal)."""
     if str(path) == "-":
@@ -272,7 +288,7 @@ def iter_records(path: str | Path, cls: type[R], base: Path | None = None) -> It
     """
     name = "-" if str(path) == "-" else str(path)
     if base is None:
-        base = Path.cwd() if name == "-" else Path(path).resolve().parent
+        base = Path.cwd() if is_stream(path) else Path(path).resolve().parent
     seen: dict[str, int] = {}
     for lineno, obj in iter_json_lines(path):
         try:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vcl.errors import DataError, MissingInputError, UsageError
-from vcl.io.manifest import VideoRecord, read_records
+from vcl.io.manifest import VideoRecord, is_stream, read_records
 from vcl.io.video import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = frozenset(
@@ -74,7 +74,7 @@ def resolve_videos(inputs: Sequence[str]) -> list[VideoRecord]:
     plain: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if item == "-" or path.suffix == ".jsonl":
+        if path.suffix == ".jsonl" or is_stream(item):  # a pipe: no peeking, read once
             records.extend(read_records(item, VideoRecord))
         elif not path.exists():
             raise MissingInputError("no such video file, frame folder or manifest", path)
@@ -84,7 +84,7 @@ def resolve_videos(inputs: Sequence[str]) -> list[VideoRecord]:
                     "is an image, not a video", path, "pass the folder of frames instead"
                 )
             plain.append(path)
-        elif _is_frame_folder(path):
+        elif path.is_dir() and _is_frame_folder(path):
             plain.append(path)
         else:
             found = _find_videos(path)
