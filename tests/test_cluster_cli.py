@@ -198,3 +198,40 @@ def test_bad_labels_and_usage(invoke, tmp_path, npy) -> None:
     ids.write_text("\n".join(f"item{i}" for i in range(211)))
     named = invoke("cluster", path, "--ids", ids, "--k", "3", "--jsonl")
     assert jsonl(named.stdout)[0]["id"] == "item0"
+
+
+def test_eval_with_nothing_labelled_is_an_error(invoke, tmp_path, npy) -> None:
+    """Scores over no labelled sample would read as perfect (NMI 1.0) beside a NaN."""
+    path, y = npy
+    out = tmp_path / "c.zarr"
+    assert invoke("cluster", path, "-o", out, "--k", "3").exit_code == 0
+    unlabelled = write_labels(tmp_path / "none.jsonl", np.arange(211), y, drop=tuple(range(211)))
+    result = invoke("cluster", "eval", out, "--labels", unlabelled)
+    assert result.exit_code == ExitCode.DATA and not result.stdout
+    line = one_error_line(result.stderr)
+    assert "none.jsonl" in line and "c.zarr" in line and "no id of the clusters" in line
+    assert "'0', '1', '2'" in line  # the first clustered ids, to compare with the labels
+    # the only labelled id is the row dropped for NaN (not clustered)
+    others = (*range(7), *range(8, 211))
+    only = write_labels(tmp_path / "only7.jsonl", np.arange(211), y, drop=others)
+    result = invoke("cluster", "eval", out, "--labels", only)
+    assert result.exit_code == ExitCode.DATA and "'7'" in one_error_line(result.stderr)
+
+
+def test_eval_json_has_no_bare_nan(invoke, tmp_path, npy, monkeypatch) -> None:
+    import vcl.cluster_metrics
+
+    path, _ = npy
+    out = tmp_path / "c.zarr"
+    assert invoke("cluster", path, "-o", out, "--k", "3").exit_code == 0
+    nan = {"nmi": float("nan"), "sizes": {"mean": float("inf")}, "per": [float("-inf"), 1.0]}
+    monkeypatch.setattr(vcl.cluster_metrics, "evaluate", lambda *a, **k: dict(nan))
+    result = invoke("cluster", "eval", out)
+    assert result.exit_code == 0, result.stderr
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"bare {token} in {result.stdout}")
+
+    report = json.loads(result.stdout, parse_constant=refuse)
+    assert report["nmi"] is None and report["sizes"]["mean"] is None
+    assert report["per"] == [None, 1.0]

@@ -225,6 +225,12 @@ def join(ids: np.ndarray, other_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return i[order], j[order]
 
 
+def _some(ids: np.ndarray, n: int = 3) -> str:
+    """The first few ids, for messages that must show why two id sets do not meet."""
+    shown = ", ".join(repr(str(x)) for x in ids[:n])
+    return (shown + ", …" if len(ids) > n else shown) or "none"
+
+
 def evaluate(
     ids: np.ndarray,
     clusters: np.ndarray,
@@ -239,7 +245,7 @@ def evaluate(
 
     ``clusters`` (N,) with −1 = not clustered (a dropped row); ``labels``, ``tracks`` and
     ``other`` are (ids, values) pairs joined to ``ids`` by id, "" meaning unknown.
-    ``names`` maps "labels" / "tracks" / "vs" to file names for messages.
+    ``names`` maps "clusters" / "labels" / "tracks" / "vs" to file names for messages.
     """
     from vcl.errors import DataError
 
@@ -256,14 +262,30 @@ def evaluate(
     }
     if labels is not None:
         i, j = join(ids, labels[0])
+        label_ids = np.asarray(labels[0]).astype(str)
+        labelled_ids = label_ids[np.asarray(labels[1]).astype(str) != ""]
         if len(i) == 0:
             raise DataError(
-                f"none of its {len(labels[0])} ids are among the {len(ids)} clustered ids",
+                f"none of its {len(labels[0])} ids are among the {len(ids)} clustered ids of "
+                f"{names.get('clusters', 'the clusters')} (ids here: {_some(label_ids)}; "
+                f"clustered: {_some(ids[assigned])})",
                 names.get("labels"),
                 "pass the labels of the same items (ids must match)",
             )
         value = labels[1][j].astype(str)
         keep = (value != "") & assigned[i]
+        if not keep.any():  # scores on no sample would read as perfect (NMI 1.0)
+            has = (
+                f"its {len(labelled_ids)} labelled ids: {_some(labelled_ids)}"
+                if len(labelled_ids)
+                else f"none of its {len(label_ids)} ids has one"
+            )
+            raise DataError(
+                f"no id of the clusters in {names.get('clusters', 'the clusters')} has a label "
+                f"here ({has}; clustered: {_some(ids[assigned])})",
+                names.get("labels"),
+                "pass the labels of the same items (ids must match, label must be set)",
+            )
         cl, lab = clusters[i][keep], value[keep]
         out |= {
             "labelled": int(keep.sum()),

@@ -10,6 +10,23 @@ import typer
 
 from vcl.cli.common import Device, Features, Overwrite, Seed, command_group, vcl_command
 
+
+def _json(value: object) -> str:
+    """JSON with NaN / inf as null: bare NaN is not JSON, and jq or a browser reject it."""
+    import math
+
+    def finite(v: object) -> object:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), allow_nan=False)
+
+
 app = command_group(
     "Cluster features: k-means, FINCH or track k-means.\n\n"
     "`vcl cluster FEATURES -o clusters.zarr` runs the clustering (the `run` subcommand, "
@@ -236,7 +253,7 @@ def run(
         write_clusters_jsonl("-" if output is None else output, clustering, overwrite)
     else:
         write_clusters(output, clustering, params, seed, overwrite)
-    text = json.dumps(summary)
+    text = _json(summary)
     if jsonl and output is None:
         log.info("%s", text)
     else:
@@ -343,7 +360,12 @@ def evaluate(
         other_run = run_index if vs_run is None else vs_run
         other_ids, other_assignment, _ = read_assignment(vs, other_run if is_store(vs) else 0)
         other = (other_ids, other_assignment)
-    names = {"labels": str(label(labels)), "tracks": str(label(track_source)), "vs": str(vs)}
+    names = {
+        "clusters": str(clusters),
+        "labels": str(label(labels)),
+        "tracks": str(label(track_source)),
+        "vs": str(vs),
+    }
     report = evaluate_clusters(
         ids,
         assignment,
@@ -370,7 +392,7 @@ def evaluate(
         "vs_run": None if vs is None else (run_index if vs_run is None else vs_run),
         **report,
     }
-    typer.echo(json.dumps(report))
+    typer.echo(_json(report))
 
 
 EXAMPLES = [
