@@ -170,6 +170,16 @@ def test_planted_synth_objects_are_recalled(invoke, synth: Path, tmp_path: Path)
         assert figures["abo"]["300"] >= figures["abo"]["10"]
 
 
+def test_frames_emptied_by_the_moving_points_test_are_counted(invoke, synth, tmp_path) -> None:
+    out = tmp_path / "m.zarr"
+    options = ["--method", "motion", "--min-moving", "0.99", "--max-moving", "1"]
+    run = invoke("proposals", synth / "videos.jsonl", "-o", out, *options)
+    assert run.exit_code == 0, run.stderr
+    warnings = [x for x in run.stderr.splitlines() if x.startswith("warning: ")]
+    assert len(warnings) == 1 and "72 of 72 sampled frames have no proposals" in warnings[0]
+    assert "--min-moving 0.99" in warnings[0]
+
+
 @pytest.mark.parametrize(("camera", "least"), [("static", 0.9), ("pan", 0.85)])
 def test_moving_objects_are_recalled(invoke, tmp_path: Path, camera: str, least: float) -> None:
     """Motion proposals on 20 default synth videos, static and panning camera (the

@@ -88,3 +88,5 @@ def test_kcf_static_video_gives_no_pairs(tmp_path: Path, invoke) -> None:
     result = invoke("track", "--method", "kcf", tmp_path / "still.mp4", "--length", "3")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
+    warning = [x for x in result.stderr.splitlines() if x.startswith("warning: ")]
+    assert len(warning) == 1 and "no kcf track" in warning[0] and "--min-moving 0.25" in warning[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -283,6 +283,7 @@ def run(
             writer.set_attrs(videos=known)  # before the rows: a rerun redoes it if lost
             writer.append_group(video_id, frame=result.frame, box=result.box, score=result.score)
         writer.set_attrs(failed=[f["video_id"] for f in failures])
+    _warn_rejected(known, config)
     done = len(records) - len(failures)
     log.info("wrote %s (%d video%s)", output, done, "" if done == 1 else "s")
     if failures:
@@ -363,6 +364,23 @@ def evaluate(
     store_input = store[0] if len(store) == 1 else store
     report = run_eval(store_input, gt, tops, thresholds, kind, min_visible, skip_empty)
     typer.echo(json.dumps(report, indent=2))
+
+
+def _warn_rejected(videos: dict[str, dict], config: Any) -> None:
+    """One line when the motion method's moving-points test emptied frames: without it
+    a user sees only a store with few or no boxes."""
+    from vcl.console import log
+
+    sampled = sum(int(v.get("sampled", 0)) for v in videos.values())
+    rejected = sum(int(v.get("rejected", 0)) for v in videos.values())
+    if rejected:
+        motion = config.motion
+        log.warning(
+            "%d of %d sampled frames have no proposals: fewer than --min-moving %g or more "
+            "than --max-moving %g of their points moved (Wang & Gupta's frame test; "
+            "--min-moving 0 --max-moving 1 turns it off)",
+            rejected, sampled, motion.min_moving, motion.max_moving,
+        )  # fmt: skip
 
 
 EXAMPLES = [

@@ -178,7 +178,7 @@ def run(
     from vcl.track import TrackWriter, VideoTask, process_video
 
     if method not in ("iou", "kcf", "gt"):
-        raise UsageError(f"--method must be iou, kcf or gt, got {method!r}", "--method")
+        raise UsageError(f"must be iou, kcf or gt, got {method!r}", "--method")
     if method == "gt":
         from vcl.track.gt import import_tracks
 
@@ -262,6 +262,12 @@ def run(
         raise
     writer.finish()
     log.info("wrote %d tracks of %d videos", writer.count, len(tasks) - len(failures))
+    if method == "kcf" and writer.count == 0 and len(tasks) > len(failures):
+        log.warning(
+            "no kcf track: a patch starts only on frames where between --min-moving %g and "
+            "--max-moving %g of the points move (Wang & Gupta's test; 0 and 1 turn it off)",
+            min_moving, max_moving,
+        )  # fmt: skip
     if failures:
         log.warning("%d videos failed: %s", len(failures), ", ".join(failures))
         raise typer.Exit(3)
