@@ -156,6 +156,22 @@ def test_human_boxes_are_used(clip: Path, tmp_path: Path, invoke) -> None:
     assert Store(tmp_path / "h.zarr").attrs["params"]["humans"] == "boxes"
 
 
+def test_human_boxes_of_other_videos_are_refused_or_warned(clip, tmp_path, invoke) -> None:
+    boxes = tmp_path / "people.jsonl"
+    track = {"video_id": "elsewhere", "frames": [0], "boxes": [[1, 2, 30, 40]]}
+    boxes.write_text(json.dumps(track) + "\n")
+    result = invoke("idt", clip, "-o", tmp_path / "h.zarr", "--human-boxes", boxes)
+    assert result.exit_code == ExitCode.USAGE and not (tmp_path / "h.zarr").exists()
+    assert "no boxes for any of the 1 videos" in result.stderr and "elsewhere" in result.stderr
+    both = tmp_path / "both.jsonl"
+    both.write_text(f"{json.dumps({'id': 'obj', 'path': str(clip)})}\n"
+                    f"{json.dumps({'id': 'obj2', 'path': str(clip)})}\n")  # fmt: skip
+    boxes.write_text(json.dumps({**track, "video_id": "obj"}) + "\n")
+    result = invoke("idt", both, "-o", tmp_path / "w.zarr", "--human-boxes", boxes)
+    assert result.exit_code == 0, result.stderr
+    assert "1 of 2 videos have no boxes" in result.stderr and "obj2" in result.stderr
+
+
 def test_bad_inputs_exit_codes(store: Path, clip: Path, tmp_path: Path, invoke) -> None:
     result = invoke("idt", tmp_path / "missing.mp4", "-o", tmp_path / "m.zarr")
     assert result.exit_code == ExitCode.NO_INPUT

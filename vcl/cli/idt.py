@@ -273,6 +273,8 @@ def run(
         raise UsageError(str(exc)) from None
     records = select_shard(resolve_videos(videos), parse_shard_option(shard), lambda r: r.id)
     boxes = read_human_boxes(human_boxes) if human_boxes is not None else {}
+    if human_boxes is not None:
+        _check_human_boxes(human_boxes, boxes, [r.id for r in records])
     humans = "none" if no_humans else "boxes" if human_boxes is not None else "detect"
     params = {
         **config.to_json(),
@@ -313,7 +315,8 @@ def run(
     )
     check_free_space(output, rows * row_bytes, "the trajectories")
 
-    with StoreWriter(output, SCHEMA, params, seed, overwrite) as writer:
+    ids = [j.video_id for j in jobs]
+    with StoreWriter(output, SCHEMA, params, seed, overwrite, groups=ids) as writer:
         spec = {}
         for name, values in empty_columns(config).items():
             block = values.ndim == 2
@@ -467,7 +470,8 @@ def convert(
 
     files = _text_files(inputs)
     ids = _ids(files)
-    with StoreWriter(output, SCHEMA, {"source": "text", "dtype": dtype}, None, overwrite) as w:
+    params = {"source": "text", "dtype": dtype}
+    with StoreWriter(output, SCHEMA, params, None, overwrite, groups=ids) as w:
         spec = {}
         for name, values in empty_columns(IdtConfig()).items():
             spec[name] = (dtype if values.ndim == 2 else str(values.dtype), values.shape[1:])
@@ -521,6 +525,28 @@ def _ids(files: list[Path]) -> list[str]:
     if len(set(ids)) != len(ids):
         raise DataError("two text files give the same video id", files[0].parent)
     return ids
+
+
+def _check_human_boxes(path: Path, boxes: dict, video_ids: list[str]) -> None:
+    """A boxes file that names none of the videos is the wrong file (an error); videos it
+    lacks get no people removed, which a user should hear about (one warning)."""
+    from vcl.console import log
+    from vcl.errors import UsageError
+
+    missing = [v for v in video_ids if v not in boxes]
+    if video_ids and len(missing) == len(video_ids):
+        known = ", ".join(sorted(boxes)[:3]) or "none"
+        raise UsageError(
+            f"no boxes for any of the {len(video_ids)} videos (its video ids: {known})",
+            path,
+            "give the boxes of these videos, or --no-humans",
+        )
+    if missing:
+        log.warning(
+            "%d of %d videos have no boxes in %s: people are not removed from them (%s%s)",
+            len(missing), len(video_ids), path, ", ".join(missing[:3]),
+            ", ..." if len(missing) > 3 else "",
+        )  # fmt: skip
 
 
 EXAMPLES = [
