@@ -71,7 +71,10 @@ def good_line(i: int) -> str:
 def test_malformed_line_is_named(tmp_path: Path) -> None:
     lines = [good_line(i) for i in range(10)]
     lines[6] = '{"schema": "vcl.video/1", "id": "v6", "path": '
-    with pytest.raises(DataError, match=r"line 7: not valid JSON"):
+    with pytest.raises(DataError, match=r"line 7: not valid JSON \(Expecting value at column 47\)"):
+        read_records(_write_lines(tmp_path / "m.jsonl", lines), VideoRecord)
+    lines[6] = '{"id": "v6", "path": "a\tb"}'  # a raw tab inside a string
+    with pytest.raises(DataError, match=r"\(Invalid control character at column 24\)"):
         read_records(_write_lines(tmp_path / "m.jsonl", lines), VideoRecord)
 
 

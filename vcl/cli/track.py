@@ -305,10 +305,12 @@ def evaluate(
     coverage: fraction of GT tracks with >= --min-len boxes followed by a predicted
     track with mean IoU >= --iou over their shared frames; purity: mean fraction of a
     predicted track's boxes on its majority GT object; fragmentation: predicted tracks
-    per covered GT object; mean_length: mean boxes per predicted track.
+    per covered GT object; mean_length: mean boxes per predicted track. Only videos
+    both sides have are scored (a warning counts the others; none in common is an error).
     """
     import json
 
+    from vcl.console import log
     from vcl.io.manifest import TrackRecord
     from vcl.io.union import read_records_union
     from vcl.track.evaluate import evaluate as score
@@ -316,7 +318,13 @@ def evaluate(
 
     predicted = read_records_union(tracks, TrackRecord)
     truth = import_tracks(gt)
-    typer.echo(json.dumps(score(predicted, truth, min_len, iou)))
+    report = score(predicted, truth, min_len, iou, names=(", ".join(tracks), gt))
+    if report["videos_only_predicted"] or report["videos_only_gt"]:
+        log.warning(
+            "scored the %d videos both have; left out %d only in the tracks, %d only in %s",
+            report["videos"], report["videos_only_predicted"], report["videos_only_gt"], gt,
+        )  # fmt: skip
+    typer.echo(json.dumps(report))
 
 
 EXAMPLES = [

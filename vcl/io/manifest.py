@@ -267,9 +267,10 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line.rstrip("\r\n"))  # column numbers of this line
             except json.JSONDecodeError as exc:
-                raise DataError(f"line {lineno}: not valid JSON ({exc.msg})", name) from None
+                problem = f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+                raise DataError(f"line {lineno}: not valid JSON ({problem})", name) from None
             if not isinstance(obj, dict):
                 raise DataError(f"line {lineno}: a line must be a JSON object", name)
             yield lineno, obj
