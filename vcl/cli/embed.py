@@ -255,7 +255,7 @@ def run(
     log.info(
         "embedding %d %s with %s (%s): %s",
         len(groups),
-        "videos" if kind in ("videos", "crops") else "image groups",
+        {"videos": "videos", "crops": "videos' crops"}.get(kind, "image groups"),
         net.arch,
         net.device,
         ", ".join(f"{n} {d}" for n, d in col_dims.items()),
@@ -263,7 +263,8 @@ def run(
     canon = [stages[n] for n in names]
     skipped: list[str] = []
     rows = 0
-    with StoreWriter(output, SCHEMA, params, None, overwrite=overwrite) as writer:
+    group_ids = [g for g, _ in groups]
+    with StoreWriter(output, SCHEMA, params, None, overwrite=overwrite, groups=group_ids) as writer:
         writer.define_columns(
             feature_columns(0, has_labels, kind == "crops", kind == "crops", layers=col_dims)
         )
