@@ -186,6 +186,11 @@ def test_eval_split_field_exclude_self_and_average(invoke, tmp_path) -> None:
     assert report["queries"] == 40 and report["recall"]["R@1"] == 1.0
     one = invoke("retrieve", "eval", "--query", path, "--labels", clip_labels)
     assert one.exit_code == ExitCode.USAGE
+    # the same store as query and gallery: each query finds itself, which is said once
+    same = invoke("retrieve", "eval", "--query", path, "--gallery", path, "--labels", clip_labels)
+    assert same.exit_code == 0 and json.loads(same.stdout)["recall"]["R@1"] == 1.0
+    assert "40 of 40 queries are also in the gallery" in same.stderr
+    assert "--exclude-self" in same.stderr and "also in the gallery" not in loo.stderr
 
 
 def test_montage_from_crops_store(invoke, tmp_path, gallery) -> None:

@@ -738,6 +738,15 @@ def evaluate(
         raise DataError("no gallery item has a label", _first(labels or gallery_path or query_path))
     kmax = min(max(cutoffs), len(g_ids))
     extra = 1 if exclude_self else 0
+    shared = len(np.intersect1d(q_ids, g_ids)) if not exclude_self else 0
+    if shared:
+        from vcl.console import log
+
+        log.warning(
+            "%d of %d queries are also in the gallery and will find themselves first "
+            "(R@1 counts it); --exclude-self leaves a query's own id out",
+            shared, len(q_ids),
+        )  # fmt: skip
     config = params.resolved(*g_x.shape)
     g = prepare(g_x, metric)
     q = prepare(q_x, metric)
