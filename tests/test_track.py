@@ -518,6 +518,32 @@ def test_evaluate_hand_computed_case() -> None:
     assert m["fragmentation"] == 2.0  # g1 is the majority object of p1 and of p2
 
 
+def test_eval_scores_only_shared_videos_and_none_shared_is_an_error(tmp_path, invoke) -> None:
+    """Tracks of other videos used to score coverage 0.0 and purity 0.0, exit 0."""
+    from vcl.io.manifest import write_records
+
+    a, b = [[0.0, 0, 10, 10]] * 4, [[50.0, 50, 60, 60]] * 4
+    gt = tmp_path / "gt.jsonl"
+    write_records(gt, [rec("g1", [0, 1, 2, 3], a, "v1"), rec("g2", [0, 1, 2, 3], b, "v2")])
+    stranger = tmp_path / "other.jsonl"
+    write_records(stranger, [rec("p1", [0, 1, 2, 3], a, "x1")])
+    result = invoke("track", "eval", stranger, "--gt", gt, "--min-len", "2")
+    assert result.exit_code == ExitCode.DATA and not result.stdout
+    errors = [x for x in result.stderr.splitlines() if x.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr
+    assert "other.jsonl" in errors[0] and "gt.jsonl" in errors[0] and "'x1'" in errors[0]
+    # v1 is shared, x1 only predicted, v2 only in the ground truth: v1 alone is scored
+    some = tmp_path / "some.jsonl"
+    write_records(some, [rec("p1", [0, 1, 2, 3], a, "v1"), rec("p2", [0, 1], b[:2], "x1")])
+    result = invoke("track", "eval", some, "--gt", gt, "--min-len", "2")
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)
+    assert (m["coverage"], m["purity"], m["videos"]) == (1.0, 1.0, 1)
+    assert (m["videos_only_predicted"], m["videos_only_gt"], m["gt_tracks"]) == (1, 1, 1)
+    warnings = [x for x in result.stderr.splitlines() if x.startswith("warning: ")]
+    assert len(warnings) == 1 and "1 only in the tracks, 1 only in" in warnings[0]
+
+
 # ------------------------------------------------------------------------------ import
 
 

@@ -11,6 +11,8 @@ box) so that every (predicted, ground-truth) pair's per-frame IoU is one broadca
 - **fragmentation**: for each covered ground-truth track, how many predicted tracks
   have it as their majority object (1 is ideal); the mean;
 - **mean_length**: mean number of boxes of a predicted track.
+
+All over the videos both the predictions and the ground truth have.
 """
 
 from __future__ import annotations
@@ -43,31 +45,49 @@ def _pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, np.where(np.isnan(union), np.nan, 0.0))
 
 
+def _some(ids: Sequence[str], n: int = 3) -> str:
+    shown = ", ".join(repr(i) for i in ids[:n])
+    return (shown + ", …" if len(ids) > n else shown) or "none"
+
+
 def evaluate(
     predicted: Sequence[TrackRecord],
     truth: Sequence[TrackRecord],
     min_len: int = 40,
     iou: float = 0.5,
+    names: tuple[str, str] = ("tracks", "ground truth"),
 ) -> dict:
-    """The metrics above, as a JSON-able dict (also the counts they come from)."""
+    """The metrics above, as a JSON-able dict (also the counts they come from).
+
+    Only videos both sides have are scored: a video missing from one side is most
+    likely a different subset or a failed run, and scoring it would read as a tracker
+    that found nothing (or only wrong boxes). No video in common is an error naming
+    both files (``names``: predicted, ground truth); the counts left out are returned.
+    """
+    from vcl.errors import DataError
+
     pred_by, gt_by = defaultdict(list), defaultdict(list)
     for t in predicted:
         pred_by[t.video_id].append(t)
     for t in truth:
         gt_by[t.video_id].append(t)
+    videos = sorted(set(pred_by) & set(gt_by))
+    if not videos:
+        raise DataError(
+            f"shares no video id with {names[1]} (video ids here: {_some(sorted(pred_by))}; "
+            f"there: {_some(sorted(gt_by))})",
+            names[0],
+            "score tracks of the videos the ground truth annotates",
+        )
+    predicted = [t for v in videos for t in pred_by[v]]
     long_gt = covered = 0
     purities: list[float] = []
     fragments: list[int] = []
-    for video in sorted(set(pred_by) | set(gt_by)):
-        preds, gts = pred_by.get(video, []), gt_by.get(video, [])
+    for video in videos:
+        preds, gts = pred_by[video], gt_by[video]
         n_frames = 1 + max(t.frames[-1] for t in [*preds, *gts])
         is_long = np.array([len(t.frames) >= min_len for t in gts], bool)
         long_gt += int(is_long.sum())
-        if not preds:
-            continue
-        if not gts:
-            purities += [0.0] * len(preds)
-            continue
         ious = _pair_iou(_dense(preds, n_frames), _dense(gts, n_frames))  # (P, G, T)
         shared = np.isfinite(ious)
         with np.errstate(invalid="ignore"):
@@ -97,7 +117,10 @@ def evaluate(
         "purity": float(np.mean(purities)) if purities else None,
         "fragmentation": float(np.mean(fragments)) if fragments else None,
         "mean_length": float(np.mean(lengths)) if lengths else None,
-        "gt_tracks": len(truth),
+        "videos": len(videos),
+        "videos_only_predicted": len(pred_by) - len(videos),
+        "videos_only_gt": len(gt_by) - len(videos),
+        "gt_tracks": sum(len(gt_by[v]) for v in videos),
         "gt_tracks_long": long_gt,
         "gt_tracks_covered": covered,
         "predicted_tracks": len(predicted),
