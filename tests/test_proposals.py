@@ -306,6 +306,34 @@ def test_eval_by_hand(invoke, tmp_path: Path) -> None:
     assert visible["gt_boxes"] == 2
 
 
+def test_eval_without_a_shared_video_is_an_error(invoke, tmp_path: Path) -> None:
+    """No video in common used to print all-null recall with exit 0."""
+    store = tmp_path / "p.zarr"
+    with StoreWriter(store, SCHEMA, ProposalConfig().params(), seed=0) as writer:
+        writer.define_columns(COLUMNS)
+        box = np.array([[0, 0, 10, 10]])
+        writer.append_group("v", frame=np.array([0]), box=box, score=np.array([0.5]))
+        writer.set_attrs(videos={"v": {"width": 40, "height": 40, "frame_end": 1, "sampled": 1}})
+    gt = tmp_path / "gt.jsonl"
+    write_records(gt, [TrackRecord(id="a", video_id="w", frames=[0], boxes=[[0, 0, 10, 10]])])
+    result = invoke("proposals", "eval", store, "--gt", gt)
+    assert result.exit_code == ExitCode.DATA and not result.stdout
+    lines = [x for x in result.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "p.zarr" in lines[0] and "gt.jsonl" in lines[0] and "'w'" in lines[0]
+    only = invoke("proposals", "eval", store, "--gt", gt, "--kind", "distractor")
+    assert only.exit_code == ExitCode.DATA and "no ground-truth box" in only.stderr
+    # one video shared, one only in the ground truth: scored, with one warning
+    both = [TrackRecord(id=v, video_id=v, frames=[0], boxes=[[0, 0, 10, 10]]) for v in "vw"]
+    write_records(gt, both)
+    result = invoke("proposals", "eval", store, "--gt", gt)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["videos"] == 1 and report["recall"]["0.5"]["10"] == 1.0
+    warnings = [x for x in result.stderr.splitlines() if x.startswith("warning: ")]
+    assert len(warnings) == 1 and "1 of 2 ground-truth videos" in warnings[0]
+
+
 def _read(path: Path) -> dict[str, dict[str, np.ndarray]]:
     store = Store(path, kind="proposals", version=1)
     return {vid: store.read_group(vid) for vid in store.group_ids}

@@ -363,7 +363,40 @@ def evaluate(
         raise MissingInputError("no such ground-truth file", gt)
     store_input = store[0] if len(store) == 1 else store
     report = run_eval(store_input, gt, tops, thresholds, kind, min_visible, skip_empty)
+    if report["videos"] == 0:  # recall of nothing: all null, which read as a result
+        _no_shared_video(store, gt, kind, min_visible)
+    if report["videos_missing"]:
+        from vcl.console import log
+
+        log.warning(
+            "%d of %d ground-truth videos in %s are not in the proposals; scored the others",
+            report["videos_missing"], report["videos"] + report["videos_missing"], gt,
+        )  # fmt: skip
     typer.echo(json.dumps(report, indent=2))
+
+
+def _no_shared_video(store: list[Path], gt: Path, kind: str, min_visible: float) -> None:
+    """Raise the error for proposals and ground truth without a video in common."""
+    from vcl.errors import DataError
+    from vcl.io.union import open_stores
+    from vcl.proposals.evaluate import load_ground_truth
+
+    def some(ids: list[str]) -> str:
+        shown = ", ".join(repr(i) for i in ids[:3])
+        return (shown + ", …" if len(ids) > 3 else shown) or "none"
+
+    truth = sorted(load_ground_truth(gt, kind, min_visible))
+    if not truth:
+        raise DataError(
+            f"holds no ground-truth box to score (--kind {kind}, --min-visible {min_visible:g})",
+            gt,
+        )
+    ids = sorted(open_stores(store, kind="proposals", version=1).group_ids)
+    raise DataError(
+        f"shares no video id with {gt} (video ids here: {some(ids)}; there: {some(truth)})",
+        ", ".join(map(str, store)),
+        "score proposals of the videos the ground truth annotates",
+    )
 
 
 def _warn_rejected(videos: dict[str, dict], config: Any) -> None:
