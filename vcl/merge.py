@@ -84,9 +84,10 @@ def merge_stores(
     attrs = combine_attrs(stores)
     params = strip_shard(first.attrs.get("params", {}))
     spec = column_spec(first)
-    with StoreWriter(
-        output, first.attrs["vcl_schema"], params, first.attrs.get("seed"), overwrite
-    ) as writer:
+    ids = [gid for _, keep in plan for gid in keep]
+    seed = first.attrs.get("seed")
+    schema = first.attrs["vcl_schema"]
+    with StoreWriter(output, schema, params, seed, overwrite, groups=ids) as writer:
         writer.define_columns(spec, chunk_rows={c: first[c].chunks[0] for c in first.columns})
         if writer.resumed:
             log.info("resuming: %d groups already merged", len(writer.done_groups))

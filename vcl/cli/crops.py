@@ -129,7 +129,9 @@ def run(
     k = 2 if pairs else per_track
     expected = sum(min(k, len(r.frames)) for t in tasks for r in t.tracks)
     check_free_space(output, projected_bytes(expected, size), f"{expected} crops")
-    with StoreWriter(output, "vcl.crops/1", params.to_json(), None, overwrite) as writer:
+    ids = [t.video_id for t in tasks]
+    schema = "vcl.crops/1"
+    with StoreWriter(output, schema, params.to_json(), None, overwrite, groups=ids) as writer:
         writer.define_columns(columns_spec(size), chunk_rows={"image": CHUNK_SAMPLES})
         todo = [t for t in tasks if t.video_id not in writer.done_groups]
         if len(todo) < len(tasks):

@@ -351,7 +351,9 @@ def encode(
     spec = feature_columns(dim, labels=labels is not None, videos=True)
     spec["n_descriptors"] = ("int64", ())
     dropped_rows = dropped_videos = 0
-    with StoreWriter(output, SCHEMA, params, seed=model.seed, overwrite=overwrite) as writer:
+    with StoreWriter(
+        output, SCHEMA, params, seed=model.seed, overwrite=overwrite, groups=video_ids
+    ) as writer:
         writer.define_columns(spec)
         todo = [v for v in video_ids if v not in writer.done_groups]
         if writer.resumed:

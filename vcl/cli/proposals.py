@@ -258,7 +258,8 @@ def run(
     row_bytes = 24  # frame int32, box 4 float32, score float32 (COLUMNS)
     check_free_space(output, frames / stride * max_boxes * row_bytes, "the proposals")
     failures: list[dict[str, str]] = []
-    with StoreWriter(output, SCHEMA, config.params(), seed, overwrite) as writer:
+    ids = [r.id for r in records]
+    with StoreWriter(output, SCHEMA, config.params(), seed, overwrite, groups=ids) as writer:
         writer.define_columns(COLUMNS)
         todo = [VideoTask(r.id, r.path) for r in records if r.id not in writer.done_groups]
         if writer.resumed:

@@ -188,8 +188,10 @@ def run(
         by_video: dict[str, list] = {}
         for r in records:
             by_video.setdefault(r.video_id, []).append(r)
-        writer = TrackWriter(output, {"method": "gt", "keep_class": keep_class}, overwrite)
-        for vid in select_shard(list(by_video), parse_shard_option(shard), key=str):
+        ids = select_shard(list(by_video), parse_shard_option(shard), key=str)
+        params = {"method": "gt", "keep_class": keep_class}
+        writer = TrackWriter(output, params, overwrite, groups=ids)
+        for vid in ids:
             if vid not in writer.done:
                 writer.write_video(vid, by_video[vid])
         writer.finish()
@@ -238,7 +240,8 @@ def run(
         tasks = [VideoTask(v.id, v.path, "kcf", params) for v in resolve_videos(inputs)]
 
     tasks = select_shard(tasks, parse_shard_option(shard), key=lambda t: t.video_id)
-    writer = TrackWriter(output, {"method": method, **params}, overwrite)
+    ids = [t.video_id for t in tasks]
+    writer = TrackWriter(output, {"method": method, **params}, overwrite, groups=ids)
     todo = [t for t in tasks if t.video_id not in writer.done]
     if len(todo) < len(tasks):
         log.info("resuming: %d of %d videos already done", len(tasks) - len(todo), len(tasks))

@@ -13,8 +13,9 @@ Layout of a store (a zarr v3 group, zstd-compressed arrays):
 
 A writer builds the store at ``NAME.partial`` and renames it to ``NAME`` only when it
 closes without error, after setting ``vcl_complete``; readers refuse anything else.
-A rerun finds ``NAME.partial``, checks its parameters are the same, truncates rows
-of a group whose commit did not finish, and skips the groups already written.
+A rerun finds ``NAME.partial``, checks its parameters are the same and that it holds
+no group outside the rerun's input (see `check_resumable`), truncates rows of a group
+whose commit did not finish, and skips the groups already written.
 Groups are queued and flushed in batches of about a chunk (or every 30 s, so a
 kill of a slow stage loses little); a flush writes the rows
 first and the ``group_rows`` entries last, so those are the commit: a kill at any
@@ -28,7 +29,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,40 @@ _FLUSH_SECONDS = 30.0  # slow stages (idt, fisher) commit finished videos at lea
 def partial_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".partial")
+
+
+def check_resumable(
+    partial: Path, done: Iterable[str], groups: Iterable[str] | None, overwrite: bool
+) -> bool:
+    """Whether the groups an interrupted run committed to ``partial`` may be resumed.
+
+    A resumed output must hold groups of this run's input only: a rerun on another
+    input list (a video dropped or renamed, another shard) would otherwise finish with
+    the old run's videos in it under this run's command line, an output claiming to be
+    made from inputs it was not. Dropping the stale groups is not offered: rows are
+    contiguous per group, so it means rewriting every column (or every JSONL line)
+    behind the user's back. A partial with stale groups is refused, naming them; with
+    ``overwrite`` (--overwrite) it is discarded instead and False returned, so the
+    caller starts over. ``groups`` None: the writer has no per-input groups to check.
+    """
+    if groups is None:
+        return True
+    wanted = set(groups)
+    stale = [g for g in done if g not in wanted]
+    if not stale:
+        return True
+    shown = ", ".join(repr(g) for g in stale[:3]) + (", ..." if len(stale) > 3 else "")
+    what = f"{len(stale)} groups ({shown})" if len(stale) > 1 else shown
+    if overwrite:
+        from vcl.console import log
+
+        log.warning("%s: discarded, it holds %s, which this run's input lacks", partial, what)
+        return False
+    raise OutputError(
+        f"an interrupted run on other inputs left {what}, which this run's input lacks",
+        partial,
+        "rerun with the same inputs to resume, or pass --overwrite (or delete it) to start over",
+    )
 
 
 def provenance(schema: str, params: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
@@ -110,10 +145,20 @@ def _create_array(
     )
 
 
+def _committed(group: Any) -> tuple[int, int]:
+    """``(groups, rows)`` committed: the groups before the first unfinished entry."""
+    rows = group[GROUP_ROWS][:]
+    ids = group[GROUP_IDS][:]
+    n = min(len(rows), len(ids))
+    bad = np.flatnonzero((rows[:n] < 0) | (ids[:n] == ""))
+    n = int(bad[0]) if bad.size else n
+    return n, int(rows[:n].sum())
+
+
 class StoreWriter:
     """Write a store atomically and resumably; use as a context manager.
 
-    >>> with StoreWriter("p.zarr", "vcl.proposals/1", params, seed) as w:
+    >>> with StoreWriter("p.zarr", "vcl.proposals/1", params, seed, groups=ids) as w:
     ...     w.define_columns({"frame": ("int32", ()), "box": ("float32", (4,))})
     ...     for vid in ids:
     ...         if vid not in w.done_groups:
@@ -127,7 +172,10 @@ class StoreWriter:
         params: Mapping[str, Any],
         seed: int | None = None,
         overwrite: bool = False,
+        groups: Iterable[str] | None = None,
     ):
+        """``groups``: the ids of every group this run is to write (its input, after
+        --shard); a partial store holding others is not resumed (`check_resumable`)."""
         import zarr
 
         self.path = Path(path)
@@ -137,7 +185,7 @@ class StoreWriter:
             raise OutputError("exists already", self.path, "pass --overwrite to replace it")
         attrs = provenance(schema, params, seed)
         self.resumed = False
-        group = self._reopen(attrs) if self.partial.exists() else None
+        group = self._reopen(attrs, groups) if self.partial.exists() else None
         if group is not None:
             self.group = group
             self.resumed = True
@@ -159,9 +207,10 @@ class StoreWriter:
         self._pending_bytes = 0
         self._last_flush = time.monotonic()
 
-    def _reopen(self, attrs: dict[str, Any]) -> Any:
+    def _reopen(self, attrs: dict[str, Any], groups: Iterable[str] | None) -> Any:
         """The partial store to resume, or None when a kill left it before anything was
-        committed (while its attributes or group arrays were being created)."""
+        committed (while its attributes or group arrays were being created), or when
+        --overwrite discards one holding groups of another input."""
         import zarr
 
         try:
@@ -182,17 +231,17 @@ class StoreWriter:
                 self.partial,
                 "rerun with the same parameters to resume, or delete it to start over",
             )
+        n, _ = _committed(group)
+        done = [str(i) for i in group[GROUP_IDS][:n]]
+        if not check_resumable(self.partial, done, groups, self.overwrite):
+            shutil.rmtree(self.partial)
+            return None
         group.attrs.update({"command": attrs["command"], "resumed": attrs["created"]})
         return group
 
     def _trim_uncommitted(self) -> None:
         """Drop rows and group entries written after the last committed group."""
-        rows = self.group[GROUP_ROWS][:]
-        ids = self.group[GROUP_IDS][:]
-        n = min(len(rows), len(ids))
-        bad = np.flatnonzero((rows[:n] < 0) | (ids[:n] == ""))
-        n = int(bad[0]) if bad.size else n
-        committed = int(rows[:n].sum())
+        n, committed = _committed(self.group)
         for arr in (self.group[GROUP_ROWS], self.group[GROUP_IDS]):
             if arr.shape[0] != n:
                 arr.resize((n,))

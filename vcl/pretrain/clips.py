@@ -420,7 +420,8 @@ def write_frames(videos: VideoSet, path: str | Path, params: ClipParams, workers
     from vcl.parallel import parallel_map
 
     side = params.short_side
-    with StoreWriter(path, FRAMES_SCHEMA, {"short_side": side}, None) as writer:
+    ids = [str(i) for i in videos.ids]
+    with StoreWriter(path, FRAMES_SCHEMA, {"short_side": side}, None, groups=ids) as writer:
         writer.define_columns({"frame": ("uint8", (side, side, 3))}, chunk_rows={"frame": 16})
         todo = [i for i in range(videos.n) if str(videos.ids[i]) not in writer.done_groups]
         items = [(videos.paths[i], side) for i in todo]

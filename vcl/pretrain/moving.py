@@ -427,7 +427,7 @@ def write_backgrounds(
             "pass the videos manifest the crops were made from",
         )
     vids = list(dict.fromkeys(crops.video_ids.tolist()))
-    with StoreWriter(out, "vcl.crops/1", params, seed, overwrite=True) as writer:
+    with StoreWriter(out, "vcl.crops/1", params, seed, overwrite=True, groups=vids) as writer:
         writer.define_columns(
             {
                 "image": ("uint8", (crops.side, crops.side, 3)),

@@ -101,10 +101,18 @@ class TrackWriter:
     them (its first line holds the parameters). A video's tracks are flushed before its
     id is added to ``.done``, so a rerun after a kill keeps exactly the finished videos
     (dropping lines of a video cut short) and skips them. ``finish`` renames the
-    partial file to NAME; a rerun with other parameters is refused.
+    partial file to NAME; a rerun with other parameters is refused, and so is one whose
+    ``groups`` (the video ids of its input) lack a finished video, as for stores
+    (`vcl.io.store.check_resumable`; --overwrite starts over).
     """
 
-    def __init__(self, path: str | Path, params: dict[str, Any], overwrite: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        params: dict[str, Any],
+        overwrite: bool = False,
+        groups: Iterable[str] | None = None,
+    ):
         self.to_stdout = str(path) == "-"
         self.done: set[str] = set()
         self.count = 0
@@ -121,9 +129,11 @@ class TrackWriter:
         header = json.dumps({"params": params}, sort_keys=True)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.partial.exists() and self.done_file.exists():
-                self._resume(header)
-            else:
+            if not (
+                self.partial.exists()
+                and self.done_file.exists()
+                and self._resume(header, groups, overwrite)
+            ):
                 self.partial.write_text("", encoding="utf-8")
                 self.done_file.write_text(header + "\n", encoding="utf-8")
             self._stream = self.partial.open("a", encoding="utf-8")
@@ -131,14 +141,25 @@ class TrackWriter:
         except OSError as exc:
             raise OutputError(f"cannot write ({exc.strerror})", self.path) from None
 
-    def _resume(self, header: str) -> None:
-        lines = self.done_file.read_text(encoding="utf-8").splitlines()
+    def _resume(self, header: str, groups: Iterable[str] | None, overwrite: bool) -> bool:
+        """Keep the finished videos' lines; False: --overwrite discards another input's."""
+        from vcl.io.store import check_resumable
+
+        text = self.done_file.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):  # an id cut by the kill: not done
+            lines.pop()
+            tmp = self.done_file.with_name(self.done_file.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            os.replace(tmp, self.done_file)
         if not lines or lines[0] != header:
             raise OutputError(
                 "an interrupted run with different parameters left this file",
                 self.partial,
                 "rerun with the same parameters to resume, or delete it and its .done file",
             )
+        if not check_resumable(self.partial, dict.fromkeys(lines[1:]), groups, overwrite):
+            return False
         self.done = set(lines[1:])
         kept = []
         with self.partial.open(encoding="utf-8") as stream:
@@ -152,6 +173,7 @@ class TrackWriter:
         tmp.write_text("".join(kept), encoding="utf-8")
         os.replace(tmp, self.partial)
         self.count = len(kept)
+        return True
 
     def write_video(self, video_id: str, records: Sequence[TrackRecord]) -> None:
         base = None if self.to_stdout else self.path.resolve().parent
