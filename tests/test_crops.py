@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -45,6 +46,25 @@ def test_sample_indices_are_equally_spaced_in_time() -> None:
     assert sample_indices(np.array([0, 1, 2, 50, 51, 99]), 3).tolist() == [0, 3, 5]
     assert sample_indices(np.array([4, 5, 6]), 10).tolist() == [0, 1, 2]
     assert sample_indices(np.array([7]), 10).tolist() == [0]
+
+
+def test_gappy_tracks_give_k_distinct_boxes() -> None:
+    """Two instants nearest the same frame (a gap) used to give K - 1 crops."""
+    assert sample_indices(np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 12]), 10).tolist() == list(range(10))
+    assert sample_indices(np.array([0, 1, 2, 50]), 10).tolist() == [0, 1, 2, 3]  # n < K: all
+    # the slow twin: the best K-subset by brute force, same total deviation from the instants
+    rng = np.random.default_rng(4)
+    for _ in range(60):
+        n, k = int(rng.integers(3, 11)), int(rng.integers(2, 7))
+        frames = np.sort(rng.choice(40, size=n, replace=False))
+        got = sample_indices(frames, k)
+        assert len(got) == min(n, k) and (np.diff(got) > 0).all()
+        if n > k:
+            targets = np.linspace(frames[0], frames[-1], k)
+            best = min(
+                np.abs(frames[list(c)] - targets).sum() for c in itertools.combinations(range(n), k)
+            )
+            assert np.abs(frames[got] - targets).sum() == pytest.approx(best)
 
 
 def test_crop_region_hand_computed() -> None:

@@ -1,9 +1,11 @@
 """Crops of tracked objects: the training samples of ODCT (and Wang & Gupta's pairs).
 
 For each track, K frames equally spaced in time (ODCT: K = 10): the K instants
-``linspace(first, last, K)`` each take the nearest frame the track has a box in (a
-frame picked twice counts once). Each box is cropped from the decoded source frame
-with an optional ``context`` margin, resized to S×S and stored as uint8.
+``linspace(first, last, K)`` each take the nearest frame the track has a box in; where
+a gap makes two instants pick the same frame, the K distinct frames nearest the
+instants overall are taken, so a track of n boxes always gives min(K, n) crops. Each
+box is cropped from the decoded source frame with an optional ``context`` margin,
+resized to S×S and stored as uint8.
 
 Crop region (``shape``):
 
@@ -64,15 +66,51 @@ class CropParams:
 
 
 def sample_indices(frames: np.ndarray, k: int) -> np.ndarray:
-    """Indices (≤ k, increasing) of the track frames nearest to k instants equally spaced
-    between its first and last frame."""
+    """Indices (min(k, n), increasing) of the n track frames nearest to k instants equally
+    spaced between its first and last frame.
+
+    Each instant takes its nearest frame; where a gap makes two instants pick the same
+    frame, the k distinct frames closest to the instants overall are taken instead
+    (`_spread`), so a track with at least k boxes always gives k crops.
+    """
     frames = np.asarray(frames, np.float64)
     if len(frames) <= 1 or k == 1:
         return np.zeros(min(1, len(frames)), np.int64)
+    if len(frames) <= k:
+        return np.arange(len(frames))
     targets = np.linspace(frames[0], frames[-1], k)
     pos = np.clip(np.searchsorted(frames, targets), 1, len(frames) - 1)
     left_closer = targets - frames[pos - 1] <= frames[pos] - targets
-    return np.unique(np.where(left_closer, pos - 1, pos))
+    nearest = np.where(left_closer, pos - 1, pos)  # non-decreasing
+    if (np.diff(nearest) > 0).all():
+        return nearest
+    return _spread(frames, targets)
+
+
+def _spread(frames: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Indices i_1 < … < i_k minimising Σ_j |frames[i_j] − targets[j]| (k ≤ n).
+
+    Both sorted, so an optimal matching keeps order: dynamic programming over
+    (instant j, frame i), best[j, i] = |frames[i] − t_j| + min over i' < i of
+    best[j − 1, i']; O(k·n).
+    """
+    n, k = len(frames), len(targets)
+    cost = np.abs(frames[None, :] - targets[:, None])  # (k, n)
+    best = np.full((k, n), np.inf)
+    back = np.zeros((k, n), np.int64)
+    best[0] = cost[0]
+    index = np.arange(n)
+    for j in range(1, k):
+        prev = best[j - 1]
+        running = np.minimum.accumulate(prev)
+        arg = np.maximum.accumulate(np.where(prev == running, index, 0))  # argmin of prev[:i+1]
+        best[j, 1:] = cost[j, 1:] + running[:-1]
+        back[j, 1:] = arg[:-1]
+    out = np.empty(k, np.int64)
+    out[-1] = int(np.argmin(best[-1]))
+    for j in range(k - 1, 0, -1):
+        out[j - 1] = back[j, out[j]]
+    return out
 
 
 def crop_region(
