@@ -518,7 +518,7 @@ def test_evaluate_hand_computed_case() -> None:
     assert m["fragmentation"] == 2.0  # g1 is the majority object of p1 and of p2
 
 
-def test_eval_scores_only_shared_videos_and_none_shared_is_an_error(tmp_path, invoke) -> None:
+def test_eval_counts_one_sided_videos_and_none_shared_is_an_error(tmp_path, invoke) -> None:
     """Tracks of other videos used to score coverage 0.0 and purity 0.0, exit 0."""
     from vcl.io.manifest import write_records
 
@@ -532,16 +532,18 @@ def test_eval_scores_only_shared_videos_and_none_shared_is_an_error(tmp_path, in
     errors = [x for x in result.stderr.splitlines() if x.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr
     assert "other.jsonl" in errors[0] and "gt.jsonl" in errors[0] and "'x1'" in errors[0]
-    # v1 is shared, x1 only predicted, v2 only in the ground truth: v1 alone is scored
+    # v1 is shared, x1 only predicted, v2 only in the ground truth: a tracks file cannot
+    # say "ran, found nothing", so v2's object is missed and x1's track is impure
     some = tmp_path / "some.jsonl"
     write_records(some, [rec("p1", [0, 1, 2, 3], a, "v1"), rec("p2", [0, 1], b[:2], "x1")])
     result = invoke("track", "eval", some, "--gt", gt, "--min-len", "2")
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)
-    assert (m["coverage"], m["purity"], m["videos"]) == (1.0, 1.0, 1)
-    assert (m["videos_only_predicted"], m["videos_only_gt"], m["gt_tracks"]) == (1, 1, 1)
+    assert (m["coverage"], m["purity"], m["videos"]) == (0.5, 0.5, 1)
+    assert (m["videos_only_predicted"], m["videos_only_gt"], m["gt_tracks"]) == (1, 1, 2)
     warnings = [x for x in result.stderr.splitlines() if x.startswith("warning: ")]
-    assert len(warnings) == 1 and "1 only in the tracks, 1 only in" in warnings[0]
+    assert len(warnings) == 1 and "1 only in the tracks" in warnings[0]
+    assert "1 only in" in warnings[0] and "missed" in warnings[0]
 
 
 # ------------------------------------------------------------------------------ import

@@ -308,8 +308,9 @@ def evaluate(
     coverage: fraction of GT tracks with >= --min-len boxes followed by a predicted
     track with mean IoU >= --iou over their shared frames; purity: mean fraction of a
     predicted track's boxes on its majority GT object; fragmentation: predicted tracks
-    per covered GT object; mean_length: mean boxes per predicted track. Only videos
-    both sides have are scored (a warning counts the others; none in common is an error).
+    per covered GT object; mean_length: mean boxes per predicted track. A GT video
+    without tracks counts as missed, tracks of a video without GT as impure (a warning
+    counts such videos); files sharing no video are an error.
     """
     import json
 
@@ -324,7 +325,8 @@ def evaluate(
     report = score(predicted, truth, min_len, iou, names=(", ".join(tracks), gt))
     if report["videos_only_predicted"] or report["videos_only_gt"]:
         log.warning(
-            "scored the %d videos both have; left out %d only in the tracks, %d only in %s",
+            "%d videos are in both files; %d only in the tracks (their tracks count as "
+            "impure), %d only in %s (their objects count as missed)",
             report["videos"], report["videos_only_predicted"], report["videos_only_gt"], gt,
         )  # fmt: skip
     typer.echo(json.dumps(report))

@@ -12,7 +12,9 @@ box) so that every (predicted, ground-truth) pair's per-frame IoU is one broadca
   have it as their majority object (1 is ideal); the mean;
 - **mean_length**: mean number of boxes of a predicted track.
 
-All over the videos both the predictions and the ground truth have.
+Every video of either side counts: a tracks file cannot say "ran, found nothing", so
+a ground-truth video without tracks is all missed, and tracks of a video without
+ground truth are on no object (purity 0). Files sharing no video at all are an error.
 """
 
 from __future__ import annotations
@@ -59,10 +61,9 @@ def evaluate(
 ) -> dict:
     """The metrics above, as a JSON-able dict (also the counts they come from).
 
-    Only videos both sides have are scored: a video missing from one side is most
-    likely a different subset or a failed run, and scoring it would read as a tracker
-    that found nothing (or only wrong boxes). No video in common is an error naming
-    both files (``names``: predicted, ground truth); the counts left out are returned.
+    No video in common is an error naming both files (``names``: predicted, ground
+    truth): it is the wrong pair of files, not a tracker that found nothing. The
+    counts of videos on one side only are returned (the caller warns).
     """
     from vcl.errors import DataError
 
@@ -79,15 +80,19 @@ def evaluate(
             names[0],
             "score tracks of the videos the ground truth annotates",
         )
-    predicted = [t for v in videos for t in pred_by[v]]
     long_gt = covered = 0
     purities: list[float] = []
     fragments: list[int] = []
-    for video in videos:
-        preds, gts = pred_by[video], gt_by[video]
+    for video in sorted(set(pred_by) | set(gt_by)):
+        preds, gts = pred_by.get(video, []), gt_by.get(video, [])
         n_frames = 1 + max(t.frames[-1] for t in [*preds, *gts])
         is_long = np.array([len(t.frames) >= min_len for t in gts], bool)
         long_gt += int(is_long.sum())
+        if not preds:
+            continue
+        if not gts:
+            purities += [0.0] * len(preds)
+            continue
         ious = _pair_iou(_dense(preds, n_frames), _dense(gts, n_frames))  # (P, G, T)
         shared = np.isfinite(ious)
         with np.errstate(invalid="ignore"):
@@ -120,7 +125,7 @@ def evaluate(
         "videos": len(videos),
         "videos_only_predicted": len(pred_by) - len(videos),
         "videos_only_gt": len(gt_by) - len(videos),
-        "gt_tracks": sum(len(gt_by[v]) for v in videos),
+        "gt_tracks": len(truth),
         "gt_tracks_long": long_gt,
         "gt_tracks_covered": covered,
         "predicted_tracks": len(predicted),
