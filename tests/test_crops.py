@@ -128,6 +128,34 @@ def test_pairs_take_first_and_last_boxes(clip: Path, invoke) -> None:
     assert store["frame"][:].tolist() == [0, 3, 2, 9]
 
 
+def test_track_labels_reach_the_crops_and_their_features(clip: Path, invoke) -> None:
+    """Labelled tracks (vcl track --method gt --keep-class) give crops with a label
+    column, and vcl embed carries it to the features; unlabelled tracks add none."""
+    from vcl.io.features import read_feature_set
+
+    cat = TrackRecord(id="a", video_id="clip", frames=[0, 4], boxes=[[5.0, 5, 20, 20]] * 2,
+                      label="cat")  # fmt: skip
+    dog = TrackRecord(id="b", video_id="clip", frames=[1, 6], boxes=[[30.0, 9, 50, 30]] * 2,
+                      label="dog")  # fmt: skip
+    write_records(clip / "labelled.jsonl", [cat, dog, track("c", [2, 3], [[1.0, 1, 9, 9]] * 2)])
+    out = clip / "labelled.zarr"
+    result = invoke("crops", clip / "labelled.jsonl", "--videos", clip / "videos.jsonl", "-o",
+                    out, "--per-track", "2", "--size", "8")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    store = Store(out, kind="crops")
+    assert store["label"][:].tolist() == ["cat", "cat", "dog", "dog", "", ""]
+    feats = clip / "f.zarr"
+    assert invoke("embed", "random:resnet18", out, "-o", feats, "-q").exit_code == 0
+    fs = read_feature_set(feats)
+    assert dict(zip(fs.ids, fs.labels, strict=True)) == {
+        "a@0": "cat", "a@4": "cat", "b@1": "dog", "b@6": "dog", "c@2": "", "c@3": ""
+    }  # fmt: skip
+    write_records(clip / "plain.jsonl", [track("c", [2, 3], [[1.0, 1, 9, 9]] * 2)])
+    plain = clip / "plain.zarr"
+    result = invoke("crops", clip / "plain.jsonl", "--videos", clip / "videos.jsonl", "-o", plain)
+    assert result.exit_code == 0 and "label" not in Store(plain, kind="crops")
+
+
 def test_bad_inputs(clip: Path, invoke) -> None:
     args = ["--videos", clip / "videos.jsonl", "--size", "8"]
     outside = clip / "outside.jsonl"

@@ -185,7 +185,8 @@ def plan_rows(task: CropTask, width: int, height: int) -> list[tuple[str, int, n
 
 
 def crop_video(task: CropTask) -> dict[str, np.ndarray]:
-    """The crops of one video's tracks as store columns (decoding the video once)."""
+    """The crops of one video's tracks as store columns (decoding the video once);
+    ``label`` is the track's label, "" when it has none."""
     from vcl.io.video import VideoReader
 
     reader = VideoReader(task.video_path)
@@ -215,8 +216,10 @@ def crop_video(task: CropTask) -> dict[str, np.ndarray]:
                 f"track {track!r} names frame {frame}, past the end of the video {task.video_path}",
                 task.source,
             )
+    label_of = {t.id: t.label or "" for t in task.tracks}
     return {
         "image": images,
+        "label": np.array([label_of[r[0]] for r in rows], dtype=str).reshape(-1),
         "track_id": np.array([r[0] for r in rows], dtype=str).reshape(-1),
         "video_id": np.array([task.video_id] * len(rows), dtype=str).reshape(-1),
         "frame": np.array([r[1] for r in rows], np.int32).reshape(-1),
@@ -233,15 +236,20 @@ def try_crop_video(task: CropTask) -> tuple[dict[str, np.ndarray] | None, str | 
         return None, exc.message
 
 
-def columns_spec(size: int) -> dict[str, tuple[object, tuple[int, ...]]]:
-    """The ``vcl.crops/1`` columns."""
-    return {
+def columns_spec(size: int, labels: bool = False) -> dict[str, tuple[object, tuple[int, ...]]]:
+    """The ``vcl.crops/1`` columns; ``label`` (the track's class, e.g. from ``vcl track
+    --method gt --keep-class``) when the tracks carry labels, so that embeddings of the
+    crops can be probed and their clusters scored without another file."""
+    spec: dict[str, tuple[object, tuple[int, ...]]] = {
         "image": ("uint8", (size, size, 3)),
         "track_id": (str, ()),
         "video_id": (str, ()),
         "frame": ("int32", ()),
         "box": ("float32", (4,)),
     }
+    if labels:
+        spec["label"] = (str, ())
+    return spec
 
 
 def projected_bytes(n_crops: int, size: int) -> int:

@@ -132,7 +132,8 @@ def run(
     ids = [t.video_id for t in tasks]
     schema = "vcl.crops/1"
     with StoreWriter(output, schema, params.to_json(), None, overwrite, groups=ids) as writer:
-        writer.define_columns(columns_spec(size), chunk_rows={"image": CHUNK_SAMPLES})
+        labelled = any(r.label for r in records)
+        writer.define_columns(columns_spec(size, labelled), chunk_rows={"image": CHUNK_SAMPLES})
         todo = [t for t in tasks if t.video_id not in writer.done_groups]
         if len(todo) < len(tasks):
             log.info("resuming: %d of %d videos already done", len(tasks) - len(todo), len(tasks))
@@ -148,6 +149,8 @@ def run(
                 ids = [t.id for t in task.tracks]
                 failures.append({"video_id": task.video_id, "tracks": ids, "error": error or ""})
                 continue
+            if not labelled:
+                del cols["label"]
             writer.append_group(task.video_id, **cols)
         writer.set_attrs(
             size=size, chunk_samples=CHUNK_SAMPLES, failed=[f["video_id"] for f in failures]

@@ -195,6 +195,12 @@ def run(
         store = open_stores(inputs, kind="crops", version=1)
         crop_size = int(store["image"].shape[1])
         groups = [(g, g) for g in store.group_ids]
+        if "label" in store:  # the tracks' labels (vcl track --keep-class)
+            from vcl.io.features import crop_ids
+
+            crops = crop_ids(store["track_id"][:], store["frame"][:])
+            values = np.asarray(store["label"][:]).astype(object).astype(str)
+            labels_of = {i: v for i, v in zip(crops, values, strict=True) if v}
     elif kind in ("images", "image-folder"):
         if kind == "images":
             from vcl.io.manifest import ImageRecord
