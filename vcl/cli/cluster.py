@@ -178,6 +178,10 @@ def run(
         raise UsageError("--k, --pca, --whiten and --spherical are for k-means, not finch")
     if method != "finch" and (level is not None or n_clusters is not None or approximate):
         raise UsageError("--level, --n-clusters and --approximate are for finch")
+    if output is not None and not jsonl:  # before the work, not after
+        from vcl.io.store import refuse_stdout
+
+        refuse_stdout(output, "without --jsonl the clusters are a zarr store")
     if output is not None and output.exists() and not overwrite:  # before the work, not after
         raise OutputError("exists already", output, "pass --overwrite to replace it")
     gpu = faiss_device(device)

@@ -121,10 +121,11 @@ def fit(
     from vcl.errors import DataError, OutputError, UsageError
     from vcl.fisher.data import DescriptorStore
     from vcl.fisher.model import PART_MODES, FisherModel
-    from vcl.io.store import partial_path
+    from vcl.io.store import partial_path, refuse_stdout
     from vcl.io.union import input_label
     from vcl.seed import seed_everything
 
+    refuse_stdout(output, "the model is a zarr store")  # before the fit, not after
     if parts not in PART_MODES:
         raise UsageError(f"unknown --parts {parts!r}", None, "use per-type or joint")
     if output.exists() and not overwrite:

@@ -379,8 +379,10 @@ def _run_text(jobs: list[VideoJob], output: Path, overwrite: bool, workers: int)
     from vcl.errors import OutputError
     from vcl.idt.pipeline import process_video
     from vcl.idt.textformat import write_text
+    from vcl.io.store import refuse_stdout
     from vcl.parallel import parallel_map
 
+    refuse_stdout(output, "--format text writes a folder of VIDEO_ID.txt files")
     if output.exists() and not output.is_dir():
         raise OutputError("exists and is not a folder", output, "--format text writes a folder")
     targets = {j.video_id: output / f"{j.video_id}.txt" for j in jobs}

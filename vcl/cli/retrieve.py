@@ -164,10 +164,12 @@ def index(
     from vcl.console import log
     from vcl.device import faiss_device
     from vcl.errors import OutputError
+    from vcl.io.store import refuse_stdout
     from vcl.io.union import input_label
     from vcl.retrieve import build_index, check_finite, meta_path, prepare
     from vcl.retrieve import write_index as write
 
+    refuse_stdout(output, "the index is a faiss file with OUTPUT.json beside it")
     params = _index_params(
         index_type=index_type,
         metric=metric,

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from vcl.errors import DataError, MissingInputError, OutputError
+from vcl.errors import DataError, MissingInputError, OutputError, UsageError
 
 COMPLETE = "vcl_complete"
 # zarr 3 skips chunks equal to the fill value unless each handle asks otherwise (the
@@ -50,6 +50,15 @@ _FLUSH_SECONDS = 30.0  # slow stages (idt, fisher) commit finished videos at lea
 def partial_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".partial")
+
+
+def refuse_stdout(output: str | Path, what: str) -> None:
+    """Refuse ``-o -`` for an output that is not a stream: ``-`` means stdout, which
+    takes JSONL or JSON only; a store (a folder of chunk files) or an index file given
+    ``-`` would be written as a file or folder named ``-`` that no later stage looks
+    for. ``what`` says what the output is, e.g. "the output is a zarr store"."""
+    if str(output) == "-":
+        raise UsageError(f"{what}, which cannot go to stdout", "-o -", "give a path")
 
 
 def check_resumable(
@@ -178,6 +187,7 @@ class StoreWriter:
         --shard); a partial store holding others is not resumed (`check_resumable`)."""
         import zarr
 
+        refuse_stdout(path, f"the output is a zarr store ({schema})")
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.overwrite = overwrite
