@@ -101,6 +101,13 @@ nearest bank row shares its prior cluster 0.33–0.43 of the time (chance 0.15).
 fails is seeing the motion at 32 px × 8 frames, where the objects are 5–8 px; the next
 things to try are larger clips and starting from IR, as the paper does.
 
+Clips of every 4th frame (``VCL_FID_STRIDE=4``: 8 frames spanning 29 of a video's 32,
+so a clip sees the whole motion pattern, as the Fisher vector does; 2026-11-23, CPU,
+seed 0, 15 epochs, 5 min a run): random r3d_18 0.25 / 0.26, video-la 0.25 / 0.26,
+video-la-idt 0.19 / 0.16 (loss 2.59 -> 2.39, still at the uniform level; bank kNN on
+the prior's cluster ids 0.025, chance 0.033). A longer span alone does not let this
+budget fit the prior's targets either.
+
     python benchmarks/fidelity_video.py [WORK_DIR]
     VCL_FID_SEEDS=0,1 VCL_FID_EPOCHS=15 python benchmarks/fidelity_video.py /tmp/fid
 
