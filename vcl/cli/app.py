@@ -17,12 +17,11 @@ from typing import IO, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-try:  # typer ≥ 0.2x carries its own copy of click
-    from typer._click.exceptions import UsageError as ClickUsageError
-except ImportError:  # pragma: no cover - older typer on click
-    from click.exceptions import UsageError as ClickUsageError
-
 from vcl import __version__
+
+# The click that typer runs on: its own copy in recent typer, the click package before.
+_click = getattr(typer.core, "_click", None) or typer.core.click  # type: ignore[attr-defined]
+ClickUsageError = _click.exceptions.UsageError
 
 
 def _show_on_one_line(error: ClickUsageError, file: IO[Any] | None = None) -> None:
