@@ -106,7 +106,10 @@ so a clip sees the whole motion pattern, as the Fisher vector does; 2026-11-23, 
 seed 0, 15 epochs, 5 min a run): random r3d_18 0.25 / 0.26, video-la 0.25 / 0.26,
 video-la-idt 0.19 / 0.16 (loss 2.59 -> 2.39, still at the uniform level; bank kNN on
 the prior's cluster ids 0.025, chance 0.033). A longer span alone does not let this
-budget fit the prior's targets either.
+budget fit the prior's targets either. Nor can supervision: r3d_18 trained on the motion
+labels themselves (``fidelity_video_supervised.py``, 32 and 64 px) stays at chance on its
+own 84 training videos, so this data and budget cannot show the claim for any method;
+reading it needs far more videos and steps (a GPU).
 
     python benchmarks/fidelity_video.py [WORK_DIR]
     VCL_FID_SEEDS=0,1 VCL_FID_EPOCHS=15 python benchmarks/fidelity_video.py /tmp/fid
