@@ -105,6 +105,8 @@ def test_jsonl_to_stdout_and_finch(invoke, tmp_path, npy) -> None:
     assert result.exit_code == 0, result.stderr
     rows = jsonl(result.stdout)  # stdout is data only: the summary went to stderr
     assert [r["id"] for r in rows] == [str(i) for i in range(211)]
+    dash = invoke("cluster", path, "--method", "finch", "--n-clusters", "5", "--jsonl", "-o", "-")
+    assert dash.exit_code == 0 and jsonl(dash.stdout) == rows  # -o - is stdout too
     clusters = np.array([r["cluster"] for r in rows])
     assert clusters[7] == -1 and len(np.unique(clusters[clusters >= 0])) == 5
     keep = clusters >= 0

@@ -53,7 +53,8 @@ def _stores(here: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize(
-    "stage", ["proposals", "idt", "idt-text", "crops", "merge", "fisher-fit", "retrieve"]
+    "stage",
+    ["proposals", "idt", "idt-text", "crops", "merge", "fisher-fit", "retrieve", "pretrain"],
 )
 def test_a_store_or_file_output_refuses_dash(stage: str, here: Path, invoke) -> None:
     video = good_video(here / "clip.avi")
@@ -70,6 +71,7 @@ def test_a_store_or_file_output_refuses_dash(stage: str, here: Path, invoke) -> 
         "merge": (["merge", *_stores(here)], "zarr store (vcl.test/1)"),
         "fisher-fit": (["fisher", "fit", here / "idt.zarr"], "the model is a zarr store"),
         "retrieve": (["retrieve", "index", vectors], "faiss file"),
+        "pretrain": (["pretrain", here / "crops.zarr", "--method", "odc"], "run directory"),
     }
     args, what = commands[stage]
     _refused(invoke(*args, "-o", "-"), what, here)

@@ -243,7 +243,7 @@ def run(
         "device": "cpu" if gpu is None else f"cuda:{gpu}",
     }
     summary = {
-        "output": "-" if output is None else str(output),
+        "output": str(output or "-"),
         "format": "jsonl" if jsonl else "vcl.clusters/1",
         "samples": len(fs.ids),
         "dimension": int(fs.features.shape[1]),
@@ -253,12 +253,13 @@ def run(
             for r, s in enumerate(clustering.sizes)
         ],
     }
+    streamed = output is None or str(output) == "-"
     if jsonl:
-        write_clusters_jsonl("-" if output is None else output, clustering, overwrite)
+        write_clusters_jsonl("-" if streamed else output, clustering, overwrite)
     else:
         write_clusters(output, clustering, params, seed, overwrite)
     text = _json(summary)
-    if jsonl and output is None:
+    if jsonl and streamed:  # stdout carries the records: the summary goes to stderr
         log.info("%s", text)
     else:
         typer.echo(text)

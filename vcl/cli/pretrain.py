@@ -361,6 +361,9 @@ def run(
     out = resume if resume is not None else output
     if out is None:
         raise UsageError("missing the run directory", None, "give -o RUN_DIR")
+    from vcl.io.store import refuse_stdout
+
+    refuse_stdout(out, "the output is a run directory")
     opts = {name: value for name, value in locals().items() if name in ctx.params}
     for name, value in getattr(method_class(opts["method"]), "defaults", {}).items():
         source = ctx.get_parameter_source(name)  # the method's own defaults (video: r3d_18)
