@@ -14,9 +14,11 @@ and prints the loss and the accuracy of the centre clip on train and test videos
 Measured (2026-11-23, CPU, the 120 videos of ``fidelity_video.py`` seed 0: 84 train /
 36 test, 4 motion classes, chance 0.25, batch 8): 32 px, 8 frames every 4th, lr 0.05,
 12 epochs: loss 7.2 -> 1.45 (ln 4 = 1.39), train 0.28, test 0.28; 64 px, lr 0.01, 15
-epochs (~50 s an epoch): loss 2.5 -> 1.44, train 0.31, test 0.31. Told the labels, the
-network stays at chance on its own training videos: 84 videos and ~150 SGD steps are
-far too little for r3d_18 from scratch, so the self-supervised comparison at this
+epochs (~50 s an epoch): loss 2.5 -> 1.44, train 0.31, test 0.31. Ten times the videos
+(1,200 made the same way, 840 train; 32 px, 4 epochs = 600 steps, ~105 s an epoch):
+lr 0.05 loss 2.83 -> 1.41, lr 0.01 2.14 -> 1.44, train and test 0.25-0.28. Told the
+labels, the network stays at chance on its own training videos: a few hundred SGD
+steps are far too few for r3d_18 from scratch, so the self-supervised comparison at this
 budget cannot show the claim either way (see fidelity_video.py). Use this check first
 when trying larger settings on a GPU (``VCL_SUP_DEVICE=cuda``).
 """
