@@ -532,6 +532,10 @@ def test_eval_counts_one_sided_videos_and_none_shared_is_an_error(tmp_path, invo
     errors = [x for x in result.stderr.splitlines() if x.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr
     assert "other.jsonl" in errors[0] and "gt.jsonl" in errors[0] and "'x1'" in errors[0]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = invoke("track", "eval", empty, "--gt", gt)
+    assert result.exit_code == ExitCode.DATA and "empty.jsonl: holds no tracks" in result.stderr
     # v1 is shared, x1 only predicted, v2 only in the ground truth: a tracks file cannot
     # say "ran, found nothing", so v2's object is missed and x1's track is impure
     some = tmp_path / "some.jsonl"

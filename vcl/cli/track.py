@@ -322,6 +322,11 @@ def evaluate(
 
     predicted = read_records_union(tracks, TrackRecord)
     truth = import_tracks(gt)
+    from vcl.errors import DataError
+
+    for records, name in ((predicted, ", ".join(map(str, tracks))), (truth, str(gt))):
+        if not records:
+            raise DataError("holds no tracks", name, "nothing to score")
     report = score(predicted, truth, min_len, iou, names=(", ".join(tracks), gt))
     if report["videos_only_predicted"] or report["videos_only_gt"]:
         log.warning(
