@@ -54,7 +54,11 @@ lowers coverage 0.660 -> 0.641 (5 seeds; tried, not kept); a motion-coherence fa
 ‖Σr‖ / Σ|r| in the proposal score moved seeds 0-1 to 0.58 / 0.706 coverage, 0.874 /
 0.857 purity (not kept). Of the uncovered ground-truth tracks (seed 0), 17 of 19 have
 no kept track at all: occlusions of 5 frames (> TTL) and crossings where the track takes
-the occluder's box cut them into pieces shorter than l.
+the occluder's box cut them into pieces shorter than l. Also tried, not kept (5 seeds):
+registering from the track's box with its size smoothed (EMA 0.5 / 0.8 of the matched
+sizes, SORT-like): coverage 0.661 / 0.601, purity 0.872 / 0.884; TTL 6 or 10: coverage
++0.01-0.04; linking fragments by constant-velocity extrapolation over gaps <= 8 frames:
+0.672 / 0.852.
 vtest.avi, 300 proposals a frame: final
 0.51× before's frames/s (~52 vs ~102), Median-Flow variant ~0.3×.
 """
