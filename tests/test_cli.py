@@ -182,6 +182,22 @@ def test_info_malformed_line_7(invoke, tmp_path: Path) -> None:
     assert "m.jsonl: line 7: not valid JSON" in one_error_line(result.stderr)
 
 
+def test_info_reads_stdin_and_names_a_partial_jsonl(invoke, tmp_path: Path) -> None:
+    lines = [json.dumps({"id": f"v{i}", "path": "x.mp4", "label": "a"}) for i in range(3)]
+    result = invoke("info", "-", "--json", input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.stderr
+    description = json.loads(result.stdout)
+    assert description["path"] == "-" and description["records"] == 3
+    assert description["labels"] == {"a": 3}
+    partial = tmp_path / "t.jsonl.partial"  # a JSONL output cut by a kill
+    partial.write_text(lines[0] + "\n")
+    cut = invoke("info", str(partial))
+    assert cut.exit_code == ExitCode.DATA and "incomplete" in one_error_line(cut.stderr)
+    bad = invoke("info", "-", input=lines[0] + "\n" + lines[1][:-3] + "\n")
+    assert bad.exit_code == ExitCode.DATA
+    assert one_error_line(bad.stderr).startswith("error: -: line 2: not valid JSON")
+
+
 def test_info_unknown_schema_major(invoke, tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     path.write_text(

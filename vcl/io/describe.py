@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from vcl.errors import DataError, MissingInputError
-from vcl.io.manifest import RECORD_TYPES, Record, iter_records, open_text_input, parse_schema
+from vcl.io.manifest import (
+    RECORD_TYPES,
+    Record,
+    is_stream,
+    iter_records,
+    open_text_input,
+    parse_schema,
+)
 from vcl.io.store import partial_path
 
 
@@ -33,7 +40,7 @@ def describe(path: str | Path, verify: bool = True) -> dict[str, Any]:
         raise MissingInputError("no such file or folder", path)
     if _looks_like_store(path) or path.suffix == ".zarr" or path.name.endswith(".zarr.partial"):
         return describe_store(path, verify)
-    if str(path) == "-" or path.suffix == ".jsonl":
+    if path.suffix == ".jsonl" or path.name.endswith(".jsonl.partial") or is_stream(path):
         return describe_manifest(path)
     from vcl.io.video import probe
 
@@ -83,8 +90,16 @@ def _record_class(path: str | Path) -> type[Record]:
 
 
 def describe_manifest(path: Path) -> dict[str, Any]:
-    if str(path) == "-":
-        raise DataError("vcl info reads manifests from files, not stdin", "-")
+    if is_stream(path):  # stdin or a pipe reads once: the kind is peeked from a copy
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="vcl-info-") as tmp:
+            copy = Path(tmp) / "stdin.jsonl"
+            copy.write_text(open_text_input(path).read(), encoding="utf-8")
+            try:
+                return {**describe_manifest(copy), "path": str(path)}
+            except DataError as exc:  # name the pipe, not the copy
+                raise type(exc)(exc.problem, path, exc.hint) from None
     cls = _record_class(path)
     count = 0
     fields: Counter[str] = Counter()
