@@ -96,3 +96,17 @@ def test_proposals_read_a_manifest_from_a_named_pipe(tmp_path: Path, invoke) -> 
         result = _within(60, invoke, *args)
     assert result.exit_code == 0, result.stderr
     assert Store(out, kind="proposals").group_ids == ["clip"]
+
+
+def test_embed_takes_a_piped_manifest_without_peeking(tmp_path: Path, monkeypatch) -> None:
+    """vcl embed used to open a *.jsonl input to peek at its kind: on a pipe that ate the
+    first line (or waited forever on the second open)."""
+    from vcl.cli.embed import _input_kind
+
+    monkeypatch.chdir(tmp_path)
+    text = json.dumps({"id": "a", "path": "a.png"}) + "\n"  # an images manifest, as a file
+    (tmp_path / "m.jsonl").write_text(text)
+    assert _input_kind(tmp_path / "m.jsonl") == "images"
+    with fed_fifo(tmp_path / "p.jsonl", text) as pipe:
+        assert _within(10, _input_kind, pipe) == "videos"  # not opened: still unread
+        assert _within(10, pipe.read_text, "utf-8") == text

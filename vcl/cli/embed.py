@@ -14,7 +14,8 @@ IMAGE_GROUP = 512  # images per store group: the unit a rerun resumes by
 
 
 def _input_kind(path: Path) -> str:
-    """crops | images | image-folder | videos."""
+    """crops | images | image-folder | videos (an images manifest must be a file: its kind
+    is read from its first line, which a pipe would lose)."""
     from vcl.embedding import IMAGE_EXTENSIONS
     from vcl.errors import MissingInputError
 
@@ -26,6 +27,10 @@ def _input_kind(path: Path) -> str:
         p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir() if p.is_file()
     ):
         return "image-folder"
+    from vcl.io.manifest import is_stream
+
+    if is_stream(path):  # read once, never peeked: a pipe is a videos manifest
+        return "videos"
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as f:
             for line in f:
