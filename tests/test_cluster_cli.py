@@ -220,6 +220,19 @@ def test_eval_with_nothing_labelled_is_an_error(invoke, tmp_path, npy) -> None:
     assert result.exit_code == ExitCode.DATA and "'7'" in one_error_line(result.stderr)
 
 
+def test_eval_tracks_file_without_track_ids_is_named(invoke, tmp_path, npy) -> None:
+    """A vcl.track/1 file (one line per track) given as --tracks has no per-item track_id."""
+    path, _ = npy
+    out = tmp_path / "c.zarr"
+    assert invoke("cluster", path, "-o", out, "--k", "3").exit_code == 0
+    tracks = tmp_path / "tracks.jsonl"
+    track = {"id": "t0", "video_id": "v", "frames": [0, 1], "boxes": [[0, 0, 5, 5]] * 2}
+    tracks.write_text(json.dumps(track) + "\n")
+    result = invoke("cluster", "eval", out, "--tracks", tracks)
+    assert result.exit_code == ExitCode.DATA
+    assert "tracks.jsonl: has no track_id field" in one_error_line(result.stderr)
+
+
 def test_eval_json_has_no_bare_nan(invoke, tmp_path, npy, monkeypatch) -> None:
     import vcl.cluster_metrics
 

@@ -302,6 +302,13 @@ def evaluate(
         i, j = join(ids, tracks[0])
         value = tracks[1][j].astype(str)
         keep = (value != "") & assigned[i]
+        if not (tracks[1] != "").any():  # e.g. a vcl.track/1 file: one line per track
+            raise DataError(
+                "has no track_id field",
+                names.get("tracks"),
+                "give one line (or row) per clustered item with its id and track_id, e.g. "
+                "the features or crops store of the items",
+            )
         if not keep.any():
             raise DataError(
                 "none of its ids with a track_id are among the clustered ids",
