@@ -676,3 +676,27 @@ def test_approximate_search_keeps_no_normalised_copy_of_the_data() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 0.5 * x.nbytes, (peak, x.nbytes)
+
+
+def test_write_clusters_discards_a_partial_of_other_features(tmp_path) -> None:
+    """A killed write left clusters.zarr.partial holding other ids; the rerun must not
+    resume it (the old rows would stay under the new centroids)."""
+    from vcl.cluster import Clustering, write_clusters
+    from vcl.io.store import Store
+
+    def clustering(ids: list[str]) -> Clustering:
+        n = len(ids)
+        return Clustering(
+            ids=np.array(ids),
+            assignment=np.arange(n, dtype=np.int32)[:, None] % 2,
+            centroids=np.zeros((1, 2, 3), np.float32),
+            sizes=np.array([[n - n // 2, n // 2]]),
+            attrs={"method": "kmeans"},
+        )
+
+    out = tmp_path / "c.zarr"
+    params = {"method": "kmeans", "k": 2}
+    write_clusters(out, clustering(["old0", "old1", "old2"]), params, 0, overwrite=False)
+    out.rename(tmp_path / "c.zarr.partial")  # as if the rename had not happened
+    write_clusters(out, clustering(["new0", "new1"]), params, 0, overwrite=False)
+    assert Store(out)["id"][:].astype(object).astype(str).tolist() == ["new0", "new1"]

@@ -1564,15 +1564,19 @@ def write_clusters(
     Columns ``id`` (str) and ``assignment`` (int32 × runs) in one group ``all``; plain
     arrays ``centroids`` (runs × k × D' float32), ``sizes`` (runs × k int64) and the
     method's extras (``levels``, ``level_clusters``, ``pca_mean``, ``pca_components``,
-    ``representatives``); attrs ``clusters`` hold the summary.
+    ``representatives``); attrs ``clusters`` hold the summary. A ``.partial`` left by a
+    killed write is discarded, not resumed: the clustering is computed whole before it is
+    written, and the partial's rows may be of other features (a file rewritten in place).
     """
-    from vcl.io.store import StoreWriter
+    import shutil
 
+    from vcl.io.store import StoreWriter, partial_path
+
+    shutil.rmtree(partial_path(path), ignore_errors=True)
     runs = clustering.assignment.shape[1]
     with StoreWriter(path, SCHEMA, params, seed, overwrite=overwrite) as writer:
         writer.define_columns({"id": (str, ()), "assignment": ("int32", (runs,))})
-        if "all" not in writer.done_groups:
-            writer.append_group("all", id=clustering.ids, assignment=clustering.assignment)
+        writer.append_group("all", id=clustering.ids, assignment=clustering.assignment)
         writer.write_array("centroids", clustering.centroids.astype(np.float32))
         writer.write_array("sizes", clustering.sizes.astype(np.int64))
         for name, values in clustering.arrays.items():
