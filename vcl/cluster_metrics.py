@@ -225,12 +225,6 @@ def join(ids: np.ndarray, other_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return i[order], j[order]
 
 
-def _some(ids: np.ndarray, n: int = 3) -> str:
-    """The first few ids, for messages that must show why two id sets do not meet."""
-    shown = ", ".join(repr(str(x)) for x in ids[:n])
-    return (shown + ", …" if len(ids) > n else shown) or "none"
-
-
 def evaluate(
     ids: np.ndarray,
     clusters: np.ndarray,
@@ -247,7 +241,7 @@ def evaluate(
     ``other`` are (ids, values) pairs joined to ``ids`` by id, "" meaning unknown.
     ``names`` maps "clusters" / "labels" / "tracks" / "vs" to file names for messages.
     """
-    from vcl.errors import DataError
+    from vcl.errors import DataError, first_ids
 
     names = names or {}
     ids = np.asarray(ids).astype(str)
@@ -267,8 +261,8 @@ def evaluate(
         if len(i) == 0:
             raise DataError(
                 f"none of its {len(labels[0])} ids are among the {len(ids)} clustered ids of "
-                f"{names.get('clusters', 'the clusters')} (ids here: {_some(label_ids)}; "
-                f"clustered: {_some(ids[assigned])})",
+                f"{names.get('clusters', 'the clusters')} (ids here: {first_ids(label_ids)}; "
+                f"clustered: {first_ids(ids[assigned])})",
                 names.get("labels"),
                 "pass the labels of the same items (ids must match)",
             )
@@ -276,13 +270,13 @@ def evaluate(
         keep = (value != "") & assigned[i]
         if not keep.any():  # scores on no sample would read as perfect (NMI 1.0)
             has = (
-                f"its {len(labelled_ids)} labelled ids: {_some(labelled_ids)}"
+                f"its {len(labelled_ids)} labelled ids: {first_ids(labelled_ids)}"
                 if len(labelled_ids)
                 else f"none of its {len(label_ids)} ids has one"
             )
             raise DataError(
                 f"no id of the clusters in {names.get('clusters', 'the clusters')} has a label "
-                f"here ({has}; clustered: {_some(ids[assigned])})",
+                f"here ({has}; clustered: {first_ids(ids[assigned])})",
                 names.get("labels"),
                 "pass the labels of the same items (ids must match, label must be set)",
             )

@@ -8,6 +8,7 @@ from a missing one or from a bug.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
 from pathlib import Path
 
@@ -70,3 +71,9 @@ class DeviceUnavailableError(VclError):
 
 class OutputError(VclError):
     exit_code = ExitCode.CANNOT_CREATE
+
+
+def first_ids(ids: Sequence[object], n: int = 3) -> str:
+    """The first few ids, quoted, for messages that show why two id sets do not meet."""
+    shown = ", ".join(repr(str(i)) for i in ids[:n])
+    return (shown + ", …" if len(ids) > n else shown) or "none"

@@ -378,13 +378,9 @@ def evaluate(
 
 def _no_shared_video(store: list[Path], gt: Path, kind: str, min_visible: float) -> None:
     """Raise the error for proposals and ground truth without a video in common."""
-    from vcl.errors import DataError
+    from vcl.errors import DataError, first_ids
     from vcl.io.union import open_stores
     from vcl.proposals.evaluate import load_ground_truth
-
-    def some(ids: list[str]) -> str:
-        shown = ", ".join(repr(i) for i in ids[:3])
-        return (shown + ", …" if len(ids) > 3 else shown) or "none"
 
     truth = sorted(load_ground_truth(gt, kind, min_visible))
     if not truth:
@@ -394,7 +390,8 @@ def _no_shared_video(store: list[Path], gt: Path, kind: str, min_visible: float)
         )
     ids = sorted(open_stores(store, kind="proposals", version=1).group_ids)
     raise DataError(
-        f"shares no video id with {gt} (video ids here: {some(ids)}; there: {some(truth)})",
+        f"shares no video id with {gt} (video ids here: {first_ids(ids)}; "
+        f"there: {first_ids(truth)})",
         ", ".join(map(str, store)),
         "score proposals of the videos the ground truth annotates",
     )

@@ -47,11 +47,6 @@ def _pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, np.where(np.isnan(union), np.nan, 0.0))
 
 
-def _some(ids: Sequence[str], n: int = 3) -> str:
-    shown = ", ".join(repr(i) for i in ids[:n])
-    return (shown + ", …" if len(ids) > n else shown) or "none"
-
-
 def evaluate(
     predicted: Sequence[TrackRecord],
     truth: Sequence[TrackRecord],
@@ -65,7 +60,7 @@ def evaluate(
     truth): it is the wrong pair of files, not a tracker that found nothing. The
     counts of videos on one side only are returned (the caller warns).
     """
-    from vcl.errors import DataError
+    from vcl.errors import DataError, first_ids
 
     pred_by, gt_by = defaultdict(list), defaultdict(list)
     for t in predicted:
@@ -75,8 +70,8 @@ def evaluate(
     videos = sorted(set(pred_by) & set(gt_by))
     if not videos:
         raise DataError(
-            f"shares no video id with {names[1]} (video ids here: {_some(sorted(pred_by))}; "
-            f"there: {_some(sorted(gt_by))})",
+            f"shares no video id with {names[1]} (video ids here: {first_ids(sorted(pred_by))}; "
+            f"there: {first_ids(sorted(gt_by))})",
             names[0],
             "score tracks of the videos the ground truth annotates",
         )
