@@ -177,3 +177,60 @@ def test_bad_inputs(tmp_path: Path, invoke) -> None:
     assert r.exit_code == ExitCode.NO_INPUT
     for res in (r,):
         assert "Traceback" not in res.stderr
+
+
+def test_npy_pairs_need_ids_and_join_by_them(tmp_path: Path, invoke) -> None:
+    """Two .npy arrays are both numbered 0, 1, …: joining labels by those ids would give
+    row i of train and test one label. Refused; --train-ids/--test-ids join correctly."""
+    g = np.random.default_rng(2)
+    centres = g.normal(0, 1, (2, 8)) * 4
+    y_tr, y_te = np.repeat([0, 1], 10), np.array([1, 1, 1, 0, 0, 0])
+    np.save(tmp_path / "tr.npy", (centres[y_tr] + 0.1 * g.normal(size=(20, 8))).astype("f4"))
+    np.save(tmp_path / "te.npy", (centres[y_te] + 0.1 * g.normal(size=(6, 8))).astype("f4"))
+    (tmp_path / "tr.txt").write_text("".join(f"a{i}\n" for i in range(20)))
+    (tmp_path / "te.txt").write_text("".join(f"b{i}\n" for i in range(6)))
+    rows = [{"id": f"a{i}", "label": CLASSES[v]} for i, v in enumerate(y_tr)]
+    rows += [{"id": f"b{i}", "label": CLASSES[v]} for i, v in enumerate(y_te)]
+    (tmp_path / "lab.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    npy = ["--train", tmp_path / "tr.npy", "--test", tmp_path / "te.npy"]
+    r = invoke("probe", "knn", *npy, "--labels", tmp_path / "lab.jsonl", "--k", "3")
+    assert r.exit_code == ExitCode.USAGE and "--train-ids" in r.stderr
+    ids = ["--train-ids", tmp_path / "tr.txt", "--test-ids", tmp_path / "te.txt"]
+    r = invoke("probe", "knn", *npy, *ids, "--labels", tmp_path / "lab.jsonl", "--k", "3")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["layers"][0]["metrics"]["top1"] == 1.0
+
+
+def test_nonfinite_single_class_and_empty_are_refused(tmp_path: Path, invoke) -> None:
+    dataset(tmp_path)
+    g = np.random.default_rng(3)
+    x = g.normal(size=(10, 4)).astype(np.float32)
+    x[7, 2] = np.nan
+    ids = [f"s{i:02d}" for i in range(10)]
+    write_store(tmp_path / "nan.zarr", ids, {"good": x}, labels=["cat", "dog"] * 5)
+    one = ["cat"] * 10
+    write_store(tmp_path / "one.zarr", ids, {"good": np.nan_to_num(x)}, labels=one)
+    write_store(tmp_path / "empty.zarr", [], {"good": np.zeros((0, 4), np.float32)})
+    test = ["--test", tmp_path / "nan.zarr"]
+    for method in ("linear", "svm", "fewshot", "knn"):
+        extra = (
+            ["--epochs", "1"] if method == "linear" else ["--shots", "1"] * (method == "fewshot")
+        )
+        r = invoke("probe", method, "--train", tmp_path / "nan.zarr", *test, *extra)
+        assert r.exit_code == ExitCode.DATA and "NaN or inf" in r.stderr and "'s07'" in r.stderr
+        r = invoke(
+            "probe",
+            method,
+            "--train",
+            tmp_path / "one.zarr",
+            "--test",
+            tmp_path / "one.zarr",
+            *extra,
+        )
+        assert r.exit_code == ExitCode.DATA, (method, r.stderr)
+        assert "one.zarr" in r.stderr and "'cat'" in r.stderr
+        r = invoke("probe", method, "--train", tmp_path / "empty.zarr", *test, *extra)
+        assert r.exit_code == ExitCode.DATA and "no train samples" in r.stderr
+    pair = ["--train", tmp_path / "train.zarr", "--test", tmp_path / "test.zarr"]
+    r = invoke("probe", "fewshot", *pair, "--labels", tmp_path / "labels.jsonl", "--shots", "50")
+    assert r.exit_code == ExitCode.DATA and "labels.jsonl" in r.stderr

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from vcl.console import log
-from vcl.errors import DataError, MissingInputError, UsageError
+from vcl.errors import DataError, MissingInputError, UsageError, first_ids
 from vcl.io.manifest import iter_json_lines
 
 DEFAULT_COSTS = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
@@ -92,6 +92,20 @@ def _store_labels(fs: Any) -> dict[str, str]:
     return {str(i): str(v) for i, v in zip(fs.ids, fs.labels, strict=True) if str(v) != ""}
 
 
+def check_rows(features: np.ndarray, ids: np.ndarray, what: str, source: str) -> None:
+    """Refuse empty sets and NaN/inf rows: a probe would score them as noise, silently."""
+    if len(features) == 0:
+        raise DataError(f"holds no {what} samples", source, "nothing to probe")
+    bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+    if len(bad):
+        raise DataError(
+            f"{len(bad)} of {len(features)} {what} rows hold NaN or inf "
+            f"(first ids: {first_ids(ids[bad])})",
+            source,
+            "drop or fix those rows",
+        )
+
+
 def load_probe_data(
     train: str | Path | list[str | Path],
     test: str | Path | list[str | Path] | None,
@@ -100,10 +114,13 @@ def load_probe_data(
     split_field: str | None = None,
     train_split: str = "train",
     test_split: str = "test",
+    train_ids: str | Path | None = None,
+    test_ids: str | Path | None = None,
 ) -> ProbeData:
     """Read one layer of train/test stores (or one store split by ``split_field``).
 
-    ``train`` and ``test`` may each be several stores (shards), read as their merge.
+    ``train`` and ``test`` may each be several stores (shards), read as their merge;
+    ``train_ids`` / ``test_ids`` name the rows of ``.npy`` arrays (one id per line).
     """
     from vcl.io.features import read_feature_set
 
@@ -111,7 +128,7 @@ def load_probe_data(
         return ", ".join(map(str, x)) if isinstance(x, (list, tuple)) else str(x)
 
     file_labels = read_labels_file(labels_file) if labels_file is not None else {}
-    tr = read_feature_set(train, layer=layer)
+    tr = read_feature_set(train, ids_file=train_ids, layer=layer)
     layer_name = str((tr.attrs or {}).get("layer", ""))
     if test is None:
         if split_field is None:
@@ -131,6 +148,8 @@ def load_probe_data(
         )
         keep = np.flatnonzero(tr_mask | te_mask)
         is_train = tr_mask[keep]
+        check_rows(tr.features[keep[is_train]], tr.ids[keep[is_train]], "train", name(train))
+        check_rows(tr.features[keep[~is_train]], tr.ids[keep[~is_train]], "test", name(train))
         return ProbeData(
             layer_name,
             tr.features[keep[is_train]],
@@ -143,7 +162,7 @@ def load_probe_data(
                 "labels": str(labels_file),
             },
         )
-    te = read_feature_set(test, layer=layer)
+    te = read_feature_set(test, ids_file=test_ids, layer=layer)
     test_layer = str((te.attrs or {}).get("layer", ""))
     if test_layer != layer_name:
         raise DataError(
@@ -156,6 +175,9 @@ def load_probe_data(
             name(test),
             "embed train and test with the same model and layer",
         )
+    check_rows(tr.features, tr.ids, "train", name(train))
+    check_rows(te.features, te.ids, "test", name(test))
+    _check_shared_ids(tr, te, name(train), name(test))
     y_tr = join_labels(
         tr.ids, {**_store_labels(tr), **file_labels}, "train", str(labels_file or name(train))
     )
@@ -176,6 +198,27 @@ def load_probe_data(
     )
 
 
+def _check_shared_ids(tr: Any, te: Any, train_name: str, test_name: str) -> None:
+    """Ids in both sets: an error for two arrays numbered by row (labels join by id, so
+    row i of both would get one label), else a warning (the same samples in both?)."""
+    shared = np.intersect1d(tr.ids, te.ids)
+    if not len(shared):
+        return
+    if (tr.attrs or {}).get("row_number_ids") and (te.attrs or {}).get("row_number_ids"):
+        raise UsageError(
+            f"{train_name} and {test_name} are both numbered by row, so their ids collide and "
+            "labels joined by id would be shared",
+            None,
+            "give --train-ids FILE and --test-ids FILE (one id per line, row order)",
+        )
+    log.warning(
+        "%d of %d test ids are also train ids (first: %s): the same samples in both sets?",
+        len(shared),
+        len(te.ids),
+        first_ids(shared),
+    )
+
+
 def encode_labels(
     y_train: np.ndarray, y_test: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -184,6 +227,13 @@ def encode_labels(
         if any(LABEL_SEPARATOR in str(v) for v in y):
             raise DataError("multi-label targets ('a|b') are only supported by vcl probe svm", None)
     classes = sorted(set(y_train.tolist()))
+    if len(classes) < 2:
+        raise DataError(
+            f"the training labels hold one class ({first_ids(classes)}): every probe would "
+            "score 1.0",
+            None,
+            "a probe needs two classes or more",
+        )
     index = {c: i for i, c in enumerate(classes)}
     unseen = sum(1 for v in y_test if v not in index)
     if unseen:
@@ -406,6 +456,14 @@ def svm_probe(
     t_tr, t_te, classes = multilabel_targets(y_train, y_test)
     if len(classes) < 1 or len(y_train) < 2:
         raise DataError("the svm probe needs at least one class and two training samples")
+    everywhere = [c for c, on in zip(classes, t_tr.all(axis=0), strict=True) if on]
+    if everywhere:
+        raise DataError(
+            f"{'classes' if len(everywhere) > 1 else 'class'} {first_ids(everywhere)} on "
+            "every training sample: a one-vs-rest SVM needs negatives",
+            None,
+            "train on samples of two classes or more",
+        )
     x_tr, x_te = l2_normalise(x_train), l2_normalise(x_test)
     tasks = [
         (x_tr, t_tr[:, c], x_te, t_te[:, c], tuple(costs), folds, max_iter)

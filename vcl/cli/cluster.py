@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vcl.cli.common import Device, Features, Overwrite, Seed, command_group, vcl_command
-
-
-def _json(value: object) -> str:
-    """JSON with NaN / inf as null: bare NaN is not JSON, and jq or a browser reject it."""
-    import math
-
-    def finite(v: object) -> object:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: finite(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [finite(x) for x in v]
-        return v
-
-    return json.dumps(finite(value), allow_nan=False)
-
+from vcl.cli.common import (
+    Device,
+    Features,
+    Overwrite,
+    Seed,
+    command_group,
+    report_json,
+    vcl_command,
+)
 
 app = command_group(
     "Cluster features: k-means, FINCH or track k-means.\n\n"
@@ -258,7 +248,7 @@ def run(
         write_clusters_jsonl("-" if streamed else output, clustering, overwrite)
     else:
         write_clusters(output, clustering, params, seed, overwrite)
-    text = _json(summary)
+    text = report_json(summary)
     if jsonl and streamed:  # stdout carries the records: the summary goes to stderr
         log.info("%s", text)
     else:
@@ -397,7 +387,7 @@ def evaluate(
         "vs_run": None if vs is None else (run_index if vs_run is None else vs_run),
         **report,
     }
-    typer.echo(_json(report))
+    typer.echo(report_json(report))
 
 
 EXAMPLES = [

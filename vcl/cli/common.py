@@ -172,6 +172,23 @@ def vcl_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def report_json(value: object, indent: int | None = None) -> str:
+    """JSON with NaN / inf as null: bare NaN is not JSON, and jq or a browser reject it."""
+    import json
+    import math
+
+    def finite(v: object) -> object:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), allow_nan=False, indent=indent)
+
+
 def parse_shard_option(value: str | None) -> tuple[int, int] | None:
     from vcl.parallel import parse_shard
 

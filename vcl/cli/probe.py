@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from vcl.cli.common import Device, Seed, Workers, command_group, parse_number_list, vcl_command
+from vcl.cli.common import (
+    Device,
+    Seed,
+    Workers,
+    command_group,
+    parse_number_list,
+    report_json,
+    vcl_command,
+)
 
 app = command_group(
     "Probe frozen features: linear, SVM, few-shot, kNN.\n\n"
@@ -66,6 +73,22 @@ TrainSplit = Annotated[
 TestSplit = Annotated[
     str, typer.Option("--test-split", help="Split value of test ids (--split-field).")
 ]
+TrainIds = Annotated[
+    Path | None,
+    typer.Option(
+        "--train-ids",
+        metavar="FILE",
+        help="For a train .npy array: one id per line, in row order (else ids are row numbers).",
+    ),
+]
+TestIds = Annotated[
+    Path | None,
+    typer.Option(
+        "--test-ids",
+        metavar="FILE",
+        help="For a test .npy array: one id per line, in row order (else ids are row numbers).",
+    ),
+]
 Jsonl = Annotated[
     bool, typer.Option("--jsonl", help="One JSON line per layer instead of one JSON report.")
 ]
@@ -119,8 +142,10 @@ def _probe(
     train_split: str,
     test_split: str,
     jsonl: bool,
+    ids: tuple[Path | None, Path | None] = (None, None),
 ) -> None:
     from vcl.console import log
+    from vcl.errors import DataError
     from vcl.probe import load_probe_data
 
     reports = []
@@ -128,7 +153,9 @@ def _probe(
     tr = train[0] if len(train) == 1 else train
     te = None if not test else test[0] if len(test) == 1 else test
     for name in _layers_of(train[0], layer):
-        data = load_probe_data(tr, te, name, labels, split_field, train_split, test_split)
+        data = load_probe_data(
+            tr, te, name, labels, split_field, train_split, test_split, ids[0], ids[1]
+        )
         log.info(
             "%s probe of layer %s: %d train, %d test samples, %d dims",
             method,
@@ -137,7 +164,13 @@ def _probe(
             len(data.x_test),
             data.x_train.shape[1],
         )
-        metrics = fn(data)
+        try:
+            metrics = fn(data)
+        except DataError as exc:  # the labels' problem (one class, too few shots): name them
+            if exc.path is not None:
+                raise
+            source = labels if labels is not None else data.inputs["train"]
+            raise DataError(exc.problem, source, exc.hint) from None
         inputs = data.inputs
         reports.append(
             {
@@ -154,14 +187,14 @@ def _probe(
     _table(method, reports, table_keys)
     if jsonl:
         for r in reports:
-            typer.echo(json.dumps(r))
+            typer.echo(report_json(r))
     else:
         layers = [
             {k: v for k, v in r.items() if k not in ("method", "parameters", "inputs")}
             for r in reports
         ]
         typer.echo(
-            json.dumps(
+            report_json(
                 {"method": method, "parameters": parameters, "inputs": inputs, "layers": layers}
             )
         )
@@ -177,6 +210,8 @@ def linear(
     split_field: SplitField = None,
     train_split: TrainSplit = "train",
     test_split: TestSplit = "test",
+    train_ids: TrainIds = None,
+    test_ids: TestIds = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs.")] = 100,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Initial learning rate.")] = 0.01,
     momentum: Annotated[float, typer.Option("--momentum", min=0.0, help="SGD momentum.")] = 0.9,
@@ -223,6 +258,7 @@ def linear(
         train_split,
         test_split,
         jsonl,
+        (train_ids, test_ids),
     )
 
 
@@ -236,6 +272,8 @@ def svm(
     split_field: SplitField = None,
     train_split: TrainSplit = "train",
     test_split: TestSplit = "test",
+    train_ids: TrainIds = None,
+    test_ids: TestIds = None,
     costs: Annotated[
         str, typer.Option("--costs", help="Comma-separated cost grid C for cross-validation.")
     ] = "0.0001,0.001,0.01,0.1,1,10,100",
@@ -275,6 +313,7 @@ def svm(
         train_split,
         test_split,
         jsonl,
+        (train_ids, test_ids),
     )
 
 
@@ -288,6 +327,8 @@ def fewshot(
     split_field: SplitField = None,
     train_split: TrainSplit = "train",
     test_split: TestSplit = "test",
+    train_ids: TrainIds = None,
+    test_ids: TestIds = None,
     shots: Annotated[
         str, typer.Option("--shots", help="Comma-separated training samples per class.")
     ] = "1,5,10,20",
@@ -331,6 +372,7 @@ def fewshot(
         train_split,
         test_split,
         jsonl,
+        (train_ids, test_ids),
     )
 
 
@@ -344,6 +386,8 @@ def knn(
     split_field: SplitField = None,
     train_split: TrainSplit = "train",
     test_split: TestSplit = "test",
+    train_ids: TrainIds = None,
+    test_ids: TestIds = None,
     k: Annotated[int, typer.Option("--k", min=1, help="Neighbours that vote.")] = 200,
     temperature: Annotated[
         float, typer.Option("--temperature", min=1e-6, help="τ of the exp(s/τ) vote weights.")
@@ -374,6 +418,7 @@ def knn(
         train_split,
         test_split,
         jsonl,
+        (train_ids, test_ids),
     )
 
 
@@ -411,7 +456,7 @@ def compare(
             cells = [row["values"].get(c) for c in columns]
             table.add_row(row["probe"], *("–" if v is None else f"{100 * v:.2f}" for v in cells))
         err_console.print(table)
-    typer.echo(json.dumps({"columns": columns, "rows": rows}))
+    typer.echo(report_json({"columns": columns, "rows": rows}))
 
 
 EXAMPLES = [

@@ -16,6 +16,7 @@ from vcl.cli.common import (
     Workers,
     command_group,
     parse_number_list,
+    report_json,
     vcl_command,
 )
 
@@ -373,7 +374,7 @@ def evaluate(
             "%d of %d ground-truth videos in %s are not in the proposals; scored the others",
             report["videos_missing"], report["videos"] + report["videos_missing"], gt,
         )  # fmt: skip
-    typer.echo(json.dumps(report, indent=2))
+    typer.echo(report_json(report, indent=2))
 
 
 def _no_shared_video(store: list[Path], gt: Path, kind: str, min_visible: float) -> None:

@@ -6,7 +6,14 @@ from typing import Annotated
 
 import typer
 
-from vcl.cli.common import Overwrite, Shard, Workers, command_group, vcl_command
+from vcl.cli.common import (
+    Overwrite,
+    Shard,
+    Workers,
+    command_group,
+    report_json,
+    vcl_command,
+)
 
 app = command_group(
     "Link proposals into object tracks.\n\n"
@@ -312,7 +319,6 @@ def evaluate(
     without tracks counts as missed, tracks of a video without GT as impure (a warning
     counts such videos); files sharing no video are an error.
     """
-    import json
 
     from vcl.console import log
     from vcl.io.manifest import TrackRecord
@@ -334,7 +340,7 @@ def evaluate(
             "impure), %d only in %s (their objects count as missed)",
             report["videos"], report["videos_only_predicted"], report["videos_only_gt"], gt,
         )  # fmt: skip
-    typer.echo(json.dumps(report))
+    typer.echo(report_json(report))
 
 
 EXAMPLES = [

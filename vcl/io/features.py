@@ -113,6 +113,12 @@ def read_feature_set(
         if layer not in (None, "", "features"):
             raise DataError(f"an .npy array has no layer {layer!r}", path)
         return _read_npy(path, ids_file)
+    if ids_file is not None:
+        raise UsageError(
+            f"an ids file ({ids_file}) names the rows of an .npy array, and this is a "
+            "features store, which holds its ids",
+            path,
+        )
     from vcl.io.store import Store
 
     store = Store(path, kind=KIND, version=1)
@@ -199,9 +205,8 @@ def _read_npy(path: Path, ids_file: str | Path | None) -> FeatureSet:
                 "give one id per line, in row order",
             )
         _check_unique(ids, ids_path)
-    return FeatureSet(
-        ids=ids, features=features.astype(np.float32, copy=False), attrs={"source": str(path)}
-    )
+    attrs: dict[str, Any] = {"source": str(path), "row_number_ids": ids_file is None}
+    return FeatureSet(ids=ids, features=features.astype(np.float32, copy=False), attrs=attrs)
 
 
 def _strings(values: np.ndarray) -> np.ndarray:
