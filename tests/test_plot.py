@@ -199,3 +199,53 @@ def test_probe_table_matches_probe_compare(invoke, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"layers": []}\n')
     assert invoke("plot", "probe", bad, "-o", out).exit_code == ExitCode.DATA
+
+
+def test_cluster_montage_errors_name_the_file(invoke, tmp_path: Path) -> None:
+    from tests.test_cli import one_error_line
+    from vcl.io.store import StoreWriter
+
+    crops, out = _crops(tmp_path), tmp_path / "m.png"
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"id": "nothing", "cluster": 0}) + "\n")
+    result = invoke("plot", "clusters", other, "--crops", crops, "-o", out)
+    line = one_error_line(result.stderr)
+    assert result.exit_code == ExitCode.DATA and line.startswith(f"error: {other}: ")
+    assert "crops.zarr" in line and "'nothing'" in line and "'t0@0'" in line
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "t0@0", "cluster": "a"}) + "\n")
+    result = invoke("plot", "clusters", bad, "--crops", crops, "-o", out)
+    assert result.exit_code == ExitCode.DATA
+    assert one_error_line(result.stderr).startswith(f"error: {bad}: line 1: 'cluster'")
+    unassigned = tmp_path / "unassigned.jsonl"
+    unassigned.write_text(json.dumps({"id": "t0@0", "cluster": -1}) + "\n")
+    result = invoke("plot", "clusters", unassigned, "--crops", crops, "-o", out)
+    assert result.exit_code == ExitCode.DATA
+    assert one_error_line(result.stderr).startswith(f"error: {unassigned}: ")
+    store = tmp_path / "clusters.zarr"
+    with StoreWriter(store, "vcl.clusters/1", {}, 0) as writer:
+        writer.define_columns({"id": (str, ()), "assignment": ("int64", (1,))})
+        writer.append_group("v", id=np.array(["t0@0"]), assignment=np.zeros((1, 1), np.int64))
+    result = invoke("plot", "clusters", store, "--crops", crops, "-o", out, "--run", "3")
+    assert result.exit_code == ExitCode.USAGE
+    assert one_error_line(result.stderr).startswith(f"error: {store}: --run 3: the store has 1")
+    assert not out.exists()
+    assert invoke("plot", "clusters", store, "--crops", crops, "-o", out).exit_code == 0
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf", ".PDF"])
+def test_plot_formats_help_and_check_agree(invoke, runs, tmp_path: Path, suffix: str) -> None:
+    """Every format the help names is written; others are refused naming all of them."""
+    out = tmp_path / f"curves{suffix}"
+    assert invoke("plot", "curves", *runs, "-o", out).exit_code == 0
+    assert out.read_bytes()[:5] in (b"\x89PNG\r", b"<?xml", b"%PDF-")
+    help_text = invoke("plot", "curves", "--help").output
+    assert ".png, .svg or .pdf" in " ".join(help_text.split())
+
+
+def test_plot_unknown_format_hint_lists_every_format(invoke, runs, tmp_path: Path) -> None:
+    from tests.test_cli import one_error_line
+
+    result = invoke("plot", "curves", *runs, "-o", tmp_path / "x.jpg")
+    assert result.exit_code == ExitCode.USAGE
+    assert one_error_line(result.stderr).endswith("end it in .png, .svg or .pdf")

@@ -22,16 +22,20 @@ from typing import Any
 
 import numpy as np
 
-from vcl.errors import DataError, MissingInputError, OutputError, UsageError
+from vcl.errors import DataError, MissingInputError, OutputError, UsageError, first_ids
 
-FORMATS = (".png", ".svg", ".pdf")
+FORMATS = (".png", ".svg", ".pdf")  # what matplotlib writes without extra backends
 # Headline number of each probe, as `vcl probe compare` shows them.
 
 
 def check_output(path: Path) -> None:
     """Refuse an unknown image format or a missing folder before any work is done."""
     if path.suffix.lower() not in FORMATS:
-        raise UsageError(f"unknown image format {path.suffix!r}", path, "end it in .png or .svg")
+        raise UsageError(
+            f"unknown image format {path.suffix!r}",
+            path,
+            f"end it in {', '.join(FORMATS[:-1])} or {FORMATS[-1]}",
+        )
     if not path.parent.is_dir():
         raise OutputError("its folder does not exist", path)
 
@@ -129,7 +133,7 @@ def _read_assignments(path: Path, run: int) -> tuple[np.ndarray, np.ndarray]:
         assignment = store["assignment"][:]
         if assignment.ndim == 2:
             if run >= assignment.shape[1]:
-                raise UsageError(f"the store has {assignment.shape[1]} runs", "--run")
+                raise UsageError(f"--run {run}: the store has {assignment.shape[1]} runs", path)
             assignment = assignment[:, run]
         return store["id"][:].astype(object).astype(str), assignment.astype(np.int64)
     from vcl.io.manifest import iter_json_lines
@@ -138,8 +142,11 @@ def _read_assignments(path: Path, run: int) -> tuple[np.ndarray, np.ndarray]:
     for lineno, obj in iter_json_lines(path):
         if "id" not in obj or "cluster" not in obj:
             raise DataError(f"line {lineno}: needs 'id' and 'cluster'", path)
+        try:
+            clusters.append(int(obj["cluster"]))
+        except (TypeError, ValueError):
+            raise DataError(f"line {lineno}: 'cluster' must be an integer", path) from None
         ids.append(str(obj["id"]))
-        clusters.append(int(obj["cluster"]))
     return np.array(ids, dtype=str), np.array(clusters, dtype=np.int64)
 
 
@@ -150,20 +157,33 @@ def cluster_grid(
     per_cluster: int,
     max_clusters: int,
     seed: int,
+    names: tuple[str | Path, str | Path] | None = None,
 ) -> tuple[list[int], list[int], np.ndarray]:
     """Which crops to draw: ``(cluster ids, their sizes, rows (C, per_cluster))``.
 
     Clusters largest first (ties by id); in each, ``per_cluster`` members drawn
     without replacement with ``seed`` (row -1 where a cluster is smaller). Only
-    members found among ``crop_ids`` count.
+    members found among ``crop_ids`` count. ``names`` (clusters file, crops store)
+    are named in the error when no id meets.
     """
     order = np.argsort(crop_ids)
     pos = np.minimum(np.searchsorted(crop_ids, ids, sorter=order), max(len(crop_ids) - 1, 0))
     found = (crop_ids[order[pos]] == ids) if len(crop_ids) else np.zeros(len(ids), bool)
     if not found.any():
-        raise DataError("no clustered id names a crop", None, "cluster the crops' features")
+        where, crops = names or (None, "the crops")
+        raise DataError(
+            f"no clustered id names a crop of {crops} (ids here: {first_ids(ids)}; crops: "
+            f"{first_ids(crop_ids)})",
+            where,
+            "cluster the features of these crops",
+        )
     rows_of, cl = order[pos][found], clusters[found]
     keep = cl >= 0  # -1: unassigned
+    if not keep.any():
+        raise DataError(
+            "every clustered id that names a crop is unassigned (cluster -1)",
+            (names or (None,))[0],
+        )
     rows_of, cl = rows_of[keep], cl[keep]
     values, sizes = np.unique(cl, return_counts=True)
     ranked = np.lexsort((values, -sizes))[:max_clusters]
@@ -195,7 +215,7 @@ def plot_clusters(
     if "image" not in store.columns:
         raise DataError("has no 'image' column: not a crops store", crops_path)
     names, sizes, grid = cluster_grid(
-        ids, clusters, item_ids(store), per_cluster, max_clusters, seed
+        ids, clusters, item_ids(store), per_cluster, max_clusters, seed, (clusters_path, crops_path)
     )
     wanted = np.unique(grid[grid >= 0])
     images = store["image"].get_orthogonal_selection((wanted,))  # (n, S, S, 3) uint8

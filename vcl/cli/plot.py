@@ -1,4 +1,4 @@
-"""vcl plot: training curves, cluster montages and probe tables as PNG or SVG."""
+"""vcl plot: training curves, cluster montages and probe tables as PNG, SVG or PDF."""
 
 from __future__ import annotations
 
