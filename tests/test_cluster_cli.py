@@ -250,3 +250,44 @@ def test_eval_json_has_no_bare_nan(invoke, tmp_path, npy, monkeypatch) -> None:
     report = json.loads(result.stdout, parse_constant=refuse)
     assert report["nmi"] is None and report["sizes"]["mean"] is None
     assert report["per"] == [None, 1.0]
+
+
+def _crops_store(path: Path, labels: list[str] | None) -> Path:
+    """A tiny vcl.crops/1 store: 2 tracks × 3 crops (ids t<i>@<frame>), 5×5 images."""
+    from vcl.crops import columns_spec
+    from vcl.io.store import StoreWriter
+
+    tracks, frames = np.repeat(["t0", "t1"], 3), np.tile([0, 2, 4], 2)
+    with StoreWriter(path, "vcl.crops/1", {}, None) as writer:
+        writer.define_columns(columns_spec(5, labels is not None))
+        columns = {
+            "image": np.zeros((6, 5, 5, 3), np.uint8),
+            "track_id": tracks,
+            "video_id": np.full(6, "v"),
+            "frame": frames.astype(np.int32),
+            "box": np.zeros((6, 4), np.float32),
+        }
+        if labels is not None:
+            columns["label"] = np.array(labels)
+        writer.append_group("v", **columns)
+    return path
+
+
+def test_eval_labels_from_a_crops_store_join_by_crop_id(invoke, tmp_path) -> None:
+    clusters = tmp_path / "clusters.jsonl"
+    assign = {"t1@4": 0, "t0@0": 1, "t1@0": 0, "t0@2": 1, "t0@4": 1, "t1@2": 0}  # shuffled
+    clusters.write_text(
+        "".join(json.dumps({"id": i, "cluster": c}) + "\n" for i, c in assign.items())
+    )
+    crops = _crops_store(tmp_path / "crops.zarr", ["cat"] * 3 + ["dog"] * 3)
+    result = invoke("cluster", "eval", clusters, "--labels", crops)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["labelled"] == 6 and report["classes"] == 2
+    assert report["nmi"] == pytest.approx(1.0) and report["purity"] == 1.0
+    assert report["tracks"] == 2 and report["intra_track_entropy"] == 0.0  # its track_id
+    bare = _crops_store(tmp_path / "bare.zarr", None)
+    result = invoke("cluster", "eval", clusters, "--labels", bare)
+    assert result.exit_code == ExitCode.DATA
+    line = one_error_line(result.stderr)
+    assert line.startswith(f"error: {bare}: store has no 'label' column")

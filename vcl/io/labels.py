@@ -3,7 +3,8 @@
 Evaluation stages (``retrieve eval``, ...) join ground truth to their items by id,
 never by row order. A source is either JSONL — any lines with an ``id`` (a videos
 manifest, hand-written ``{"id", "label"}`` lines, ``-`` for stdin) where only ``id``
-and the asked-for fields matter — or a vcl store with an ``id`` column.
+and the asked-for fields matter — or a vcl store with an ``id`` column (or, like a
+crops store, ``track_id`` and ``frame`` columns: ids ``<track_id>@<frame>``).
 A missing, null or empty value reads as ``""`` (unknown).
 """
 
@@ -44,9 +45,12 @@ def read_id_fields(
         from vcl.io.store import Store
 
         store = Store(path)
-        if "id" not in store.columns:
+        if "id" in store.columns or {"track_id", "frame"} <= set(store.columns):
+            from vcl.io.features import item_ids
+
+            ids = item_ids(store)  # a crops store: <track_id>@<frame>, as vcl embed names crops
+        else:
             raise DataError("store has no 'id' column to join by", label)
-        ids = store["id"][:].astype(object).astype(str)
         fields = {}
         for name in names:
             if name in store.columns and store[name].ndim == 1:
@@ -93,7 +97,19 @@ def _read_several(
 def read_id_field(
     path: str | Path | Sequence[str | Path], name: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, values)`` of one field; see ``read_id_fields``."""
+    """``(ids, values)`` of one field; see ``read_id_fields``. A store without the
+    field's column is an error (all its values would read as unknown)."""
+    from vcl.io.store import Store
+
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    for p in paths:
+        if is_store(p) and Path(p).is_dir() and name not in Store(p).columns:
+            raise DataError(
+                f"store has no {name!r} column",
+                p,
+                f"give a JSONL or store with id and {name} of each item"
+                + (" (crops carry the labels of labelled tracks)" if name == "label" else ""),
+            )
     ids, fields = read_id_fields(path, [name])
     return ids, fields[name]
 
