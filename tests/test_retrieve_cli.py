@@ -262,3 +262,71 @@ def test_image_query_through_random_resnet18(invoke, tmp_path) -> None:
     assert lines[0]["score"] == pytest.approx(1.0, abs=1e-5)
     result = invoke(*args, "--model", "random:resnet18", "--size", "64", "--keep-going")
     assert result.exit_code == 0 and len(jsonl(result.stdout)) == 4
+
+
+def _embedded(path, x, ids, model, layers=("pool",)):
+    """A features store as vcl embed writes one: params name the model, one column per
+    layer, the last the default."""
+    from vcl.io.features import SCHEMA, feature_columns
+    from vcl.io.store import StoreWriter
+
+    params = {"model": model, "layers": list(layers)}
+    with StoreWriter(path, SCHEMA, params) as w:
+        w.define_columns(feature_columns(0, layers={k: x.shape[1] for k in layers}))
+        w.append_group("v", id=np.array(ids), **{f"features_{k}": x for k in layers})
+        w.set_attrs(layers=list(layers), default_layer=layers[-1])
+    return path
+
+
+def test_query_from_another_model_is_warned_about(invoke, tmp_path) -> None:
+    x = np.random.default_rng(3).normal(size=(9, 7)).astype(np.float32)
+    ids = [f"i{i}" for i in range(9)]
+    two = _embedded(tmp_path / "g.zarr", x, ids, "random:resnet18", ("stage5", "pool"))
+    out = tmp_path / "g.index"
+    assert invoke("retrieve", "index", two, "-o", out).exit_code == 0
+    assert json.loads(meta_path(out).read_text())["source"]["layer"] == "pool"  # the default
+    same = _embedded(tmp_path / "same.zarr", x, ids, "random:resnet18")
+    other = _embedded(tmp_path / "other.zarr", x, ids, "runs/odct")
+    np.save(tmp_path / "plain.npy", x)
+    for quiet in (same, tmp_path / "plain.npy"):  # same model, or nothing recorded
+        result = invoke("retrieve", "query", out, quiet, "-k", "2")
+        assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+    result = invoke("retrieve", "query", out, other, "-k", "2")
+    assert result.exit_code == 0 and len(jsonl(result.stdout)) == 18
+    warnings = [x for x in result.stderr.splitlines() if x.startswith("warning:")]
+    assert len(warnings) == 1
+    assert "other.zarr" in warnings[0] and "runs/odct" in warnings[0]
+    assert "g.index" in warnings[0] and "random:resnet18" in warnings[0]
+    result = invoke("retrieve", "query", out, two, "--layer", "stage5", "-k", "2")
+    assert result.exit_code == 0
+    assert "layer stage5" in result.stderr and "layer pool" in result.stderr
+
+
+def test_eval_across_models_is_warned_about(invoke, tmp_path) -> None:
+    x = np.random.default_rng(4).normal(size=(9, 7)).astype(np.float32)
+    ids, labels = [f"i{i}" for i in range(9)], tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"id": i, "label": i[-1]}) + "\n" for i in ids))
+    a = _embedded(tmp_path / "a.zarr", x, ids, "random:resnet18")
+    b = _embedded(tmp_path / "b.zarr", x, ids, "weights:resnet18:r18.pt")
+    args = ("retrieve", "eval", "--labels", labels, "--exclude-self", "-k", "1")
+    result = invoke(*args, "--query", a, "--gallery", b)
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "queries (" in result.stderr
+        and "a.zarr) were embedded with random:resnet18" in result.stderr
+    )
+    assert "b.zarr) with weights:resnet18:r18.pt" in result.stderr
+    result = invoke(*args, "--query", a, "--gallery", a)
+    assert result.exit_code == 0 and "embedded with" not in result.stderr
+
+
+def test_eval_labels_from_a_crops_store(invoke, tmp_path) -> None:
+    from tests.test_cluster_cli import _crops_store
+
+    crops = _crops_store(tmp_path / "crops.zarr", ["cat"] * 3 + ["dog"] * 3)
+    ids = [f"t{t}@{f}" for t in range(2) for f in (0, 2, 4)]
+    x = np.repeat(np.eye(2, 3, dtype=np.float32), 3, axis=0) + 0.01 * np.arange(6)[:, None]
+    features = store(tmp_path / "f.zarr", x, ids)
+    result = invoke("retrieve", "eval", "--query", features, "--labels", crops, "--exclude-self")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["recall"]["R@1"] == 1.0

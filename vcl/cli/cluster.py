@@ -272,7 +272,8 @@ def evaluate(
             "--labels",
             metavar="MANIFEST_OR_STORE",
             help="Ground truth: JSONL with id and label on each line (other fields ignored; "
-            "no label = unlabelled), or a store with id and label columns. Joined by id. "
+            "no label = unlabelled), or a store with id and label columns (a crops store's "
+            "ids are <track_id>@<frame>, as vcl embed names crops). Joined by id. "
             "Repeatable (e.g. shards; an id must not repeat across them).",
         ),
     ] = None,

@@ -77,16 +77,62 @@ Layer = Annotated[
 
 
 def _read_features(path: Path | list[Path], ids: Path | None, layer: str | None) -> Any:
-    import inspect
-
-    from vcl.errors import UsageError
     from vcl.io.features import read_feature_set
 
-    if layer is None:
-        return read_feature_set(path, ids_file=ids)
-    if "layer" not in inspect.signature(read_feature_set).parameters:
-        raise UsageError("this vcl reads single-layer features stores only", "--layer")
     return read_feature_set(path, ids_file=ids, layer=layer)
+
+
+def _made_with(attrs: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """``(model, layer)`` that features were embedded with, from a features store's attrs
+    (``params.model`` and the layer read) or from embedded queries' attrs; None where
+    not recorded (an .npy array, Fisher vectors)."""
+    attrs = attrs or {}
+    params = attrs.get("params") if isinstance(attrs.get("params"), dict) else {}
+    model = params.get("model", attrs.get("model"))
+    layer = attrs.get("layer")
+    return (
+        model if isinstance(model, str) else None,
+        layer if isinstance(layer, str) and layer else None,
+    )
+
+
+def _gallery_made_with(meta: dict[str, Any]) -> tuple[str | None, str | None]:
+    """``(model, layer)`` of an index's gallery, from the source record of INDEX.json."""
+    source = meta.get("source") or {}
+    params = (source.get("provenance") or {}).get("params") or {}
+    model, layer, layers = params.get("model"), source.get("layer"), params.get("layers")
+    if layer is None and isinstance(layers, list) and len(layers) == 1:
+        layer = layers[0]  # an index written before the layer read was recorded
+    return (
+        model if isinstance(model, str) else None,
+        layer if isinstance(layer, str) and layer else None,
+    )
+
+
+def _warn_other_model(
+    query: tuple[str | None, str | None],
+    gallery: tuple[str | None, str | None],
+    query_name: Any,
+    gallery_name: Any,
+) -> None:
+    """Warn when both sides record their model (and layer) and these differ: distances
+    between two embeddings of the same dimension still mean nothing."""
+    from vcl.console import log
+
+    if query[0] is None or gallery[0] is None:
+        return
+    same_layer = query[1] is None or gallery[1] is None or query[1] == gallery[1]
+    if query[0] == gallery[0] and same_layer:
+        return
+
+    def name(made: tuple[str | None, str | None]) -> str:
+        return made[0] if made[1] is None or same_layer else f"{made[0]} (layer {made[1]})"
+
+    log.warning(
+        "the queries (%s) were embedded with %s but the gallery (%s) with %s: neighbours "
+        "across models mean little; embed both with one model and layer",
+        query_name, name(query), gallery_name, name(gallery),
+    )  # fmt: skip
 
 
 def _several(paths: list[Path] | None) -> Path | list[Path] | None:
@@ -214,7 +260,7 @@ def index(
     source = {
         "path": input_label(features),
         "ids_file": None if ids is None else str(ids),
-        "layer": layer,
+        "layer": layer or attrs.get("layer") or None,  # the layer read, default or not
         "schema": attrs.get("vcl_schema"),
         "provenance": {
             k: attrs.get(k)
@@ -470,9 +516,11 @@ def query(
     skipped: list[str] = []
     feature_inputs = [q for q in queries if _is_features(q)]
     media_inputs = [q for q in queries if not _is_features(q)]
+    gallery_made = _gallery_made_with(gallery.meta)
     for q in feature_inputs:
         sets.append(_read_features(q, ids, layer))
         check_queries(gallery, sets[-1].features.shape[1], None, q)
+        _warn_other_model(_made_with(sets[-1].attrs), gallery_made, q, index_path)
     thumbs: dict[str, Path] = {}
     n_media = 0
     if media_inputs:
@@ -484,6 +532,10 @@ def query(
         thumbs = _media_thumbnails(media_inputs)
         sets.append(embedded)
         check_queries(gallery, embedded.features.shape[1], None, media_inputs[0])
+        more = ", …" if len(media_inputs) > 1 else ""
+        _warn_other_model(
+            _made_with(embedded.attrs), gallery_made, f"{media_inputs[0]}{more}", index_path
+        )
     qids, qx = _concat(sets)
     set_search_params(gallery.index, gallery.meta, {"nprobe": nprobe, "ef_search": ef_search})
     x = prepare(qx, gallery.metric)
@@ -563,8 +615,9 @@ def evaluate(
             "--labels",
             metavar="FILE",
             help="JSONL with id and label (e.g. a videos manifest) or a store with id and "
-            "label columns; joined by id (default: the stores' label columns); repeatable "
-            "(ids must not repeat across files).",
+            "label columns (a crops store's ids are <track_id>@<frame>); joined by id "
+            "(default: the stores' label columns); repeatable (ids must not repeat across "
+            "files).",
         ),
     ] = None,
     ks: Annotated[
@@ -678,8 +731,11 @@ def evaluate(
 
     gpu = faiss_device(device)
 
+    made: list[tuple[str | None, str | None]] = []  # model and layer of each input read
+
     def load(path: Path | list[Path]) -> tuple[Any, Any, Any, Any]:
         fs = _read_features(path, None, layer)
+        made.append(_made_with(fs.attrs))
         check_finite(fs.features, _first(path))
         row_labels = fs.labels if fs.labels is not None else np.full(len(fs), "")
         ids, x = fs.ids, fs.features
@@ -732,6 +788,8 @@ def evaluate(
             _first(query_path),
             "use features of the same model and layer",
         )
+    if len(made) == 2:  # --query and --gallery read from different stores
+        _warn_other_model(made[0], made[1], _label(query_path), _label(gallery_path))
     if len(g_ids) == 0 or len(q_ids) == 0:
         raise DataError(
             "no queries or no gallery items to evaluate", _first(query_path or gallery_path)
