@@ -219,3 +219,58 @@ def test_resume_names_a_key_the_older_run_lacks(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match=r"refine_restarts \(absent there: saved by an older"):
         check_resumable(tmp_path, Config())  # type: ignore[arg-type]
+
+
+def one_error_line(stderr: str) -> str:
+    """The single ``error:`` line of a failed command (and no traceback)."""
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def test_output_and_resume_paths_fail_in_one_line(crops: Path, tmp_path: Path) -> None:
+    """-o on a file is exit 73 (not an internal FileExistsError); --resume of a missing
+    run is a missing input (66); the image/video mismatch reads 'an image network'."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    r = invoke("pretrain", crops, "--method", "odct", "-o", afile, *TINY)
+    assert r.exit_code == ExitCode.CANNOT_CREATE
+    assert f"{afile}: is a file" in one_error_line(r.stderr)
+    nope = tmp_path / "nope"
+    r = invoke("pretrain", crops, "--resume", nope, "-q")
+    assert r.exit_code == ExitCode.NO_INPUT
+    assert f"{nope}: no such run directory" in one_error_line(r.stderr)
+    r = invoke("pretrain", crops, "--method", "video-ir", "-o", tmp_path / "v", *TINY)
+    assert r.exit_code == ExitCode.USAGE
+    assert "resnet18 is an image network" in one_error_line(r.stderr)
+
+
+def test_a_failed_run_leaves_no_empty_folder_it_made(crops: Path, tmp_path: Path) -> None:
+    """A bad --init fails after the run folder is made: the folders this run created
+    go (parents too), a folder that was there before stays."""
+    r = invoke("pretrain", crops, "--method", "odc", "-o", tmp_path / "new" / "run",
+               "--init", tmp_path / "nope", *TINY)  # fmt: skip
+    assert r.exit_code == ExitCode.NO_INPUT, r.output
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    r = invoke("pretrain", crops, "--method", "odc", "-o", tmp_path / "mine",
+               "--init", tmp_path / "nope", *TINY)  # fmt: skip
+    assert r.exit_code == ExitCode.NO_INPUT and (tmp_path / "mine").is_dir()
+
+
+def test_resume_with_fewer_epochs_than_done_is_refused(crops: Path, tmp_path: Path) -> None:
+    """--epochs counts epochs in all: fewer than the run has done is refused, and
+    config.json keeps the run's record."""
+    import shutil
+
+    full = crops.parent / "run-odct"
+    if not (full / "checkpoint.pt").exists():
+        r = invoke("pretrain", crops, "--method", "odct", "--epochs", 2, "-o", full, *TINY)
+        assert r.exit_code == 0, r.output
+    run = tmp_path / "run"
+    shutil.copytree(full, run)
+    before = (run / "config.json").read_text()
+    r = invoke("pretrain", crops, "--epochs", 1, "--resume", run, "-q")
+    assert r.exit_code == ExitCode.USAGE
+    assert "already done 2 epochs" in one_error_line(r.stderr)
+    assert (run / "config.json").read_text() == before

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from vcl.console import log
-from vcl.errors import DataError, OutputError, UsageError
+from vcl.errors import MissingInputError, OutputError, UsageError
 from vcl.pretrain import dist, method_class
 
 RUN_SCHEMA = "vcl.pretrain_run/1"
@@ -127,8 +127,12 @@ def owned_files(run_dir: Path) -> list[Path]:
 def check_resumable(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
     """The run's config.json, after checking it was made with the same settings."""
     path = run_dir / "config.json"
+    if not run_dir.exists():
+        raise MissingInputError(
+            "no such run directory", run_dir, "give --resume the -o of an earlier run"
+        )
     if not path.exists() or not (run_dir / "checkpoint.pt").exists():
-        raise DataError(
+        raise MissingInputError(
             "nothing to resume (no config.json and checkpoint.pt)", run_dir, "drop --resume"
         )
     old = json.loads(path.read_text())
@@ -185,10 +189,31 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919) % 2**63
 
 
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
 def train(
     config: TrainConfig, command: str = "", resume: bool = False, overwrite: bool = False
 ) -> Path:
-    """Train ``config.method`` into ``config.output``; returns the run directory."""
+    """Train ``config.method`` into ``config.output``; returns the run directory.
+
+    A run that fails before writing anything removes the folders it created, so a
+    typo'd input or ``--init`` leaves no empty run directory behind."""
+    run_dir = Path(config.output)
+    created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # deepest first
+    try:
+        return _train(config, command, resume, overwrite)
+    except BaseException:
+        for path in created:
+            try:
+                path.rmdir()  # only ever an empty folder
+            except OSError:
+                break
+        raise
+
+
+def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> Path:
     from vcl import __version__
     from vcl.backbones import build_backbone, load_backbone, spec_of
     from vcl.seed import seed_everything
@@ -198,12 +223,16 @@ def train(
     spec = spec_of(config.arch)
     if spec.kind != cls.family:
         raise UsageError(
-            f"--arch {config.arch} is a {spec.kind} network; --method {config.method} "
+            f"--arch {config.arch} is {_a(spec.kind)} network; --method {config.method} "
             f"trains {cls.family} networks",
             "--arch",
         )
     if config.epochs < 1 or config.batch_size < 2 or config.k < 1 or config.size < 8:
         raise UsageError("need --epochs >= 1, --batch-size >= 2, --k >= 1 and --size >= 8")
+    if not resume and run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(
+            "is a file, not a run directory", run_dir, "give -o a new or existing directory"
+        )
     old_config = check_resumable(run_dir, config) if resume else None
     if not resume and owned_files(run_dir) and not overwrite:
         raise OutputError(
@@ -284,6 +313,12 @@ def train(
         scaler.load_state_dict(state["scaler"])
         method.load_state_dict(state["method_state"])
         start, iteration = int(state["epoch"]) + 1, int(state["iteration"])
+        if config.epochs < start - 1:  # config.json would claim fewer epochs than trained
+            raise UsageError(
+                f"the run has already done {start - 1} epochs, more than --epochs {config.epochs}",
+                run_dir,
+                f"give --epochs {start - 1} or more (epochs in all, not more epochs)",
+            )
         assert old_config is not None
         run_config = {
             **old_config,
