@@ -272,3 +272,86 @@ def test_video_net_clips_with_a_frame_stride(tmp_path: Path) -> None:
     clips = video_inputs(tmp_path / "v", "video", 16, clips=2, frames=4, stride=3)
     numbers = np.round(clips.mean(axis=(2, 3, 4)) / 10).astype(int)
     assert numbers.tolist() == [[0, 3, 6, 9], [5, 8, 11, 14]]  # spans of 10 of 15 frames
+
+
+def test_a_killed_run_is_embedded_with_a_warning_and_its_epoch(tmp_path: Path, invoke) -> None:
+    """A run killed during epoch 2 of --epochs 3 holds config.json's epochs 3 and the
+    epoch-1 checkpoint: embed warns once and records both numbers in the store."""
+    from vcl.backbones import build_backbone
+
+    make_crops(tmp_path / "crops.zarr")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"arch": "resnet18", "epochs": 3}))
+    state = {"backbone": build_backbone("resnet18").state_dict(), "epoch": 1}
+    torch.save(state, run / "checkpoint.pt")
+    r = invoke("embed", run, tmp_path / "crops.zarr", "-o", tmp_path / "f.zarr")
+    assert r.exit_code == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(run) in warnings[0] and "epoch 1 of 3" in warnings[0]
+    attrs = read_feature_set(tmp_path / "f.zarr").attrs
+    assert attrs["checkpoint_epoch"] == 1 and attrs["run_epochs"] == 3
+    assert attrs["params"]["checkpoint_epoch"] == 1 and attrs["params"]["run_epochs"] == 3
+    state["epoch"] = 3  # the finished run: no warning
+    torch.save(state, run / "checkpoint.pt")
+    r = invoke("embed", run / "checkpoint.pt", tmp_path / "crops.zarr", "-o", tmp_path / "g.zarr")
+    assert r.exit_code == 0, r.stderr
+    assert "warning:" not in r.stderr
+    assert read_feature_set(tmp_path / "g.zarr").attrs["checkpoint_epoch"] == 3
+
+
+def test_damaged_weights_are_named_in_one_clear_line(tmp_path: Path, invoke) -> None:
+    from vcl.backbones import build_backbone
+
+    make_crops(tmp_path / "crops.zarr")
+    crops, out = tmp_path / "crops.zarr", tmp_path / "f.zarr"
+    good = {k.removeprefix("net."): v for k, v in build_backbone("resnet18").state_dict().items()}
+    torch.save(good, tmp_path / "w.pt")
+    data = (tmp_path / "w.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 3])
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint\n" * 10)
+    del good["layer4.1.bn2.weight"]
+    torch.save(good, tmp_path / "missing.pt")
+
+    def error(*args: object) -> tuple[int, str]:
+        r = invoke("embed", *args, crops, "-o", out, "--device", "cpu")
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+        return r.exit_code, lines[0]
+
+    for name in ("truncated.pt", "garbage.pt"):
+        code, line = error(f"weights:resnet18:{tmp_path / name}")
+        assert code == ExitCode.DATA and f"{tmp_path / name}: cannot be loaded" in line
+        assert "truncated" in line
+    code, line = error(f"weights:resnet18:{tmp_path / 'missing.pt'}")
+    assert code == ExitCode.DATA and "1 key missing ('layer4.1.bn2.weight')" in line
+    code, line = error(tmp_path / "garbage.pt")  # a file given as a run directory
+    assert code == ExitCode.USAGE and f"weights:ARCH:{tmp_path / 'garbage.pt'}" in line
+    assert not out.exists()
+
+
+def test_images_shard_by_image_and_their_union_is_the_whole_run(tmp_path: Path, invoke) -> None:
+    """7 images (one store group) in 3 shards: none empty, sizes within one, and their
+    union is the unsharded run, row for row."""
+    import cv2
+
+    g = np.random.default_rng(5)
+    (tmp_path / "im").mkdir()
+    records = []
+    for i in range(7):
+        cv2.imwrite(str(tmp_path / "im" / f"q{i}.png"), g.integers(0, 255, (19, 27, 3), np.uint8))
+        records.append({"schema": "vcl.image/1", "id": f"q{i}", "path": f"im/q{i}.png"})
+    manifest = tmp_path / "images.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    args = ("embed", "random:resnet18", manifest, "--size", "32", "--batch-size", "3")
+    r = invoke(*args, "-o", tmp_path / "all.zarr")
+    assert r.exit_code == 0, r.stderr
+    shards = [tmp_path / f"s{i}.zarr" for i in range(3)]
+    for i, path in enumerate(shards):
+        r = invoke(*args, "-o", path, "--shard", f"{i}/3")
+        assert r.exit_code == 0, r.stderr
+    sizes = [len(read_feature_set(p)) for p in shards]
+    assert min(sizes) >= 2 and sum(sizes) == 7
+    whole, union = read_feature_set(tmp_path / "all.zarr"), read_feature_set(shards)
+    assert union.ids.tolist() == whole.ids.tolist() == [f"q{i}" for i in range(7)]
+    np.testing.assert_allclose(union.features, whole.features, rtol=1e-4, atol=1e-5)

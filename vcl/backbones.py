@@ -190,6 +190,16 @@ def load_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 def load_backbone(run_dir: str | Path, map_location: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """The trained backbone of a run directory, and its config."""
+    model, config, _ = load_run(run_dir, map_location)
+    return model, config
+
+
+def load_run(
+    run_dir: str | Path, map_location: str = "cpu"
+) -> tuple[Any, dict[str, Any], int | None]:
+    """The trained backbone of a run directory, its config and the checkpoint's epoch
+    (None for a checkpoint that does not record one): a killed run's checkpoint is
+    older than its config's ``epochs``, which readers want to know."""
     import torch
 
     run_dir = Path(run_dir)
@@ -201,17 +211,40 @@ def load_backbone(run_dir: str | Path, map_location: str = "cpu") -> tuple[Any, 
         state = torch.load(checkpoint, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for damaged files
         raise DataError(
-            f"checkpoint.pt cannot be loaded ({type(exc).__name__})",
+            f"checkpoint.pt cannot be loaded ({type(exc).__name__}): it is truncated or damaged",
             run_dir,
-            "it may be truncated; resume or rerun the training",
+            "resume or rerun the training",
         ) from None
-    if "backbone" not in state:
+    if not isinstance(state, dict) or "backbone" not in state:
         raise DataError("checkpoint.pt has no 'backbone' weights", run_dir)
     model = build_backbone(config["arch"])
-    try:
-        model.load_state_dict(state["backbone"])
-    except RuntimeError as exc:
-        raise DataError(
-            f"weights do not fit {config['arch']}: {str(exc).splitlines()[0]}", run_dir
-        ) from None
-    return model, config
+    misfit = state_dict_misfit(model, state["backbone"])
+    if misfit:
+        raise DataError(f"checkpoint.pt weights do not fit {config['arch']}: {misfit}", run_dir)
+    model.load_state_dict(state["backbone"])
+    epoch = state.get("epoch")
+    return model, config, None if epoch is None else int(epoch)
+
+
+def state_dict_misfit(model: Any, state: dict[str, Any], strip: str = "") -> str:
+    """Why ``state`` does not load into ``model`` ("" when it does), on one line:
+    torch's own message spans many lines, and its first names no key. Keys are shown
+    without ``strip``, as the user's file spells them."""
+    from vcl.errors import first_ids
+
+    ref = model.state_dict()
+    missing = [k.removeprefix(strip) for k in ref if k not in state]
+    unexpected = [k.removeprefix(strip) for k in state if k not in ref]
+    shapes = [
+        f"{k.removeprefix(strip)} {tuple(state[k].shape)} for {tuple(ref[k].shape)}"
+        for k in ref
+        if k in state and hasattr(state[k], "shape") and state[k].shape != ref[k].shape
+    ]
+    parts = [
+        f"{len(keys)} {what if len(keys) > 1 else what.replace('keys', 'key')} ({first_ids(keys)})"
+        for what, keys in (("keys missing", missing), ("unexpected keys", unexpected))
+        if keys
+    ]
+    if shapes:
+        parts.append(f"{len(shapes)} of other shapes ({first_ids(shapes, 2)})")
+    return ", ".join(parts)

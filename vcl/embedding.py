@@ -78,6 +78,13 @@ class EmbeddingModel:
     source: str  # the MODEL spec, for provenance
     head: Any = None  # torch.nn.Linear from a weights: state dict, or None
     config: dict[str, Any] = field(default_factory=dict)
+    epoch: int | None = None  # the checkpoint's epoch (a run directory's), for provenance
+
+    @property
+    def planned_epochs(self) -> int | None:
+        """The run's --epochs: more than ``epoch`` when it was killed before the end."""
+        value = self.config.get("epochs")
+        return value if isinstance(value, int) else None
 
     @property
     def default_size(self) -> int:
@@ -91,11 +98,11 @@ def load_model(spec: str, device: str = "auto") -> EmbeddingModel:
     """``RUN_DIR`` | ``RUN_DIR/checkpoint.pt`` | ``random:ARCH`` | ``weights:ARCH:PATH``."""
     import torch
 
-    from vcl.backbones import build_backbone, load_backbone, spec_of
+    from vcl.backbones import build_backbone, load_run, spec_of
     from vcl.device import resolve_device
 
     torch_device = resolve_device(device)
-    head, config = None, {}
+    head, config, epoch = None, {}, None
     if spec.startswith("random:"):
         arch = spec.split(":", 1)[1]
         spec_of(arch)
@@ -118,12 +125,18 @@ def load_model(spec: str, device: str = "auto") -> EmbeddingModel:
                 path,
                 "give a run directory, random:ARCH or weights:ARCH:PATH",
             )
-        backbone, config = load_backbone(path)
+        if path.is_file():
+            raise UsageError(
+                "is a file, not a vcl pretrain run directory",
+                path,
+                f"for a state dict write weights:ARCH:{path}",
+            )
+        backbone, config, epoch = load_run(path)
         arch = config["arch"]
     backbone = backbone.to(torch_device).eval()
     if head is not None:
         head = head.to(torch_device).eval()
-    return EmbeddingModel(
+    model = EmbeddingModel(
         backbone=backbone,
         arch=arch,
         kind=backbone.spec.kind,
@@ -132,7 +145,19 @@ def load_model(spec: str, device: str = "auto") -> EmbeddingModel:
         source=spec,
         head=head,
         config=config,
+        epoch=epoch,
     )
+    planned = model.planned_epochs
+    if epoch is not None and planned is not None and epoch < planned:
+        # a killed run: its checkpoint is the model of its last finished epoch
+        log.warning(
+            "%s: the run did not finish: its checkpoint is of epoch %d of %d, and so are "
+            "these features (vcl pretrain INPUT --resume RUN_DIR finishes it)",
+            path,
+            epoch,
+            planned,
+        )
+    return model
 
 
 def _load_weights(arch: str, path: Path) -> tuple[Any, Any]:
@@ -140,14 +165,19 @@ def _load_weights(arch: str, path: Path) -> tuple[Any, Any]:
     accepted wrapped in ``state_dict``/``model``/``backbone`` or with ``module.`` keys."""
     import torch
 
-    from vcl.backbones import build_backbone
+    from vcl.backbones import build_backbone, state_dict_misfit
 
     if not path.exists():
         raise MissingInputError("no such weights file", path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for damaged files
-        raise DataError(f"cannot be loaded as a state dict ({type(exc).__name__})", path) from None
+        raise DataError(
+            f"cannot be loaded as a state dict ({type(exc).__name__}): it is truncated, "
+            "damaged or not a torch.save file of tensors",
+            path,
+            "save or download the weights again",
+        ) from None
     for key in ("state_dict", "model", "backbone"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -158,12 +188,10 @@ def _load_weights(arch: str, path: Path) -> tuple[Any, Any]:
     head_state = {k: v for k, v in state.items() if k.startswith(head_keys)}
     body = {f"net.{k}": v for k, v in state.items() if not k.startswith(head_keys)}
     backbone = build_backbone(arch)
-    try:
-        backbone.load_state_dict(body)
-    except RuntimeError as exc:
-        raise DataError(
-            f"weights do not fit {arch}: {str(exc).splitlines()[0]}", path, "check ARCH"
-        ) from None
+    misfit = state_dict_misfit(backbone, body, strip="net.")
+    if misfit:
+        raise DataError(f"weights do not fit {arch}: {misfit}", path, "check ARCH")
+    backbone.load_state_dict(body)
     head = None
     weight, bias = head_state.get("fc.weight"), head_state.get("fc.bias")
     if weight is not None and weight.ndim == 2:

@@ -147,8 +147,12 @@ def run(
     track_id and video_id. Ids: crops "<track_id>@<frame>", images their manifest id
     or file name, videos their id. Attrs: layers, default_layer (pool when embedded,
     else the last), layer_dims, layer_stages (name -> backbone stage), model, arch,
-    pool, size, skipped (unreadable images). Groups: one per video for crops and
-    videos, 512 images for images; a rerun resumes. Prints a JSON summary on stdout.
+    checkpoint_epoch and run_epochs (a run directory's: the checkpoint's epoch and the
+    run's --epochs; a warning tells when the run did not finish), pool, size, skipped
+    (unreadable images). Groups: one per video for crops and
+    videos, 512 images for images; a rerun resumes. --shard I/N on images takes the
+    I-th of N equal runs of their rows (all N shards of one list hold them all once;
+    videos and crops go by a hash of the video id). Prints a JSON summary on stdout.
     """
     import numpy as np
 
@@ -222,8 +226,19 @@ def run(
                 from vcl.errors import DataError
 
                 raise DataError("two images share a name without extension", input)
+        # Each image is its own shard unit: shard I of N takes the I-th of N equal runs
+        # of rows (a hash would leave shards of a small set empty, and hashing groups
+        # put every image of a set under 512 in one shard). Group ids name the shard,
+        # so shards never share one and their union reads as one store.
+        from vcl.cli.common import parse_shard_option
+
+        picked = parse_shard_option(shard)
+        if picked is not None:
+            index, count = picked
+            items = items[index * len(items) // count : (index + 1) * len(items) // count]
+        tag = "" if picked is None else f"-shard{picked[0]}of{picked[1]}"
         groups = [
-            (f"images{i // IMAGE_GROUP:06d}", items[i : i + IMAGE_GROUP])
+            (f"images{i // IMAGE_GROUP:06d}{tag}", items[i : i + IMAGE_GROUP])
             for i in range(0, len(items), IMAGE_GROUP)
         ]
     else:
@@ -236,7 +251,8 @@ def run(
     from vcl.cli.common import parse_shard_option
     from vcl.parallel import select_shard
 
-    groups = select_shard(groups, parse_shard_option(shard), key=lambda g: g[0])
+    if kind not in ("images", "image-folder"):  # images: sharded above, one by one
+        groups = select_shard(groups, parse_shard_option(shard), key=lambda g: g[0])
     eff_size = size or (crop_size if kind == "crops" else net.default_size)
     dims = layer_dims(net, list(stages.values()), eff_size, frames)
     col_dims = {name: dims[stages[name]] for name in names}
@@ -252,6 +268,8 @@ def run(
     params = {
         "model": model,
         "arch": net.arch,
+        "checkpoint_epoch": net.epoch,  # a run's checkpoint: older than run_epochs if killed
+        "run_epochs": net.planned_epochs,
         "input": str(input) if len(inputs) == 1 else [str(p) for p in inputs],
         "input_kind": kind,
         "layers": names,
@@ -330,6 +348,8 @@ def run(
             layer_stages=stages,
             model=model,
             arch=net.arch,
+            checkpoint_epoch=net.epoch,
+            run_epochs=net.planned_epochs,
             pool=pool,
             size=eff_size,
             skipped=skipped,
@@ -345,6 +365,7 @@ def run(
                 "schema": SCHEMA,
                 "model": model,
                 "arch": net.arch,
+                "checkpoint_epoch": net.epoch,
                 "input_kind": kind,
                 "rows_written": rows,
                 "groups": len(groups),
