@@ -256,7 +256,8 @@ Shard = Annotated[
     typer.Option(
         "--shard",
         metavar="I/N",
-        help="Process only shard I of N (0-based; a stable hash of each id picks its shard).",
+        help="Process only shard I of N (0-based; a stable hash of each id picks its shard; "
+        "images in vcl embed: the I-th of N equal runs of rows).",
     ),
 ]
 Device = Annotated[
