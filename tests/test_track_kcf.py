@@ -90,3 +90,14 @@ def test_kcf_static_video_gives_no_pairs(tmp_path: Path, invoke) -> None:
     assert result.stdout == ""
     warning = [x for x in result.stderr.splitlines() if x.startswith("warning: ")]
     assert len(warning) == 1 and "no kcf track" in warning[0] and "--min-moving 0.25" in warning[0]
+
+
+def test_kcf_still_frames_seed_no_patch_with_the_fraction_test_off(tmp_path: Path, invoke) -> None:
+    frames, _ = checker_video(n=8)
+    write_video(tmp_path / "still.mp4", [frames[0]] * 8, fps=10)
+    result = invoke("track", "--method", "kcf", tmp_path / "still.mp4", "--length", "3",
+                    "--min-moving", "0", "--max-moving", "1", "-o", "-")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""  # not a score-0 box at the top-left corner
+    warning = [x for x in result.stderr.splitlines() if x.startswith("warning: ")]
+    assert len(warning) == 1 and "no kcf track" in warning[0] and "some points move" in warning[0]

@@ -274,8 +274,9 @@ def run(
     log.info("wrote %d tracks of %d videos", writer.count, len(tasks) - len(failures))
     if method == "kcf" and writer.count == 0 and len(tasks) > len(failures):
         log.warning(
-            "no kcf track: a patch starts only on frames where between --min-moving %g and "
-            "--max-moving %g of the points move (Wang & Gupta's test; 0 and 1 turn it off)",
+            "no kcf track: a patch starts only on frames where some points move, between "
+            "--min-moving %g and --max-moving %g of them (Wang & Gupta's test; 0 and 1 turn "
+            "it off)",
             min_moving, max_moving,
         )  # fmt: skip
     if failures:

@@ -12,6 +12,7 @@ Here, on frames resized to ``max_side``: points are good-features-to-track corne
 homography comes from `vcl.motion.camera_homography` (ORB + flow matches, RANSAC); a
 point moves when its residual displacement exceeds ``moving_px``. The best box is found
 by one integral image of the moving-point counts (every window position at once).
+A frame with no moving point seeds no patch, whatever the fraction test allows.
 Tracks do not overlap in time: the search resumes after a track ends. A track whose
 KCF update fails before ``length`` frames is discarded.
 """
@@ -131,7 +132,9 @@ def track_video(video_path: str | Path, params: KcfParams) -> list[RawTrack]:
         if tracker is None and prev is not None:
             points, moving = moving_points(prev_grey, grey, params.moving_px)
             fraction = float(moving.mean()) if len(moving) else 0.0
-            if params.min_moving <= fraction <= params.max_moving:
+            # A window with no moving point is not a moving patch (--min-moving 0 lets
+            # still frames through the fraction test; argmax of zeros is the corner).
+            if moving.any() and params.min_moving <= fraction <= params.max_moving:
                 x, y, n = densest_window(points[moving], (h, w), side)
                 s = min(side, h, w)
                 score = n / max(int(moving.sum()), 1)
