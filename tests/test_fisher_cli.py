@@ -239,3 +239,28 @@ def test_encode_in_float64_equals_the_float64_model(invoke, fitted, tmp_path: Pa
     bad = invoke("fisher", "encode", idt, *args, "-o", tmp_path / "x.zarr", "--precision", "f16")
     assert bad.exit_code == ExitCode.USAGE and "--precision" in last_error(bad.stderr)
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_encode_videos_manifest_matching_no_id_is_refused(invoke, fitted, tmp_path: Path) -> None:
+    idt, model, ids = fitted
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"id": f"v{i}", "path": "x.mp4", "label": "a"}) + "\n"
+                             for i in range(4)))  # fmt: skip
+    out = tmp_path / "none.zarr"
+    result = invoke("fisher", "encode", idt, "--model", model, "-o", out, "--videos", other,
+                    "--device", "cpu")  # fmt: skip
+    assert result.exit_code == ExitCode.DATA, result.stderr
+    error = last_error(result.stderr)
+    assert str(other) in error and str(idt) in error and "'clip00'" in error and "'v0'" in error
+    assert not out.exists() and not Path(f"{out}.partial").exists()
+    some = tmp_path / "some.jsonl"
+    some.write_text(json.dumps({"id": ids[2], "path": "x.mp4", "label": "a"}) + "\n")
+    result = invoke("fisher", "encode", idt, "--model", model, "-o", tmp_path / "some.zarr",
+                    "--videos", some, "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    warning = [x for x in result.stderr.splitlines() if "label left empty" in x]
+    assert (
+        len(warning) == 1
+        and warning[0].startswith("warning: 7 videos")
+        and "'clip00'" in warning[0]
+    )

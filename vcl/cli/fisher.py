@@ -295,7 +295,7 @@ def encode(
     import numpy as np
 
     from vcl.console import log, track
-    from vcl.errors import DataError, UsageError
+    from vcl.errors import DataError, UsageError, first_ids
     from vcl.fisher.data import DescriptorStore
     from vcl.fisher.encode import VARIANTS
     from vcl.fisher.model import PRECISIONS, FisherModel
@@ -326,11 +326,19 @@ def encode(
     labels: dict[str, str] | None = None
     if videos is not None:
         labels = {r.id: r.label or "" for r in read_records(videos, VideoRecord)}
-        unknown = sum(v not in labels for v in source.video_ids)
+        unknown = [str(v) for v in source.video_ids if v not in labels]
+        if unknown and len(unknown) == len(source.video_ids):
+            raise DataError(
+                f"none of its {len(labels)} video ids ({first_ids(list(labels))}) matches the "
+                f"{len(unknown)} of {source.path} ({first_ids(unknown)})",
+                videos,
+                "pass the manifest the descriptors were extracted from",
+            )
         if unknown:
             log.warning(
-                "%d videos of %s are not in %s: label left empty", unknown, source.path, videos
-            )
+                "%d videos of %s are not in %s (%s): label left empty",
+                len(unknown), source.path, videos, first_ids(unknown),
+            )  # fmt: skip
     params = {
         "store": input_label(store),
         "model": str(model_path),
