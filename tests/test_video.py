@@ -157,3 +157,35 @@ def test_frames_are_numbered_by_decoding_order_not_timestamps(tmp_path: Path) ->
     for i, frame in part:
         np.testing.assert_array_equal(frame, every[i])
         assert frame.mean() == pytest.approx(20 * i, abs=3)  # frame i's content
+
+
+@pytest.mark.parametrize("counter_clockwise", [-90, 90, 180])
+def test_display_rotation_is_applied_as_opencv_applies_it(
+    tmp_path: Path, counter_clockwise: int
+) -> None:
+    """A phone video (frames stored sideways, a display matrix saying how to turn them)
+    comes out upright, as OpenCV's auto-orienting reader shows it."""
+    import av
+
+    yy, xx = np.mgrid[0:48, 0:80]
+    frames = [
+        np.stack([xx * 3, yy * 5, (xx + yy + 8 * i) % 256], axis=-1).astype(np.uint8)
+        for i in range(4)
+    ]
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 80, 48, "yuv420p"
+        stream.set_display_rotation(counter_clockwise)
+        for rgb in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    info = probe(path)
+    assert info.rotation == (-counter_clockwise) % 360
+    upright = (48, 80) if counter_clockwise == 180 else (80, 48)
+    assert (info.height, info.width) == upright
+    cap = cv2.VideoCapture(str(path))
+    for _, rgb in VideoReader(path):
+        ok, bgr = cap.read()
+        assert ok and rgb.shape == bgr.shape
+        assert np.abs(rgb.astype(int) - bgr[..., ::-1]).mean() < 2.0

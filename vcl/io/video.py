@@ -6,6 +6,10 @@ layout) read with OpenCV. Frames come out as RGB uint8 arrays (H×W×3), optiona
 resized so the longer side is at most ``max_side``; ``scale`` records the factor so
 that boxes found on resized frames map back to source pixels (divide by it).
 
+Phone videos store frames sideways with a display matrix saying how to turn them;
+frames come out turned as players show them (``rotation``; ``width``/``height`` are
+the shown size), so boxes, tracks and crops are of the upright picture.
+
 Declared frame counts are often wrong (OpenCV's tree.avi declares 444 frames and
 holds 68), so ``frame_count`` is what the container says and ``count_frames`` decodes.
 """
@@ -47,6 +51,7 @@ class VideoInfo:
     fps: float | None
     frame_count: int | None
     codec: str | None
+    rotation: int = 0  # clockwise degrees the file asks players to turn it (phone videos)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,7 +160,8 @@ class VideoReader:
                 if self.end is not None and index >= self.end:
                     break
                 if self._wanted(index):
-                    yield index, self._finish(frame.to_ndarray(format="rgb24"))
+                    rgb = turn(frame.to_ndarray(format="rgb24"), self.info.rotation)
+                    yield index, self._finish(rgb)
         except av.FFmpegError as exc:
             raise DataError(
                 f"corrupt video: decoding failed after {decoded} frames ({exc})", self.path
@@ -183,6 +189,34 @@ class VideoReader:
         finally:
             container.close()
         return n
+
+
+def turn(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """``rgb`` turned clockwise by ``rotation`` (0, 90, 180 or 270) degrees."""
+    if rotation == 0:
+        return rgb
+    import cv2
+
+    code = {
+        90: cv2.ROTATE_90_CLOCKWISE,
+        180: cv2.ROTATE_180,
+        270: cv2.ROTATE_90_COUNTERCLOCKWISE,
+    }[rotation]
+    return cv2.rotate(rgb, code)
+
+
+def _display_rotation(container: Any, stream: Any) -> int:
+    """Clockwise degrees (a multiple of 90) of the stream's display matrix, read from
+    its first frame (PyAV exposes the matrix on frames, not streams); 0 if none."""
+    import av
+
+    try:
+        for frame in container.decode(stream):
+            counter_clockwise = float(frame.rotation or 0.0)
+            return round(-counter_clockwise / 90.0) % 4 * 90
+    except (av.FFmpegError, ValueError):
+        pass  # undecodable: the reader reports it when it decodes
+    return 0
 
 
 def _open_container(path: Path) -> Any:
@@ -220,13 +254,15 @@ def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         declared = stream.frames or None
         codec = stream.codec_context.name
+        rotation = _display_rotation(container, stream)
     finally:
         container.close()
     if not width or not height:
         raise DataError("video stream has no frame size", path)
-    return VideoInfo(
-        str(path), "file", width, height, fps or (float(rate) if rate else None), declared, codec
-    )
+    if rotation in (90, 270):
+        width, height = height, width
+    rate = fps or (float(rate) if rate else None)
+    return VideoInfo(str(path), "file", width, height, rate, declared, codec, rotation)
 
 
 def write_video(
