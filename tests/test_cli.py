@@ -433,3 +433,23 @@ def test_a_bad_list_option_exits_2_with_one_line(invoke, tmp_path: Path) -> None
     result = invoke("retrieve", "eval", "--query", str(tmp_path / "q.npy"), "-k", "1,x")
     assert result.exit_code == ExitCode.USAGE
     assert "-k" in one_error_line(result.stderr)
+
+
+def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys) -> None:
+    """Ctrl-C that lands while Python still imports the command (before any handler):
+    one `error: interrupted` line and exit 130, not a traceback of the imports."""
+    import sys
+
+    from vcl.cli import entry
+
+    class InterruptedImport:
+        def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+            if name == "vcl.cli.app":
+                raise KeyboardInterrupt
+
+    monkeypatch.delitem(sys.modules, "vcl.cli.app", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [InterruptedImport(), *sys.meta_path])
+    with pytest.raises(SystemExit) as exit_info:
+        entry.main()
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted\n"

@@ -1,3 +1,3 @@
-from vcl.cli.app import main
+from vcl.cli.entry import main
 
 main()
