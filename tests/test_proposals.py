@@ -431,3 +431,80 @@ def test_cli_bad_inputs(invoke, tmp_path: Path) -> None:
     assert partial.exit_code in (ExitCode.NO_INPUT, ExitCode.DATA)
     bad_top = invoke("proposals", "eval", out, "--gt", gt, "--top", "ten")
     assert bad_top.exit_code == ExitCode.USAGE
+
+
+def write_bing_model(folder: Path, spaces=("MAXBGR",), seed: int = 0) -> Path:
+    """A small, well-formed BING model (OpenCV's layout): 8×8 filter, n×2 calibration, n sizes."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = np.array([[0], [1], [6], [7], [8], [13], [14], [20], [21]], np.int32)  # 16-64 px
+    for space in spaces:
+        name = f"ObjNessB2W8{space}"
+        mats = {
+            "wS1": rng.normal(0, 1e-3, (8, 8)).astype(np.float32),
+            "wS2": np.stack([rng.uniform(0.5, 2, len(sizes)), -np.ones(len(sizes))], 1),
+            "idx": sizes,
+        }
+        for part, mat in mats.items():
+            fs = cv2.FileStorage(str(folder / f"{name}.{part}.yml.gz"), cv2.FILE_STORAGE_WRITE)
+            fs.write(name, mat.astype(np.float32) if part == "wS2" else mat)
+            fs.release()
+    return folder
+
+
+def test_bing_keeps_stdout_clean_and_ranks_its_best_box_first(tmp_path: Path) -> None:
+    from tests.conftest import run_vcl
+    from vcl.proposals.bing import bing_boxes
+
+    write_video(tmp_path / "v.mp4", planted_frames(3), fps=10)
+    model = write_bing_model(tmp_path / "bing")
+    out = tmp_path / "b.zarr"
+    proc = run_vcl("proposals", tmp_path / "v.mp4", "-o", out, "--method", "bing",
+                   "--bing-model", model, "--max-side", "0", "--min-area", "0", "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""  # no printf chatter, no OpenCV log lines
+    store = Store(out, kind="proposals", version=1)
+    frame, score = store["frame"][:], store["score"][:]
+    first = score[frame == 0]
+    assert len(first) > 1 and first[0] == 1.0 and np.all(np.diff(first) <= 0)
+    # OpenCV returns rank costs (lower is better) and 1-based x0, y0: scores fall, boxes fit
+    boxes, scores = bing_boxes(str(model), planted_frames(1)[0])
+    assert scores[0] == 1.0 and np.all(np.diff(scores) < 0)
+    assert boxes[:, :2].min() == 0 and boxes[:, 2].max() <= W and boxes[:, 3].max() <= H
+
+
+def test_bing_model_damaged_or_partial_is_refused_before_output(tmp_path: Path, invoke) -> None:
+    write_video(tmp_path / "v.mp4", planted_frames(2), fps=10)
+    model = write_bing_model(tmp_path / "bing", spaces=("MAXBGR", "HSV"))
+    (model / "ObjNessB2W8HSV.wS1.yml.gz").write_text("junk\n")
+    out = tmp_path / "b.zarr"
+    args = ("proposals", tmp_path / "v.mp4", "-o", out, "--method", "bing", "--bing-model", model)
+    result = invoke(*args)
+    assert result.exit_code == ExitCode.DATA, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert str(model / "ObjNessB2W8HSV.wS1.yml.gz") in lines[0]
+    assert not out.exists() and not Path(f"{out}.partial").exists()
+    (model / "ObjNessB2W8HSV.wS2.yml.gz").unlink()  # a colour space without its calibration
+    result = invoke(*args)
+    assert result.exit_code == ExitCode.NO_INPUT and "ObjNessB2W8HSV.wS2" in result.stderr
+    assert not Path(f"{out}.partial").exists()
+
+
+def test_options_of_another_method_are_a_usage_error(tmp_path: Path, invoke) -> None:
+    write_video(tmp_path / "v.mp4", planted_frames(2), fps=10)
+    out = tmp_path / "p.zarr"
+    result = invoke("proposals", tmp_path / "v.mp4", "-o", out, "--mode", "quality")
+    assert result.exit_code == ExitCode.USAGE
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: --mode:") and "selective-search" in error
+    assert "edgeboxes" in error and not Path(f"{out}.partial").exists()
+    result = invoke("proposals", tmp_path / "v.mp4", "-o", out, "--method", "motion",
+                    "--alpha", "0.5", "--min-moving", "0.1")  # fmt: skip
+    assert result.exit_code == ExitCode.USAGE and "--alpha" in result.stderr
+    assert "--min-moving" not in result.stderr.splitlines()[-1]
+    result = invoke("proposals", tmp_path / "v.mp4", "-o", out, "--method", "selective-search",
+                    "--mode", "fast", "--max-side", "60", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.stderr

@@ -30,11 +30,49 @@ app = command_group(HELP)
 
 _EB = "EdgeBoxes: "
 _MO = "motion: "
+# Parameters that only one --method reads: setting one for another method is an error.
+_METHOD_OPTIONS = {
+    "edgeboxes": (
+        "edge_model", "edge_sigma", "edge_gain", "alpha", "beta", "eta", "min_score",
+        "edge_min_mag", "edge_merge_thr", "cluster_min_mag", "max_aspect_ratio", "gamma",
+        "kappa",
+    ),
+    "selective-search": ("mode",),
+    "motion": (
+        "motion_threshold", "min_moving", "max_moving", "diff_threshold", "flow_preset",
+        "keypoints",
+    ),
+    "bing": ("bing_model",),
+}  # fmt: skip
+
+
+def _refuse_other_methods_options(ctx: typer.Context, method: str) -> None:
+    """Exit 2 naming the options given on the command line that ``method`` would ignore."""
+    from vcl.errors import UsageError
+
+    given = [
+        (name, owner)
+        for owner, names in _METHOD_OPTIONS.items()
+        if owner != method
+        for name in names
+        if (source := ctx.get_parameter_source(name)) is not None
+        and source.name in ("COMMANDLINE", "ENVIRONMENT")
+    ]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name, _ in given)
+        owners = ", ".join(dict.fromkeys(owner for _, owner in given))
+        one = len(given) == 1
+        raise UsageError(
+            f"{'an option' if one else 'options'} of --method {owners}, not of {method}",
+            flags,
+            f"leave {'it' if one else 'them'} out or pick that method",
+        )
 
 
 @app.command("run")
 @vcl_command
 def run(
+    ctx: typer.Context,
     videos: Videos,
     output: Annotated[
         Path,
@@ -164,7 +202,8 @@ def run(
         typer.Option(
             "--bing-model",
             metavar="DIR",
-            help="bing: folder with the trained ObjNessB2W8MAXBGR.*.yml.gz files.",
+            help="bing: folder with the trained ObjNessB2W8MAXBGR.*.yml.gz files (and the "
+            "HSV and I ones, if any: OpenCV fuses every colour space it finds).",
         ),
     ] = None,
     keep_going: Annotated[
@@ -251,7 +290,21 @@ def run(
         from vcl.errors import UsageError
 
         raise UsageError("must be orb or sift", "--keypoints")
+    from vcl.proposals import METHODS
+
+    if method in METHODS:
+        _refuse_other_methods_options(ctx, method)
     config.validate()
+    if method == "bing":
+        from vcl.proposals.bing import COLOUR_SPACES, check_model
+
+        spaces = check_model(str(bing_model))
+        absent = [s for s in COLOUR_SPACES if s not in spaces]
+        log.info(
+            "BING colour spaces: %s%s",
+            ", ".join(spaces),
+            f" ({', '.join(absent)} absent)" * bool(absent),
+        )
     records = select_shard(resolve_videos(videos), parse_shard_option(shard), lambda r: r.id)
     from vcl.io.space import check_free_space, predict_videos
 
