@@ -184,3 +184,19 @@ def test_bad_inputs_exit_codes(store: Path, clip: Path, tmp_path: Path, invoke) 
     result = invoke("idt", corrupt, "-o", tmp_path / "c.zarr")
     assert result.exit_code == ExitCode.DATA and "corrupt.mp4" in result.stderr
     assert not (tmp_path / "c.zarr").exists()
+
+
+def test_convert_refuses_files_that_are_not_release_text(tmp_path: Path, invoke) -> None:
+    zero = tmp_path / "zero.mp4"
+    zero.write_bytes(b"")
+    out = tmp_path / "z.zarr"
+    result = invoke("idt", "convert", zero, "-o", out)
+    assert result.exit_code == ExitCode.DATA
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {zero}: not a .txt or .txt.gz")
+    assert not out.exists() and not Path(f"{out}.partial").exists()
+    empty = tmp_path / "clip.txt"  # the release's output for a video with no trajectories
+    empty.write_text("")
+    result = invoke("idt", "convert", empty, "-o", out, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert Store(out, kind="idt", version=1).group_ids == ["clip"]

@@ -502,6 +502,13 @@ def _text_files(inputs: list[Path]) -> list[Path]:
             if not found:
                 raise DataError("holds no .txt or .txt.gz trajectory files", path)
             files.extend(found)
+        elif not path.name.endswith((".txt", ".txt.gz")):
+            raise DataError(
+                "not a .txt or .txt.gz trajectory file",
+                path,
+                "give the release's text output (VIDEO_ID.txt), or an idt store; "
+                "videos go to `vcl idt VIDEOS`",
+            )
         else:
             files.append(path)
     return files
