@@ -88,7 +88,8 @@ def test_malformed_line_is_named(tmp_path: Path) -> None:
         ),
         ('{"schema": "vcl.track/1", "id": "a", "path": "x"}', r"not a vcl\.video/1 record"),
         ('{"schema": "video-1", "id": "a", "path": "x"}', r"must look like"),
-        ('{"schema": "vcl.video/1", "path": "x"}', r"missing field 'id'"),
+        ('{"schema": "vcl.video/1", "label": "x"}', r"missing field 'id'"),
+        ('{"id": "a", "video_id": "b", "path": "x"}', r"'id' 'a' and 'video_id' 'b' differ"),
         ('{"id": "a", "path": "x", "fps": -3}', r"'fps' must be > 0"),
         ("[1, 2]", r"must be a JSON object"),
         ('{"id": "a", "path": 5}', r"'path' must be a non-empty string"),
@@ -126,6 +127,40 @@ def test_lines_without_schema_are_read_as_the_expected_kind(tmp_path: Path) -> N
     path = _write_lines(tmp_path / "labels.jsonl", ['{"id": "a", "path": "a.mp4", "x": 1}', ""])
     (record,) = read_records(path, VideoRecord)
     assert record.path == str(tmp_path / "a.mp4") and record.extra == {"x": 1}
+
+
+def test_design_style_video_lines_are_read(tmp_path: Path, invoke) -> None:
+    """DESIGN.md's videos manifest names the id ``video_id``; a line may also give only
+    a ``path`` and get the id ``vcl videos`` gives that path. Written back as ``id``."""
+    from tests.corpus import good_video
+    from vcl.io.labels import read_id_field
+
+    (tmp_path / "clips").mkdir()
+    good_video(tmp_path / "clips" / "b.mp4")
+    (tmp_path / "frames" / "c").mkdir(parents=True)
+    lines = [
+        '{"video_id": "a", "path": "clips/a.mp4", "label": "run", "split": "train"}',
+        '{"path": "clips/b.mp4", "label": "walk"}',
+        '{"path": "frames/c"}',
+        '{"id": "d", "video_id": "d", "path": "/data/d.mp4"}',
+    ]
+    path = _write_lines(tmp_path / "m.jsonl", lines)
+    records = read_records(path, VideoRecord)
+    assert [(r.id, r.extra) for r in records] == [("a", {}), ("b", {}), ("c", {}), ("d", {})]
+    assert records[0].path == str(tmp_path / "clips" / "a.mp4") and records[0].split == "train"
+    out = tmp_path / "out.jsonl"
+    write_records(out, records)
+    written = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["id"] for x in written] == ["a", "b", "c", "d"]
+    assert not any("video_id" in x for x in written)
+    ids, labels = read_id_field(path, "label")  # a manifest as an evaluation label source
+    assert list(ids) == ["a", "b", "c", "d"] and list(labels) == ["run", "walk", "", ""]
+    listed = invoke("videos", _write_lines(tmp_path / "hand.jsonl", [lines[1]]))
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout)["id"] == "b"
+    same_name = _write_lines(tmp_path / "twice.jsonl", ['{"path": "b.mp4"}', '{"path": "x/b.mp4"}'])
+    with pytest.raises(DataError, match=r"line 2: duplicate id 'b'.*give the line an 'id'"):
+        read_records(same_name, VideoRecord)
 
 
 def test_missing_file_and_folder(tmp_path: Path) -> None:

@@ -128,6 +128,30 @@ def test_merged_video_manifest_paths_follow_the_new_folder(runs, invoke, tmp_pat
     assert [(r.id, r.path) for r in merged] == [(r.id, r.path) for r in original]
 
 
+def test_merged_hand_written_manifest_paths_follow_the_new_folder(invoke, tmp_path):
+    """Regression: lines without ``schema`` kept their relative ``path``, so the merged
+    file named other (or no) videos from its own folder."""
+    for shard, vid in (("ma", "a"), ("mb", "b")):
+        (tmp_path / shard).mkdir()
+        line = {"video_id" if vid == "b" else "id": vid, "path": f"../{vid}.mp4", "label": "x"}
+        (tmp_path / shard / "v.jsonl").write_text(json.dumps(line) + "\n")
+    (tmp_path / "mc" / "deep").mkdir(parents=True)
+    (tmp_path / "mc" / "a.mp4").write_bytes(b"another video of the same name")
+    (tmp_path / "mc" / "b.mp4").write_bytes(b"another video of the same name")
+    out = tmp_path / "mc" / "deep" / "v.jsonl"  # ../a.mp4 from here is the decoy
+    result = invoke("merge", tmp_path / "ma" / "v.jsonl", tmp_path / "mb" / "v.jsonl", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    from vcl.io.manifest import VideoRecord
+
+    merged = read_records(out, VideoRecord)
+    assert [(r.id, r.path) for r in merged] == [(v, str(tmp_path / f"{v}.mp4")) for v in ("a", "b")]
+    assert [r.label for r in merged] == ["x", "x"]
+    again = invoke("merge", tmp_path / "mb" / "v.jsonl", tmp_path / "mb" / "v.jsonl", "-o", out)
+    assert again.exit_code == ExitCode.CANNOT_CREATE  # exists already
+    overlap = invoke("merge", *[tmp_path / "mb" / "v.jsonl"] * 2, "-o", tmp_path / "o.jsonl")
+    assert overlap.exit_code == ExitCode.DATA and "'b' is also in" in overlap.stderr
+
+
 def test_merge_refuses_mixed_mismatched_and_overlapping_inputs(runs, invoke, tmp_path):
     root = runs["root"]
     p0, p1 = root / "p0.zarr", root / "p1.zarr"

@@ -12,7 +12,8 @@ equal.
 
 JSONL files must hold records of one schema (``vcl.video/1``, ``vcl.track/1``, ... or
 untyped lines such as ``{"id", "cluster"}``); lines keep their input order, and paths
-inside typed records are rewritten relative to the merged file's folder.
+(of typed records, and the ``path`` of untyped lines) are rewritten for the merged
+file's folder.
 
 Overlapping ids (group ids of stores, ``id`` of JSONL records) are refused unless
 ``allow_overlap``, in which case the first input's copy is kept and later ones skipped.
@@ -124,6 +125,17 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
     return [obj for _, obj in iter_json_lines(path)]
 
 
+def _rebase_path(obj: dict[str, Any], source: Path, output: Path) -> None:
+    """Make an untyped line's relative ``path`` (a hand-written videos manifest) name the
+    same file from the merged file's folder, as typed records' paths are."""
+    from vcl.io.manifest import relative_path
+
+    value = obj.get("path")
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        full = os.path.abspath(source.resolve().parent / value)
+        obj["path"] = relative_path(full, output.resolve().parent)
+
+
 def merge_jsonl(
     paths: list[Path], output: Path, allow_overlap: bool, overwrite: bool
 ) -> dict[str, Any]:
@@ -186,7 +198,8 @@ def merge_jsonl(
             with partial.open("w", encoding="utf-8") as stream:
                 for path in paths:
                     for obj in _read_lines(path):
-                        if keep(obj.get("id"), path):
+                        if keep(obj["id"] if "id" in obj else obj.get("video_id"), path):
+                            _rebase_path(obj, path, output)
                             stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
                             count += 1
             os.replace(partial, output)

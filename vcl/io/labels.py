@@ -2,8 +2,9 @@
 
 Evaluation stages (``retrieve eval``, ...) join ground truth to their items by id,
 never by row order. A source is either JSONL — any lines with an ``id`` (a videos
-manifest, hand-written ``{"id", "label"}`` lines, ``-`` for stdin) where only ``id``
-and the asked-for fields matter — or a vcl store with an ``id`` column (or, like a
+manifest, whose lines may also name it ``video_id`` or give only a ``path``; hand-written
+``{"id", "label"}`` lines; ``-`` for stdin) where only ``id`` and the asked-for fields
+matter — or a vcl store with an ``id`` column (or, like a
 crops store, ``track_id`` and ``frame`` columns: ids ``<track_id>@<frame>``).
 A missing, null or empty value reads as ``""`` (unknown).
 """
@@ -33,7 +34,7 @@ def read_id_fields(
     duplicate ids, within one source or across two, are an error (they would make a
     join ambiguous).
     """
-    from vcl.io.manifest import iter_json_lines
+    from vcl.io.manifest import is_stream, iter_json_lines, video_line_id
 
     if not isinstance(path, (str, Path)):
         paths = list(path)
@@ -60,10 +61,12 @@ def read_id_fields(
     else:
         id_list: list[str] = []
         values: dict[str, list[str]] = {name: [] for name in names}
+        base = Path.cwd() if is_stream(path) else Path(path).resolve().parent
         for lineno, obj in iter_json_lines(path):
-            if "id" not in obj:
+            item = obj["id"] if "id" in obj else video_line_id(obj, base)  # a videos manifest
+            if item is None:
                 raise DataError(f"line {lineno}: needs an object with an 'id'", label)
-            id_list.append(str(obj["id"]))
+            id_list.append(str(item))
             for name in names:
                 value = obj.get(name)
                 values[name].append("" if value is None else str(value))

@@ -4,7 +4,8 @@ A line looks like ``{"schema": "vcl.video/1", "id": "v0001", "path": "v0001.mp4"
 Readers validate every line and name the line number of a bad one; a record whose
 schema names a newer major version than this vcl knows is refused (exit 65), since
 its meaning may have changed. A line without ``schema`` is read as the kind the
-caller expects, so hand-written files (``{"id": ..., "label": ...}``) work. Fields a
+caller expects, so hand-written files (``{"id": ..., "label": ...}``) work; a video
+line may name its id ``video_id`` or leave it out (see ``video_line_id``). Fields a
 record class does not know are kept in ``extra`` and written back unchanged.
 
 Paths inside a manifest are relative to the manifest's folder unless absolute; they
@@ -281,20 +282,55 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             stream.close()
 
 
+def video_id_for_path(path: str | Path) -> str:
+    """The id ``vcl videos`` gives one video named alone: a file's name without its
+    extension, a frame folder's name."""
+    p = Path(path)
+    return p.name if p.is_dir() else p.stem
+
+
+def video_line_id(obj: dict[str, Any], base: Path) -> Any:
+    """The id of a videos-manifest line: ``id``, or ``video_id`` (the name DESIGN.md's
+    contract uses), or, for a line with only a ``path``, the id ``vcl videos`` gives
+    that path; ``None`` when the line has none of them. ValueError when ``id`` and
+    ``video_id`` disagree."""
+    if "id" in obj and "video_id" in obj and obj["id"] != obj["video_id"]:
+        raise ValueError(
+            f"'id' {obj['id']!r} and 'video_id' {obj['video_id']!r} differ; keep one of them"
+        )
+    if "id" in obj:
+        return obj["id"]
+    if "video_id" in obj:
+        return obj["video_id"]
+    path = obj.get("path")
+    if isinstance(path, str) and path:
+        return video_id_for_path(base / path)
+    return None
+
+
 def iter_records(path: str | Path, cls: type[R], base: Path | None = None) -> Iterator[R]:
     """Yield validated records of ``cls`` from a JSONL file or ``-``.
 
     Relative paths are resolved against ``base`` (default: the file's folder, or the
-    working directory for stdin). Duplicate ids are an error.
+    working directory for stdin). Duplicate ids are an error. A video line may name
+    its id ``video_id`` or give only a ``path`` (see ``video_line_id``); it is
+    written back as ``id``.
     """
     name = "-" if str(path) == "-" else str(path)
     if base is None:
         base = Path.cwd() if is_stream(path) else Path(path).resolve().parent
     seen: dict[str, int] = {}
     for lineno, obj in iter_json_lines(path):
+        derived = False
         try:
             if "schema" in obj:
                 check_schema(obj["schema"], cls)
+            if cls is VideoRecord:
+                derived = "id" not in obj and "video_id" not in obj
+                vid = video_line_id(obj, base)
+                obj = {k: v for k, v in obj.items() if k != "video_id"}
+                if vid is not None:
+                    obj["id"] = vid
             record = cls.from_json(obj)
         except (ValueError, TypeError) as exc:
             raise DataError(f"line {lineno}: {exc}", name) from None
@@ -302,7 +338,7 @@ def iter_records(path: str | Path, cls: type[R], base: Path | None = None) -> It
             raise DataError(
                 f"line {lineno}: duplicate id {record.id!r} (first on line {seen[record.id]})",
                 name,
-                "ids must be unique",
+                "give the line an 'id'" if derived else "ids must be unique",
             )
         seen[record.id] = lineno
         for attr in cls.PATH_FIELDS:
@@ -316,7 +352,8 @@ def read_records(path: str | Path, cls: type[R], base: Path | None = None) -> li
     return list(iter_records(path, cls, base))
 
 
-def _relative(value: str, base: Path) -> str:
+def relative_path(value: str, base: Path) -> str:
+    """An absolute ``value`` below ``base`` made relative to it; anything else unchanged."""
     p = Path(value)
     if not p.is_absolute():
         return value
@@ -332,7 +369,7 @@ def dumps(record: Record, base: Path | None = None) -> str:
     if base is not None:
         for attr in record.PATH_FIELDS:
             if isinstance(obj.get(attr), str):
-                obj[attr] = _relative(obj[attr], base)
+                obj[attr] = relative_path(obj[attr], base)
     return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
 
 
