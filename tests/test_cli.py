@@ -262,6 +262,33 @@ def test_info_describes_store_as_json(invoke, tmp_path: Path) -> None:
     assert summary.stdout == "" and "vcl.test/1" in summary.stderr
 
 
+def test_info_shows_the_videos_a_keep_going_run_failed(invoke, tmp_path: Path) -> None:
+    path = tmp_path / "p.zarr"
+    failed = [f"bad{i}" for i in range(7)]
+    with StoreWriter(path, "vcl.test/1", {}) as writer:
+        writer.define_columns({"x": ("float32", ())})
+        writer.append_group("a", x=np.ones(3))
+        writer.set_attrs(failed=failed)
+    info = json.loads(invoke("info", str(path), "--json").stdout)
+    assert info["failed"] == {"count": 7, "first": failed[:5]}
+    summary = invoke("info", str(path))
+    assert summary.exit_code == 0 and "7: bad0, bad1, bad2, bad3, bad4, …" in summary.stderr
+
+
+def test_info_describes_an_empty_jsonl_output(invoke, tmp_path: Path) -> None:
+    """Regression: a complete tracks file without tracks (vcl track found none) was
+    refused as 'holds no records'; only its .partial is incomplete."""
+    path = tmp_path / "t.jsonl"
+    path.write_text("")
+    result = invoke("info", str(path), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["records"] == 0
+    partial = tmp_path / "u.jsonl.partial"
+    partial.write_text("")
+    cut = invoke("info", str(partial))
+    assert cut.exit_code == ExitCode.DATA and "incomplete" in one_error_line(cut.stderr)
+
+
 # --- exit codes for failures inside a command ------------------------------------------
 
 
@@ -453,3 +480,41 @@ def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys) -> None:
         entry.main()
     assert exit_info.value.code == 130
     assert capsys.readouterr().err == "error: interrupted\n"
+
+
+def test_videos_writes_no_partial_manifest_when_a_video_fails(invoke, two_videos: Path) -> None:
+    """Regression: the lines probed before a bad video reached stdout, and the next stage
+    of a pipe built a complete-looking output of those videos only."""
+    (two_videos / "zz.mp4").write_bytes(b"\x00not a video" * 10)  # probed last
+    result = invoke("videos", str(two_videos))
+    assert result.exit_code == ExitCode.DATA and "zz.mp4" in one_error_line(result.stderr)
+    assert result.stdout == ""
+    out = two_videos.parent / "v.jsonl"
+    assert invoke("videos", str(two_videos), "-o", str(out)).exit_code == ExitCode.DATA
+    assert not out.exists() and not Path(f"{out}.partial").exists()
+    skipped = invoke("videos", str(two_videos), "--skip-bad")
+    assert skipped.exit_code == 0 and [r["id"] for r in jsonl(skipped.stdout)] == ["a", "b"]
+
+
+def test_videos_count_reads_every_frame_of_a_frame_folder(invoke, tmp_path: Path) -> None:
+    """Regression: --count counted a frame folder's files, so a corrupt frame or one of
+    another size passed here and failed the stages after it."""
+    import cv2
+
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for i, rgb in enumerate(moving_square_frames(5), start=1):
+        cv2.imwrite(str(clip / f"{i}.jpg"), rgb)
+    good = invoke("videos", str(clip), "--count")
+    assert good.exit_code == 0 and jsonl(good.stdout)[0]["frames"] == 5
+    cv2.imwrite(str(clip / "6.jpg"), np.zeros((11, 17, 3), np.uint8))
+    resized = invoke("videos", str(clip), "--count")
+    assert resized.exit_code == ExitCode.DATA and resized.stdout == ""
+    assert "(6.jpg) is 17x11" in one_error_line(resized.stderr)
+    (clip / "6.jpg").unlink()
+    (clip / "7.jpg").write_bytes(b"\xff\xd8 cut")
+    corrupt = invoke("videos", str(clip), "--count")
+    assert corrupt.exit_code == ExitCode.DATA
+    assert "(7.jpg) is not a readable image" in one_error_line(corrupt.stderr)
+    skipped = invoke("videos", str(clip), "--count", "--skip-bad")
+    assert skipped.exit_code == 0 and skipped.stdout == "" and "7.jpg" in skipped.stderr

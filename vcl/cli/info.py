@@ -54,6 +54,9 @@ def run(
             continue
         if isinstance(value, dict) and key == "arrays":
             value = "\n".join(f"{n}: {v['shape']} {v['dtype']}" for n, v in value.items())
+        elif isinstance(value, dict) and key == "failed":
+            more = ", …" if value["count"] > len(value["first"]) else ""
+            value = f"{value['count']}: {', '.join(value['first'])}{more}"
         elif isinstance(value, (dict, list)):
             value = json.dumps(value)
         table.add_row(key, str(value))

@@ -60,6 +60,7 @@ def run(
     records = select_shard(resolve_videos(inputs), parse_shard_option(shard), lambda r: r.id)
     probe = functools.partial(_probe_or_error, count=count)
     bad = 0
+    good = []
     with RecordWriter(output, overwrite=overwrite) as writer:
         results = parallel_map(probe, records, workers)
         for result in track(results, "probing videos", total=len(records), unit="videos"):
@@ -69,7 +70,10 @@ def run(
                 bad += 1
                 log.warning("skipped: %s", result.message)
                 continue
-            writer.write(result)
+            good.append(result)
+        # written only once every video is probed: a failure leaves no partial
+        # manifest on stdout for the next stage of a pipe to take as complete
+        writer.write_all(good)
     log.info("%d videos listed%s", writer.count, f", {bad} unreadable skipped" if bad else "")
 
 

@@ -23,6 +23,8 @@ from vcl.io.manifest import (
 )
 from vcl.io.store import partial_path
 
+FIRST_FAILED = 5  # ids of failed videos shown by ``vcl info``
+
 
 def _looks_like_store(path: Path) -> bool:
     return path.is_dir() and (path / "zarr.json").exists()
@@ -55,7 +57,11 @@ def describe_store(path: Path, verify: bool = True) -> dict[str, Any]:
         problems = store.verify()
         if problems:
             raise DataError(f"damaged: {problems[0]}", path, "rerun the command that makes it")
-    return store.describe()
+    out = store.describe()
+    failed = store.attrs.get("failed")
+    if failed:  # videos left out by --keep-going
+        out["failed"] = {"count": len(failed), "first": [str(v) for v in failed[:FIRST_FAILED]]}
+    return out
 
 
 def _record_class(path: str | Path) -> type[Record]:
@@ -118,12 +124,11 @@ def describe_manifest(path: Path) -> dict[str, Any]:
         if hasattr(record, "video_id"):
             videos.add(record.video_id)  # type: ignore[attr-defined]
             lengths.append(len(record.frames))  # type: ignore[attr-defined]
-    if count == 0:
-        raise DataError("holds no records", path)
     out: dict[str, Any] = {
         "path": str(path),
         "type": "manifest",
-        "schema": cls.schema(),
+        # an empty file (a complete `vcl track` output with no tracks) names no kind
+        "schema": cls.schema() if count else None,
         "records": count,
         "fields": dict(sorted(fields.items())),
     }

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vcl.errors import DataError, MissingInputError, UsageError
-from vcl.io.manifest import VideoRecord, is_stream, read_records
+from vcl.io.manifest import VideoRecord, is_stream, read_records, video_id_for_path
 from vcl.io.video import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = frozenset(
@@ -57,7 +57,7 @@ def _find_videos(folder: Path) -> list[Path]:
 def _ids_for(paths: list[Path]) -> list[str]:
     resolved = [p.resolve() for p in paths]
     if len(resolved) == 1:
-        return [resolved[0].stem if resolved[0].is_file() else resolved[0].name]
+        return [video_id_for_path(resolved[0])]
     common = Path(os.path.commonpath([p.parent for p in resolved]))
     ids = []
     for p in resolved:
@@ -112,7 +112,9 @@ def probe_record(record: VideoRecord, count: bool = False) -> VideoRecord:
     """The record with the video's size, rate and frame count filled in.
 
     ``frames`` is the declared count unless ``count`` decodes the video to count it
-    (declared counts can be wrong); ``frames_counted`` says which.
+    (declared counts can be wrong); ``frames_counted`` says which. A frame folder is
+    counted by reading every frame as the stages do, so an unreadable frame, or one
+    of another size than the first, is a DataError naming its file here too.
     """
     from dataclasses import replace
 
@@ -120,7 +122,10 @@ def probe_record(record: VideoRecord, count: bool = False) -> VideoRecord:
 
     reader = VideoReader(record.path, fps=record.fps)
     info = reader.info
-    frames = reader.count_frames() if count else info.frame_count
+    if count and info.kind == "frames":
+        frames = sum(1 for _ in reader)
+    else:
+        frames = reader.count_frames() if count else info.frame_count
     extra = {
         **record.extra,
         "kind": info.kind,
