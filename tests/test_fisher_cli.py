@@ -264,3 +264,21 @@ def test_encode_videos_manifest_matching_no_id_is_refused(invoke, fitted, tmp_pa
         and warning[0].startswith("warning: 7 videos")
         and "'clip00'" in warning[0]
     )
+
+
+def test_fit_refuses_a_store_of_something_other_than_descriptors(invoke, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    path = tmp_path / "p.zarr"
+    with StoreWriter(path, "vcl.proposals/1", {}) as writer:
+        writer.define_columns({"frame": ("int32", ()), "box": ("float32", (4,)),
+                               "score": ("float32", ())})  # fmt: skip
+        for i in range(5):
+            n = 37
+            box = np.sort(rng.uniform(0, 90, (n, 4)), axis=1)
+            writer.append_group(f"v{i}", frame=np.arange(n), box=box, score=rng.random(n))
+    out = tmp_path / "m.zarr"
+    result = invoke("fisher", "fit", path, "-o", out, *FAST)
+    assert result.exit_code == ExitCode.DATA, result.stderr
+    error = last_error(result.stderr)
+    assert error.startswith(f"error: {path}:") and "vcl.proposals/1" in error
+    assert not out.exists() and not Path(f"{out}.partial").exists()

@@ -4,6 +4,7 @@ A descriptor store is a columnar ``vcl`` store with one group per video (group i
 video id) and 2-D numeric columns (N×d) holding descriptor parts. For ``vcl.idt``
 stores the parts default to ``traj, hog, hof, mbhx, mbhy`` (30, 96, 108, 96, 96
 dims); for other kinds, to every 2-D numeric column in the store's column order.
+vcl's own stores of something else (proposals, crops, ...) are refused.
 Rows with a NaN or infinite value in any used column are dropped (and counted).
 """
 
@@ -18,6 +19,17 @@ from vcl.console import log
 from vcl.errors import DataError, UsageError
 
 IDT_COLUMNS = ("traj", "hog", "hof", "mbhx", "mbhy")
+# vcl's own stores that hold no descriptors (their 2-D columns are boxes, pixels, model
+# parameters): a GMM fit on them runs but means nothing. Unknown kinds are taken as
+# descriptors from another tool.
+NOT_DESCRIPTORS = {
+    "proposals": "boxes and scores",
+    "crops": "image crops",
+    "clusters": "cluster assignments",
+    "fisher_model": "a Fisher model",
+    "frames": "decoded frames",
+    "demo": "a demo",
+}
 
 Video = dict[str, np.ndarray]  # column → (T, d) float32 rows of one video
 
@@ -48,6 +60,14 @@ class DescriptorStore:
                 f"schema {self.store.attrs['vcl_schema']} is newer than this vcl reads",
                 self.path,
                 "upgrade vcl",
+            )
+        if self.store.kind in NOT_DESCRIPTORS:
+            raise DataError(
+                f"is a {self.store.attrs['vcl_schema']} store "
+                f"({NOT_DESCRIPTORS[self.store.kind]}), not local descriptors",
+                self.path,
+                "give an idt store (vcl idt), a features store (vcl embed) or another "
+                "store of descriptors grouped by video",
             )
         numeric = [c for c in self.store.columns if self._is_descriptor(c)]
         if columns:
