@@ -110,3 +110,16 @@ def test_embed_takes_a_piped_manifest_without_peeking(tmp_path: Path, monkeypatc
     with fed_fifo(tmp_path / "p.jsonl", text) as pipe:
         assert _within(10, _input_kind, pipe) == "videos"  # not opened: still unread
         assert _within(10, pipe.read_text, "utf-8") == text
+
+
+def test_an_empty_manifest_is_an_error_not_an_empty_output(tmp_path: Path, invoke) -> None:
+    """`vcl videos DIR | vcl proposals -`: when the first step fails it writes nothing, and
+    the next must not turn that into a complete, empty store that later stages accept."""
+    (tmp_path / "empty.jsonl").write_text("")
+    from vcl.errors import DataError
+
+    with pytest.raises(DataError, match="lists no videos"):
+        resolve_videos([str(tmp_path / "empty.jsonl")])
+    r = invoke("proposals", tmp_path / "empty.jsonl", "-o", tmp_path / "p.zarr")
+    assert r.exit_code == 65 and "empty.jsonl: lists no videos" in r.stderr
+    assert not (tmp_path / "p.zarr").exists() and not (tmp_path / "p.zarr.partial").exists()

@@ -75,7 +75,12 @@ def resolve_videos(inputs: Sequence[str]) -> list[VideoRecord]:
     for item in inputs:
         path = Path(item)
         if path.suffix == ".jsonl" or is_stream(item):  # a pipe: no peeking, read once
-            records.extend(read_records(item, VideoRecord))
+            listed = read_records(item, VideoRecord)
+            if not listed:  # e.g. the `vcl videos` before it in a pipe failed
+                raise DataError(
+                    "lists no videos", item, "check the step that wrote it (set -o pipefail)"
+                )
+            records.extend(listed)
         elif not path.exists():
             raise MissingInputError("no such video file, frame folder or manifest", path)
         elif path.is_file():
