@@ -141,4 +141,6 @@ def probe_record(record: VideoRecord, count: bool = False) -> VideoRecord:
     }
     if info.codec:
         extra["codec"] = info.codec
+    if info.rotation:  # width/height are the upright size the frames come out at
+        extra["rotation"] = info.rotation
     return replace(record, fps=info.fps if info.fps else record.fps, extra=extra)
