@@ -195,6 +195,9 @@ def run(
     if kind in ("crops", "images", "image-folder") and net.kind != "image":
         raise UsageError(f"{net.arch} is a video network: it embeds videos, not images", str(input))
 
+    from vcl.cli.common import parse_shard_option
+
+    picked = parse_shard_option(shard)
     groups: list[tuple[str, Any]] = []  # (group id, what to load)
     labels_of: dict[str, str] = {}
     crop_size = None
@@ -230,9 +233,6 @@ def run(
         # of rows (a hash would leave shards of a small set empty, and hashing groups
         # put every image of a set under 512 in one shard). Group ids name the shard,
         # so shards never share one and their union reads as one store.
-        from vcl.cli.common import parse_shard_option
-
-        picked = parse_shard_option(shard)
         if picked is not None:
             index, count = picked
             items = items[index * len(items) // count : (index + 1) * len(items) // count]
@@ -247,12 +247,10 @@ def run(
         videos = resolve_videos([str(p) for p in inputs])
         labels_of = {v.id: v.label for v in videos if v.label}
         groups = [(v.id, v) for v in videos]
-
-    from vcl.cli.common import parse_shard_option
-    from vcl.parallel import select_shard
-
     if kind not in ("images", "image-folder"):  # images: sharded above, one by one
-        groups = select_shard(groups, parse_shard_option(shard), key=lambda g: g[0])
+        from vcl.parallel import select_shard
+
+        groups = select_shard(groups, picked, key=lambda g: g[0])
     eff_size = size or (crop_size if kind == "crops" else net.default_size)
     dims = layer_dims(net, list(stages.values()), eff_size, frames)
     col_dims = {name: dims[stages[name]] for name in names}
