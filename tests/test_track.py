@@ -550,6 +550,20 @@ def test_eval_counts_one_sided_videos_and_none_shared_is_an_error(tmp_path, invo
     assert "1 only in" in warnings[0] and "missed" in warnings[0]
 
 
+@pytest.mark.parametrize("iou", ["2", "0", "-0.5"])
+def test_eval_refuses_an_iou_outside_zero_one(tmp_path, invoke, iou) -> None:
+    """--iou 2 used to score every track missed, silently (mean IoU never reaches 2)."""
+    from vcl.io.manifest import write_records
+
+    gt = tmp_path / "gt.jsonl"
+    write_records(gt, [rec("g1", [0, 1, 2, 3], [[0.0, 0, 10, 10]] * 4, "v1")])
+    result = invoke("track", "eval", gt, "--gt", gt, "--min-len", "2", "--iou", iou)
+    assert result.exit_code == ExitCode.USAGE and not result.stdout
+    assert "--iou" in result.stderr and "(0, 1]" in result.stderr
+    result = invoke("track", "eval", gt, "--gt", gt, "--min-len", "2", "--iou", "1")
+    assert result.exit_code == 0 and json.loads(result.stdout)["coverage"] == 1.0
+
+
 # ------------------------------------------------------------------------------ import
 
 

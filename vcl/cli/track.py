@@ -308,7 +308,11 @@ def evaluate(
         ),
     ] = 40,
     iou: Annotated[
-        float, typer.Option("--iou", help="IoU a predicted track must reach on a GT object.")
+        float,
+        typer.Option(
+            "--iou",
+            help="Mean IoU a predicted track must reach on a GT object, in (0, 1].",
+        ),
     ] = 0.5,
 ) -> None:
     """Score tracks against ground truth; prints one JSON object.
@@ -327,10 +331,12 @@ def evaluate(
     from vcl.track.evaluate import evaluate as score
     from vcl.track.gt import import_tracks
 
+    from vcl.errors import DataError, UsageError
+
+    if not 0.0 < iou <= 1.0:
+        raise UsageError(f"must be in (0, 1], got {iou:g}", "--iou")
     predicted = read_records_union(tracks, TrackRecord)
     truth = import_tracks(gt)
-    from vcl.errors import DataError
-
     for records, name in ((predicted, ", ".join(map(str, tracks))), (truth, str(gt))):
         if not records:
             raise DataError("holds no tracks", name, "nothing to score")
