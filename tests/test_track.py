@@ -610,6 +610,31 @@ def test_imagenet_vid_xml_import(tmp_path: Path, invoke) -> None:
     assert {r["label"] for r in kept} == {"n02084071", "n02121808", "n01503061"}
 
 
+def test_imagenet_vid_boxes_are_clipped_to_the_frame_and_outside_is_an_error(
+    tmp_path: Path, invoke
+) -> None:
+    """Boxes past <size> used to pass unclipped; one wholly outside failed only at crops."""
+    folder = tmp_path / "vid" / "snippet"
+    folder.mkdir(parents=True)
+
+    def frame(index: int, box: tuple) -> None:
+        body = VID_OBJECT.format(tid=0, name="n0", x0=box[0], y0=box[1], x1=box[2], y1=box[3])
+        (folder / f"{index:06d}.xml").write_text(VID_XML.format(frame=index, objects=body))
+
+    frame(0, (-5, 40, 20, 60))  # the frame is 64x48: left and bottom edges reach past it
+    frame(1, (50, 10, 64, 48))  # touches the right and bottom edges: unchanged
+    result = invoke("track", "--method", "gt", tmp_path / "vid", "-o", "-")
+    assert result.exit_code == 0, result.stderr
+    (track,) = jsonl(result.stdout)
+    assert track["boxes"] == [[0, 40, 20, 48], [50, 10, 64, 48]]
+    assert "1 boxes reached past" in result.stderr
+    frame(2, (64, 10, 80, 20))  # starts at the right edge: no pixel inside
+    result = invoke("track", "--method", "gt", tmp_path / "vid", "-o", tmp_path / "t.jsonl")
+    assert result.exit_code == ExitCode.DATA and not (tmp_path / "t.jsonl").exists()
+    errors = [x for x in result.stderr.splitlines() if x.strip()]
+    assert len(errors) == 1 and "000002.xml" in errors[0] and "outside the 64x48" in errors[0]
+
+
 def test_synth_gt_import_and_perfect_score(static_data: Path, invoke, tmp_path: Path) -> None:
     out = tmp_path / "gt.jsonl"
     assert (

@@ -326,12 +326,11 @@ def evaluate(
     """
 
     from vcl.console import log
+    from vcl.errors import DataError, UsageError
     from vcl.io.manifest import TrackRecord
     from vcl.io.union import read_records_union
     from vcl.track.evaluate import evaluate as score
     from vcl.track.gt import import_tracks
-
-    from vcl.errors import DataError, UsageError
 
     if not 0.0 < iou <= 1.0:
         raise UsageError(f"must be in (0, 1], got {iou:g}", "--iou")

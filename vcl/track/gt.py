@@ -7,7 +7,9 @@ Two sources:
   (``Annotations/VID/train/<video>/000000.xml``), each ``<object>`` with a ``<trackid>``,
   a ``<name>`` (WordNet synset) and a ``<bndbox>`` (xmin, ymin, xmax, ymax). The frame
   index is the number in the file name (its position in name order when not a number);
-  boxes are taken as given (``[xmin, ymin, xmax, ymax]``). Video ids are the folders'
+  boxes (``[xmin, ymin, xmax, ymax]``) reaching past the frame's ``<size>`` are clipped
+  to it (a warning counts them) and a box wholly outside it is an error, so a bad
+  annotation is caught here rather than at `vcl crops`. Video ids are the folders'
   paths relative to the deepest folder common to all of them — the same rule
   `vcl.io.sources.resolve_videos` applies to the matching ``Data/VID`` frame folders.
 
@@ -17,10 +19,12 @@ ones `iou` makes.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
 
+from vcl.console import log
 from vcl.errors import DataError, MissingInputError
 from vcl.io.manifest import TrackRecord, read_records
 
@@ -60,15 +64,46 @@ def _text(node, tag: str, xml: Path) -> str:
     return child.text.strip()
 
 
-def _parse_frame(xml: Path) -> list[tuple[str, str, list[float]]]:
-    """``(trackid, name, box)`` of every object annotated in one frame's XML."""
+def _frame_size(root, xml: Path) -> tuple[float, float] | None:
+    """``(width, height)`` from the XML's ``<size>``; None when it has none."""
+    size = root.find("size")
+    if size is None or size.find("width") is None or size.find("height") is None:
+        return None
+    try:
+        width, height = (float(size.find(k).text or "") for k in ("width", "height"))
+    except ValueError:
+        raise DataError("<size> is not a number", xml) from None
+    if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
+        raise DataError(f"<size> {width:g}x{height:g} is not a frame size", xml)
+    return width, height
+
+
+def _clip_to_frame(box: list[float], size: tuple[float, float] | None, xml: Path) -> bool:
+    """Clip ``box`` in place to the frame; True when it had to be. Outside it: an error."""
+    if size is None:
+        return False
+    width, height = size
+    x0, y0, x1, y1 = box
+    if x0 >= width or y0 >= height or x1 <= 0 or y1 <= 0:
+        raise DataError(f"box {box} lies outside the {width:g}x{height:g} frame", xml)
+    clipped = [max(x0, 0.0), max(y0, 0.0), min(x1, width), min(y1, height)]
+    if clipped == box:
+        return False
+    box[:] = clipped
+    return True
+
+
+def _parse_frame(xml: Path) -> tuple[list[tuple[str, str, list[float]]], int]:
+    """``(trackid, name, box)`` of every object annotated in one frame's XML, and how
+    many boxes reached past the frame's ``<size>`` and were clipped to it."""
     import xml.etree.ElementTree as ET
 
     try:
         root = ET.parse(xml).getroot()
     except ET.ParseError as exc:
         raise DataError(f"not valid XML ({exc})", xml) from None
-    objects = []
+    size = _frame_size(root, xml)
+    objects, clipped = [], 0
     for obj in root.iter("object"):
         bnd = obj.find("bndbox")
         if bnd is None:
@@ -77,10 +112,13 @@ def _parse_frame(xml: Path) -> list[tuple[str, str, list[float]]]:
             box = [float(_text(bnd, k, xml)) for k in ("xmin", "ymin", "xmax", "ymax")]
         except ValueError:
             raise DataError("a <bndbox> coordinate is not a number", xml) from None
+        if not all(map(math.isfinite, box)):
+            raise DataError(f"box {box} is not finite", xml)
         if box[2] < box[0] or box[3] < box[1]:
             raise DataError(f"box {box} has xmax < xmin or ymax < ymin", xml)
+        clipped += _clip_to_frame(box, size, xml)
         objects.append((_text(obj, "trackid", xml), _text(obj, "name", xml), box))
-    return objects
+    return objects, clipped
 
 
 def _annotation_folders(root: Path) -> list[Path]:
@@ -106,6 +144,7 @@ def from_vid(root: str | Path, keep_class: bool = False) -> list[TrackRecord]:
         common = Path(os.path.commonpath([str(f.parent) for f in folders]))
         ids = [f.relative_to(common).as_posix() for f in folders]
     out: list[TrackRecord] = []
+    clipped = 0
     for video_id, folder in zip(ids, folders, strict=True):
         xmls = sorted(
             (p for p in folder.iterdir() if p.suffix.lower() == ".xml"),
@@ -114,7 +153,9 @@ def from_vid(root: str | Path, keep_class: bool = False) -> list[TrackRecord]:
         tracks: dict[str, tuple[str, list[int], list[list[float]]]] = {}
         for position, xml in enumerate(xmls):
             frame = int(xml.stem) if xml.stem.isdigit() else position
-            for trackid, name, box in _parse_frame(xml):
+            objects, n_clipped = _parse_frame(xml)
+            clipped += n_clipped
+            for trackid, name, box in objects:
                 entry = tracks.setdefault(trackid, (name, [], []))
                 if entry[1] and frame <= entry[1][-1]:
                     raise DataError(f"track {trackid} appears twice in frame {frame}", xml)
@@ -133,6 +174,10 @@ def from_vid(root: str | Path, keep_class: bool = False) -> list[TrackRecord]:
                     extra={"method": "gt"},
                 )
             )
+    if clipped:
+        log.warning(
+            "%s: %d boxes reached past their frame's <size> and were clipped to it", root, clipped
+        )
     return out
 
 
