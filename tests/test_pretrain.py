@@ -152,7 +152,7 @@ def test_k_larger_than_tracks(crops: Path, tmp_path: Path) -> None:
     tracks = open_crops(crops).n_tracks
     args = ["--k", tracks + 1, "--min-cluster", 1]
     r = invoke("pretrain", crops, "--method", "odc-trackinit", "-o", tmp_path / "r", *TINY, *args)
-    assert r.exit_code == ExitCode.USAGE
+    assert r.exit_code == ExitCode.DATA  # as vcl cluster's k > N: the data holds too few
     assert f"--k {tracks + 1}" in r.stderr and f"({tracks})" in r.stderr
 
 
@@ -203,6 +203,43 @@ def test_resume_on_an_input_of_another_size_is_refused(tmp_path: Path) -> None:
         check_resumed_size(12, 11, tmp_path, "pairs", "pairs store")
     assert "covers 12 pairs" in str(err.value) and "holds 11" in str(err.value)
     assert err.value.exit_code == ExitCode.DATA
+
+
+def test_resume_on_shards_in_another_order_is_refused(crops: Path, tmp_path: Path) -> None:
+    """Memories were restored by row: shards given in another order used to resume with
+    every crop paired with another crop's memory feature and cluster label."""
+    synth = crops.parent / "synth"
+    shards = [tmp_path / f"s{i}.zarr" for i in range(2)]
+    for i, shard in enumerate(shards):
+        r = invoke("crops", synth / "gt_tracks.jsonl", "--videos", synth / "videos.jsonl",
+                   "-o", shard, "--per-track", 4, "--size", 33, "--shard", f"{i}/2",
+                   "-q")  # fmt: skip
+        assert r.exit_code == 0, r.output
+    run = tmp_path / "run"
+    r = invoke("pretrain", *shards, "--method", "odct", "--epochs", 1, "-o", run, *TINY)
+    assert r.exit_code == 0, r.output
+    before = (run / "checkpoint.pt").read_bytes()
+    r = invoke("pretrain", *shards[::-1], "--epochs", 2, "--resume", run, "-q")
+    assert r.exit_code == ExitCode.DATA
+    line = one_error_line(r.stderr)
+    assert "same samples in another order" in line and f"{shards[0]} {shards[1]}" in line
+    assert (run / "checkpoint.pt").read_bytes() == before and len(metrics(run)) == 2
+    r = invoke("pretrain", *shards, "--epochs", 2, "--resume", run, "-q")
+    assert r.exit_code == 0, r.output
+
+
+def test_resume_on_other_samples_of_the_same_count_is_refused(tmp_path: Path) -> None:
+    from vcl.errors import DataError
+    from vcl.pretrain import check_resumed_inputs, inputs_fingerprint
+
+    saved = inputs_fingerprint(np.array(["v0\t1\t0", "v0\t1\t5", "v1\t2\t0"]))
+    check_resumed_inputs(saved, saved, tmp_path, "a.zarr")
+    other = inputs_fingerprint(np.array(["v0\t1\t0", "v0\t1\t6", "v1\t2\t0"]))
+    with pytest.raises(DataError, match=r"other samples \(3\) than the 3 given.*a\.zarr"):
+        check_resumed_inputs(saved, other, tmp_path, "a.zarr")
+    swapped = inputs_fingerprint(np.array(["v1\t2\t0", "v0\t1\t0", "v0\t1\t5"]))
+    with pytest.raises(DataError, match="another order"):
+        check_resumed_inputs(saved, swapped, tmp_path, ["a.zarr", "b.zarr"])
 
 
 def test_resume_names_a_key_the_older_run_lacks(tmp_path: Path) -> None:

@@ -46,3 +46,39 @@ def check_resumed_size(saved: int, n: int, path: Any, items: str, source: str) -
             path,
             f"resume with the {source} the run was started on",
         )
+
+
+def inputs_fingerprint(keys: Any) -> dict[str, Any]:
+    """What a checkpoint's per-sample state is aligned to: the count, and digests of the
+    samples' keys (video, track, frame of a crop; id of a video) in order and as a set."""
+    import hashlib
+
+    def digest(items: Any) -> str:
+        return hashlib.sha256("\n".join(map(str, items)).encode()).hexdigest()
+
+    return {"n": len(keys), "ordered": digest(keys), "set": digest(sorted(keys))}
+
+
+def check_resumed_inputs(saved: dict[str, Any], now: dict[str, Any], path: Any, given: Any) -> None:
+    """Resuming on other samples, or the same ones in another order (shards given in
+    another order), would pair every sample with another one's memory and labels.
+
+    ``given``: the inputs as the run was started with them (its config.json)."""
+    if saved["ordered"] == now["ordered"]:
+        return
+    from vcl.errors import DataError
+
+    if not isinstance(given, list):
+        given = [given]
+    started = " ".join(map(str, given))
+    if saved["set"] == now["set"]:
+        raise DataError(
+            "the checkpoint was made on the same samples in another order",
+            path,
+            f"give the inputs in the order the run was started with: {started}",
+        )
+    raise DataError(
+        f"the checkpoint was made on other samples ({saved['n']}) than the {now['n']} given",
+        path,
+        f"resume with the inputs the run was started on: {started}",
+    )

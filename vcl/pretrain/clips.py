@@ -102,6 +102,10 @@ class VideoSet:
     def path(self) -> str:
         return self.source
 
+    def sample_keys(self) -> np.ndarray:
+        """(N,) str: the video ids, what per-video state (bank, clusters) aligns to."""
+        return self.ids
+
     def short(self, frames: int) -> int:
         """How many videos are shorter than a clip of ``frames`` frames."""
         return int((self.frames < frames).sum())

@@ -60,6 +60,17 @@ class CropsInfo:
     def n_tracks(self) -> int:
         return 0 if self.track_ids is None else int(self.track_index.max()) + 1
 
+    def sample_keys(self) -> np.ndarray:
+        """(N,) str: every crop's video, track and frame, what per-crop state aligns to."""
+        store = self.open_store()
+        keys = self.video_ids
+        if self.track_ids is not None:
+            keys = np.char.add(np.char.add(keys, "\t"), self.track_ids)
+        if "frame" in store.columns:
+            frames = np.asarray(store["frame"][:]).astype(str)
+            keys = np.char.add(np.char.add(keys, "\t"), frames)
+        return keys
+
 
 def as_paths(inputs: str | Path | Sequence[str | Path]) -> list[str]:
     """One input or several (the shards of a ``--shard I/N`` run) as a list of paths."""

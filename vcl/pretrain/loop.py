@@ -44,7 +44,7 @@ import torch
 
 from vcl.console import log
 from vcl.errors import MissingInputError, OutputError, UsageError
-from vcl.pretrain import dist, method_class
+from vcl.pretrain import check_resumed_inputs, dist, inputs_fingerprint, method_class
 
 RUN_SCHEMA = "vcl.pretrain_run/1"
 # Parameters that may change when a run is resumed; every other one must match.
@@ -247,6 +247,7 @@ def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> 
     data = cls.open_data(config.input)
     method = cls(config, data, device)
     method.check()
+    fingerprint = inputs_fingerprint(data.sample_keys())
     if dist.world() > 1 and config.batch_size < 2 * dist.world():
         raise UsageError(f"--batch-size must be at least 2 per process ({dist.world()} ranks)")
     main = dist.rank() == 0
@@ -294,6 +295,7 @@ def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> 
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
             "method_state": method.state_dict(),
+            "inputs": fingerprint,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -306,6 +308,9 @@ def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> 
 
     if resume:
         state = torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=True)
+        if "inputs" in state:  # older checkpoints hold only the count (the method checks it)
+            assert old_config is not None
+            check_resumed_inputs(state["inputs"], fingerprint, data.path, old_config["input"])
         model.backbone.load_state_dict(state["backbone"])
         model.head.load_state_dict(state["head"])
         model.classifier.load_state_dict(state["classifier"])

@@ -117,6 +117,10 @@ class PairsInfo:
         """Training samples: pairs."""
         return len(self.rows)
 
+    def sample_keys(self) -> np.ndarray:
+        """(2P,) str: the query and tracked crop of every pair, in pair order."""
+        return self.crops.sample_keys()[self.rows.ravel()]
+
     @property
     def n_tracks(self) -> int:
         return len(self.rows)
