@@ -395,7 +395,7 @@ def test_bad_inputs(data, tmp_path: Path) -> None:
     objects = open_crops(crops).n_tracks
     r = invoke("pretrain", crops, "--videos", videos, "-o", tmp_path / "r", *TINY,
                "--k", objects + 1)  # fmt: skip
-    assert r.exit_code == ExitCode.USAGE
+    assert r.exit_code == ExitCode.DATA
     assert f"--k {objects + 1}" in r.stderr and f"moving objects (tracks) ({objects})" in r.stderr
     r = invoke("pretrain", crops, "-o", tmp_path / "r", *TINY)
     assert r.exit_code == ExitCode.USAGE and "--videos" in r.stderr

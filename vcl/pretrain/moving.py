@@ -570,7 +570,7 @@ class MovingClusters:
             )
         what = "moving objects (tracks)" if self.data.track_ids is not None else "object crops"
         if self.config.k > self.n_objects:
-            raise UsageError(
+            raise DataError(
                 f"--k {self.config.k} is larger than the number of {what} ({self.n_objects})",
                 self.data.path,
                 f"use --k {self.n_objects} or less",

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from vcl.console import log
-from vcl.errors import DataError, UsageError
+from vcl.errors import DataError
 from vcl.pretrain import check_resumed_size, dist
 from vcl.pretrain.data import AugmentParams, CropsInfo, augment, epoch_batches, loader, plain
 from vcl.pretrain.heads import Network
@@ -94,16 +94,16 @@ class ODCMethod:
                 "which does not need them",
             )
         if k > n:
-            raise UsageError(f"--k {k} is larger than the number of crops ({n})", path)
+            raise DataError(f"--k {k} is larger than the number of crops ({n})", path)
         if self.track_init and k > self.data.n_tracks:
-            raise UsageError(
+            raise DataError(
                 f"--k {k} is larger than the number of tracks ({self.data.n_tracks}); "
                 f"{self.name} clusters one sample per track",
                 path,
                 f"use --k {self.data.n_tracks} or less",
             )
         if k * self.opts.min_cluster > n:
-            raise UsageError(
+            raise DataError(
                 f"--k {k} clusters of at least --min-cluster {self.opts.min_cluster} need "
                 f"{k * self.opts.min_cluster} crops, the store has {n}",
                 path,
