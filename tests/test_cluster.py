@@ -500,6 +500,15 @@ def test_metrics_equal_scikit_learn() -> None:
     assert cm.nmi(one, one) == skm.normalized_mutual_info_score(one, one) == 1.0
 
 
+def test_nmi_of_a_relabelled_partition_is_exactly_one() -> None:
+    """Rounding used to report 1.0000000000000002 for a perfect match (170 points, 13 ids)."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n, k = int(rng.integers(5, 200)), int(rng.integers(2, 20))
+        a = rng.integers(0, k, n)
+        assert cm.nmi(a, rng.permutation(k)[a]) == 1.0
+
+
 def test_evaluate_joins_by_id_not_by_row() -> None:
     rng = np.random.default_rng(1)
     ids = np.array([f"s{i:03d}" for i in range(150)])
