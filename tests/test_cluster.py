@@ -501,12 +501,17 @@ def test_metrics_equal_scikit_learn() -> None:
 
 
 def test_nmi_of_a_relabelled_partition_is_exactly_one() -> None:
-    """Rounding used to report 1.0000000000000002 for a perfect match (170 points, 13 ids)."""
+    """Rounding used to report 1.0000000000000002 (or 0.9999999999999999) for a perfect
+    match, e.g. 170 points in 13 clusters."""
     rng = np.random.default_rng(0)
     for _ in range(50):
         n, k = int(rng.integers(5, 200)), int(rng.integers(2, 20))
         a = rng.integers(0, k, n)
-        assert cm.nmi(a, rng.permutation(k)[a]) == 1.0
+        b = rng.permutation(k)[a]
+        assert cm.nmi(a, b) == cm.ami(a, b) == 1.0
+        moved = b.copy()
+        moved[np.argmax(np.bincount(a)[a])] = k  # a point of the largest cluster, alone
+        assert cm.nmi(a, moved) < 1.0 and cm.ami(a, moved) < 1.0
 
 
 def test_evaluate_joins_by_id_not_by_row() -> None:

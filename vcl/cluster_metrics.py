@@ -64,19 +64,26 @@ def _trivial(a: np.ndarray, b: np.ndarray) -> bool:
     return (ka == kb == 1) or (ka == kb == 0)
 
 
+def _same_partition(table: Any) -> bool:
+    """The two codings are one partition under other ids (one cell per row and column)."""
+    return table.nnz == table.shape[0] == table.shape[1]
+
+
 def nmi(labels: np.ndarray, clusters: np.ndarray) -> float:
-    """Normalised mutual information, MI / mean(H(labels), H(clusters))."""
+    """Normalised mutual information, MI / mean(H(labels), H(clusters)); exactly 1.0 for
+    the same partition (rounding would give 1 ± 2 ulp)."""
     if _trivial(labels, clusters):
         return 1.0
     table = contingency(labels, clusters)
+    if _same_partition(table):
+        return 1.0
     mi = _mutual_info(table)
     h_a = _entropy(np.asarray(table.sum(axis=1)).ravel())
     h_b = _entropy(np.asarray(table.sum(axis=0)).ravel())
     normaliser = (h_a + h_b) / 2
     if mi == 0 or normaliser == 0:
         return 0.0
-    # MI <= mean entropy; rounding can put a perfect match at 1 + 2 ulp, printed as such
-    return min(1.0, float(mi / max(normaliser, np.finfo(np.float64).eps)))
+    return float(mi / max(normaliser, np.finfo(np.float64).eps))
 
 
 def expected_mutual_info(rows: np.ndarray, cols: np.ndarray, n: int) -> float:
@@ -126,10 +133,13 @@ def expected_mutual_info(rows: np.ndarray, cols: np.ndarray, n: int) -> float:
 
 
 def ami(labels: np.ndarray, clusters: np.ndarray) -> float:
-    """Adjusted mutual information, (MI − E[MI]) / (mean(H_a, H_b) − E[MI])."""
+    """Adjusted mutual information, (MI − E[MI]) / (mean(H_a, H_b) − E[MI]); exactly 1.0
+    for the same partition."""
     if _trivial(labels, clusters):
         return 1.0
     table = contingency(labels, clusters)
+    if _same_partition(table):
+        return 1.0
     n = int(table.sum())
     rows = np.asarray(table.sum(axis=1)).ravel()
     cols = np.asarray(table.sum(axis=0)).ravel()
