@@ -7,9 +7,12 @@
   features, one LinearSVC (squared hinge, L2 penalty, positive-class weight 2) per
   class against the rest; its cost C is the one of ``costs`` with the best mean AP
   over 3 stratified folds (unshuffled, as scikit-learn's ``cross_val_score(cv=3)``);
-  refit on all training data, scored on test. AP as VOC07 11-point interpolation
-  (the headline ``mAP``, as Goyal report) and as the exact area (``mAP_exact``,
-  scikit-learn's ``average_precision_score``). Multi-label targets: ``a|b``.
+  refit on all training data, scored on test. The headline ``mAP`` is the AP Goyal
+  et al.'s benchmark code computes: the area under the interpolated (monotone)
+  precision-recall envelope over every recall step; also the VOC07 devkit's 11-point
+  interpolation (``mAP_11point``) and the exact area (``mAP_exact``, scikit-learn's
+  ``average_precision_score``). liblinear's coordinate order is drawn from ``seed``, so
+  runs repeat (unconverged fits at large C depend on it). Multi-label targets: ``a|b``.
 - ``fewshot`` (Tokmakov et al. Table 2): n samples per class drawn (seeded, class
   balanced) from train; an L2-regularised multinomial logistic regression (L-BFGS,
   full batch: with 20 samples SGD epochs would be single steps) on L2-normalised
@@ -349,16 +352,30 @@ def _linear_probe(
 # ---------------------------------------------------------------- AP
 
 
+def _ranked_hits(scores: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hit at each rank, precision at each rank), best score first (ties: sample order)."""
+    hits = positives[np.argsort(-scores, kind="stable")].astype(bool)
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return hits, precision
+
+
+def interpolated_ap(scores: np.ndarray, positives: np.ndarray) -> float:
+    """All-point interpolated AP (Goyal et al.'s benchmark, VOC 2010+): the mean over the
+    positives of the best precision at their rank or any later one."""
+    hits, precision = _ranked_hits(scores, positives)
+    if not hits.any():
+        return float("nan")
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(envelope[hits].mean())
+
+
 def voc07_ap(scores: np.ndarray, positives: np.ndarray) -> float:
     """VOC07 11-point interpolated AP: mean over t ∈ {0, 0.1, ..., 1} of the best
     precision at recall ≥ t (0 where recall never reaches t)."""
-    order = np.argsort(-scores, kind="stable")
-    tp = np.cumsum(positives[order].astype(np.float64))
-    fp = np.cumsum(~positives[order])
-    n_pos = positives.sum()
-    if n_pos == 0:
+    hits, precision = _ranked_hits(scores, positives)
+    if not hits.any():
         return float("nan")
-    recall, precision = tp / n_pos, tp / np.maximum(tp + fp, 1e-12)
+    recall = np.cumsum(hits) / hits.sum()
     points = [
         precision[recall >= t].max() if (recall >= t).any() else 0.0 for t in np.linspace(0, 1, 11)
     ]
@@ -389,7 +406,7 @@ def multilabel_targets(
     return mats[0], mats[1], classes
 
 
-def _svm(cost: float, max_iter: int) -> Any:
+def _svm(cost: float, max_iter: int, seed: int) -> Any:
     from sklearn.svm import LinearSVC
 
     return LinearSVC(
@@ -401,11 +418,12 @@ def _svm(cost: float, max_iter: int) -> Any:
         tol=1e-4,
         max_iter=max_iter,
         intercept_scaling=1.0,
+        random_state=seed,
     )
 
 
 def _svm_class(
-    args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sequence[float], int, int],
+    args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sequence[float], int, int, int],
 ) -> dict[str, Any]:
     """One class: cost by 3-fold CV on AP, refit, test APs."""
     import warnings
@@ -413,7 +431,7 @@ def _svm_class(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold
 
-    x_tr, t_tr, x_te, t_te, costs, folds, max_iter = args
+    x_tr, t_tr, x_te, t_te, costs, folds, max_iter, seed = args
     y = t_tr.astype(int)
     cv_ap = []
     with warnings.catch_warnings():
@@ -425,17 +443,18 @@ def _svm_class(
                 continue
             aps = []
             for a, b in StratifiedKFold(n_folds).split(x_tr, y):
-                clf = _svm(cost, max_iter).fit(x_tr[a], y[a])
+                clf = _svm(cost, max_iter, seed).fit(x_tr[a], y[a])
                 aps.append(exact_ap(clf.decision_function(x_tr[b]), y[b].astype(bool)))
             cv_ap.append(float(np.mean(aps)))
         valid = np.nan_to_num(np.array(cv_ap), nan=-1.0)
         best = int(np.argmax(valid))  # ties: the smallest cost
-        clf = _svm(costs[best], max_iter).fit(x_tr, y)
+        clf = _svm(costs[best], max_iter, seed).fit(x_tr, y)
     scores = clf.decision_function(x_te)
     return {
         "cost": float(costs[best]),
         "cv_ap": cv_ap,
-        "ap": voc07_ap(scores, t_te),
+        "ap": interpolated_ap(scores, t_te),
+        "ap_11point": voc07_ap(scores, t_te),
         "ap_exact": exact_ap(scores, t_te),
     }
 
@@ -449,6 +468,7 @@ def svm_probe(
     folds: int = 3,
     max_iter: int = 2000,
     workers: int = 1,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Goyal et al.'s VOC07 SVM protocol; labels ``a|b`` for several classes."""
     from vcl.parallel import parallel_map
@@ -466,19 +486,21 @@ def svm_probe(
         )
     x_tr, x_te = l2_normalise(x_train), l2_normalise(x_test)
     tasks = [
-        (x_tr, t_tr[:, c], x_te, t_te[:, c], tuple(costs), folds, max_iter)
+        (x_tr, t_tr[:, c], x_te, t_te[:, c], tuple(costs), folds, max_iter, seed)
         for c in range(len(classes))
     ]
     per_class = dict(zip(classes, parallel_map(_svm_class, tasks, workers), strict=True))
     aps = np.array([r["ap"] for r in per_class.values()])
+    eleven = np.array([r["ap_11point"] for r in per_class.values()])
     exact = np.array([r["ap_exact"] for r in per_class.values()])
     no_pos = [c for c, r in per_class.items() if np.isnan(r["ap"])]
     if no_pos:
         log.warning("%d classes have no positive test sample (left out of the mAP)", len(no_pos))
     return {
         "mAP": float(np.nanmean(aps)) if np.isfinite(aps).any() else None,
+        "mAP_11point": float(np.nanmean(eleven)) if np.isfinite(eleven).any() else None,
         "mAP_exact": float(np.nanmean(exact)) if np.isfinite(exact).any() else None,
-        "ap_headline": "voc07_11point",
+        "ap_headline": "interpolated_all_points",
         "per_class": {
             c: {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
             for c, r in per_class.items()
