@@ -112,6 +112,8 @@ def test_recall_at_k_planted_by_hand() -> None:
     )
     out = recall_at_k(q, nb, [1, 2, 3, 4])
     assert out["recall"] == {"R@1": 0.25, "R@2": 0.25, "R@3": 0.5, "R@4": 0.75}
+    # k beyond the columns (a small gallery) must not count queries without a match
+    assert recall_at_k(q, nb, [9])["recall"] == {"R@9": 0.75}
     assert out["queries"] == 4 and out["unlabelled_queries"] == 1
 
 
@@ -121,6 +123,9 @@ def test_exclude_rows_drops_self_and_keeps_k() -> None:
     s, r = exclude_rows(scores, rows, np.array([2, -1]), 2)
     assert r.tolist() == [[5, 7], [1, 3]]
     np.testing.assert_allclose(s, [[0.9, 0.7], [0.9, 0.8]])
+    # k as large as the gallery: the search returned no spare column; self must still go
+    s, r = exclude_rows(scores, rows, np.array([2, -1]), 3)
+    assert r.tolist() == [[5, 7, -1], [1, 3, 4]] and np.isnan(s[0, 2])
 
 
 def test_neighbour_recall() -> None:

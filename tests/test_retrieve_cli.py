@@ -193,6 +193,28 @@ def test_eval_split_field_exclude_self_and_average(invoke, tmp_path) -> None:
     assert "--exclude-self" in same.stderr and "also in the gallery" not in loo.stderr
 
 
+def test_exclude_self_holds_when_k_reaches_the_gallery_size(invoke, tmp_path) -> None:
+    """-k 5 on 5 items used to keep the query as its own 5th neighbour: R@5 = 1.0 although
+    v4's class has no other member."""
+    x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [0.7, 0.7]], np.float32)
+    ids = [f"v{i}" for i in range(5)]
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"id": i, "label": c}) + "\n"
+                              for i, c in zip(ids, "aabbz", strict=True)))  # fmt: skip
+    path = store(tmp_path / "f.zarr", x, ids)
+    for ks in ("1,4", "1,5", "9"):
+        r = invoke("retrieve", "eval", "--query", path, "--exclude-self", "--labels", labels,
+                   "-k", ks)  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert max(json.loads(r.stdout)["recall"].values()) == 0.8, ks
+    index = tmp_path / "g.index"
+    assert invoke("retrieve", "index", path, "-o", index).exit_code == 0
+    r = invoke("retrieve", "query", index, path, "-k", "5", "--exclude-self")
+    lines = jsonl(r.stdout)
+    assert r.exit_code == 0 and len(lines) == 5 * 4
+    assert all(line["neighbour"] != line["query"] for line in lines)
+
+
 def test_montage_from_crops_store(invoke, tmp_path, gallery) -> None:
     path, x, ids = gallery
     out = tmp_path / "g.index"
@@ -330,3 +352,27 @@ def test_eval_labels_from_a_crops_store(invoke, tmp_path) -> None:
     result = invoke("retrieve", "eval", "--query", features, "--labels", crops, "--exclude-self")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["recall"]["R@1"] == 1.0
+
+
+def test_eval_of_two_npy_arrays_needs_their_ids(invoke, tmp_path) -> None:
+    """Both arrays are numbered by row, so query i and gallery item i shared id "i" and
+    one label: R@1 read 0.333 where every query's neighbour is its own copy (1.0)."""
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(6, 4)).astype(np.float32)
+    np.save(tmp_path / "g.npy", g)
+    np.save(tmp_path / "q.npy", g[[0, 2, 4]] + 0.01)
+    labels = tmp_path / "labels.jsonl"
+    rows = [(f"g{i}", c) for i, c in enumerate("abcdef")] + [
+        (f"q{j}", c) for j, c in enumerate("ace")
+    ]
+    labels.write_text("".join(json.dumps({"id": i, "label": c}) + "\n" for i, c in rows))
+    args = ["retrieve", "eval", "--query", tmp_path / "q.npy", "--gallery", tmp_path / "g.npy",
+            "--labels", labels, "-k", "1"]  # fmt: skip
+    r = invoke(*args)
+    assert r.exit_code == ExitCode.USAGE and not r.stdout
+    assert "numbered by row" in r.stderr and "--query-ids" in r.stderr
+    (tmp_path / "q.txt").write_text("q0\nq1\nq2\n")
+    (tmp_path / "g.txt").write_text("".join(f"g{i}\n" for i in range(6)))
+    r = invoke(*args, "--query-ids", tmp_path / "q.txt", "--gallery-ids", tmp_path / "g.txt")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["recall"] == {"R@1": 1.0}

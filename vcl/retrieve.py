@@ -423,10 +423,15 @@ def exclude_rows(
     """Remove, per query, the result whose gallery row is ``drop[q]`` (−1: none); keep k.
 
     Used for leave-one-out (``--exclude-self``): search k+1, drop the query itself.
+    When the search could not return k+1 (k ≥ the gallery), the dropped result leaves
+    a −1 row (score NaN), as a search that found fewer than k does.
     """
     hit = rows == drop[:, None]
     order = np.argsort(hit, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+    dropped = np.take_along_axis(hit, order, 1)
+    rows = np.where(dropped, -1, np.take_along_axis(rows, order, 1))
+    scores = np.where(dropped, np.nan, np.take_along_axis(scores, order, 1))
+    return scores, rows
 
 
 def recall_at_k(
@@ -440,8 +445,8 @@ def recall_at_k(
     labelled = query_labels != ""
     match = (neighbour_labels == query_labels[:, None]) & (neighbour_labels != "")
     match = match[labelled]
-    # first rank (0-based) with a match; K when none: hit@k ⇔ first < k
-    first = np.where(match.any(1), match.argmax(1), match.shape[1])
+    # first rank (0-based) with a match, or never: hit@k ⇔ first < k (also for k > K)
+    first = np.where(match.any(1), match.argmax(1), np.iinfo(np.int64).max)
     n = int(labelled.sum())
     out = {f"R@{k}": (float((first < k).mean()) if n else float("nan")) for k in sorted(set(ks))}
     return {"recall": out, "queries": n, "unlabelled_queries": int((~labelled).sum())}

@@ -669,6 +669,20 @@ def evaluate(
             "indexes).",
         ),
     ] = None,
+    query_ids: Annotated[
+        Path | None,
+        typer.Option(
+            "--query-ids", metavar="FILE", help="For an .npy --query: one id per line, row order."
+        ),
+    ] = None,
+    gallery_ids: Annotated[
+        Path | None,
+        typer.Option(
+            "--gallery-ids",
+            metavar="FILE",
+            help="For an .npy --gallery: one id per line, row order.",
+        ),
+    ] = None,
     layer: Layer = None,
     device: Device = "auto",
     seed: Seed = 0,
@@ -733,9 +747,12 @@ def evaluate(
 
     made: list[tuple[str | None, str | None]] = []  # model and layer of each input read
 
-    def load(path: Path | list[Path]) -> tuple[Any, Any, Any, Any]:
-        fs = _read_features(path, None, layer)
+    numbered_by_row: list[bool] = []
+
+    def load(path: Path | list[Path], ids_file: Path | None) -> tuple[Any, Any, Any, Any]:
+        fs = _read_features(path, ids_file, layer)
         made.append(_made_with(fs.attrs))
+        numbered_by_row.append(bool((fs.attrs or {}).get("row_number_ids")))
         check_finite(fs.features, _first(path))
         row_labels = fs.labels if fs.labels is not None else np.full(len(fs), "")
         ids, x = fs.ids, fs.features
@@ -763,7 +780,7 @@ def evaluate(
 
     if split_field is not None:
         one = query_path or gallery_path
-        ids, x, lab, split = load(one)
+        ids, x, lab, split = load(one, query_ids or gallery_ids)
         if not (split != "").any():
             raise DataError(f"no {split_field!r} values for its ids", _first(labels or one))
         qmask, gmask = split == query_split, split == gallery_split
@@ -777,11 +794,21 @@ def evaluate(
         q_ids, q_x, q_lab = ids[qmask], x[qmask], lab[qmask]
         g_ids, g_x, g_lab = ids[gmask], x[gmask], lab[gmask]
     else:
-        q_ids, q_x, q_lab, _ = load(query_path or gallery_path)
+        q_ids, q_x, q_lab, _ = load(
+            query_path or gallery_path, query_ids if query_path else gallery_ids
+        )
         if gallery_path is None or gallery_path == query_path:
             g_ids, g_x, g_lab = q_ids, q_x, q_lab
         else:
-            g_ids, g_x, g_lab, _ = load(gallery_path)
+            g_ids, g_x, g_lab, _ = load(gallery_path, gallery_ids)
+            if all(numbered_by_row):
+                raise UsageError(
+                    f"{_first(query_path)} and {_first(gallery_path)} are both numbered by "
+                    "row, so their ids collide: labels joined by id would be shared and "
+                    "--exclude-self would drop other items",
+                    None,
+                    "give --query-ids FILE and --gallery-ids FILE (one id per line, row order)",
+                )
     if q_x.shape[1] != g_x.shape[1]:
         raise DataError(
             f"queries have dimension {q_x.shape[1]}, the gallery {g_x.shape[1]}",
