@@ -114,6 +114,25 @@ def test_truncated_file_fails_or_yields_fewer_frames(
     assert data  # the intact clip is untouched
 
 
+def test_a_cut_file_is_named_in_a_warning_and_a_whole_one_is_not(tmp_path: Path, caplog) -> None:
+    """Half a download decoded its first half silently, as if that were the video."""
+    import logging
+
+    whole = tmp_path / "whole.avi"
+    noise = np.random.default_rng(0).integers(0, 256, (40, 64, 96, 3), dtype=np.uint8)
+    write_video(whole, noise, fps=10, codec="mp4v")  # noise: the frames fill the file
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING, logger="vcl"):
+        assert len(list(VideoReader(whole))) == 40
+        assert len(list(VideoReader(whole, end=10))) == 10  # stopped early on purpose
+        assert not caplog.records
+        n = len(list(VideoReader(cut)))
+    (record,) = caplog.records
+    assert "cut.avi" in record.getMessage() and "of the 4.00 s" in record.getMessage()
+    assert f"the {n} decoded frames" in record.getMessage() and n < 30
+
+
 def test_frame_folder_problems(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no jpg/png"):

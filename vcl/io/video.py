@@ -150,18 +150,22 @@ class VideoReader:
         import av
 
         container = _open_container(self.path)
-        decoded = 0
+        decoded, last, declared_end = 0, None, None
         try:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            declared_end = _declared_end(container, stream)
             for frame in container.decode(stream):
                 index = decoded
                 decoded += 1
                 if self.end is not None and index >= self.end:
                     break
+                last = frame
                 if self._wanted(index):
                     rgb = turn(frame.to_ndarray(format="rgb24"), self.info.rotation)
                     yield index, self._finish(rgb)
+            else:
+                _warn_if_cut_short(self.path, decoded, last, declared_end)
         except av.FFmpegError as exc:
             raise DataError(
                 f"corrupt video: decoding failed after {decoded} frames ({exc})", self.path
@@ -189,6 +193,44 @@ class VideoReader:
         finally:
             container.close()
         return n
+
+
+def _declared_end(container: Any, stream: Any) -> float | None:
+    """Seconds at which the header says the video stream ends (None: it does not say):
+    the later of its duration and its frame count at its average rate (a cut AVI keeps
+    its header's count while FFmpeg estimates the duration from what is left)."""
+    start = float((stream.start_time or 0) * stream.time_base) if stream.time_base else 0.0
+    ends = []
+    if stream.duration and stream.time_base:
+        ends.append(start + float(stream.duration * stream.time_base))
+    if stream.frames and stream.average_rate:
+        ends.append(start + stream.frames / float(stream.average_rate))
+    if ends:
+        return max(ends)
+    if container.duration:  # the whole file's length (µs); an audio track may outlast it
+        return container.duration / 1e6
+    return None
+
+
+def _warn_if_cut_short(path: Path, decoded: int, last: Any, declared_end: float | None) -> None:
+    """A truncated download decodes fine up to where it was cut, silently. Compared by
+    time, not frame count: a variable-rate AVI's header counts the repeated frames it
+    stores as empty chunks (OpenCV's tree.avi declares 444 frames and decodes 68, all
+    of its 29.6 s)."""
+    if last is None or last.time is None or declared_end is None:
+        return
+    missing = declared_end - float(last.time)
+    if missing > max(0.5, 0.05 * declared_end):
+        from vcl.console import log
+
+        log.warning(
+            "%s: decoding ended at %.2f s of the %.2f s its header declares (truncated?); "
+            "the %d decoded frames are used",
+            path,
+            float(last.time),
+            declared_end,
+            decoded,
+        )
 
 
 def turn(rgb: np.ndarray, rotation: int) -> np.ndarray:
