@@ -103,6 +103,62 @@ def test_resume_after_epoch_1_equals_the_uninterrupted_run(crops: Path) -> None:
     assert len(json.loads((part / "config.json").read_text())["resumed"]) == 1
 
 
+def test_step_schedule_scales_the_lr_after_each_step_and_resumes_on_it(crops: Path) -> None:
+    from vcl.pretrain.loop import step_lr_scale
+
+    assert [step_lr_scale(e, [2, 4], 0.1) for e in range(1, 6)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01]
+    )
+    sched = ["--lr-steps", "1", "--lr-gamma", "0.5"]
+    full = crops.parent / "run-steps"
+    r = invoke("pretrain", crops, "--method", "odc", "--epochs", 2, "-o", full, *TINY, *sched)
+    assert r.exit_code == 0, r.output
+    assert [m.get("lr") for m in metrics(full)] == [None, 0.015, 0.0075]
+    state = torch.load(full / "checkpoint.pt", weights_only=True)
+    assert {g["lr"] for g in state["optimizer"]["param_groups"]} == {0.0075}
+    assert json.loads((full / "config.json").read_text())["lr_steps"] == [1]
+    part = crops.parent / "run-steps-resumed"
+    r = invoke("pretrain", crops, "--method", "odc", "--epochs", 1, "-o", part, *TINY, *sched)
+    assert r.exit_code == 0, r.output
+    r = invoke("pretrain", crops, "--epochs", 2, "--resume", part, "-q")
+    assert r.exit_code == 0, r.output
+    assert [without_timing(m) for m in metrics(part)] == [without_timing(m) for m in metrics(full)]
+    # a run saved before the option existed had a constant lr: it resumes as such
+    config = json.loads((part / "config.json").read_text())
+    for key in ("lr_steps", "lr_gamma"):
+        config.pop(key)
+    (part / "config.json").write_text(json.dumps(config))
+    r = invoke("pretrain", crops, "--epochs", 3, "--resume", part, "-q", *sched)
+    assert r.exit_code == ExitCode.USAGE and "lr_steps ([] there, [1] now)" in r.stderr
+    r = invoke("pretrain", crops, "--epochs", 3, "--resume", part, "-q")
+    assert r.exit_code == 0, r.output
+    assert metrics(part)[-1]["lr"] == 0.015
+
+
+def test_head_batch_norm_is_odcs_and_an_older_head_is_refused_on_resume(crops: Path) -> None:
+    """ODC's neck normalises without affine parameters and with momentum 0.001; a run
+    saved with the earlier affine head used to fail on --resume with a torch traceback."""
+    from vcl.pretrain.heads import ProjectionHead
+
+    bn = ProjectionHead(8)[1]
+    assert not bn.affine and bn.momentum == 0.001
+    run = crops.parent / "run-odct"
+    if not (run / "checkpoint.pt").exists():
+        r = invoke("pretrain", crops, "--method", "odct", "--epochs", 2, "-o", run, *TINY)
+        assert r.exit_code == 0, r.output
+    old = crops.parent / "run-old-head"
+    import shutil
+
+    shutil.copytree(run, old)
+    state = torch.load(old / "checkpoint.pt", weights_only=True)
+    state["head"]["1.weight"] = torch.ones(512)
+    torch.save(state, old / "checkpoint.pt")
+    r = invoke("pretrain", crops, "--epochs", 3, "--resume", old, "-q")
+    assert r.exit_code == ExitCode.DATA
+    line = one_error_line(r.stderr)
+    assert "run-old-head" in line and "head does not fit" in line and "1.weight" in line
+
+
 def test_resume_with_other_settings_names_the_keys(crops: Path) -> None:
     run = crops.parent / "run-odct"
     if not (run / "checkpoint.pt").exists():

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from vcl.cli.common import Device, Overwrite, Seed, vcl_command
+from vcl.cli.common import Device, Overwrite, Seed, parse_number_list, vcl_command
 from vcl.pretrain import METHODS
 
 
@@ -49,6 +49,18 @@ def run(
         typer.Option("--batch-size", min=2, help="Samples per iteration (global, all GPUs)."),
     ] = 128,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="SGD learning rate.")] = 0.015,
+    lr_steps: Annotated[
+        str,
+        typer.Option(
+            "--lr-steps",
+            metavar="EPOCH,...",
+            help="Multiply the learning rate by --lr-gamma after each of these epochs "
+            "(the papers' step schedule, e.g. 160,190 of 200; default: constant).",
+        ),
+    ] = "",
+    lr_gamma: Annotated[
+        float, typer.Option("--lr-gamma", min=0.0, help="Factor of each --lr-steps step.")
+    ] = 0.1,
     momentum: Annotated[float, typer.Option("--momentum", min=0.0, help="SGD momentum.")] = 0.5,
     weight_decay: Annotated[
         float, typer.Option("--weight-decay", min=0.0, help="SGD weight decay (ODC's).")
@@ -376,6 +388,13 @@ def run(
             source = ctx.get_parameter_source(name)
             if source is not None and source.name == "DEFAULT" and name in previous:
                 opts[name] = previous[name]
+    if isinstance(opts["lr_steps"], str):  # a run's config.json holds the parsed list
+        steps = opts["lr_steps"]
+        opts["lr_steps"] = (
+            sorted(set(parse_number_list(steps, "--lr-steps", int, 1, example="160,190")))
+            if steps.strip()
+            else []
+        )
     cls = method_class(opts["method"])
     options = cls.options_type(
         **{name: opts[name] for name in cls.options_type.__dataclass_fields__ if name in opts}

@@ -12,14 +12,16 @@ from torch import nn
 
 
 class ProjectionHead(nn.Sequential):
-    """(N, in_dim) → (N, out_dim). Layer order as the ODCT paper lists it."""
+    """(N, in_dim) → (N, out_dim). Layer order as the ODCT paper lists it; the batch norm
+    is ODC's (OpenSelfSup's NonLinearNeckV0): no affine parameters, running statistics
+    with momentum 0.001."""
 
     def __init__(
         self, in_dim: int, hidden: int = 512, out_dim: int = 256, dropout: float = 0.5
     ) -> None:
         super().__init__(
             nn.Linear(in_dim, hidden),
-            nn.BatchNorm1d(hidden),
+            nn.BatchNorm1d(hidden, momentum=0.001, affine=False),
             nn.Linear(hidden, out_dim),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),

@@ -49,6 +49,9 @@ from vcl.pretrain import check_resumed_inputs, dist, inputs_fingerprint, method_
 RUN_SCHEMA = "vcl.pretrain_run/1"
 # Parameters that may change when a run is resumed; every other one must match.
 RESUMABLE = {"epochs", "workers", "device", "compile", "amp", "input", "output"}
+# Options added after runs were saved, at the value that reproduces what those runs did:
+# a config.json without them matches these values.
+AS_BEFORE = {"lr_steps": [], "lr_gamma": 0.1}
 AMP = ("auto", "off", "bf16", "fp16")
 
 
@@ -63,6 +66,8 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 128
     lr: float = 0.015
+    lr_steps: list[int] = field(default_factory=list)  # epochs after which lr *= lr_gamma
+    lr_gamma: float = 0.1
     momentum: float = 0.5  # SGD momentum (ODCT's 0.5)
     weight_decay: float = 1e-5  # ODC's
     size: int = 224
@@ -137,6 +142,7 @@ def check_resumable(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
         )
     old = json.loads(path.read_text())
     new = config.flat()
+    old = {**{k: v for k, v in AS_BEFORE.items() if k not in old}, **old}
     bad = [k for k in sorted(new) if k not in RESUMABLE and old.get(k) != new.get(k)]
     if bad:
         diffs = ", ".join(
@@ -229,6 +235,8 @@ def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> 
         )
     if config.epochs < 1 or config.batch_size < 2 or config.k < 1 or config.size < 8:
         raise UsageError("need --epochs >= 1, --batch-size >= 2, --k >= 1 and --size >= 8")
+    if any(step < 1 for step in config.lr_steps) or not config.lr_gamma > 0:
+        raise UsageError("need --lr-steps of epochs >= 1 and --lr-gamma > 0")
     if not resume and run_dir.exists() and not run_dir.is_dir():
         raise OutputError(
             "is a file, not a run directory", run_dir, "give -o a new or existing directory"
@@ -275,6 +283,8 @@ def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> 
         momentum=config.momentum,
         weight_decay=config.weight_decay,
     )
+    for group in optimizer.param_groups:  # each group's lr before the step schedule
+        group["base_lr"] = group["lr"]
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     def autocast() -> Any:
@@ -308,6 +318,7 @@ def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> 
 
     if resume:
         state = torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=True)
+        _check_model_state(model, state, run_dir)
         if "inputs" in state:  # older checkpoints hold only the count (the method checks it)
             assert old_config is not None
             check_resumed_inputs(state["inputs"], fingerprint, data.path, old_config["input"])
@@ -362,6 +373,9 @@ def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> 
     per_epoch = method.iterations_per_epoch
     for epoch in range(start, config.epochs + 1):
         torch.manual_seed(_epoch_seed(config.seed, epoch))
+        lr_scale = step_lr_scale(epoch, config.lr_steps, config.lr_gamma)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * lr_scale
         model.train()
         losses, seen, began = [], 0, time.perf_counter()
         bar = _bar(main, f"epoch {epoch}/{config.epochs}", per_epoch)
@@ -388,6 +402,7 @@ def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> 
             "epoch": epoch,
             "iterations": len(losses),
             "loss": mean_loss,
+            "lr": config.lr * lr_scale,
             **method.epoch_metrics(),
             "samples_per_s": seen / max(seconds, 1e-9),
             "seconds": seconds,
@@ -408,6 +423,29 @@ def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> 
             )
     dist.cleanup()
     return run_dir
+
+
+def _check_model_state(model: torch.nn.Module, state: dict[str, Any], run_dir: Path) -> None:
+    """A checkpoint whose network no longer fits (e.g. saved by a vcl with another head)
+    is one line naming the run, not torch's many-line RuntimeError."""
+    from vcl.backbones import state_dict_misfit
+    from vcl.errors import DataError
+
+    for part in ("backbone", "head", "classifier"):
+        misfit = state_dict_misfit(getattr(model, part), state.get(part, {}))
+        if misfit:
+            raise DataError(
+                f"the checkpoint's {part} does not fit this vcl's network: {misfit}",
+                run_dir,
+                "it was saved by another vcl version: train into a new -o directory",
+            )
+
+
+def step_lr_scale(epoch: int, steps: list[int], gamma: float) -> float:
+    """The step schedule of the papers' code (video_cluster: ×0.1 after epochs 160 and
+    190 of 200; ODC: ×0.4 after 400): gamma to the number of steps before ``epoch``.
+    A function of the epoch alone, so a resumed run continues on the same schedule."""
+    return gamma ** sum(epoch > step for step in steps)
 
 
 def _save_npy(path: Path, values: np.ndarray) -> None:
