@@ -73,6 +73,19 @@ def test_boxes_map_back_to_source_pixels_at_odd_sizes(tmp_path: Path) -> None:
     assert iou(np.array([RECT]), full.box[full.frame == 0]).max() > 0.7
 
 
+@pytest.mark.parametrize("min_area", [1.0, 100.0])
+def test_a_small_min_area_still_proposes_the_object(tmp_path: Path, min_area: float) -> None:
+    """On a 171×97 frame --min-area 100 scales to 8 px²: OpenCV's EdgeBoxes then filled
+    its budget with 1 px specks, which the area filter dropped: no proposals, exit 0."""
+    folder = tmp_path / "small"
+    write_frame_folder(folder, planted_frames(1))
+    config = ProposalConfig(min_area=min_area)  # ODCT's max_side 600
+    result = propose(str(folder), "small", config)
+    areas = (result.box[:, 2] - result.box[:, 0]) * (result.box[:, 3] - result.box[:, 1])
+    assert len(result.box) >= 50 and (areas >= area_threshold(config, (W, H))).all()
+    assert iou(np.array([RECT]), result.box).max() > 0.7
+
+
 def test_motion_boxes_the_moving_rectangle_in_source_pixels(tmp_path: Path) -> None:
     folder = tmp_path / "moving"
     write_frame_folder(folder, planted_frames(5, dx=3))

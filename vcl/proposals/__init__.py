@@ -119,6 +119,12 @@ class VideoProposals:
     info: dict[str, Any]  # width, height, frame_end, sampled, rejected (motion)
 
 
+# Below about 8 px² OpenCV's EdgeBoxes fills its whole budget with 0–1 px specks, which
+# the area filter then drops: a small --min-area (or a small frame, which scales it
+# down) gave no proposals at all. Its search starts at a 4×4 window instead.
+SMALLEST_SEARCH_AREA = 16.0
+
+
 def area_threshold(config: ProposalConfig, size: tuple[int, int]) -> float:
     """``min_area`` (px² at the max_side scale) in px² of a frame of ``size`` (w, h)."""
     if not config.max_side:
@@ -170,13 +176,15 @@ class _FrameProposer:
             from vcl.proposals.edgeboxes import create_edge_boxes
 
             # EdgeBoxes searches windows of at least minBoxArea: our area threshold, so that
-            # all max_boxes it returns can be kept (with no threshold, OpenCV's 1000 px²:
-            # a tiny minimum fills the budget with specks)
+            # all max_boxes it returns can be kept (with no threshold, OpenCV's 1000 px²),
+            # but never below SMALLEST_SEARCH_AREA
             threshold = area_threshold(config, size)
             params = replace(
                 config.edgeboxes,
                 max_boxes=config.max_boxes,
-                min_box_area=threshold if threshold > 0 else config.edgeboxes.min_box_area,
+                min_box_area=max(threshold, SMALLEST_SEARCH_AREA)
+                if threshold > 0
+                else config.edgeboxes.min_box_area,
             )
             self.engine = create_edge_boxes(params)
         elif config.method == "selective-search":
