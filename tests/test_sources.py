@@ -123,3 +123,32 @@ def test_an_empty_manifest_is_an_error_not_an_empty_output(tmp_path: Path, invok
     r = invoke("proposals", tmp_path / "empty.jsonl", "-o", tmp_path / "p.zarr")
     assert r.exit_code == 65 and "empty.jsonl: lists no videos" in r.stderr
     assert not (tmp_path / "p.zarr").exists() and not (tmp_path / "p.zarr.partial").exists()
+
+
+def test_a_stray_image_beside_videos_does_not_make_a_frame_folder(tmp_path: Path, caplog) -> None:
+    """clips/{a,b}.mp4 + cover.jpg was read as one 1-frame video 'clips', dropping both
+    clips, exit 0; the same in a subfolder."""
+    import logging
+
+    import cv2
+    import numpy as np
+
+    from vcl.io.video import write_frame_folder
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    good_video(clips / "a.mp4")
+    good_video(clips / "b.mp4", seed=1)
+    cv2.imwrite(str(clips / "cover.jpg"), np.zeros((8, 8, 3), np.uint8))
+    frames = tmp_path / "frames"
+    write_frame_folder(frames / "v0", [np.zeros((8, 8, 3), np.uint8)] * 2)
+    with caplog.at_level(logging.WARNING, logger="vcl"):
+        assert [r.id for r in resolve_videos([str(clips)])] == ["a", "b"]
+        assert [r.id for r in resolve_videos([str(tmp_path)])] == [
+            "clips/a",
+            "clips/b",
+            "frames/v0",
+        ]
+    assert "1 images beside video files ignored" in caplog.text
+    (record,) = resolve_videos([str(frames / "v0")])  # a folder of frames only: one video
+    assert record.id == "v0"

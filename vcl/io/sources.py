@@ -36,21 +36,34 @@ VIDEO_EXTENSIONS = frozenset(
 )
 
 
+def _holds_frames(names: Sequence[str]) -> bool:
+    """Images and no video file: a folder of frames. A folder of clips with a stray
+    cover.jpg is still a folder of videos (its images are ignored, with a warning)."""
+    suffixes = {Path(n).suffix.lower() for n in names}
+    return bool(suffixes & IMAGE_EXTENSIONS) and not suffixes & VIDEO_EXTENSIONS
+
+
 def _is_frame_folder(folder: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
+    return _holds_frames([p.name for p in folder.iterdir() if p.is_file()])
 
 
 def _find_videos(folder: Path) -> list[Path]:
     """Video files and frame folders below ``folder``, in sorted order."""
     found: list[Path] = []
+    ignored = 0
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         here = Path(root)
-        if here != folder and any(Path(f).suffix.lower() in IMAGE_EXTENSIONS for f in files):
+        if here != folder and _holds_frames(files):
             found.append(here)
             dirs.clear()  # a frame folder's subfolders are not more videos
             continue
         found.extend(here / f for f in sorted(files) if Path(f).suffix.lower() in VIDEO_EXTENSIONS)
+        ignored += sum(Path(f).suffix.lower() in IMAGE_EXTENSIONS for f in files)
+    if ignored and found:
+        from vcl.console import log
+
+        log.warning("%s: %d images beside video files ignored (not frames)", folder, ignored)
     return found
 
 
