@@ -131,6 +131,10 @@ def test_a_cut_file_is_named_in_a_warning_and_a_whole_one_is_not(tmp_path: Path,
     (record,) = caplog.records
     assert "cut.avi" in record.getMessage() and "of the 4.00 s" in record.getMessage()
     assert f"the {n} decoded frames" in record.getMessage() and n < 30
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vcl"):
+        assert VideoReader(cut).count_frames() == n  # vcl videos --count says so too
+    assert len(caplog.records) == 1 and "cut.avi" in caplog.records[0].getMessage()
 
 
 def test_frame_folder_problems(tmp_path: Path) -> None:

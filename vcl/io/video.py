@@ -179,13 +179,15 @@ class VideoReader:
         """Decode the whole video and count its frames (declared counts can be wrong)."""
         if self.info.kind == "frames":
             return len(list_frame_files(self.path))
-        n = 0
+        n, last = 0, None
         container = _open_container(self.path)
         try:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            for _ in container.decode(stream):
+            declared_end = _declared_end(container, stream)
+            for last in container.decode(stream):
                 n += 1
+            _warn_if_cut_short(self.path, n, last, declared_end)
         except Exception as exc:
             raise DataError(
                 f"corrupt video: decoding failed after {n} frames ({exc})", self.path
