@@ -229,6 +229,21 @@ def test_broken_manifest(stage, item, expect, corpus, invoke, tmp_path):
     check(result, expect, names, out)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("stage", ["proposals", "idt", "track_kcf"])
+def test_missing_video_in_a_manifest_is_no_input(stage, workers, corpus, invoke, tmp_path):
+    """A manifest line naming a missing file exits 66 (NO_INPUT), as in `vcl videos` and
+    `vcl crops`: these stages hand a video's error back from a worker (a process with
+    --workers 2) as its message, which must keep the exit code on the way (was 65)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = _fill(VIDEO_COMMANDS[stage], {"in": corpus["missing_video"], "out": out})
+    result = invoke(*argv, "--workers", workers)
+    check(result, "error", ["gone.mp4"], out)
+    assert result.exit_code == ExitCode.NO_INPUT, result.stderr
+    assert "no such video file" in result.stderr and "--keep-going" in result.stderr
+
+
 @pytest.mark.parametrize("item", TRACK_FILES)
 def test_broken_tracks_file(item, corpus, invoke, tmp_path):
     path = corpus[item]

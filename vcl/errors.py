@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -36,6 +37,26 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
 }
 
 
+class ErrorMessage(str):
+    """A `VclError`'s one-line message that remembers the error's exit code.
+
+    Workers hand a failed video back to the parent as its message (so that --keep-going
+    can skip it and go on); the code travelling with the text lets the parent raise the
+    same kind of error again (`worker_error`), so a missing file stays NO_INPUT (66)
+    instead of turning into bad data (65) on the way back.
+    """
+
+    exit_code: ExitCode
+
+    def __new__(cls, text: str, exit_code: int = ExitCode.DATA) -> ErrorMessage:
+        self = super().__new__(cls, text)
+        self.exit_code = ExitCode(exit_code)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled back from worker processes
+        return (ErrorMessage, (str(self), int(self.exit_code)))
+
+
 class VclError(Exception):
     """A user-facing failure: one line naming the file, the problem and the fix."""
 
@@ -48,9 +69,9 @@ class VclError(Exception):
         super().__init__(self.message)
 
     @property
-    def message(self) -> str:
+    def message(self) -> ErrorMessage:
         text = self.problem if self.path is None else f"{self.path}: {self.problem}"
-        return text if not self.hint else f"{text}; {self.hint}"
+        return ErrorMessage(text if not self.hint else f"{text}; {self.hint}", self.exit_code)
 
 
 class UsageError(VclError):
@@ -71,6 +92,21 @@ class DeviceUnavailableError(VclError):
 
 class OutputError(VclError):
     exit_code = ExitCode.CANNOT_CREATE
+
+
+def worker_error(message: str | None, hint: str | None = None) -> VclError:
+    """The error a worker reported as ``message``, again of the class its exit code names.
+
+    One place for every stage that runs videos in workers (proposals, idt, track), so a
+    failure exits the same way whether it happened in-process or in a worker. A plain
+    string (from code that dropped the `ErrorMessage`) is taken as bad data.
+    """
+    code = getattr(message, "exit_code", ExitCode.DATA)
+    by_code: dict[ExitCode, type[VclError]] = {
+        cls.exit_code: cls
+        for cls in (UsageError, DataError, MissingInputError, DeviceUnavailableError, OutputError)
+    }
+    return by_code.get(code, VclError)(str(message or "failed"), None, hint)
 
 
 def first_ids(ids: Sequence[object], n: int = 3) -> str:

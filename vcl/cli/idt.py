@@ -332,9 +332,9 @@ def run(
         for job, result, error in track(results, "idt", total=len(todo), unit="videos"):
             if result is None:
                 if not keep_going:
-                    from vcl.errors import DataError
+                    from vcl.errors import worker_error
 
-                    raise DataError(error or "failed", None, "or pass --keep-going to skip it")
+                    raise worker_error(error, "or pass --keep-going to skip it")
                 log.warning("skipped %s: %s", job.video_id, error)
                 failures.append({"video_id": job.video_id, "error": error or ""})
                 continue

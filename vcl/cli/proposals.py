@@ -328,9 +328,9 @@ def run(
         ):
             if result is None:
                 if not keep_going:
-                    from vcl.errors import DataError
+                    from vcl.errors import worker_error
 
-                    raise DataError(error or "failed", None)
+                    raise worker_error(error, "or pass --keep-going to skip it")
                 log.warning("skipped %s: %s", video_id, error)
                 failures.append({"video_id": video_id, "error": error or ""})
                 continue

@@ -179,7 +179,7 @@ def run(
     """
     from vcl.cli.common import parse_shard_option
     from vcl.console import log, track
-    from vcl.errors import DataError, UsageError
+    from vcl.errors import DataError, UsageError, worker_error
     from vcl.io.sources import resolve_videos
     from vcl.parallel import parallel_map, select_shard
     from vcl.track import TrackWriter, VideoTask, process_video
@@ -262,7 +262,7 @@ def run(
         for result in track(results, f"tracking ({method})", total=len(todo), unit="videos"):
             if result.error is not None:
                 if not keep_going:
-                    raise DataError(result.error, None, "or pass --keep-going to skip it")
+                    raise worker_error(result.error, "or pass --keep-going to skip it")
                 log.warning("skipping %s: %s", result.video_id, result.error)
                 failures.append(result.video_id)
                 continue

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from vcl.console import log
+from vcl.errors import ErrorMessage, VclError
 from vcl.idt import HEADER
 from vcl.idt.config import IdtConfig
 from vcl.idt.descriptors import HistogramWorkspace, integral_histograms
@@ -304,11 +305,12 @@ def process_video(job: VideoJob) -> tuple[VideoJob, VideoResult]:
     return job, result
 
 
-def try_process_video(job: VideoJob) -> tuple[VideoJob, VideoResult | None, str | None]:
+def try_process_video(
+    job: VideoJob,
+) -> tuple[VideoJob, VideoResult | None, ErrorMessage | None]:
     """``process_video`` that returns a bad video's error instead of raising it (for
-    ``--keep-going``): ``(job, result, None)`` or ``(job, None, message)``."""
-    from vcl.errors import VclError
-
+    ``--keep-going``): ``(job, result, None)`` or ``(job, None, message)``; the message
+    keeps its exit code (`vcl.errors.worker_error` raises it again)."""
     try:
         return (*process_video(job), None)
     except VclError as exc:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vcl.errors import DataError, OutputError, VclError
+from vcl.errors import DataError, ErrorMessage, OutputError, VclError
 from vcl.io.manifest import TrackRecord, dumps
 
 METHODS = ("iou", "kcf", "gt")
@@ -40,7 +40,9 @@ class VideoTask:
 class VideoResult:
     video_id: str
     tracks: list[TrackRecord] = field(default_factory=list)
-    error: str | None = None  # set when the video failed (reported by --keep-going)
+    # set when the video failed: skipped by --keep-going, else raised again with its exit
+    # code (`vcl.errors.worker_error`)
+    error: ErrorMessage | None = None
 
 
 def to_records(
