@@ -30,3 +30,89 @@ def square(x: int) -> int:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_parallel_map_keeps_order(workers: int) -> None:
     assert list(parallel_map(square, range(50), workers)) == [x * x for x in range(50)]
+
+
+WORKER_SCRIPT = """
+import signal, sys, time
+from vcl.parallel import parallel_map
+
+def slow(x):
+    time.sleep(120)
+    return x
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as vcl.cli.app.main does
+    try:
+        for _ in parallel_map(slow, range(6), 2):
+            pass
+    except KeyboardInterrupt:
+        sys.exit(130)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/stat"), reason="needs /proc")
+def test_terminated_run_stops_its_workers(tmp_path) -> None:
+    """`kill` of a --workers run killed the parent only: its workers were orphaned and
+    went on; and shutdown() on Ctrl-C waited for every task in flight."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "run.py"
+    script.write_text(WORKER_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)])
+    workers: list[int] = []
+    for _ in range(300):  # the pool starts its workers at the first submit
+        workers = _children(proc.pid)
+        if len(workers) >= 2:
+            break
+        time.sleep(0.05)
+    assert len(workers) >= 2
+    time.sleep(0.5)  # the tasks are running
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=60) == 130  # a hang bound, not a speed test: tasks take 120 s
+    finally:
+        for pid in [proc.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for pid in workers:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        assert stat[0] == "Z", f"worker {pid} still running"
+
+
+def test_the_cli_ends_on_sigterm_as_on_ctrl_c(monkeypatch) -> None:
+    import signal
+
+    from vcl.cli import app
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr("sys.argv", ["vcl", "--version"])
+    try:
+        with pytest.raises(SystemExit):
+            app.main()
+        assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -61,10 +61,26 @@ def parallel_map(fn: Callable[[T], U], items: Iterable[T], workers: int = 1) -> 
         yield from map(fn, items)
         return
     pending: list[Future[U]] = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
         for item in items:
             pending.append(pool.submit(fn, item))
             if len(pending) >= 2 * workers:
                 yield pending.pop(0).result()
         for future in pending:
             yield future.result()
+    except BaseException:  # interrupted, a failed task, or the caller stopped reading
+        _stop(pool)
+        raise
+    pool.shutdown()
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Drop the queued tasks and kill the workers now: shutdown() alone would wait for
+    every task in flight (minutes of video each), and a killed parent left them running."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.kill()
+    for process in workers:
+        process.join(5)

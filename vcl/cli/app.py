@@ -127,4 +127,7 @@ def main() -> None:
     # Behave like a Unix tool in a pipeline: `vcl ... | head` ends quietly.
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # `kill` (and a cluster scheduler's time limit) ends a run as Ctrl-C does: outputs
+    # left resumable, --workers processes stopped (they were orphaned), exit 130
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     app()

@@ -185,8 +185,8 @@ class VideoReader:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             declared_end = _declared_end(container, stream)
-            for last in container.decode(stream):
-                n += 1
+            for frame in container.decode(stream):
+                n, last = n + 1, frame
             _warn_if_cut_short(self.path, n, last, declared_end)
         except Exception as exc:
             raise DataError(
