@@ -628,11 +628,25 @@ def test_imagenet_vid_boxes_are_clipped_to_the_frame_and_outside_is_an_error(
     (track,) = jsonl(result.stdout)
     assert track["boxes"] == [[0, 40, 20, 48], [50, 10, 64, 48]]
     assert "1 boxes reached past" in result.stderr
+    assert "start past frame 0" not in result.stderr
     frame(2, (64, 10, 80, 20))  # starts at the right edge: no pixel inside
     result = invoke("track", "--method", "gt", tmp_path / "vid", "-o", tmp_path / "t.jsonl")
     assert result.exit_code == ExitCode.DATA and not (tmp_path / "t.jsonl").exists()
     errors = [x for x in result.stderr.splitlines() if x.strip()]
     assert len(errors) == 1 and "000002.xml" in errors[0] and "outside the 64x48" in errors[0]
+
+
+def test_vid_annotations_numbered_from_one_are_pointed_out(tmp_path: Path, invoke) -> None:
+    """ffmpeg writes frames as 000001.jpg, ...; XMLs named alike put every box one frame
+    late against a frame folder read by position, silently."""
+    folder = tmp_path / "vid" / "clip"
+    folder.mkdir(parents=True)
+    body = VID_OBJECT.format(tid=0, name="n0", x0=1, y0=1, x1=9, y1=9)
+    for index in (1, 2):
+        (folder / f"{index:06d}.xml").write_text(VID_XML.format(frame=index, objects=body))
+    result = invoke("track", "--method", "gt", tmp_path / "vid", "-o", "-")
+    assert result.exit_code == 0 and jsonl(result.stdout)[0]["frames"] == [1, 2]
+    assert "start past frame 0 (first: " in result.stderr and "000001.xml" in result.stderr
 
 
 def test_synth_gt_import_and_perfect_score(static_data: Path, invoke, tmp_path: Path) -> None:

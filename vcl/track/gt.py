@@ -145,12 +145,15 @@ def from_vid(root: str | Path, keep_class: bool = False) -> list[TrackRecord]:
         ids = [f.relative_to(common).as_posix() for f in folders]
     out: list[TrackRecord] = []
     clipped = 0
+    late_start: list[Path] = []  # first annotation numbered past 0: 1-based (ffmpeg) names?
     for video_id, folder in zip(ids, folders, strict=True):
         xmls = sorted(
             (p for p in folder.iterdir() if p.suffix.lower() == ".xml"),
             key=lambda p: _natural_key(p.name),
         )
         tracks: dict[str, tuple[str, list[int], list[list[float]]]] = {}
+        if xmls and xmls[0].stem.isdigit() and int(xmls[0].stem) > 0:
+            late_start.append(xmls[0])
         for position, xml in enumerate(xmls):
             frame = int(xml.stem) if xml.stem.isdigit() else position
             objects, n_clipped = _parse_frame(xml)
@@ -174,6 +177,14 @@ def from_vid(root: str | Path, keep_class: bool = False) -> list[TrackRecord]:
                     extra={"method": "gt"},
                 )
             )
+    if late_start:
+        log.warning(
+            "%d videos' annotations start past frame 0 (first: %s); frame indices are the "
+            "file numbers, while a frame folder's frames count from 0 by position: if its "
+            "images are numbered from 1 too, every box lands one frame late",
+            len(late_start),
+            late_start[0],
+        )
     if clipped:
         log.warning(
             "%s: %d boxes reached past their frame's <size> and were clipped to it", root, clipped
