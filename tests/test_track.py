@@ -724,6 +724,43 @@ def test_bad_inputs(static_data: Path, invoke, tmp_path: Path) -> None:
     assert r.exit_code == ExitCode.USAGE
 
 
+def test_a_video_of_another_size_than_its_proposals_is_refused(tmp_path: Path, invoke) -> None:
+    """Proposals made on 97×75 videos, then a manifest naming a 131×101 copy of one of them
+    (same id): its boxes would be registered, then cropped, at the wrong scale (exit 0
+    before). Refused naming the id and both sizes; skipped under --keep-going, the other
+    video still tracked. A store that records no sizes (older ones) is still accepted."""
+    paths = {}
+    for name, (w, h) in {"small": (97, 75), "big": (131, 101)}.items():
+        config = SynthConfig(videos=2, width=w, height=h, frames=12, seed=3)
+        for i in range(2):
+            video, _ = generate_video(config, i, tmp_path / name)
+            paths[name, video.id] = tmp_path / name / video.path
+
+    def manifest(path: Path, sources: dict[str, str]) -> Path:
+        lines = [json.dumps({"id": v, "path": str(paths[n, v])}) for v, n in sources.items()]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    small = manifest(tmp_path / "small.jsonl", {"v0000": "small", "v0001": "small"})
+    made = invoke("proposals", small, "-o", tmp_path / "p.zarr", "--max-side", "0",
+                  "--min-area", "50", "-q")  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    mixed = manifest(tmp_path / "mixed.jsonl", {"v0000": "big", "v0001": "small"})
+    args = ("track", tmp_path / "p.zarr", "--videos", mixed, "--min-len", "2")
+    r = invoke(*args, "-o", tmp_path / "t.jsonl")
+    assert r.exit_code == ExitCode.DATA, r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert "'v0000'" in line and "131x101" in line and "97x75" in line, line
+    assert not (tmp_path / "t.jsonl").exists()
+    r = invoke(*args, "-o", tmp_path / "k.jsonl", "--keep-going")
+    assert r.exit_code == 3 and "skipping v0000" in r.stderr and "131x101" in r.stderr
+    assert {x["video_id"] for x in jsonl((tmp_path / "k.jsonl").read_text())} == {"v0001"}
+    f, b, s = np.array([0, 1], np.int32), np.tile([1.0, 1, 9, 9], (2, 1)), np.ones(2)
+    old = write_proposals(tmp_path / "old.zarr", {"v0000": (f, b, s)})  # no "videos" attrs
+    r = invoke("track", old, "--videos", mixed, "--min-len", "1", "-o", tmp_path / "o.jsonl")
+    assert r.exit_code == 0, r.stderr
+
+
 def test_records_carry_schema_method_and_params() -> None:
     (record,) = to_records("vid", [raw(3, 0.5)], "iou", {"ttl": 3})
     line = record.to_json()

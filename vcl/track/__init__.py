@@ -64,8 +64,10 @@ def to_records(
     return out
 
 
-def read_proposals(path: str | Path, video_id: str) -> tuple[Any, Any, Any]:
-    """``frame (N,), box (N×4), score (N,)`` of one video from a ``vcl.proposals/1`` store."""
+def read_proposals(path: str | Path, video_id: str) -> tuple[Any, Any, Any, tuple[int, int] | None]:
+    """``frame (N,), box (N×4), score (N,)`` of one video from a ``vcl.proposals/1`` store,
+    and the source ``(width, height)`` its attrs record for the video (None if they do not:
+    stores written before sizes were recorded)."""
     from vcl.io.store import Store
 
     store = Store(path, kind="proposals", version=1)
@@ -73,7 +75,34 @@ def read_proposals(path: str | Path, video_id: str) -> tuple[Any, Any, Any]:
     if missing:
         raise DataError(f"proposals store lacks the column {missing[0]!r}", path)
     group = store.read_group(video_id)
-    return group["frame"], group["box"], group["score"]
+    videos = store.attrs.get("videos")
+    info = videos.get(video_id) if isinstance(videos, dict) else None
+    size = None
+    if isinstance(info, dict):
+        width, height = info.get("width"), info.get("height")
+        if isinstance(width, int) and isinstance(height, int):
+            size = (width, height)
+    return group["frame"], group["box"], group["score"], size
+
+
+def check_source_size(video_id: str, video_path: str, size: tuple[int, int]) -> None:
+    """Refuse a video whose size differs from the one its proposals were made on.
+
+    Proposal boxes are in pixels of the video proposed on (upright, before --max-side
+    resizing: the size `vcl.io.video.probe` reports), so the manifest's video must have
+    that size. A resized copy under the same id decodes fine, but registers flow at the
+    wrong scale and gives tracks, then crops, of the wrong regions.
+    """
+    from vcl.io.video import probe
+
+    info = probe(video_path)
+    if (info.width, info.height) != tuple(size):
+        raise DataError(
+            f"video {video_id!r} is {info.width}x{info.height} but its proposals were made "
+            f"on a {size[0]}x{size[1]} video",
+            video_path,
+            "the proposals were made from another video (pass the manifest they were made from)",
+        )
 
 
 def process_video(task: VideoTask) -> VideoResult:
@@ -82,7 +111,9 @@ def process_video(task: VideoTask) -> VideoResult:
         if task.method == "iou":
             from vcl.track.iou import IouParams, track_video
 
-            frames, boxes, scores = read_proposals(task.proposals, task.video_id)
+            frames, boxes, scores, size = read_proposals(task.proposals, task.video_id)
+            if size is not None:
+                check_source_size(task.video_id, task.video_path, size)
             raw = track_video(task.video_path, frames, boxes, scores, IouParams(**task.params))
         elif task.method == "kcf":
             from vcl.track.kcf import KcfParams
