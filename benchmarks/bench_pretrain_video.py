@@ -71,7 +71,7 @@ def _loader_rate(videos, workers: int, clips: int) -> float:
         plans += epoch_plans(videos, BATCH, params, 0, epoch)
         epoch += 1
     began, seen = time.perf_counter(), 0
-    for batch, _ in clip_loader(videos, plans, params, workers):
+    for batch, *_ in clip_loader(videos, plans, params, workers):
         seen += batch.shape[0] * batch.shape[1]
     return seen / (time.perf_counter() - began)
 
@@ -80,8 +80,8 @@ def _step_rate(steps: int = 2) -> float:
     import torch
 
     from vcl.backbones import build_backbone
-    from vcl.pretrain.clips import VideoSet
-    from vcl.pretrain.instance import VideoIR, VideoOptions
+    from vcl.pretrain.clips import VideoSet, draw_colour
+    from vcl.pretrain.instance import VIDEO_COLOUR, VideoIR, VideoOptions
     from vcl.pretrain.loop import TrainConfig
 
     torch.manual_seed(0)
@@ -96,10 +96,11 @@ def _step_rate(steps: int = 2) -> float:
     method.init_state(model, contextlib.nullcontext)
     opt = torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
     clips = torch.randint(0, 256, (BATCH, 1, FRAMES, SIZE, SIZE, 3), dtype=torch.uint8)
+    colour = torch.from_numpy(draw_colour(VIDEO_COLOUR, np.random.default_rng(0), (BATCH, 1)))
 
     def step(i: int) -> None:
         idx = torch.randperm(N_BANK)[:BATCH]
-        loss, aux = method.train_step(model, (clips, idx), i, contextlib.nullcontext)
+        loss, aux = method.train_step(model, (clips, idx, colour), i, contextlib.nullcontext)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,5 +1,6 @@
 """SLIC (vcl pretrain --method slic): losses against hand-computed values, the authors'
-triplet sampling against a plain loop, positive sampling, the flow view, a tiny run."""
+triplet sampling against a plain loop, positive sampling, the flow view, per-clip colour
+draws, a tiny run."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import torch
 
 from tests.conftest import metrics, moving_square_frames
 from vcl.errors import ExitCode
+from vcl.pretrain.clips import ClipParams
 from vcl.pretrain.slic import (
-    ColourParams,
+    SLIC_COLOUR,
     SLICOptions,
     clip_starts,
-    colour_augment,
     cosine_distances,
     flow_view,
     plan_triplet_batch,
@@ -153,8 +154,6 @@ def test_clip_starts_follow_the_authors_temporal_crops() -> None:
 
 
 def test_batch_plan_is_seeded_and_keeps_the_anchor_rgb() -> None:
-    from vcl.pretrain.clips import ClipParams
-
     frames = np.array([30, 12, 25, 40, 9])
     opts = SLICOptions(flow_prob=0.5)
     one = plan_triplet_batch(frames, np.arange(5), np.zeros(5, int), ClipParams(8, 32), opts,
@@ -186,14 +185,23 @@ def test_flow_view_shape_range_and_direction() -> None:
     assert np.abs(still[..., :2].astype(int) - 127.5).max() <= 1 and still[..., 2].max() <= 1
 
 
-def test_colour_augmentation_is_per_clip() -> None:
-    rng = np.random.default_rng(0)
-    frame = torch.as_tensor(rng.random((3, 11, 13)), dtype=torch.float32)
-    x = frame.expand(6, 5, 3, 11, 13).clone()  # 6 clips of 5 identical frames
-    y = colour_augment(x, ColourParams(jitter_p=1.0, grayscale=0.5, blur=0.5), gen(4))
-    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
-    assert torch.allclose(y, y[:, :1].expand_as(y), atol=1e-6)  # one draw for all frames
-    assert not torch.allclose(y[0], y[1])  # independent draws per clip
+def test_colour_draws_of_a_batch_plan_are_the_authors() -> None:
+    """Every view of every item has its own colour draw (SLIC's ranges), from the plan."""
+    frames = np.full(400, 40)
+    opts = SLICOptions()
+    params = ClipParams(8, 32, colour=SLIC_COLOUR)
+    plan = plan_triplet_batch(frames, np.arange(400), np.zeros(400, int), params, opts,
+                              np.random.default_rng(5))  # fmt: skip
+    assert plan.colour.shape == (400, 3, 11)
+    c = plan.colour.reshape(-1, 11)
+    assert abs(c[:, 0].mean() - 0.8) < 0.04  # jitter p 0.8
+    assert c[:, 1:4].min() >= 0.5 and c[:, 1:4].max() <= 1.5 and np.abs(c[:, 4]).max() <= 0.5
+    assert abs(c[:, 9].mean() - 0.2) < 0.04 and abs(c[:, 10].mean() - 0.2) < 0.04
+    assert len(np.unique(c[:, 1])) == len(c)
+    plain = ClipParams(8, 32)
+    none = plan_triplet_batch(frames, np.arange(400), np.zeros(400, int), plain, opts,
+                              np.random.default_rng(5))  # fmt: skip
+    assert none.colour.shape == (400, 3, 0)
 
 
 # ---------------------------------------------------------------------------- runs
@@ -242,6 +250,7 @@ def test_two_epochs_write_a_run_and_resume_exactly(videos: Path, invoke, one_thr
     assert config["method"] == "slic" and config["arch"] == "r3d_18" and config["size"] == 32
     assert config["p_same"] == 0.2 and config["triplet_margin"] == 0.2
     assert config["temporal_margin"] == 0.04 and config["cluster_every"] == 1
+    assert config["colour"] is True  # the authors' colour augmentation, by default
     assert config["samples"] == 6
     state = torch.load(full / "checkpoint.pt", weights_only=True)
     assert state["backbone"].keys() == build_backbone("r3d_18").state_dict().keys()

@@ -1,5 +1,6 @@
 """vcl pretrain, video family (video-ir, video-la, video-la-idt): losses against hand
-computations, memory bank, neighbour sets, clip sampling, tiny runs, exact resume."""
+computations, memory bank, neighbour sets, clip sampling, per-clip colour augmentation
+against torchvision, tiny runs, exact resume."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from tests.conftest import metrics, without_timing
 from vcl.errors import DataError, ExitCode
 from vcl.pretrain.clips import (
     ClipParams,
+    ColourParams,
     attach_frames,
     centre_plan,
+    colour_augment,
+    draw_colour,
     epoch_plans,
     iterations,
     open_videos,
@@ -29,6 +33,7 @@ from vcl.pretrain.clips import (
     write_frames,
 )
 from vcl.pretrain.instance import (
+    VIDEO_COLOUR,
     background_neighbours,
     close_neighbours,
     estimate_log_z,
@@ -290,6 +295,125 @@ def test_undecodable_and_short_videos(folders: Path, tmp_path: Path, caplog) -> 
     assert any(w.startswith("1 of 2 videos") for w in warnings)
 
 
+# ---------------------------------------------------------------------------- colour
+
+
+def test_colour_draws_come_with_the_plan(folders: Path) -> None:
+    """One draw per clip from the plan's seeded generator, in video_cluster's ranges;
+    drawn after the geometry, which stays what it was without colour."""
+    videos = open_videos(str(folders / "videos.jsonl"), workers=1)
+    p = ClipParams(frames=4, size=8, colour=VIDEO_COLOUR)
+    chosen = np.array([0, 1] * 300)
+    plan = plan_clips(videos.frames, chosen, p, np.random.default_rng(3), 2)
+    again = plan_clips(videos.frames, chosen, p, np.random.default_rng(3), 2)
+    assert plan.colour.shape == (600, 2, 11)
+    np.testing.assert_array_equal(plan.colour, again.colour)
+    c = plan.colour.reshape(-1, 11)
+    assert (c[:, 0] == 1).all()  # the jitter is always applied
+    assert c[:, 1:4].min() >= 0.6 and c[:, 1:4].max() <= 1.4  # [1 − 0.4, 1 + 0.4]
+    assert np.abs(c[:, 4]).max() <= 0.4 and c[:, 4].min() < -0.3 and c[:, 4].max() > 0.3
+    assert (np.sort(c[:, 5:9], axis=1) == np.arange(4)).all()  # an order is a permutation
+    assert len({tuple(o) for o in c[:, 5:9].tolist()}) == 24  # every order occurs
+    assert abs(c[:, 9].mean() - 0.2) < 0.03 and not c[:, 10].any()  # grayscale p 0.2, no blur
+    assert len(np.unique(c[:, 1])) == len(c)  # a fresh draw for every clip
+    plain = plan_clips(videos.frames, chosen, ClipParams(4, 8), np.random.default_rng(3), 2)
+    assert plain.colour.shape == (600, 2, 0)
+    for name in ("start", "scale", "x", "y", "flip"):
+        np.testing.assert_array_equal(getattr(plain, name), getattr(plan, name))
+    assert centre_plan(videos.frames, np.array([0, 1]), p).colour.shape == (2, 1, 0)
+
+
+def test_colour_is_one_draw_per_clip_for_all_its_frames() -> None:
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (11, 13, 3), dtype=np.uint8)
+    clips = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(frame, (6, 2, 5, 11, 13, 3))))
+    draws = torch.from_numpy(draw_colour(VIDEO_COLOUR, np.random.default_rng(1), (6, 2)))
+    x = to_input(clips, colour=draws, params=VIDEO_COLOUR)  # 12 clips of 5 equal frames
+    plain = to_input(clips)
+    assert x.shape == plain.shape == (6, 2, 3, 5, 11, 13)
+    assert torch.allclose(x, x[:, :, :, :1].expand_as(x), atol=1e-6)  # same for every frame
+    flat = x.flatten(0, 1)
+    for i in range(12):  # and another for every clip
+        assert not any(torch.allclose(flat[i], flat[j], atol=1e-3) for j in range(i))
+    assert not torch.allclose(x, plain, atol=1e-3)
+    torch.testing.assert_close(to_input(clips, colour=draws[..., :0], params=VIDEO_COLOUR), plain)
+
+
+@pytest.mark.parametrize("grayscale_first", [True, False])
+def test_colour_augment_equals_torchvision_step_by_step(grayscale_first: bool) -> None:
+    """Each clip's draw replayed frame by frame with torchvision's own functions: its
+    grayscale, the four adjustments in its drawn order, its blur."""
+    import torchvision.transforms.functional as TF
+
+    rng = np.random.default_rng(2)
+    frames = torch.as_tensor(rng.random((2, 3, 7, 5)), dtype=torch.float32)  # T = 2, 7×5
+    x = torch.stack([frames, frames.flip(0), frames])  # 3 clips (N, T, 3, H, W)
+    draw = torch.tensor(  # jitter, brightness, contrast, saturation, hue, order, gray, blur
+        [
+            [1, 1.3, 0.7, 1.6, 0.2, 2, 0, 3, 1, 0, 0],
+            [1, 0.8, 1.2, 0.5, -0.35, 3, 1, 0, 2, 1, 1],
+            [0, 1.4, 0.6, 0.6, 0.4, 0, 1, 2, 3, 0, 0],  # no jitter: unchanged
+        ],
+        dtype=torch.float64,
+    )
+    params = ColourParams(1.0, 0.4, 0.4, 0.4, 0.4, 0.2, grayscale_first, 0.5, 1.0, 3)
+    got = colour_augment(x, draw, params)
+    adjust = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    for n in range(3):
+        for t in range(2):
+            img = x[n, t]
+            if draw[n, 9] and grayscale_first:
+                img = TF.rgb_to_grayscale(img, num_output_channels=3)
+            if draw[n, 0]:
+                for code in draw[n, 5:9].long().tolist():
+                    img = adjust[code](img, float(draw[n, 1 + code]))
+            if draw[n, 9] and not grayscale_first:
+                img = TF.rgb_to_grayscale(img, num_output_channels=3)
+            if draw[n, 10]:
+                img = TF.gaussian_blur(img, [3, 3], [1.0, 1.0])
+            torch.testing.assert_close(got[n, t], img, atol=1e-5, rtol=0)
+    assert torch.equal(got[2], x[2])
+
+
+def test_grayscale_makes_the_three_channels_equal() -> None:
+    rng = np.random.default_rng(4)
+    x = torch.as_tensor(rng.random((3, 4, 3, 9, 7)), dtype=torch.float32)
+    draw = torch.from_numpy(draw_colour(VIDEO_COLOUR, rng, (3,)))
+    draw[:, 9] = torch.tensor([1.0, 1.0, 0.0])  # grayscale for clips 0 and 1
+    for first in (True, False):  # before the jitter (video_cluster) or after (SLIC)
+        y = colour_augment(x, draw, ColourParams(1.0, 0.4, 0.4, 0.4, 0.4, 0.2, first))
+        assert torch.equal(y[:2, :, 0], y[:2, :, 1]) and torch.equal(y[:2, :, 1], y[:2, :, 2])
+        assert not torch.allclose(y[2, :, 0], y[2, :, 1])
+
+
+def test_video_methods_augment_colour_unless_told_not_to(folders: Path) -> None:
+    """The batches of video-ir carry their clips' colour draws and the step's input is
+    augmented with them; --no-colour gives the same crops, plainly normalised."""
+    from vcl.pretrain.instance import VideoIR, VideoOptions
+    from vcl.pretrain.loop import TrainConfig
+
+    videos = open_videos(str(folders / "videos.jsonl"), workers=1)
+
+    def method(colour: bool) -> VideoIR:
+        options = VideoOptions(frames=4, colour=colour)
+        config = TrainConfig("-", "video-ir", "-", size=8, batch_size=2, workers=0,
+                             options=options)  # fmt: skip
+        return VideoIR(config, videos, torch.device("cpu"))
+
+    on, off = method(True), method(False)
+    [(clips, idx, colour)] = list(on.batches(1))
+    [(same, _, none)] = list(off.batches(1))
+    assert colour.shape == (2, 1, 11) and none.shape == (2, 1, 0)
+    assert torch.equal(clips, same) and sorted(idx.tolist()) == [0, 1]
+    x, plain = on._input(clips, colour), off._input(same, none)
+    assert x.shape == plain.shape == (2, 3, 4, 8, 8)
+    torch.testing.assert_close(plain, to_input(clips).flatten(0, 1))
+    expected = colour_augment(clips.flatten(0, 1).permute(0, 1, 4, 2, 3) / 255.0,
+                              colour.flatten(0, 1), VIDEO_COLOUR)  # fmt: skip
+    torch.testing.assert_close(x, to_input((expected * 255).permute(0, 1, 3, 4, 2)))
+    assert not torch.allclose(x, plain, atol=1e-3)
+
+
 # ---------------------------------------------------------------------------- runs
 
 
@@ -343,6 +467,7 @@ def test_each_video_method_writes_a_valid_run_directory(data: Path, method: str)
     assert config["method"] == method and config["arch"] == "r3d_18" and config["samples"] == 5
     assert config["frames"] == 8 and config["temperature"] == 0.07 and config["lr"] == 0.03
     assert config["frame_stride"] == (2 if method == "video-ir" else 1)
+    assert config["colour"] is True  # the reference's colour augmentation, by default
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["backbone"].keys() == build_backbone("r3d_18").state_dict().keys()
     bank = state["method_state"]["bank"]

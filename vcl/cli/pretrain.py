@@ -145,6 +145,15 @@ def run(
         bool,
         typer.Option("--keep-going", help="Video methods: skip undecodable videos with a warning."),
     ] = False,
+    colour: Annotated[
+        bool,
+        typer.Option(
+            "--colour/--no-colour",
+            help="video-ir, video-la, video-la-idt, slic: the reference code's per-clip colour "
+            "augmentation (grayscale p 0.2 and colour jitter 0.4; slic: jitter 0.5 at p 0.8, "
+            "grayscale p 0.2, blur p 0.2).",
+        ),
+    ] = True,
     frames_store: Annotated[
         str | None,
         typer.Option(

@@ -1,22 +1,30 @@
 """Training clips from unlabeled videos: the data of every video method of ``vcl pretrain``.
 
-Tokmakov et al. (seed 001) and SLIC (seed 002) both follow Hara et al.'s 3D-ResNets
-pipeline: a clip is ``frames`` consecutive frames (16 by default; 8/32/64 work) at a
-random start (or every ``stride``-th frame, ``--frame-stride``: a longer stretch of
-motion for the same compute, as SlowFast's sampling rate), cut by a multi-scale random
-crop (a square of ``scale`` × the shorter side, scale in {1, 2^-1/4, 2^-1/2, 2^-3/4,
-1/2}, at a random position) resized to ``size`` (112), flipped horizontally with
-p = 0.5, and normalised (mean subtraction; the Kinetics mean/std that ``vcl embed`` uses
-for video nets, so a trained network sees the same input statistics when it is
-embedded). Frames are first resized so that the shorter side is round(size·8/7) (128
-for 112), which is also what ``vcl embed`` does before its centre crop. Videos shorter
-than a clip are looped (Hara's LoopPadding: frame indices 0, 1, ..., n-1, 0, 1, ...).
+vcl cuts the clips of every video method alike, after Hara et al.'s 3D-ResNets pipeline
+(which both reference codes build on): a clip is ``frames`` consecutive frames (16 by
+default; 8/32/64 work) at a random start (or every ``stride``-th frame,
+``--frame-stride``: a longer stretch of motion for the same compute, as SlowFast's
+sampling rate), cut by a multi-scale random crop (a square of ``scale`` × the shorter
+side, scale in {1, 2^-1/4, 2^-1/2, 2^-3/4, 1/2}, at a random position) resized to
+``size``, flipped horizontally with p = 0.5, colour-augmented (:class:`ColourParams`: one
+draw per clip, the same for all its frames) and normalised (the Kinetics mean/std that
+``vcl embed`` uses for video nets, so a trained network sees the same input statistics
+when it is embedded). The colour augmentation is each method's reference's: Tokmakov et
+al.'s video_cluster code (seed 001) applies RandomGrayscale (p = 0.2) then ColorJitter
+(brightness, contrast, saturation, hue 0.4) after its 5-scale crop; SLIC's code (seed
+002) ColorJitter (0.5 each, p = 0.8), ColorDrop (grayscale, p = 0.2) and a 15×15
+Gaussian blur (σ 2, p = 0.2). Frames are first resized so that the shorter side is
+round(size·8/7) (128 for 112), which is also what ``vcl embed`` does before its centre
+crop. Videos shorter than a clip are looped (Hara's LoopPadding: frame indices 0, 1,
+..., n-1, 0, 1, ...).
 
 Decoding happens in DataLoader worker processes with :class:`vcl.io.video.VideoReader`,
 one sequential read per clip (open, decode up to the start, keep ``frames`` frames: no
 seeks, whose frame accuracy depends on the container). All clip parameters of an epoch
-are drawn in the main process from (seed, epoch) (:func:`epoch_plans`), so a resumed run
-reads exactly the clips of an uninterrupted one, whatever the number of workers.
+(crops, flips, colour draws) are drawn in the main process from (seed, epoch)
+(:func:`epoch_plans`), so a resumed run reads and augments exactly the clips of an
+uninterrupted one, whatever the number of workers. The colour augmentation itself runs
+on the training device, vectorised over clips and frames (:func:`to_input`).
 
 API for the video methods:
 
@@ -25,10 +33,12 @@ API for the video methods:
 - :class:`ClipParams`; :func:`plan_clips` draws the clips of chosen videos
   (``clips_per_video`` ≥ 2 gives several clips of one video per batch item, e.g. an
   anchor and a positive), :func:`epoch_plans` the batches of an epoch, :func:`centre_plan`
-  the deterministic test-time view (middle clip, centre crop, no flip);
-- :func:`clip_loader` → DataLoader yielding ``(clips, videos)``: uint8
-  (B, V, T, S, S, 3) and int64 (B,) video indices; :func:`to_input` turns clips into the
-  normalised float network input (B, V, 3, T, S, S) on the training device.
+  the deterministic test-time view (middle clip, centre crop, no flip, no colour);
+- :func:`clip_loader` → DataLoader yielding ``(clips, videos, colour)``: uint8
+  (B, V, T, S, S, 3), int64 (B,) video indices and float64 (B, V, C) colour draws
+  (:func:`draw_colour`; C = 0 without colour augmentation); :func:`to_input` turns clips
+  into the colour-augmented, normalised float network input (B, V, 3, T, S, S) on the
+  training device (:func:`colour_augment`).
 
 The pre-decoded alternative: :func:`write_frames` decodes every video once into a
 ``vcl.frames/1`` store (frames resized to the shorter side round(size·8/7) and
@@ -57,6 +67,35 @@ SCALES = (1.0, 2**-0.25, 2**-0.5, 2**-0.75, 0.5)  # Hara et al.'s MultiScaleRand
 
 
 @dataclass(frozen=True)
+class ColourParams:
+    """A method's per-clip colour augmentation, with its reference code's values.
+
+    The reference codes draw the parameters once per clip (``randomize_parameters()``
+    before its frames) and apply them to every frame: so does :func:`colour_augment`.
+    The jitter is torchvision's ColorJitter: brightness, contrast, saturation and hue
+    adjustments in an order drawn per clip."""
+
+    jitter_p: float  # probability of the colour jitter
+    brightness: float  # factor uniform in [max(0, 1 − b), 1 + b]
+    contrast: float  # factor uniform in [max(0, 1 − c), 1 + c]
+    saturation: float  # factor uniform in [max(0, 1 − s), 1 + s]
+    hue: float  # shift uniform in [−h, h] of a turn (h ≤ 0.5)
+    grayscale: float  # probability of grayscale (SLIC's "ColorDrop")
+    grayscale_first: bool = False  # grayscale before the jitter (video_cluster's order)
+    blur: float = 0.0  # probability of a Gaussian blur
+    blur_sigma: float = 2.0
+    blur_kernel: int = 15  # side of the (square) blur kernel
+
+
+# The columns of a per-clip colour draw (:func:`draw_colour`): apply-jitter flag, the
+# brightness / contrast / saturation factors and hue shift, the jitter order (the
+# adjustment applied at each of 4 steps: 0 brightness, 1 contrast, 2 saturation, 3 hue),
+# grayscale flag, blur flag.
+JITTER, FACTORS, ORDER, GRAY, BLUR = 0, slice(1, 5), slice(5, 9), 9, 10
+COLOUR_COLUMNS = 11
+
+
+@dataclass(frozen=True)
 class ClipParams:
     """How a clip is cut: T frames, S×S pixels, and its augmentation."""
 
@@ -65,6 +104,7 @@ class ClipParams:
     scales: tuple[float, ...] = SCALES  # crop side / shorter frame side
     flip: bool = True  # random horizontal flip (p = 0.5)
     stride: int = 1  # every stride-th frame: a clip spans (T − 1)·stride + 1 frames
+    colour: ColourParams | None = None  # per-clip colour augmentation (None: none)
 
     @property
     def span(self) -> int:
@@ -205,6 +245,7 @@ class ClipPlan:
     x: np.ndarray  # (B, V) float64 in [0, 1]: crop position along the free width
     y: np.ndarray  # (B, V) float64 in [0, 1]: along the free height
     flip: np.ndarray  # (B, V) bool
+    colour: np.ndarray  # (B, V, C) float64 colour draws (draw_colour); C = 0: no colour
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -226,7 +267,27 @@ def plan_clips(
     scale = np.asarray(params.scales, dtype=np.float64)[rng.integers(0, len(params.scales), shape)]
     x, y = rng.random(shape), rng.random(shape)
     flip = rng.random(shape) < 0.5 if params.flip else np.zeros(shape, bool)
-    return ClipPlan(videos, start, scale, x, y, flip)
+    colour = np.zeros((*shape, 0))
+    if params.colour is not None:
+        colour = draw_colour(params.colour, rng, shape)
+    return ClipPlan(videos, start, scale, x, y, flip, colour)
+
+
+def draw_colour(p: ColourParams, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Colour augmentation parameters of ``shape`` clips: float64 (*shape, 11), columns
+    as :data:`JITTER` ... :data:`BLUR`. Every column is drawn whatever the probabilities,
+    so the generator advances by the same amount for every method."""
+    n = int(np.prod(shape))
+    jitter = rng.random(n) < p.jitter_p
+    spread = np.array([p.brightness, p.contrast, p.saturation])
+    low = np.maximum(1.0 - spread, 0.0)
+    factors = low + rng.random((n, 3)) * (1.0 + spread - low)  # (n, 3)
+    hue = (2.0 * rng.random(n) - 1.0) * p.hue
+    order = np.argsort(rng.random((n, 4)), axis=1)  # a uniform permutation per clip
+    gray = rng.random(n) < p.grayscale
+    blur = rng.random(n) < p.blur
+    out = np.column_stack([jitter, factors, hue, order, gray, blur]).astype(np.float64)
+    return out.reshape(*shape, COLOUR_COLUMNS)
 
 
 def centre_plan(frames: np.ndarray, videos: np.ndarray, params: ClipParams) -> ClipPlan:
@@ -235,7 +296,8 @@ def centre_plan(frames: np.ndarray, videos: np.ndarray, params: ClipParams) -> C
     shape = (len(videos), 1)
     start = (np.maximum(frames[videos] - params.span, 0) // 2)[:, None]
     half = np.full(shape, 0.5)
-    return ClipPlan(videos, start, np.ones(shape), half, half.copy(), np.zeros(shape, bool))
+    none = np.zeros((*shape, 0))
+    return ClipPlan(videos, start, np.ones(shape), half, half.copy(), np.zeros(shape, bool), none)
 
 
 def epoch_plans(
@@ -466,7 +528,8 @@ def attach_frames(videos: VideoSet, path: str | Path, params: ClipParams) -> Vid
 
 class ClipBatches:
     """Item ``i`` of the loader is batch ``i``: (uint8 clips (B, V, T, S, S, 3), int64
-    video indices (B,)). A ``torch.utils.data.Dataset`` by duck typing (map-style)."""
+    video indices (B,), float64 colour draws (B, V, C)). A ``torch.utils.data.Dataset``
+    by duck typing (map-style)."""
 
     def __init__(self, videos: VideoSet, plans: list[ClipPlan], params: ClipParams):
         self.videos, self.plans, self.params = videos, plans, params
@@ -474,12 +537,13 @@ class ClipBatches:
     def __len__(self) -> int:
         return len(self.plans)
 
-    def __getitem__(self, i: int) -> tuple[Any, Any]:
+    def __getitem__(self, i: int) -> tuple[Any, Any, Any]:
         import torch
 
         plan = self.plans[i]
         clips = read_plan(self.videos, plan, self.params)
-        return torch.from_numpy(clips), torch.from_numpy(plan.videos.astype(np.int64))
+        videos = torch.from_numpy(plan.videos.astype(np.int64))
+        return torch.from_numpy(clips), videos, torch.from_numpy(plan.colour)
 
 
 def clip_loader(
@@ -504,28 +568,116 @@ def clip_loader(
     )
 
 
-def to_input(clips: Any, device: Any = None) -> Any:
+def to_input(
+    clips: Any, device: Any = None, colour: Any = None, params: ColourParams | None = None
+) -> Any:
     """uint8 clips (..., T, S, S, 3) → normalised float (..., 3, T, S, S) on ``device``:
-    (x/255 − mean) / std with the Kinetics statistics (as ``vcl embed``)."""
+    (x/255 − mean) / std with the Kinetics statistics (as ``vcl embed``). With the
+    clips' colour draws ``colour`` (..., C) of their plan and the method's ``params``,
+    each clip is first colour-augmented (:func:`colour_augment`)."""
     import torch
 
     x = clips.to(device, non_blocking=True) if device is not None else clips
-    nd = x.ndim
-    order = (*range(nd - 4), nd - 1, nd - 4, nd - 3, nd - 2)  # channels before T
-    x = x.permute(*order).float()
-    shape = (3, 1, 1, 1)
-    mean = torch.tensor(MEAN, device=x.device).view(shape) * 255.0
-    std = torch.tensor(STD, device=x.device).view(shape) * 255.0
-    return (x - mean) / std
+    lead = x.shape[:-4]
+    x = x.reshape(-1, *x.shape[-4:]).permute(0, 1, 4, 2, 3).float() / 255.0  # (N, T, 3, S, S)
+    if params is not None and colour is not None and colour.shape[-1]:
+        x = colour_augment(x, colour.reshape(-1, colour.shape[-1]), params)
+    mean = torch.tensor(MEAN, device=x.device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 1, 3, 1, 1)
+    x = ((x - mean) / std).transpose(1, 2)  # (N, 3, T, S, S)
+    return x.reshape(*lead, *x.shape[1:])
+
+
+# ---------------------------------------------------------------------------- colour
+
+
+def _grey(x: Any) -> Any:
+    """Luma of float RGB (..., 3, H, W) → (..., 1, H, W), torchvision's weights."""
+    from torchvision.transforms.v2 import functional as tvf
+
+    return tvf.rgb_to_grayscale(x)
+
+
+def _blend(a: Any, b: Any, factor: Any) -> Any:
+    """factor·a + (1 − factor)·b clamped to [0, 1] (torchvision's _blend); factor (n,)."""
+    f = factor.view(-1, *([1] * (a.ndim - 1)))
+    return (f * a + (1 - f) * b).clamp_(0, 1)
+
+
+def _brightness(x: Any, f: Any) -> Any:
+    return _blend(x, x.new_zeros(()), f)
+
+
+def _contrast(x: Any, f: Any) -> Any:
+    return _blend(x, _grey(x).mean(dim=(-3, -2, -1), keepdim=True), f)  # mean of each frame
+
+
+def _saturation(x: Any, f: Any) -> Any:
+    return _blend(x, _grey(x), f)
+
+
+def _hue(x: Any, shift: Any) -> Any:
+    import torch
+    from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
+
+    h, s, v = _rgb_to_hsv(x).unbind(dim=-3)
+    h = (h + shift.view(-1, *([1] * (h.ndim - 1)))) % 1.0
+    return _hsv_to_rgb(torch.stack([h, s, v], dim=-3))
+
+
+_ADJUST = (_brightness, _contrast, _saturation, _hue)  # the order's codes 0..3
+
+
+def colour_augment(x: Any, draw: Any, params: ColourParams) -> Any:
+    """Colour-augment float clips (N, T, 3, H, W) in [0, 1] with their draws (N, 11)
+    (:func:`draw_colour`): grayscale (before the jitter when ``grayscale_first``, else
+    after), the jitter's four adjustments in each clip's drawn order, then the blur. One
+    draw per clip, the same for all its frames; clips that share an adjustment at a step
+    are adjusted in one batched call (at most 16 calls, whatever N). Returns the same
+    shape."""
+    import torch
+    from torchvision.transforms.v2 import functional as tvf
+
+    draw = draw.to(x.device, torch.float32)  # exact for the flags and orders; MPS lacks f64
+    gray = draw[:, GRAY] > 0.5
+
+    def grayscale(x: Any) -> Any:
+        return torch.where(gray.view(-1, 1, 1, 1, 1), _grey(x).expand_as(x), x)
+
+    if params.grayscale_first:
+        x = grayscale(x)
+    jitter = torch.nonzero(draw[:, JITTER] > 0.5).flatten()
+    if len(jitter):
+        y = x[jitter]  # a copy: (n_j, T, 3, H, W)
+        factors = draw[jitter, FACTORS]  # (n_j, 4)
+        order = draw[jitter, ORDER].long()  # (n_j, 4)
+        for step in range(4):
+            for code, adjust in enumerate(_ADJUST):
+                rows = torch.nonzero(order[:, step] == code).flatten()
+                if len(rows):
+                    y[rows] = adjust(y[rows], factors[rows, code])
+        x = x.index_copy(0, jitter, y)
+    if not params.grayscale_first:
+        x = grayscale(x)
+    blur = torch.nonzero(draw[:, BLUR] > 0.5).flatten()
+    if len(blur):
+        k, sigma = params.blur_kernel, params.blur_sigma
+        chosen = x[blur]
+        blurred = tvf.gaussian_blur(chosen.flatten(0, 1), [k, k], [sigma, sigma])
+        x = x.index_copy(0, blur, blurred.view_as(chosen))
+    return x
 
 
 __all__ = [
     "ClipParams",
     "ClipPlan",
+    "ColourParams",
     "VideoSet",
     "attach_frames",
     "centre_plan",
     "clip_loader",
+    "colour_augment",
+    "draw_colour",
     "epoch_plans",
     "iterations",
     "open_videos",

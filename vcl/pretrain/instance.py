@@ -22,6 +22,11 @@ Every video i has an entry v_i of a memory bank D (N × 128, unit rows); a 3D CN
   ``joint_epochs`` epochs re-cluster the joint space [v_i ‖ p(ψ_i)], p = PCA of the
   prior to the bank's 128 dimensions, both halves unit length.
 
+Clips (:mod:`vcl.pretrain.clips`): the reference code's 5-scale random square crop and
+flip, then, drawn once per clip, RandomGrayscale (p = 0.2) and ColorJitter (brightness,
+contrast, saturation and hue 0.4, in a random order) as video_cluster's
+``_load_image_transforms`` (:data:`VIDEO_COLOUR`; ``--no-colour`` leaves it out).
+
 After each step the bank rows of the batch move towards the new embeddings:
 v_i ← normalise((1 − m)·v_i + m·d_i), m = ``memory_momentum`` (0.5, as Wu et al.).
 The bank starts as random unit vectors for IR (Wu et al.); LA starts from the bank and
@@ -46,6 +51,7 @@ from vcl.errors import DataError, UsageError
 from vcl.pretrain import dist
 from vcl.pretrain.clips import (
     ClipParams,
+    ColourParams,
     VideoSet,
     centre_plan,
     clip_loader,
@@ -57,6 +63,16 @@ from vcl.pretrain.clips import (
 )
 
 EMBED_DIM = 128
+# video_cluster's RandomGrayscale(p=0.2) then ColorJitter(0.4, 0.4, 0.4, 0.4), always on
+VIDEO_COLOUR = ColourParams(
+    jitter_p=1.0,
+    brightness=0.4,
+    contrast=0.4,
+    saturation=0.4,
+    hue=0.4,
+    grayscale=0.2,
+    grayscale_first=True,
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,7 @@ class VideoOptions:
     keep_going: bool = False  # skip undecodable videos instead of stopping
     frames_store: str | None = None  # pre-decoded frames (vcl.frames/1), written if absent
     kmeans_iters: int = 20  # Lloyd iterations of each k-means
+    colour: bool = True  # the reference's per-clip grayscale and colour jitter
 
 
 class VideoNet(nn.Module):
@@ -192,7 +209,10 @@ class VideoIR:
         self.data = data
         self.device = device
         self.params = ClipParams(
-            frames=self.opts.frames, size=config.size, stride=self.opts.frame_stride
+            frames=self.opts.frames,
+            size=config.size,
+            stride=self.opts.frame_stride,
+            colour=VIDEO_COLOUR if self.opts.colour else None,
         )
         self.bank: torch.Tensor | None = None  # (N, 128)
         self.log_z: torch.Tensor | None = None  # IR's fixed log Z
@@ -314,8 +334,10 @@ class VideoIR:
     def iterations_per_epoch(self) -> int:
         return iterations(self.data.n, self.config.batch_size, dist.world())
 
-    def _input(self, clips: torch.Tensor) -> torch.Tensor:
-        x = to_input(clips, self.device).flatten(0, 1)  # (B·V, 3, T, S, S)
+    def _input(self, clips: torch.Tensor, colour: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 clips (B, V, T, S, S, 3) and their colour draws (B, V, C) → the
+        colour-augmented, normalised network input (B·V, 3, T, S, S) on the device."""
+        x = to_input(clips, self.device, colour, self.params.colour).flatten(0, 1)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last_3d)
         return x
@@ -366,7 +388,7 @@ class VideoIR:
         plans = [centre_plan(self.data.frames, c, self.params) for c in mine]
         model.eval()
         idx_parts, feat_parts = [], []
-        for clips, idx in clip_loader(self.data, plans, self.params, self.config.workers):
+        for clips, idx, _ in clip_loader(self.data, plans, self.params, self.config.workers):
             with autocast():
                 d = model(self._input(clips))
             idx_parts.append(idx.to(self.device))
@@ -427,10 +449,11 @@ class VideoIR:
         self, model: nn.Module, batch: Any, iteration: int, autocast: Any
     ) -> tuple[torch.Tensor, Any]:
         assert self.bank is not None
-        clips, idx = batch
+        clips, idx, colour = batch
         idx = idx.to(self.device, non_blocking=True)
+        x = self._input(clips, colour)  # colour-augmented outside autocast: float32
         with autocast():
-            d = model(self._input(clips)).float()  # (B, 128)
+            d = model(x).float()  # (B, 128)
         loss = self.loss(d, idx, iteration)
         self._clips += len(idx) * dist.world()
         return loss, (idx, d.detach())

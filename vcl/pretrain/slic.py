@@ -31,9 +31,11 @@ Clips (the authors' temporal crops): the anchor is a video's first T frames and 
 the same frames; the positive starts after them when the video is long enough
 (:func:`clip_starts`). Spatial augmentation: :mod:`vcl.pretrain.clips`' multi-scale
 square crop (side 1/2 to 1 of the shorter side, the side range of the authors'
-RandomResizedCrop with area ≥ 0.25) and flip, then per clip colour jitter (0.5 each,
-p 0.8), grayscale (p 0.2) and 15×15 Gaussian blur σ 2 (p 0.2) on the device
-(:func:`colour_augment`; flow views are not colour-jittered).
+RandomResizedCrop with area ≥ 0.25) and flip, then, drawn once per clip with the crop
+(:func:`vcl.pretrain.clips.draw_colour`), colour jitter (0.5 each, p 0.8), ColorDrop
+(grayscale, p 0.2) and 15×15 Gaussian blur σ 2 (p 0.2) on the device
+(:data:`SLIC_COLOUR`, :func:`vcl.pretrain.clips.colour_augment`; flow views are not
+colour-augmented).
 
 Shapes: clips (B, 3, T, H, W); embeddings (B, 128), L2-normalised.
 """
@@ -53,8 +55,32 @@ from torch import nn
 from vcl.console import log
 from vcl.errors import UsageError
 from vcl.pretrain import check_resumed_size, dist
+from vcl.pretrain.clips import (
+    ClipParams,
+    ColourParams,
+    centre_plan,
+    clip_loader,
+    iterations,
+    open_videos,
+    plan_clips,
+    read_clips,
+    require_decodable,
+    to_input,
+)
 
 FLOW_METHODS = ("dis", "tvl1")
+# The authors' per-clip colour augmentation (ColorJitter p 0.8, ColorDrop, GaussianBlur)
+SLIC_COLOUR = ColourParams(
+    jitter_p=0.8,
+    brightness=0.5,
+    contrast=0.5,
+    saturation=0.5,
+    hue=0.5,
+    grayscale=0.2,
+    blur=0.2,
+    blur_sigma=2.0,
+    blur_kernel=15,
+)
 FLOW_BOUND = 20.0  # px at 240 px of short side: the TV-L1 flow images' clipping bound
 FLOW_REFERENCE_SIDE = 240.0  # UCF101's frame height, where the bound of 20 px applies
 
@@ -77,6 +103,7 @@ class SLICOptions:
     frames: int = 16  # T of a clip (shared --frames of the video methods)
     frame_stride: int = 1  # every s-th frame (shared --frame-stride; 1 as the authors)
     keep_going: bool = False  # skip undecodable videos with a warning instead of failing
+    colour: bool = True  # the authors' per-clip colour jitter, ColorDrop and blur
 
 
 # ---------------------------------------------------------------------------- losses
@@ -281,62 +308,6 @@ def cluster_videos(embeddings: np.ndarray, level: int) -> tuple[np.ndarray, list
     return canonical(result.partition(level)).astype(np.int64), list(result.n_clusters)
 
 
-# ---------------------------------------------------------------------------- clip jitter
-
-
-@dataclass(frozen=True)
-class ColourParams:
-    """The authors' per-clip colour augmentation (one draw for all frames of a clip)."""
-
-    jitter_p: float = 0.8  # probability of colour jitter
-    brightness: float = 0.5
-    contrast: float = 0.5
-    saturation: float = 0.5
-    hue: float = 0.5
-    grayscale: float = 0.2  # probability ("ColorDrop")
-    blur: float = 0.2  # probability of a 15×15 Gaussian blur, σ = 2
-    blur_sigma: float = 2.0
-    blur_kernel: int = 15
-
-
-def colour_augment(x: torch.Tensor, p: ColourParams, g: torch.Generator) -> torch.Tensor:
-    """Per-clip colour jitter (brightness, contrast, saturation, hue in that order; p =
-    0.8), grayscale (p = 0.2) and Gaussian blur (p = 0.2) of float clips (N, T, 3, H, W)
-    in [0, 1]; ``g`` lives on x's device. Returns the same shape."""
-    from torchvision.transforms.v2 import functional as tvf
-    from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
-
-    n, dev = x.shape[0], x.device
-    view = (n, 1, 1, 1, 1)
-
-    def uniform(spread: float) -> torch.Tensor:
-        lo = max(0.0, 1.0 - spread)
-        return (torch.rand(n, generator=g, device=dev) * (1.0 + spread - lo) + lo).view(view)
-
-    apply = (torch.rand(n, generator=g, device=dev) < p.jitter_p).view(view)
-    bright, contrast, sat = uniform(p.brightness), uniform(p.contrast), uniform(p.saturation)
-    shift = (torch.rand(n, generator=g, device=dev) * 2 - 1) * p.hue
-    y = (x * bright).clamp(0, 1)
-    mean = tvf.rgb_to_grayscale(y).mean(dim=(-3, -2, -1), keepdim=True)  # per frame
-    y = (contrast * y + (1 - contrast) * mean).clamp(0, 1)
-    y = (sat * y + (1 - sat) * tvf.rgb_to_grayscale(y)).clamp(0, 1)
-    hsv = _rgb_to_hsv(y)  # (N, T, 3, H, W)
-    hue = (hsv[:, :, 0] + shift.view(n, 1, 1, 1)) % 1.0
-    y = _hsv_to_rgb(torch.stack([hue, hsv[:, :, 1], hsv[:, :, 2]], dim=2))
-    x = torch.where(apply, y, x)
-    gray = (torch.rand(n, generator=g, device=dev) < p.grayscale).view(view)
-    x = torch.where(gray, tvf.rgb_to_grayscale(x, num_output_channels=3), x)
-    blur = torch.rand(n, generator=g, device=dev) < p.blur
-    if blur.any():
-        chosen = x[blur]  # (n_b, T, 3, H, W)
-        k = p.blur_kernel
-        flat = chosen.flatten(0, 1)
-        blurred = tvf.gaussian_blur(flat, [k, k], [p.blur_sigma, p.blur_sigma])
-        x = x.clone()
-        x[blur] = blurred.view_as(chosen)
-    return x
-
-
 # ---------------------------------------------------------------------------- data
 
 
@@ -356,6 +327,7 @@ class TripletPlan:
     y: np.ndarray  # (B, 3)
     flip: np.ndarray  # (B, 3) bool
     flow: np.ndarray  # (B, 3) bool: replace the view by its optical flow
+    colour: np.ndarray  # (B, 3, C) float64 colour draws (clips.draw_colour); C = 0: none
 
     def __len__(self) -> int:
         return len(self.anchors)
@@ -373,14 +345,13 @@ def plan_triplet_batch(
     rng: np.random.Generator,
 ) -> TripletPlan:
     """Draw everything random about a batch's clips (positive video, temporal and
-    spatial crops, flow views) in the main process. ``frames`` (V,) frame counts,
-    ``clusters`` (V,) pseudo-labels, ``params`` a :class:`vcl.pretrain.clips.ClipParams`."""
-    from vcl.pretrain.clips import plan_clips
-
+    spatial crops, colour augmentation, flow views) in the main process. ``frames`` (V,)
+    frame counts, ``clusters`` (V,) pseudo-labels, ``params`` a
+    :class:`vcl.pretrain.clips.ClipParams`."""
     anchors = np.asarray(anchors, dtype=np.int64)
     positives, same = sample_positive_videos(anchors, clusters, opts.p_same, rng)
     a_start, p_start = clip_starts(frames[positives], params.span, rng)
-    geometry = plan_clips(frames, anchors, params, rng, clips_per_video=3)  # crops, flips
+    geometry = plan_clips(frames, anchors, params, rng, clips_per_video=3)  # crops, colour
     start = np.stack([a_start, p_start, a_start], axis=1)
     flow = rng.random((len(anchors), 3)) < opts.flow_prob
     flow[:, 0] = False  # the anchor is always RGB
@@ -394,14 +365,13 @@ def plan_triplet_batch(
         geometry.y,
         geometry.flip,
         flow,
+        geometry.colour,
     )
 
 
 def read_triplet_batch(videos: Any, plan: TripletPlan, params: Any, flow: str) -> np.ndarray:
     """The clips of a plan → uint8 (B, 3, T, S, S, 3), views as :data:`VIEWS`; a view
     marked for flow holds :func:`flow_view` of its (already cropped) frames."""
-    from vcl.pretrain.clips import read_clips
-
     b = len(plan)
     out = np.empty((b, 3, params.frames, params.size, params.size, 3), np.uint8)
     for i in range(b):
@@ -425,7 +395,8 @@ def read_triplet_batch(videos: Any, plan: TripletPlan, params: Any, flow: str) -
 
 class TripletBatches:
     """Item ``i`` of the loader is batch ``i``: (uint8 clips (B, 3, T, S, S, 3), int64
-    anchor videos (B,), bool flow flags (B, 3)); a map-style Dataset by duck typing."""
+    anchor videos (B,), bool flow flags (B, 3), float64 colour draws (B, 3, C)); a
+    map-style Dataset by duck typing."""
 
     def __init__(self, videos: Any, plans: list[TripletPlan], params: Any, flow: str) -> None:
         self.videos, self.plans, self.params, self.flow = videos, plans, params, flow
@@ -433,25 +404,11 @@ class TripletBatches:
     def __len__(self) -> int:
         return len(self.plans)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         plan = self.plans[i]
         clips = read_triplet_batch(self.videos, plan, self.params, self.flow)
-        return torch.from_numpy(clips), torch.from_numpy(plan.anchors), torch.from_numpy(plan.flow)
-
-
-def clips_to_unit(clips: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, T, S, S, 3) → float (N, T, 3, S, S) in [0, 1]."""
-    return clips.permute(0, 1, 4, 2, 3).float().div_(255.0)
-
-
-def unit_to_input(x: torch.Tensor) -> torch.Tensor:
-    """float (N, T, 3, S, S) in [0, 1] → normalised network input (N, 3, T, S, S), with
-    the statistics of :func:`vcl.pretrain.clips.to_input` (Kinetics mean / std)."""
-    from vcl.pretrain.clips import MEAN, STD
-
-    mean = torch.tensor(MEAN, device=x.device).view(1, 1, 3, 1, 1)
-    std = torch.tensor(STD, device=x.device).view(1, 1, 3, 1, 1)
-    return ((x - mean) / std).transpose(1, 2).contiguous()
+        rest = (plan.anchors, plan.flow, plan.colour)
+        return torch.from_numpy(clips), *(torch.from_numpy(a) for a in rest)
 
 
 # ---------------------------------------------------------------------------- method
@@ -467,16 +424,16 @@ class SLICMethod:
     defaults: ClassVar[dict[str, Any]] = {"arch": "r3d_18", "size": 112, "cluster_every": 5}
 
     def __init__(self, config: Any, data: Any, device: torch.device) -> None:
-        from vcl.pretrain.clips import ClipParams
-
         self.config = config
         self.opts: SLICOptions = config.options
         self.data = data  # a vcl.pretrain.clips.VideoSet
         self.device = device
         self.params = ClipParams(
-            frames=self.opts.frames, size=config.size, stride=self.opts.frame_stride
+            frames=self.opts.frames,
+            size=config.size,
+            stride=self.opts.frame_stride,
+            colour=SLIC_COLOUR if self.opts.colour else None,
         )
-        self.colour = ColourParams()
         self.generator = torch.Generator(device=device)
         self.model: nn.Module | None = None
         self.clusters = np.arange(data.n, dtype=np.int64)  # (V,) pseudo-labels
@@ -488,14 +445,11 @@ class SLICMethod:
 
     @classmethod
     def open_data(cls, path: Any) -> Any:
-        from vcl.pretrain.clips import open_videos
-
         return open_videos(path)
 
     def check(self) -> None:
         """Refuse options and inputs the method cannot train with."""
         from vcl.backbones import spec_of
-        from vcl.pretrain.clips import require_decodable
 
         o = self.opts
         if o.flow not in FLOW_METHODS:
@@ -536,8 +490,6 @@ class SLICMethod:
     def embed_videos(self) -> np.ndarray:
         """(V, 128) embeddings of every video's centre clip (centre crop, no flip), in
         eval mode; each rank embeds a share, gathered on every rank."""
-        from vcl.pretrain.clips import centre_plan, clip_loader, to_input
-
         assert self.model is not None
         n, bs = self.data.n, self.config.batch_size
         chunks = [np.arange(s, min(s + bs, n)) for s in range(0, n, bs)]
@@ -547,7 +499,7 @@ class SLICMethod:
         was_training = self.model.training
         self.model.eval()
         idx_parts, feat_parts = [], []
-        for clips, videos in loader:
+        for clips, videos, _ in loader:
             x = to_input(clips[:, 0], self.device)  # (B, 3, T, S, S)
             feat_parts.append(self.model(x).float())
             idx_parts.append(videos.to(self.device))
@@ -645,8 +597,6 @@ class SLICMethod:
 
     @property
     def iterations_per_epoch(self) -> int:
-        from vcl.pretrain.clips import iterations
-
         return iterations(self.data.n, self.config.batch_size, dist.world())
 
     # ------------------------------------------------------------------ training
@@ -660,18 +610,20 @@ class SLICMethod:
         self, model: nn.Module, batch: Any, iteration: int, autocast: Any
     ) -> tuple[torch.Tensor, Any]:
         """Loss of one batch: triplet (m1) + λ · temporal (m2) on 2B or 3B clips."""
-        clips, anchors, flow = batch
+        clips, anchors, flow, colour = batch
         b = len(anchors)
         views = 3 if self.opts.temporal else 2
         clips = clips[:, :views].to(self.device, non_blocking=True)
-        flow = flow[:, :views].to(self.device)
+        flow = flow[:, :views]
         self.generator.manual_seed(self.config.seed * 1_000_003 + iteration)
-        # (views·B, T, 3, S, S), view-major: anchors, positives, aug(x)
-        x = clips_to_unit(clips.transpose(0, 1).flatten(0, 1))
-        rgb = ~flow.transpose(0, 1).flatten()
-        if rgb.any():  # colour augmentation of the RGB clips only
-            x[rgb] = colour_augment(x[rgb], self.colour, self.generator)
-        x = unit_to_input(x)
+        colour = colour[:, :views].clone()
+        colour[flow] = 0.0  # no jitter, grayscale or blur: colour augmentation of RGB only
+        # (views·B, 3, T, S, S), view-major: anchors, positives, aug(x)
+        x = to_input(
+            clips.transpose(0, 1).flatten(0, 1),
+            colour=colour.transpose(0, 1).flatten(0, 1),
+            params=self.params.colour,
+        ).contiguous()
         with autocast():
             z = model(x)
         z = z.float()
