@@ -1,6 +1,6 @@
 """SLIC (vcl pretrain --method slic): losses against hand-computed values, the authors'
-triplet sampling against a plain loop, positive sampling, the flow view, per-clip colour
-draws, a tiny run."""
+triplet sampling against a plain loop, positive sampling, the flow view and its colour
+augmentation, a tiny run."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 
 from tests.conftest import metrics, moving_square_frames
 from vcl.errors import ExitCode
-from vcl.pretrain.clips import ClipParams
+from vcl.pretrain.clips import ClipParams, colour_augment
 from vcl.pretrain.slic import (
     SLIC_COLOUR,
     SLICOptions,
@@ -169,20 +169,24 @@ def test_batch_plan_is_seeded_and_keeps_the_anchor_rgb() -> None:
 # ---------------------------------------------------------------------------- views
 
 
-def test_flow_view_shape_range_and_direction() -> None:
-    frames = np.stack(moving_square_frames(n=6, width=37, height=23))  # square moves right
-    view = flow_view(frames, "dis")
-    assert view.shape == frames.shape and view.dtype == np.uint8
+def test_flow_view_is_the_horizontal_flow_as_a_grey_image() -> None:
+    """The authors' optical_u view: u quantised with zero motion at 128, in all three
+    channels; a square moving right shows, one moving down does not."""
+    right = np.stack(moving_square_frames(n=6, width=37, height=23))  # x = t .. t + 5
+    view = flow_view(right, "dis")
+    assert view.shape == right.shape and view.dtype == np.uint8
+    assert np.array_equal(view[..., 0], view[..., 1]) and np.array_equal(view[..., 1], view[..., 2])
     assert np.array_equal(view[-1], view[-2])  # the last frame repeats the last flow
-    square = view[:-1, 6:10, 7:10]  # inside the square on frames 1..4 (x = t .. t + 5)
-    background = view[:-1, 16:, :]
-    assert np.median(square[..., 0]) > 140  # dx > 0 → above the zero level 127.5
-    assert abs(np.median(background[..., 0]) - 127.5) <= 2
-    assert abs(np.median(background[..., 1]) - 127.5) <= 2
-    assert np.median(square[..., 2]) > np.median(background[..., 2]) + 20  # magnitude
-    # a still clip: zero flow everywhere
-    still = flow_view(np.repeat(frames[:1], 3, axis=0), "dis")
-    assert np.abs(still[..., :2].astype(int) - 127.5).max() <= 1 and still[..., 2].max() <= 1
+    square = view[:-1, 6:10, 7:10, 0]  # inside the square on frames 1..4
+    assert np.median(square) > 140  # u > 0: brighter than zero motion
+    assert abs(np.median(view[:-1, 16:, :, 0]) - 128) <= 1  # still background
+    down = np.ascontiguousarray(right.transpose(0, 2, 1, 3))  # the same square moving down
+    view = flow_view(down, "dis")
+    assert np.array_equal(view[..., 0], view[..., 2])
+    assert abs(np.median(view[:-1, 7:10, 6:10, 0]) - 128) <= 1  # v only: no u, grey 128
+    still = flow_view(np.repeat(right[:1], 3, axis=0), "dis")
+    assert np.abs(still.astype(int) - 128).max() <= 1
+    assert (flow_view(right[:1], "dis") == 128).all()  # one frame: no motion
 
 
 def test_colour_draws_of_a_batch_plan_are_the_authors() -> None:
@@ -202,6 +206,28 @@ def test_colour_draws_of_a_batch_plan_are_the_authors() -> None:
     none = plan_triplet_batch(frames, np.arange(400), np.zeros(400, int), plain, opts,
                               np.random.default_rng(5))  # fmt: skip
     assert none.colour.shape == (400, 3, 0)
+
+
+def test_flow_views_take_the_colour_augmentation_and_stay_grey() -> None:
+    """As in the authors' code the flow view goes through the RGB clips' transform: on its
+    grey image brightness and contrast act, saturation, hue and grayscale do not."""
+    view = flow_view(np.stack(moving_square_frames(n=5, width=37, height=23)), "dis")
+    x = torch.from_numpy(view).permute(0, 3, 1, 2).float().div(255)[None]  # (1, T, 3, H, W)
+    x = x.expand(4, -1, -1, -1, -1)
+    draw = torch.tensor(  # jitter, brightness, contrast, saturation, hue, order, gray, blur
+        [
+            [1, 1.4, 0.6, 0.5, 0.3, 0, 1, 2, 3, 0, 0],
+            [1, 1.0, 1.0, 1.5, -0.4, 3, 2, 1, 0, 1, 0],  # saturation, hue, grayscale only
+            [0, 1.0, 1.0, 1.0, 0.0, 0, 1, 2, 3, 0, 1],  # blur only
+            [0, 1.0, 1.0, 1.0, 0.0, 0, 1, 2, 3, 0, 0],
+        ],
+        dtype=torch.float64,
+    )
+    y = colour_augment(x, draw, SLIC_COLOUR)
+    assert torch.equal(y[:, :, 0], y[:, :, 1]) and torch.equal(y[:, :, 1], y[:, :, 2])
+    assert (y[0] - x[0]).abs().max() > 0.1  # brightness and contrast changed it
+    torch.testing.assert_close(y[1], x[1], atol=1e-4, rtol=0)  # no effect on grey
+    assert (y[2] - x[2]).abs().max() > 0.05 and torch.equal(y[3], x[3])  # blurred, untouched
 
 
 # ---------------------------------------------------------------------------- runs

@@ -151,7 +151,7 @@ def run(
             "--colour/--no-colour",
             help="video-ir, video-la, video-la-idt, slic: the reference code's per-clip colour "
             "augmentation (grayscale p 0.2 and colour jitter 0.4; slic: jitter 0.5 at p 0.8, "
-            "grayscale p 0.2, blur p 0.2).",
+            "grayscale p 0.2, blur p 0.2; slic's flow views too).",
         ),
     ] = True,
     frames_store: Annotated[

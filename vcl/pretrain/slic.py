@@ -19,13 +19,15 @@ L2-normalised and clustered with FINCH (:func:`vcl.cluster.finch`, partition
   again under fresh augmentation and x⁺ is the triplet's positive (a clip of the same
   video that starts after the anchor's frames, or of another video of the cluster);
 - multi-view: with probability ``flow_prob`` = 0.25 the positive's (and, as in the
-  authors' code, aug(x)'s) RGB frames are replaced by an optical-flow image of the same
-  frames, fed through the same encoder (:func:`flow_view`). The flow is computed on the
-  fly in the loader workers on the already cropped clip, with DIS (``--flow dis``, the
-  default: 2.8 ms a 150×112 frame here) or TV-L1 as the authors (``--flow tvl1``:
-  470 ms a frame here, i.e. 7 s a 16-frame clip, so only for small runs); on the fly
-  because a precomputed flow of every frame would cost as much disk as the videos
-  decoded, and DIS keeps the loader ahead of the step.
+  authors' code, aug(x)'s) RGB frames are replaced by an optical-flow view of the same
+  frames, fed through the same encoder (:func:`flow_view`): as the authors'
+  ``CHANNEL_EXTENSIONS: 'optical_u'``, only the horizontal component u, quantised to a
+  grey image as TV-L1 flow images are (±b → 0 ... 255, zero motion 128) and replicated to
+  3 channels. The flow is computed on the fly in the loader workers on the already
+  cropped clip, with DIS (``--flow dis``, the default: 2.8 ms a 150×112 frame here) or
+  TV-L1 as the authors (``--flow tvl1``: 470 ms a frame here, i.e. 7 s a 16-frame clip,
+  so only for small runs); on the fly because a precomputed flow of every frame would
+  cost as much disk as the videos decoded, and DIS keeps the loader ahead of the step.
 
 Clips (the authors' temporal crops): the anchor is a video's first T frames and aug(x)
 the same frames; the positive starts after them when the video is long enough
@@ -34,8 +36,9 @@ square crop (side 1/2 to 1 of the shorter side, the side range of the authors'
 RandomResizedCrop with area ≥ 0.25) and flip, then, drawn once per clip with the crop
 (:func:`vcl.pretrain.clips.draw_colour`), colour jitter (0.5 each, p 0.8), ColorDrop
 (grayscale, p 0.2) and 15×15 Gaussian blur σ 2 (p 0.2) on the device
-(:data:`SLIC_COLOUR`, :func:`vcl.pretrain.clips.colour_augment`; flow views are not
-colour-augmented).
+(:data:`SLIC_COLOUR`, :func:`vcl.pretrain.clips.colour_augment`). Flow views go through
+the same transform, as in the authors' code: on a grey image brightness, contrast and
+blur act while saturation, hue and grayscale leave it unchanged.
 
 Shapes: clips (B, 3, T, H, W); embeddings (B, 128), L2-normalised.
 """
@@ -247,26 +250,26 @@ def _flow_pair(prev: np.ndarray, nxt: np.ndarray, method: str) -> np.ndarray:
 
 
 def flow_view(frames: np.ndarray, method: str = "dis") -> np.ndarray:
-    """The optical-flow view of a clip: uint8 (T, H, W, 3) RGB → uint8 (T, H, W, 3).
+    """The optical-flow view of a clip: uint8 (T, H, W, 3) RGB → uint8 (T, H, W, 3) grey.
 
-    Frame t holds the flow from frame t to t + 1 (the last frame repeats the last flow):
-    channels (dx, dy, |flow|), dx and dy clipped to ±b and mapped linearly to [0, 255]
-    (0 px → 127.5) as the authors' TV-L1 flow images are, the magnitude clipped to b and
-    mapped to [0, 255], with b = :func:`flow_bound` (20 px at 240 px). Returned as an
-    image so that the RGB clips' augmentation and normalisation apply unchanged.
+    The authors' ``optical_u`` channel: frame t holds the horizontal flow u from frame t
+    to t + 1 (the last frame repeats the last flow), clipped to ±b and quantised to
+    round((u + b)·255 / 2b) as the TV-L1 flow images they load (zero motion → 128), with
+    b = :func:`flow_bound` (20 px at 240 px). Their loader reads that image as one grey
+    channel and replicates it to three, so the RGB clips' colour augmentation and
+    normalisation apply unchanged; so does this.
     """
     import cv2
 
     t, h, w, _ = frames.shape
-    if t < 2:
-        return np.zeros_like(frames)
+    if t < 2:  # no pair of frames: no motion
+        return np.full_like(frames, 128)
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-    flow = np.stack([_flow_pair(grey[i], grey[i + 1], method) for i in range(t - 1)])
-    flow = np.concatenate([flow, flow[-1:]])  # (T, H, W, 2)
+    u = np.stack([_flow_pair(grey[i], grey[i + 1], method)[..., 0] for i in range(t - 1)])
+    u = np.concatenate([u, u[-1:]])  # (T, H, W)
     bound = flow_bound(h, w)
-    uv = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2 * bound))
-    mag = np.minimum(np.linalg.norm(flow, axis=3, keepdims=True), bound) * (255.0 / bound)
-    return np.rint(np.concatenate([uv, mag], axis=3)).astype(np.uint8)
+    level = np.rint((np.clip(u, -bound, bound) + bound) * (255.0 / (2 * bound)))
+    return np.repeat(level.astype(np.uint8)[..., None], 3, axis=3)
 
 
 # ---------------------------------------------------------------------------- model
@@ -616,12 +619,11 @@ class SLICMethod:
         clips = clips[:, :views].to(self.device, non_blocking=True)
         flow = flow[:, :views]
         self.generator.manual_seed(self.config.seed * 1_000_003 + iteration)
-        colour = colour[:, :views].clone()
-        colour[flow] = 0.0  # no jitter, grayscale or blur: colour augmentation of RGB only
-        # (views·B, 3, T, S, S), view-major: anchors, positives, aug(x)
+        # (views·B, 3, T, S, S), view-major: anchors, positives, aug(x); the flow views
+        # are grey images and take the same colour augmentation, as in the authors' code
         x = to_input(
             clips.transpose(0, 1).flatten(0, 1),
-            colour=colour.transpose(0, 1).flatten(0, 1),
+            colour=colour[:, :views].transpose(0, 1).flatten(0, 1),
             params=self.params.colour,
         ).contiguous()
         with autocast():
