@@ -1,6 +1,6 @@
 """SLIC (vcl pretrain --method slic): losses against hand-computed values, the authors'
 triplet sampling against a plain loop, positive sampling, the flow view and its colour
-augmentation, a tiny run."""
+augmentation, the authors' defaults, a tiny run."""
 
 from __future__ import annotations
 
@@ -276,7 +276,7 @@ def test_two_epochs_write_a_run_and_resume_exactly(videos: Path, invoke, one_thr
     assert config["method"] == "slic" and config["arch"] == "r3d_18" and config["size"] == 32
     assert config["p_same"] == 0.2 and config["triplet_margin"] == 0.2
     assert config["temporal_margin"] == 0.04 and config["cluster_every"] == 1
-    assert config["colour"] is True  # the authors' colour augmentation, by default
+    assert config["weight_decay"] == 0.0 and config["colour"] is True  # the authors'
     assert config["samples"] == 6
     state = torch.load(full / "checkpoint.pt", weights_only=True)
     assert state["backbone"].keys() == build_backbone("r3d_18").state_dict().keys()
@@ -333,6 +333,27 @@ def test_ablation_switches_and_bad_options(videos: Path, invoke, one_thread, tmp
     r = invoke("pretrain", manifest, "--epochs", 1, "-o", tmp_path / "b", *TINY)
     assert r.exit_code != 0 and "broken" in r.stderr and "--keep-going" in r.stderr
     assert "Traceback" not in r.output
+
+
+def test_defaults_are_the_authors_and_given_flags_win(videos: Path, invoke, monkeypatch,
+                                                     tmp_path: Path) -> None:  # fmt: skip
+    """128-px clips and SGD without weight decay (every official config, online_train.py)
+    are recorded in config.json; --size, --weight-decay, --no-colour given win."""
+    from vcl.pretrain.slic import SLICMethod
+
+    monkeypatch.setattr(SLICMethod, "batches", lambda self, epoch: [])  # config only
+    common = ["--method", "slic", "--epochs", 1, "--frames", 8, "--device", "cpu",
+              "--workers", 0, "-q"]  # fmt: skip
+    r = invoke("pretrain", videos, "-o", tmp_path / "default", *common)
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "default" / "config.json").read_text())
+    assert config["size"] == 128 and config["weight_decay"] == 0.0
+    assert config["arch"] == "r3d_18" and config["colour"] is True
+    r = invoke("pretrain", videos, "-o", tmp_path / "given", *common, "--size", 48,
+               "--weight-decay", 0.001, "--no-colour")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "given" / "config.json").read_text())
+    assert config["size"] == 48 and config["weight_decay"] == 0.001 and config["colour"] is False
 
 
 def test_undecodable_video_is_named_and_leaves_no_run(invoke, tmp_path: Path) -> None:

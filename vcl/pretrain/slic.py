@@ -38,7 +38,9 @@ RandomResizedCrop with area ≥ 0.25) and flip, then, drawn once per clip with t
 (grayscale, p 0.2) and 15×15 Gaussian blur σ 2 (p 0.2) on the device
 (:data:`SLIC_COLOUR`, :func:`vcl.pretrain.clips.colour_augment`). Flow views go through
 the same transform, as in the authors' code: on a grey image brightness, contrast and
-blur act while saturation, hue and grayscale leave it unchanged.
+blur act while saturation, hue and grayscale leave it unchanged. Clip size 128 and SGD
+without weight decay are the authors' (every config's ``SAMPLE_SIZE: 128``;
+``online_train.py``'s SGD has no weight decay).
 
 Shapes: clips (B, 3, T, H, W); embeddings (B, 128), L2-normalised.
 """
@@ -423,8 +425,14 @@ class SLICMethod:
     name: ClassVar[str] = "slic"
     family: ClassVar[str] = "video"
     options_type: ClassVar[type] = SLICOptions
-    # CLI options left at their defaults take these (the papers' network and clip size)
-    defaults: ClassVar[dict[str, Any]] = {"arch": "r3d_18", "size": 112, "cluster_every": 5}
+    # CLI options left at their defaults take these: the authors' network, clip size
+    # (every config's SAMPLE_SIZE: 128) and SGD without weight decay (online_train.py)
+    defaults: ClassVar[dict[str, Any]] = {
+        "arch": "r3d_18",
+        "size": 128,
+        "cluster_every": 5,
+        "weight_decay": 0.0,
+    }
 
     def __init__(self, config: Any, data: Any, device: torch.device) -> None:
         self.config = config
