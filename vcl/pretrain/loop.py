@@ -51,7 +51,7 @@ RUN_SCHEMA = "vcl.pretrain_run/1"
 RESUMABLE = {"epochs", "workers", "device", "compile", "amp", "input", "output"}
 # Options added after runs were saved, at the value that reproduces what those runs did:
 # a config.json without them matches these values.
-AS_BEFORE = {"lr_steps": [], "lr_gamma": 0.1}
+AS_BEFORE = {"lr_steps": [], "lr_gamma": 0.1, "colour": False}
 AMP = ("auto", "off", "bf16", "fp16")
 
 
