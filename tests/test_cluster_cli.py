@@ -119,6 +119,14 @@ def test_jsonl_to_stdout_and_finch(invoke, tmp_path, npy) -> None:
     assert np.array_equal(store["assignment"][:, 0], levels[:, 0])
     bad = invoke("cluster", path, "-o", tmp_path / "g.zarr", "--method", "finch", "--level", "99")
     assert bad.exit_code == ExitCode.USAGE and "levels" in one_error_line(bad.stderr)
+    # more clusters than FINCH's finest partition: it only merges, so it was returned
+    # with fewer clusters than asked, exit 0 and n_clusters recorded as asked
+    many = int(counts[0]) + 1
+    bad = invoke("cluster", path, "-o", tmp_path / "g.zarr", "--method", "finch",
+                 "--n-clusters", str(many))  # fmt: skip
+    line = one_error_line(bad.stderr)
+    assert bad.exit_code == ExitCode.DATA and f"has {counts[0]} clusters" in line
+    assert not (tmp_path / "g.zarr").exists()
     again = invoke("cluster", path, "-o", out, "--method", "finch")
     assert again.exit_code == ExitCode.CANNOT_CREATE and "--overwrite" in again.stderr
 

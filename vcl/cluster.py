@@ -1276,13 +1276,14 @@ def finch_exact(
     counts = result.n_clusters
     if n_clusters < 1:
         raise UsageError(f"--n-clusters must be at least 1, got {n_clusters}")
-    if n_clusters >= counts[0]:
-        if n_clusters > counts[0]:
-            log.warning(
-                "asked for %d clusters but FINCH's finest partition has %d; returning it",
-                n_clusters,
-                counts[0],
-            )
+    if n_clusters > counts[0]:  # FINCH only merges: more clusters than its finest level
+        raise DataError(  # cannot be had (k-means' k > N is refused the same way)
+            f"FINCH's finest partition has {counts[0]} clusters, fewer than --n-clusters "
+            f"{n_clusters}",
+            None,
+            f"ask for {counts[0]} or fewer, or use --method kmeans",
+        )
+    if n_clusters == counts[0]:
         return canonical(result.partition(0))
     if n_clusters in counts:
         return canonical(result.partition(counts.index(n_clusters)))
