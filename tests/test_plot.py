@@ -62,6 +62,25 @@ def test_curves_png_has_one_panel_per_metric(invoke, runs, tmp_path: Path) -> No
     assert ((hues > 95) & (hues < 115)).sum() > 50 and ((hues > 5) & (hues < 20)).sum() > 50
 
 
+def test_curves_break_where_an_epoch_has_no_value(runs, tmp_path: Path, monkeypatch) -> None:
+    """The odc run has no entropy at epoch 2: its points used to be joined across it."""
+    from matplotlib.axes import Axes
+
+    from vcl.plot import plot_curves
+
+    drawn: dict[str, tuple] = {}
+    plot = Axes.plot
+
+    def spy(self, x, y, *args, **kwargs):  # type: ignore[no-untyped-def]
+        drawn[kwargs["label"]] = (list(x), list(y))
+        return plot(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    plot_curves(runs, ["intra_track_entropy"], tmp_path / "gap.png")
+    x, y = drawn["odc"]
+    assert x == [0, 1, 2, 3, 4] and np.isnan(y[2]) and y[3] == 0.8
+
+
 def test_curves_svg_by_extension(invoke, runs, tmp_path: Path) -> None:
     out = tmp_path / "curves.svg"
     result = invoke("plot", "curves", *runs, "-o", out, "--label", "ODCT", "--label", "ODC")

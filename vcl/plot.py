@@ -80,6 +80,13 @@ def read_run_metrics(run: Path) -> tuple[str, list[dict[str, Any]]]:
     return label, records
 
 
+def _number(value: Any) -> float:
+    """A metric's value as a float; NaN for null, missing or non-numeric values."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return float("nan")
+
+
 def plot_curves(
     runs: Sequence[Path],
     metrics: Sequence[str],
@@ -106,11 +113,9 @@ def plot_curves(
     for ax, metric in zip(axes, metrics, strict=True):
         for name, records in data:
             points = sorted(
-                (r["epoch"], r[metric])
-                for r in records
-                if isinstance(r.get(metric), (int, float)) and not isinstance(r[metric], bool)
-            )
-            if points:
+                (r["epoch"], _number(r.get(metric))) for r in records if "epoch" in r
+            )  # NaN where an epoch has no value: matplotlib breaks the line there
+            if points and any(np.isfinite(y) for _, y in points):
                 x, y = zip(*points, strict=True)
                 ax.plot(x, y, marker="o", markersize=3, label=name)
         ax.set_title(metric.replace("_", " "))
