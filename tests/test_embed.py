@@ -355,3 +355,87 @@ def test_images_shard_by_image_and_their_union_is_the_whole_run(tmp_path: Path, 
     whole, union = read_feature_set(tmp_path / "all.zarr"), read_feature_set(shards)
     assert union.ids.tolist() == whole.ids.tolist() == [f"q{i}" for i in range(7)]
     np.testing.assert_allclose(union.features, whole.features, rtol=1e-4, atol=1e-5)
+
+
+def _hand_average(net: torch.nn.Module, x: torch.Tensor, modules: dict[str, str]) -> dict:
+    """Global averages of the named submodules' outputs over one plain forward pass of
+    the torchvision net (hooks, not vcl's stage code): the reference for --pool avg."""
+    maps: dict[str, torch.Tensor] = {}
+    hooks = [
+        getattr(net, module).register_forward_hook(
+            lambda _m, _i, out, name=name: maps.__setitem__(name, out)
+        )
+        for name, module in modules.items()
+    ]
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    return {k: v.mean(dim=tuple(range(2, v.ndim))).numpy() for k, v in maps.items()}
+
+
+def test_pool_avg_is_the_global_average_of_image_stages(tmp_path: Path, invoke) -> None:
+    """--pool avg on crops (33 px, odd) and images: C dims, each the mean of the map."""
+    import cv2
+
+    from vcl.embedding import IMAGENET_MEAN, IMAGENET_STD
+
+    images = make_crops(tmp_path / "crops.zarr", size=33)["images"]
+    out = tmp_path / "f.zarr"
+    layers = "stage1,stage2,stage5,pool"
+    r = invoke(
+        "embed", "random:resnet18", tmp_path / "crops.zarr", "-o", out, "--pool", "avg",
+        "--layers", layers,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["layers"] == {"stage1": 64, "stage2": 64, "stage5": 512, "pool": 512}
+    net = load_model("random:resnet18", "cpu").backbone.net
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() - mean) / std
+    ref = _hand_average(net, x, {"stage1": "relu", "stage2": "layer1", "stage5": "layer4"})
+    for name, want in ref.items():
+        fs = read_feature_set(out, layer=name)
+        np.testing.assert_allclose(fs.features, want, rtol=1e-4, atol=1e-5)
+    assert read_feature_set(out).attrs["pool"] == "avg"
+    # an image folder, resized and centre-cropped to --size
+    (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.png"), images[0][..., ::-1])
+    r = invoke(
+        "embed", "random:resnet18", tmp_path / "imgs", "-o", tmp_path / "g.zarr",
+        "--pool", "avg", "--layers", "stage3", "--size", "27",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    crop = resize_center_crop(images[0], 27)[None]
+    x = (torch.from_numpy(crop).permute(0, 3, 1, 2).float() - mean) / std
+    want = _hand_average(net, x, {"stage3": "layer2"})["stage3"]
+    got = read_feature_set(tmp_path / "g.zarr").features
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_video_net_stages_are_global_averages_and_say_so(tmp_path: Path, invoke) -> None:
+    """A video net averages every stage, --pool avg or not, and its attrs say avg."""
+    from vcl.embedding import KINETICS_MEAN, KINETICS_STD, video_inputs
+    from vcl.io.video import write_video
+
+    write_video(tmp_path / "a.mp4", moving_square_frames(n=9, width=37, height=23), 10, "mjpg")
+    clip = video_inputs(tmp_path / "a.mp4", "video", 32, clips=1, frames=4)  # (1, 4, 32, 32, 3)
+    net = load_model("random:r3d_18", "cpu").backbone.net
+    mean = torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1) * 255
+    std = torch.tensor(KINETICS_STD).view(1, 3, 1, 1, 1) * 255
+    x = (torch.from_numpy(clip).permute(0, 4, 1, 2, 3).float() - mean) / std
+    ref = _hand_average(net, x, {"stage2": "layer1", "stage4": "layer3"})
+    for pool in ("avg", "goyal"):
+        out = tmp_path / f"{pool}.zarr"
+        r = invoke(
+            "embed", "random:r3d_18", tmp_path / "a.mp4", "-o", out, "--pool", pool,
+            "--clips", "1", "--frames", "4", "--size", "32", "--layers", "stage2,stage4",
+        )  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["layers"] == {"stage2": 64, "stage4": 256}
+        for name, want in ref.items():
+            fs = read_feature_set(out, layer=name)
+            np.testing.assert_allclose(fs.features, want, rtol=1e-4, atol=1e-5)
+            assert fs.attrs["pool"] == "avg" and fs.attrs["params"]["pool"] == "avg"
+

@@ -26,9 +26,10 @@ stage5     6, 1, 0                      2×2           8192        2048
 
 At other input sizes the fixed kernel would give another grid (or none), so the map
 is then pooled adaptively (``adaptive_avg_pool2d``) to the same grid: the dimensions
-above hold at every input size. ``pool="avg"`` (and every video-network stage) is a
-global average: C dims (64/256/512/1024/2048 for ResNet-50 stages 1–5). ``pool`` is
-512 (ResNet-18/34, video ResNets), 2048 (ResNet-50+), 1024 (s3d).
+above hold at every input size. ``pool="avg"`` (and every stage of video nets and
+AlexNet, whatever ``pool`` says: ``stage_pooling``) is a global average: C dims
+(64/256/512/1024/2048 for ResNet-50 stages 1–5). ``pool`` is 512 (ResNet-18/34, video
+ResNets), 2048 (ResNet-50+), 1024 (s3d).
 
 Inputs are RGB uint8. Image files and video frames are resized so the shorter side is
 ``size·8/7`` and centre-cropped to ``size`` (256 → 224, the ImageNet evaluation
@@ -275,7 +276,7 @@ def forward_layers(
 
     names = set(layers)
     want_pool = bool(names & {"pool", "head"})
-    if model.kind == "image" and model.arch.startswith(("resnet", "resnext", "wide_resnet")):
+    if _image_resnet(model):
         maps = _image_maps(model, x, names)
     else:
         stage_names = [
@@ -287,7 +288,7 @@ def forward_layers(
         if name in ("pool", "head"):
             continue
         m = maps[name].float()
-        if pool == "goyal" and model.kind == "image" and name in GOYAL_POOL:
+        if stage_pooling(model, pool) == "goyal" and name in GOYAL_POOL:
             out[name] = goyal_pool(name, m)
         else:
             out[name] = m.mean(dim=tuple(range(2, m.ndim)))
@@ -302,17 +303,32 @@ def forward_layers(
     return {k: out[k] for k in layers}
 
 
+def _image_resnet(model: EmbeddingModel) -> bool:
+    return model.kind == "image" and model.arch.startswith(("resnet", "resnext", "wide_resnet"))
+
+
+def stage_pooling(model: EmbeddingModel, pool: str) -> str:
+    """The pooling stages really get: Goyal's grids exist for image ResNets only, so the
+    stages of video nets (and AlexNet) are always global averages, as attrs must say."""
+    return pool if _image_resnet(model) else "avg"
+
+
 def layer_dims(
-    model: EmbeddingModel, layers: Sequence[str], size: int | None = None, frames: int = 16
+    model: EmbeddingModel,
+    layers: Sequence[str],
+    size: int | None = None,
+    frames: int = 16,
+    pool: str = "goyal",
 ) -> dict[str, int]:
-    """Feature size of each layer, from one dummy forward pass."""
+    """Feature size of each layer under ``pool``, from one dummy forward pass (the
+    columns of a store must be sized for the pooling its rows are computed with)."""
     import torch
 
     layers = layer_names(model, layers)
     s = size or model.default_size
     shape = (1, 3, s, s) if model.kind == "image" else (1, 3, frames, s, s)
     with torch.no_grad():
-        out = forward_layers(model, torch.zeros(shape, device=model.device), layers)
+        out = forward_layers(model, torch.zeros(shape, device=model.device), layers, pool)
     return {k: int(v.shape[1]) for k, v in out.items()}
 
 
@@ -407,7 +423,8 @@ def embed_images(
     )
     out = _run_batches(model, batches, layers, pool)
     if n == 0:
-        dims = layer_dims(model, layers, size or images.shape[1] if images.ndim == 4 else None)
+        side = size or images.shape[1] if images.ndim == 4 else None
+        dims = layer_dims(model, layers, side, pool=pool)
         out = {k: np.zeros((0, d), np.float32) for k, d in dims.items()}
     return out
 

@@ -90,7 +90,8 @@ def run(
         typer.Option(
             "--pool",
             help="Stage pooling: goyal (image ResNets: Goyal et al.'s AvgPool to ~9k dims, "
-            "9216/9216/8192/9216/8192 for ResNet-50) or avg (global average: C dims).",
+            "9216/9216/8192/9216/8192 for ResNet-50) or avg (global average: C dims). "
+            "Video nets' stages are always averaged (their attrs say avg).",
         ),
     ] = "goyal",
     size: Annotated[
@@ -148,11 +149,12 @@ def run(
     or file name, videos their id. Attrs: layers, default_layer (pool when embedded,
     else the last), layer_dims, layer_stages (name -> backbone stage), model, arch,
     checkpoint_epoch and run_epochs (a run directory's: the checkpoint's epoch and the
-    run's --epochs; a warning tells when the run did not finish), pool, size, skipped
-    (unreadable images). Groups: one per video for crops and
-    videos, 512 images for images; a rerun resumes. --shard I/N on images takes the
-    I-th of N equal runs of their rows (all N shards of one list hold them all once;
-    videos and crops go by a hash of the video id). Prints a JSON summary on stdout.
+    run's --epochs; a warning tells when the run did not finish), pool (the stage
+    pooling done: avg for video nets), size, skipped (unreadable images). Groups: one
+    per video for crops and videos, 512 images for images; a rerun resumes. --shard
+    I/N on images takes the I-th of N equal runs of their rows (all N shards of one
+    list hold them all once; videos and crops go by a hash of the video id). Prints a
+    JSON summary on stdout.
     """
     import numpy as np
 
@@ -165,6 +167,7 @@ def run(
         layer_names,
         load_images,
         load_model,
+        stage_pooling,
         video_inputs_task,
     )
     from vcl.errors import OutputError, UsageError
@@ -252,7 +255,8 @@ def run(
 
         groups = select_shard(groups, picked, key=lambda g: g[0])
     eff_size = size or (crop_size if kind == "crops" else net.default_size)
-    dims = layer_dims(net, list(stages.values()), eff_size, frames)
+    pool = stage_pooling(net, pool)  # what is done, for the attrs: video nets average
+    dims = layer_dims(net, list(stages.values()), eff_size, frames, pool)
     col_dims = {name: dims[stages[name]] for name in names}
     default_layer = "pool" if "pool" in names else names[-1]
     from vcl.io.space import check_free_space, feature_bytes
