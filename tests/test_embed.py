@@ -439,3 +439,32 @@ def test_video_net_stages_are_global_averages_and_say_so(tmp_path: Path, invoke)
             np.testing.assert_allclose(fs.features, want, rtol=1e-4, atol=1e-5)
             assert fs.attrs["pool"] == "avg" and fs.attrs["params"]["pool"] == "avg"
 
+
+def test_a_video_without_frames_is_named_and_nothing_complete_is_written(
+    tmp_path: Path, invoke
+) -> None:
+    import cv2
+
+    from vcl.embedding import video_inputs
+    from vcl.io.video import write_video
+
+    write_video(tmp_path / "ok.mp4", moving_square_frames(n=5), 10, "mjpg")
+    writer = cv2.VideoWriter(
+        str(tmp_path / "zero.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48)
+    )
+    writer.release()  # a container with no frame in it
+    with pytest.raises(DataError, match="no frame could be decoded"):
+        video_inputs(tmp_path / "zero.avi", "image", 32)
+    out = tmp_path / "f.zarr"
+    for workers in ("1", "2"):
+        r = invoke(
+            "embed", "random:resnet18", tmp_path / "ok.mp4", tmp_path / "zero.avi", "-o", out,
+            "--size", "32", "--frames-per-video", "2", "--workers", workers,
+        )  # fmt: skip
+        assert r.exit_code == ExitCode.DATA, r.stderr
+        errors = [x for x in r.stderr.splitlines() if x.startswith("error: ")]
+        assert len(errors) == 1 and "zero.avi" in errors[0] and "Traceback" not in r.stderr
+        assert "no frame could be decoded" in errors[0]
+        assert not out.exists()  # only a .partial store, which no later stage reads
+        with pytest.raises(DataError, match="incomplete"):
+            read_feature_set(out.with_name("f.zarr.partial"))

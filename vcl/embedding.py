@@ -493,12 +493,17 @@ def video_inputs(
     from vcl.io.video import VideoReader
 
     n = VideoReader(path).count_frames()
+    if n == 0:  # nothing to sample: name the video rather than fail on an empty stack
+        raise DataError("no frame could be decoded", path, "the file is empty or corrupt")
     if kind == "image":
         idx = sample_frames(n, frames_per_video)
     else:
         starts = clip_starts(n, clips, (frames - 1) * stride + 1)
         idx = (starts[:, None] + stride * np.arange(frames)[None]).clip(0, n - 1)
     got = read_video_frames(path, np.unique(idx), size)
+    lost = [int(i) for i in np.unique(idx) if int(i) not in got]
+    if lost:  # the second decode stopped earlier than the count
+        raise DataError(f"frame {lost[0]} of {n} could not be decoded a second time", path)
     stack = np.stack([got[int(i)] for i in idx.ravel()])
     return stack.reshape(*idx.shape, size, size, 3)
 
