@@ -299,3 +299,34 @@ def test_eval_labels_from_a_crops_store_join_by_crop_id(invoke, tmp_path) -> Non
     assert result.exit_code == ExitCode.DATA
     line = one_error_line(result.stderr)
     assert line.startswith(f"error: {bare}: store has no 'label' column")
+
+
+def test_layer_picks_the_column_to_cluster_and_is_recorded(invoke, tmp_path) -> None:
+    """Two layers of one store: the planted clusters are only in stage4 (pool is noise)."""
+    from vcl.io.features import SCHEMA, feature_columns
+    from vcl.io.store import StoreWriter
+
+    x, y = planted(n=97, d=11, k=3, seed=4)
+    noise = np.random.default_rng(5).normal(size=(97, 6)).astype(np.float32)
+    ids = np.array([f"v{i}" for i in range(97)])
+    store = tmp_path / "f.zarr"
+    with StoreWriter(store, SCHEMA, {"layers": ["stage4", "pool"]}) as w:
+        w.define_columns(feature_columns(0, layers={"stage4": 11, "pool": 6}))
+        w.append_group("all", id=ids, features_stage4=x, features_pool=noise)
+        w.set_attrs(default_layer="pool")
+    out = tmp_path / "c.zarr"
+    r = invoke("cluster", store, "--layer", "stage4", "-o", out, "--k", "3")
+    assert r.exit_code == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["layer"] == "stage4" and summary["dimension"] == 11
+    clusters = Store(out, kind="clusters", version=1)
+    assert clusters.attrs["params"]["layer"] == "stage4"
+    assignment = clusters["assignment"][:][:, 0]
+    assert skm.adjusted_rand_score(y, assignment) == 1.0
+    default = invoke("cluster", store, "-o", tmp_path / "d.zarr", "--k", "3")  # the default
+    assert default.exit_code == 0, default.stderr
+    assert json.loads(default.stdout)["layer"] == "pool"
+    assert Store(tmp_path / "d.zarr", kind="clusters", version=1).attrs["params"]["layer"] == "pool"
+    missing = invoke("cluster", store, "--layer", "stage2", "-o", tmp_path / "e.zarr", "--k", "3")
+    assert missing.exit_code == ExitCode.DATA and not (tmp_path / "e.zarr").exists()
+    assert "no layer 'stage2'" in one_error_line(missing.stderr)

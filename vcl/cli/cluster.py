@@ -26,10 +26,21 @@ app = command_group(
 )
 
 
+Layer = Annotated[
+    str | None,
+    typer.Option(
+        "--layer",
+        help="Which layer of a multi-layer features store to cluster (default: its "
+        "default_layer, pool when embedded; recorded in the output's params).",
+    ),
+]
+
+
 @app.command("run")
 @vcl_command
 def run(
     features: Features,
+    layer: Layer = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -135,8 +146,10 @@ def run(
     Writes a vcl.clusters/1 store: columns id (str) and assignment (int32, one column
     per run; -1 for rows dropped for NaN/inf values); arrays centroids (runs×k×D),
     sizes (runs×k), and for FINCH levels (N×L, the whole hierarchy) and
-    level_clusters (L). Prints a JSON summary on stdout (on stderr with --jsonl to
-    stdout). k-means runs on a faiss GPU when one is visible and --device allows.
+    level_clusters (L). Its params name the features' layer read (--layer, else the
+    store's default; null for an .npy array). Prints a JSON summary on stdout (on
+    stderr with --jsonl to stdout). k-means runs on a faiss GPU when one is visible
+    and --device allows.
     """
     import os
 
@@ -175,7 +188,8 @@ def run(
     if output is not None and output.exists() and not overwrite:  # before the work, not after
         raise OutputError("exists already", output, "pass --overwrite to replace it")
     gpu = faiss_device(device)
-    fs = read_feature_set(features, ids)
+    fs = read_feature_set(features, ids, layer)
+    read = (fs.attrs or {}).get("layer") or None  # the layer read, default or not
     track_ids = fs.track_ids
     if method == "track-kmeans" and tracks is not None:
         import numpy as np
@@ -195,7 +209,12 @@ def run(
         if missing.any():
             log.warning("%d samples have no track id: each is its own track", int(missing.sum()))
             track_ids = np.where(missing, np.char.add("untracked:", fs.ids), track_ids)
-    log.info("clustering %d × %d features with %s", *fs.features.shape, method)
+    log.info(
+        "clustering %d × %d features%s with %s",
+        *fs.features.shape,
+        f" of layer {read}" if read else "",
+        method,
+    )
     clustering = cluster_feature_set(
         fs.ids,
         fs.features,
@@ -218,6 +237,7 @@ def run(
     )
     params = {
         "features": input_label(features),
+        "layer": read,
         "method": method,
         "k": k,
         "runs": runs,
@@ -236,6 +256,7 @@ def run(
         "output": str(output or "-"),
         "format": "jsonl" if jsonl else "vcl.clusters/1",
         "samples": len(fs.ids),
+        "layer": read,
         "dimension": int(fs.features.shape[1]),
         **clustering.attrs,
         "sizes": [
@@ -407,6 +428,10 @@ EXAMPLES = [
     (
         "ODC-TrackInit: k-means on one sample per track, spread to the tracks:",
         "vcl cluster crops_features.zarr -o init.zarr --method track-kmeans --k 1000",
+    ),
+    (
+        "k-means of one layer of a store embedded with several (vcl embed --layers):",
+        "vcl cluster features.zarr --layer stage4 -o c4.zarr --k 100",
     ),
     (
         "Features from elsewhere (.npy plus ids), spherical k-means after PCA to 64:",
