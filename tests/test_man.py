@@ -41,3 +41,17 @@ def test_man_renders() -> None:
         env={"MANWIDTH": "80", "PATH": "/usr/bin:/bin", "MANPAGER": "cat"},
     )
     assert out.returncode == 0 and "EXIT STATUS" in out.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["a", "b"]])
+def test_generator_takes_no_option_for_a_folder(tmp_path, monkeypatch, capsys, args) -> None:
+    """`python -m vcl.cli.manpage --help` wrote 30 pages into a folder named --help."""
+    from vcl.cli.manpage import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == (0 if args[0].startswith("-") else 2)
+    assert "usage:" in capsys.readouterr().err and not list(tmp_path.iterdir())
+    main([str(tmp_path / "out")])
+    assert (tmp_path / "out" / "vcl.1").exists()

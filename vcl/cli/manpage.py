@@ -180,8 +180,15 @@ def render_pages() -> dict[str, str]:
     return pages
 
 
+USAGE = "usage: python -m vcl.cli.manpage [OUT_DIR]   (writes OUT_DIR/vcl*.1; default: man)"
+
+
 def main(argv: list[str] | None = None) -> None:
-    out = Path((argv or sys.argv[1:] or ["man"])[0])
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) > 1 or (args and args[0].startswith("-")):  # --help is not a folder
+        print(USAGE, file=sys.stderr)
+        raise SystemExit(0 if args and args[0] in ("-h", "--help") else 2)
+    out = Path((args or ["man"])[0])
     out.mkdir(parents=True, exist_ok=True)
     pages = render_pages()
     for stale in out.glob("vcl*.1"):
