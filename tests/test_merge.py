@@ -199,6 +199,60 @@ def test_merge_refuses_mixed_mismatched_and_overlapping_inputs(runs, invoke, tmp
 # ------------------------------------------------ several inputs read as their merge
 
 
+def _image_features(path: Path, groups: dict[str, list[str]]) -> Path:
+    """A features store like ``vcl embed`` writes for images: batches of images as
+    groups whose ids carry the shard, so stores of overlapping runs share no group id
+    yet may share row ids."""
+    from vcl.io.features import feature_columns
+    from vcl.io.store import StoreWriter
+
+    rng = np.random.default_rng(len(groups))
+    with StoreWriter(path, "vcl.features/1", {"backbone": "x"}, 0) as writer:
+        writer.define_columns(feature_columns(3))
+        for gid, ids in groups.items():
+            rows = rng.random((len(ids), 3)).astype(np.float32)
+            writer.append_group(gid, id=np.array(ids), features=rows)
+    return path
+
+
+def test_merge_refuses_row_ids_held_twice_under_other_groups(invoke, tmp_path):
+    whole = _image_features(tmp_path / "all.zarr", {"images000000": ["im0", "im1", "im2"]})
+    shard = _image_features(tmp_path / "s.zarr", {"images000000-shard0of2": ["im0", "im2"]})
+    out = tmp_path / "m.zarr"
+    result = invoke("merge", whole, shard, "-o", out)
+    assert result.exit_code == ExitCode.DATA, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error:") and "'im0'" in line
+    assert str(whole) in line and str(shard) in line
+    assert not out.exists() and not partial_path(out).exists()
+    # reading both at once (vcl cluster, probe, ...) is refused the same way
+    result = invoke("cluster", whole, shard, "-o", tmp_path / "c.zarr", "--k", "2", "-q")
+    assert result.exit_code == ExitCode.DATA and "'im0' is also in" in result.stderr
+
+
+def test_merge_allow_overlap_keeps_the_first_copy_of_each_row_id(invoke, tmp_path):
+    shard = _image_features(
+        tmp_path / "s.zarr", {"images000000-shard0of2": ["im0"], "images000002-shard0of2": ["im4"]}
+    )
+    whole = _image_features(
+        tmp_path / "all.zarr", {"images000000": ["im0", "im1"], "images000002": ["im4"]}
+    )
+    out = tmp_path / "m.zarr"
+    result = invoke("merge", shard, whole, "-o", out, "--allow-overlap", "-q")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["skipped_rows"] == 2 and summary["rows"] == 3
+    merged = Store(out)
+    ids = [str(i) for i in merged["id"][:]]
+    assert ids == ["im0", "im4", "im1"]  # the first input's copies, then what is new
+    # a group left with no rows of its own is dropped like an overlapping group
+    assert merged.group_ids == ["images000000-shard0of2", "images000002-shard0of2", "images000000"]
+    first, second = Store(shard), Store(whole)
+    np.testing.assert_array_equal(merged["features"][:2], first["features"][:])
+    np.testing.assert_array_equal(merged["features"][2:], second["features"][1:2])
+    assert not merged.verify()
+
+
 @pytest.fixture(scope="module")
 def merged(runs) -> dict[str, Path]:
     """``vcl merge`` of the 3 shards of every stage."""

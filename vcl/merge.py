@@ -15,8 +15,10 @@ untyped lines such as ``{"id", "cluster"}``); lines keep their input order, and 
 (of typed records, and the ``path`` of untyped lines) are rewritten for the merged
 file's folder.
 
-Overlapping ids (group ids of stores, ``id`` of JSONL records) are refused unless
-``allow_overlap``, in which case the first input's copy is kept and later ones skipped.
+Overlapping ids (group ids of stores, row ids of stores with an ``id`` column, ``id``
+of JSONL records) are refused unless ``allow_overlap``, in which case the first input's
+copy is kept and later ones skipped: a later group loses the rows whose ids came before,
+and is left out when none remain.
 The output is written atomically (``NAME.partial``, then rename); a killed store merge
 resumes, skipping the groups already copied.
 """
@@ -29,6 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vcl.console import log
 from vcl.errors import DataError, MissingInputError, OutputError, UsageError
 from vcl.io.store import Store, StoreWriter
@@ -39,6 +43,7 @@ from vcl.io.union import (
     owners,
     plain_arrays,
     strip_shard,
+    unique_rows,
 )
 
 
@@ -80,27 +85,49 @@ def merge_stores(
     first = stores[0]
     for store in stores[1:]:
         check_compatible(first, store)
-    plan = list(zip(stores, owners(stores, allow_overlap), strict=True))
-    skipped = sum(len(s.group_ids) - len(keep) for s, keep in plan)
+    groups = owners(stores, allow_overlap)
+    masks = unique_rows(stores, groups, allow_overlap)
+    # per store, (group, rows to keep or None for all); a group all of whose rows are
+    # copies of earlier ones is left out like an overlapping group
+    plan: list[tuple[Store, list[tuple[str, np.ndarray | None]]]] = []
+    skipped_rows = 0
+    for store, keep, mask in zip(stores, groups, masks, strict=True):
+        entries: list[tuple[str, np.ndarray | None]] = []
+        for gid in keep:
+            rows = None if mask is None else mask[store.rows(gid)]
+            if rows is not None and not rows.all():
+                skipped_rows += int((~rows).sum())
+                if not rows.any():
+                    continue
+            entries.append((gid, None if rows is None or rows.all() else rows))
+        plan.append((store, entries))
+    skipped = sum(len(s.group_ids) - len(entries) for s, entries in plan)
     attrs = combine_attrs(stores)
     params = strip_shard(first.attrs.get("params", {}))
     spec = column_spec(first)
-    ids = [gid for _, keep in plan for gid in keep]
+    ids = [gid for _, entries in plan for gid, _ in entries]
     seed = first.attrs.get("seed")
     schema = first.attrs["vcl_schema"]
     with StoreWriter(output, schema, params, seed, overwrite, groups=ids) as writer:
         writer.define_columns(spec, chunk_rows={c: first[c].chunks[0] for c in first.columns})
         if writer.resumed:
             log.info("resuming: %d groups already merged", len(writer.done_groups))
-        for store, keep in plan:
-            for gid in keep:
+        for store, entries in plan:
+            for gid, rows in entries:
                 if gid not in writer.done_groups:
-                    writer.append_group(gid, **store.read_group(gid))
+                    data = store.read_group(gid)
+                    if rows is not None:
+                        data = {name: values[rows] for name, values in data.items()}
+                    writer.append_group(gid, **data)
         for name in plain_arrays(first):
             writer.write_array(name, first[name][...])
         writer.set_attrs(**attrs, merged_from=[str(p) for p in paths])
         groups = len(writer.done_groups)
-    rows = sum(s.rows(g).stop - s.rows(g).start for s, keep in plan for g in keep)
+    rows = sum(
+        s.rows(g).stop - s.rows(g).start if keep is None else int(keep.sum())
+        for s, entries in plan
+        for g, keep in entries
+    )
     return {
         "output": str(output),
         "schema": first.attrs["vcl_schema"],
@@ -108,6 +135,7 @@ def merge_stores(
         "groups": groups,
         "rows": rows,
         "skipped_overlapping": skipped,
+        "skipped_rows": skipped_rows,
     }
 
 

@@ -156,17 +156,10 @@ def _read_union(
             raise UsageError(
                 "several inputs must be vcl.features stores", p, "give one .npy array at a time"
             )
-    union = StoreUnion([Store(p, kind=KIND, version=1) for p in paths])  # schema, params...
+    # schema, params, seed, arrays, and no group or row id twice
+    union = StoreUnion([Store(p, kind=KIND, version=1) for p in paths])
     sets = [read_feature_set(p, layer=layer) for p in paths]
     ids = np.concatenate([fs.ids for fs in sets])
-    unique, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        dup = str(unique[counts > 1][0])
-        owner = np.repeat(np.arange(len(sets)), [len(fs) for fs in sets])
-        where = owner[ids == dup]
-        raise DataError(
-            f"id {dup!r} is also in {paths[where[0]]}", paths[where[1]], "ids must be unique"
-        )
 
     def cat(name: str) -> np.ndarray | None:
         parts = [getattr(fs, name) for fs in sets]

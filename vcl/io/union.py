@@ -8,7 +8,8 @@ on. The checks are the merge's (this module is where ``vcl merge`` gets them):
 
 - stores: same ``vcl_schema``, same parameters (shard options aside), same seed, same
   columns (names, dtypes, row shapes) and identical plain arrays (a PCA basis, a GMM:
-  rows are only meaningful against them); no group id in two stores;
+  rows are only meaningful against them); no group id in two stores, and no row id
+  (stores with an ``id`` column) twice;
 - JSONL: records of one schema; no id in two files.
 
 ``open_stores`` returns a plain ``Store`` for one path, else a ``StoreUnion`` that reads
@@ -147,6 +148,64 @@ def owners(stores: Sequence[Store], allow_overlap: bool = False) -> list[list[st
     return keep_all
 
 
+def row_ids(store: Store) -> np.ndarray | None:
+    """(N,) str ids of a store's rows, or None when it has no ``id`` column (its rows are
+    then named by their group, which ``owners`` checks)."""
+    if "id" not in store.columns:
+        return None
+    return np.asarray(store["id"][:]).astype(object).astype(str)
+
+
+def unique_rows(
+    stores: Sequence[Store], groups: Sequence[Sequence[str]], allow_overlap: bool = False
+) -> list[np.ndarray | None]:
+    """Per store, a (N,) bool mask of the rows it contributes (None: all of them).
+
+    Group ids alone miss rows held twice under different groups: images are grouped in
+    batches whose ids carry the shard (``images000000-shard0of2``), so an unsharded run
+    and a shard of it share no group yet share every id. Only the rows of ``groups``
+    (each store's, as ``owners`` returned them) count. A row id held twice (in two
+    stores or in one) is an error naming both, or (``allow_overlap``) every copy after
+    the first is left out, as ``owners`` does for groups. Stores without an ``id``
+    column are not checked.
+    """
+    masks: list[np.ndarray | None] = []
+    parts, owner, where = [], [], []
+    for s, (store, keep) in enumerate(zip(stores, groups, strict=True)):
+        ids = row_ids(store)
+        if ids is None:
+            masks.append(None)
+            continue
+        rows = np.zeros(store.n_rows, dtype=bool)
+        for gid in keep:
+            rows[store.rows(gid)] = True
+        index = np.flatnonzero(rows)
+        parts.append(ids[index])
+        owner.append(np.full(len(index), s))
+        where.append(index)
+        masks.append(rows)
+    if not parts:
+        return masks
+    ids, owner_of, row_of = np.concatenate(parts), np.concatenate(owner), np.concatenate(where)
+    _, first = np.unique(ids, return_index=True)  # first copy of each id, in input order
+    if len(first) == len(ids):
+        return masks
+    later = np.ones(len(ids), dtype=bool)
+    later[first] = False
+    if not allow_overlap:
+        i = int(np.flatnonzero(later)[0])  # the earliest row that repeats an id
+        j = int(np.flatnonzero(ids == ids[i])[0])
+        raise DataError(
+            f"id {str(ids[i])!r} is also in {stores[owner_of[j]].path}",
+            stores[owner_of[i]].path,
+            "give disjoint shards (or vcl merge them with --allow-overlap)",
+        )
+    for s, mask in enumerate(masks):
+        if mask is not None:
+            mask[row_of[later & (owner_of == s)]] = False
+    return masks
+
+
 class UnionColumn:
     """One column of several stores, read as one array (rows in store order), lazily.
 
@@ -215,7 +274,8 @@ class StoreUnion:
         first = self.stores[0]
         for store in self.stores[1:]:
             check_compatible(first, store)
-        owners(self.stores)  # overlapping group ids are an error
+        # overlapping group or row ids are an error
+        unique_rows(self.stores, owners(self.stores))
         self.paths = [s.path for s in self.stores]
         self.path = first.path  # for messages that name one input
         self.kind, self.version = first.kind, first.version
