@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +219,51 @@ def test_interrupted_encode_resumes_to_the_same_store(invoke, fitted, tmp_path, 
     assert list(b.ids) == ids
     np.testing.assert_array_equal(a.features, b.features)
     assert Store(out).attrs["empty_videos"] == ["clip01"]
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(path)): f.read_bytes() for f in path.rglob("*") if f.is_file()}
+
+
+def test_encode_refuses_to_resume_with_a_refit_model(invoke, fitted, tmp_path, monkeypatch):
+    """A model refit in place (same K and dims, same seed, other --iters: its seed and
+    maybe its creation second unchanged) must not add its vectors to a partial output
+    begun with the old one."""
+    from vcl.fisher.model import FisherModel
+
+    idt, _, _ = fitted
+    model = tmp_path / "model.zarr"
+    fit = ("fisher", "fit", idt, "-o", model, *FAST, "--seed", "4", "-q")
+    assert invoke(*fit).exit_code == 0
+    args = ("fisher", "encode", idt, "--model", model, "--sketch-dim", "20", "--batch-rows", "60")
+    transform = FisherModel.transform
+
+    def dies_on_the_second_batch(self, *a, **kw):
+        if dies_on_the_second_batch.calls == 1:
+            raise KeyboardInterrupt
+        dies_on_the_second_batch.calls += 1
+        return transform(self, *a, **kw)
+
+    dies_on_the_second_batch.calls = 0
+    monkeypatch.setattr(FisherModel, "transform", dies_on_the_second_batch)
+    out = tmp_path / "fv.zarr"
+    assert invoke(*args, "-o", out).exit_code == ExitCode.INTERRUPTED
+    monkeypatch.setattr(FisherModel, "transform", transform)
+    partial = Path(f"{out}.partial")
+    before = _tree(partial)
+    old_means = Store(model)["traj.gmm_means"][...]
+    assert invoke(*fit[:-3], "--iters", "3", "--seed", "4", "--overwrite", "-q").exit_code == 0
+    assert not np.array_equal(Store(model)["traj.gmm_means"][...], old_means)
+    again = invoke(*args, "-o", out)
+    assert again.exit_code == ExitCode.CANNOT_CREATE, again.stderr
+    assert "different parameters" in last_error(again.stderr) and str(partial) in again.stderr
+    assert not out.exists() and _tree(partial) == before
+    # started over (as the message says), the output names the model it was made with
+    shutil.rmtree(partial)
+    assert invoke(*args, "-o", out).exit_code == 0
+    attrs = Store(out).attrs
+    assert attrs["seed"] == 4 and attrs["model_created"] == Store(model).attrs["created"]
+    assert attrs["params"]["model_sha256"] == FisherModel.load(model).fingerprint_
 
 
 def test_encode_in_float64_equals_the_float64_model(invoke, fitted, tmp_path: Path) -> None:

@@ -342,6 +342,8 @@ def encode(
     params = {
         "store": input_label(store),
         "model": str(model_path),
+        # the model's content: a partial made with a refit model is not resumed
+        "model_sha256": model.fingerprint_,
         "variant": variant,
         "sketch_dim": sketch_dim,
         "precision": precision,
@@ -401,6 +403,7 @@ def encode(
             dim=dim,
             parts=model.part_names_,
             part_columns=model.part_columns_,
+            model_created=model.created_,
         )
     log.info("wrote %d video vectors of %d dims to %s", len(ids), dim, output)
 

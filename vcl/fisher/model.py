@@ -23,6 +23,8 @@ Store layout (plain arrays, one set per part, ``<p>`` the part name):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -258,9 +260,19 @@ class FisherModel:
             model.input_dims_ = {c: int(d) for c, d in attrs["input_dims"].items()}
             model.pcas_, model.gmms_ = {}, {}
             model.sketch_hashes_, model.sketch_signs_ = {}, {}
+            # what the vectors depend on: the settings that shape them and every array
+            digest = hashlib.sha256(
+                json.dumps(
+                    [parts, part_columns, attrs["part_mode"], attrs["whiten"], attrs["k"]]
+                ).encode()
+            )
             for part in parts:
-                names = [n for n in store.arrays if n.startswith(part + ".")]
+                names = sorted(n for n in store.arrays if n.startswith(part + "."))
                 a = {n.split(".", 1)[1]: store[n][...] for n in names}
+                for name in names:
+                    values = np.ascontiguousarray(a[name.split(".", 1)[1]])
+                    digest.update(f"{name} {values.dtype.str} {values.shape}".encode())
+                    digest.update(values.tobytes())
                 pca = PCA(whiten=model.whiten)
                 pca.mean_, pca.components_ = a["pca_mean"], a["pca_components"]
                 pca.explained_variance_ = a["pca_explained_variance"]
@@ -274,4 +286,9 @@ class FisherModel:
                 model.sketch_signs_[part] = a["sketch_sign"]
         except (KeyError, ValueError, TypeError) as exc:
             raise DataError(f"damaged fisher model ({type(exc).__name__}: {exc})", path) from None
+        # A checksum rather than the model's `created` time and seed: a refit within the
+        # same second, or with the same seed but other data or --iters, keeps both, and
+        # hashing a model (PCA, GMM and sketch arrays: a few MB) costs milliseconds.
+        model.fingerprint_ = digest.hexdigest()
+        model.created_ = attrs.get("created")
         return model
