@@ -200,3 +200,79 @@ def test_convert_refuses_files_that_are_not_release_text(tmp_path: Path, invoke)
     result = invoke("idt", "convert", empty, "-o", out, "-q")
     assert result.exit_code == 0, result.stderr
     assert Store(out, kind="idt", version=1).group_ids == ["clip"]
+
+
+def _fields(path: Path) -> set[int]:
+    return {len(line.split("\t")) - 1 for line in path.read_text().splitlines()}  # tab-ended
+
+
+def test_text_rerun_with_other_parameters_is_refused(clip: Path, tmp_path: Path, invoke) -> None:
+    out = tmp_path / "txt"
+    args = ["idt", clip, "-o", out, "--format", "text", "--no-humans", "--flow", "dis", "-q"]
+    assert invoke(*args).exit_code == 0
+    before = (out / "obj.txt").read_bytes()
+    assert _fields(out / "obj.txt") == {436}
+    assert json.loads((out / "params.json").read_text())["params"]["track_length"] == 15
+    result = invoke(*args, "--track-length", 10)
+    assert result.exit_code == ExitCode.CANNOT_CREATE
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {out}: ")
+    assert "different parameters (track_length 15, not 10" in result.stderr
+    assert "--overwrite" in result.stderr
+    assert (out / "obj.txt").read_bytes() == before
+    result = invoke(*args[:-1])  # the same parameters: kept, as a resume
+    assert result.exit_code == 0 and "skipping 1 videos" in result.stderr
+    result = invoke(*args, "--track-length", 10, "--overwrite")
+    assert result.exit_code == 0, result.stderr
+    assert _fields(out / "obj.txt") == {10 + 20 + 396}
+    assert json.loads((out / "params.json").read_text())["blocks"]["traj"] == 20
+    (out / "params.json").unlink()  # the release's files, or an older vcl's: unknown
+    result = invoke(*args, "--track-length", 10)
+    assert result.exit_code == ExitCode.CANNOT_CREATE and "no params.json" in result.stderr
+
+
+def test_convert_reads_text_of_another_track_length(clip: Path, tmp_path: Path, invoke) -> None:
+    common = [clip, "--no-humans", "--flow", "dis", "--track-length", 10, "-q"]
+    assert invoke("idt", *common, "-o", tmp_path / "txt", "--format", "text").exit_code == 0
+    assert invoke("idt", *common, "-o", tmp_path / "direct.zarr").exit_code == 0
+    result = invoke("idt", "convert", tmp_path / "txt", "-o", tmp_path / "back.zarr", "-q")
+    assert result.exit_code == 0, result.stderr
+    direct = Store(tmp_path / "direct.zarr").read_group("obj")
+    back = Store(tmp_path / "back.zarr")
+    assert back.attrs["blocks"]["traj"] == 20 and back.columns == list(direct)
+    for name, values in back.read_group("obj").items():
+        np.testing.assert_allclose(values, direct[name], atol=1e-4 if name in HEADER else 1e-6)
+    # store -> text -> store keeps the widths through the params.json written beside
+    result = invoke("idt", "convert", tmp_path / "direct.zarr", "-o", tmp_path / "txt2", "-q")
+    assert result.exit_code == 0, result.stderr
+    result = invoke("idt", "convert", tmp_path / "txt2", "-o", tmp_path / "back2.zarr", "-q")
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_allclose(Store(tmp_path / "back2.zarr").read_group("obj")["traj"],
+                               direct["traj"], atol=1e-6)  # fmt: skip
+    # the release's own files have no params.json: --track-length says, a wrong L is named
+    release = tmp_path / "release"
+    release.mkdir()
+    (release / "obj.txt").write_bytes((tmp_path / "txt" / "obj.txt").read_bytes())
+    result = invoke("idt", "convert", release, "-o", tmp_path / "r.zarr")
+    assert result.exit_code == ExitCode.DATA and "pass --track-length 10" in result.stderr
+    assert not (tmp_path / "r.zarr").exists() and not (tmp_path / "r.zarr.partial").exists()
+    result = invoke("idt", "convert", release, "-o", tmp_path / "r.zarr", "--track-length", 10)
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_allclose(Store(tmp_path / "r.zarr").read_group("obj")["hog"],
+                               direct["hog"], atol=1e-6)  # fmt: skip
+    result = invoke("idt", "convert", tmp_path / "txt", "-o", tmp_path / "x.zarr",
+                    "--track-length", 15)  # fmt: skip
+    assert result.exit_code == ExitCode.USAGE and "contradicts its params.json" in result.stderr
+
+
+def test_release_text_of_default_length_converts(store: Path, tmp_path: Path, invoke) -> None:
+    """Files of the original binary (L 15, no params.json) convert as before."""
+    result = invoke("idt", "convert", store, "-o", tmp_path / "txt", "-q")
+    assert result.exit_code == 0, result.stderr
+    (tmp_path / "txt" / "params.json").unlink()
+    assert _fields(tmp_path / "txt" / "obj.txt") == {436}
+    result = invoke("idt", "convert", tmp_path / "txt" / "obj.txt", "-o", tmp_path / "b.zarr")
+    assert result.exit_code == 0, result.stderr
+    back = Store(tmp_path / "b.zarr")
+    assert back.attrs["blocks"] == BLOCKS and back.attrs["params"]["made_with"] is None
+    ref = Store(store).read_group("obj")
+    np.testing.assert_allclose(back.read_group("obj")["mbhy"], ref["mbhy"], atol=1e-6)

@@ -38,7 +38,9 @@ def run(
     output_format: Annotated[
         str,
         typer.Option(
-            "--format", help="zarr (the vcl.idt/1 store) or text (the C++ release's lines)."
+            "--format",
+            help="zarr (the vcl.idt/1 store) or text (the C++ release's lines, and a "
+            "params.json of the parameters beside them).",
         ),
     ] = "zarr",
     flow: Annotated[
@@ -217,6 +219,11 @@ def run(
     L + 1 frames give no trajectories and a warning. Header positions are in pixels of
     the resized frames, as the release reports them for the video it is given.
 
+    --format text writes the release's lines unchanged (no header) and records the
+    parameters in the folder's params.json: a rerun keeps existing files only when it
+    matches, and refuses other parameters (or files with no params.json) unless
+    --overwrite; vcl idt convert reads the block widths from it.
+
     Deviations from the C++ release (DenseTrackStab): ORB (or SIFT) keypoints with a
     ratio test instead of SURF (not in pip OpenCV); OpenCV's Farneback computed once
     at full size and resized to each scale instead of the release's own per-level
@@ -293,7 +300,8 @@ def run(
     if output_format == "text":
         if keep_going:
             raise UsageError("--keep-going is for --format zarr")
-        _run_text(jobs, output, overwrite, workers)
+        text_params = {k: v for k, v in params.items() if k != "dtype"}  # zarr only
+        _run_text(jobs, output, overwrite, workers, text_params, seed, config.dims)
         return
 
     import numpy as np
@@ -371,14 +379,24 @@ def _video_info(result: VideoResult) -> dict:
     }
 
 
-def _run_text(jobs: list[VideoJob], output: Path, overwrite: bool, workers: int) -> None:
-    """One VIDEO_ID.txt per video, each written beside and renamed (resumable)."""
+def _run_text(
+    jobs: list[VideoJob],
+    output: Path,
+    overwrite: bool,
+    workers: int,
+    params: dict,
+    seed: int,
+    blocks: dict[str, int],
+) -> None:
+    """One VIDEO_ID.txt per video, each written beside and renamed (resumable); the
+    folder's params.json says what they were made with, so that a rerun with other
+    parameters does not keep them as done."""
     import os
 
     from vcl.console import log, track
     from vcl.errors import OutputError
     from vcl.idt.pipeline import process_video
-    from vcl.idt.textformat import write_text
+    from vcl.idt.textformat import claim_folder, write_text
     from vcl.io.store import refuse_stdout
     from vcl.parallel import parallel_map
 
@@ -386,6 +404,7 @@ def _run_text(jobs: list[VideoJob], output: Path, overwrite: bool, workers: int)
     if output.exists() and not output.is_dir():
         raise OutputError("exists and is not a folder", output, "--format text writes a folder")
     targets = {j.video_id: output / f"{j.video_id}.txt" for j in jobs}
+    claim_folder(output, params, seed, blocks, targets.values(), overwrite)
     todo = [j for j in jobs if overwrite or not targets[j.video_id].exists()]
     if len(todo) < len(jobs):
         log.info("skipping %d videos whose text file exists", len(jobs) - len(todo))
@@ -429,23 +448,56 @@ def convert(
         str,
         typer.Option("--dtype", help="Descriptor blocks as float32 or float16 (text -> store)."),
     ] = "float32",
+    track_length: Annotated[
+        int | None,
+        typer.Option(
+            "--track-length",
+            min=2,
+            help="L the text files were made with (the release's -L) [default: from the "
+            "folder's params.json, else 15].",
+            show_default=False,
+        ),
+    ] = None,
+    xy_cells: Annotated[
+        int | None,
+        typer.Option(
+            "--xy-cells",
+            min=1,
+            help="Spatial cells per patch side (-s) [default: params.json, else 2].",
+            show_default=False,
+        ),
+    ] = None,
+    t_cells: Annotated[
+        int | None,
+        typer.Option(
+            "--t-cells",
+            min=1,
+            help="Time cells (-t) [default: params.json, else 3].",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Convert between the idt store and the C++ release's text format.
 
-    Text files (one trajectory a line: 10 header fields + 426 descriptor values, as
-    DenseTrackStab prints them) become one group each, named by the file name without
-    .txt (or its path below the inputs' common folder), so descriptors computed with
-    the original binary can enter vcl fisher. A store becomes VIDEO_ID.txt files.
+    Text files (one trajectory a line: 10 header fields + 2L trajectory values + HOG,
+    HOF, MBHx, MBHy, as DenseTrackStab prints them: 436 fields with its defaults)
+    become one group each, named by the file name without .txt (or its path below the
+    inputs' common folder), so descriptors computed with the original binary can enter
+    vcl fisher. The block widths come from the params.json that `vcl idt --format
+    text` and this command write beside their files; files without one (the
+    release's) take the release's defaults (L 15, 2×2×3 cells) unless --track-length,
+    --xy-cells or --t-cells say otherwise. A store becomes VIDEO_ID.txt files and a
+    params.json.
     """
     import os
 
     from vcl.console import log
-    from vcl.errors import OutputError, UsageError
-    from vcl.idt import SCHEMA
+    from vcl.errors import DataError, OutputError, UsageError
+    from vcl.idt import BLOCKS, HEADER, SCHEMA
     from vcl.idt.config import IdtConfig
     from vcl.idt.pipeline import empty_columns
-    from vcl.idt.textformat import read_text, write_text
+    from vcl.idt.textformat import claim_folder, read_text, write_text
     from vcl.io.store import StoreWriter
     from vcl.io.union import open_stores
 
@@ -458,10 +510,17 @@ def convert(
         store = open_stores(inputs, kind="idt", version=1)  # shards: read as their merge
         if output.exists() and not output.is_dir():
             raise OutputError("exists and is not a folder", output)
-        for gid in store.group_ids:
-            target = output / f"{gid}.txt"
+        if track_length or xy_cells or t_cells:
+            raise UsageError("--track-length, --xy-cells and --t-cells are for text inputs")
+        targets = [output / f"{gid}.txt" for gid in store.group_ids]
+        for target in targets:
             if target.exists() and not overwrite:
                 raise OutputError("exists already", target, "pass --overwrite to replace it")
+        blocks = {name: int(store[name].shape[1]) for name in BLOCKS}
+        params = store.attrs.get("params") or {}
+        claim_folder(output, params, store.attrs.get("seed"), blocks, targets, overwrite)
+        for gid in store.group_ids:
+            target = output / f"{gid}.txt"
             partial = target.with_name(target.name + ".partial")
             target.parent.mkdir(parents=True, exist_ok=True)
             with partial.open("w", encoding="utf-8") as stream:
@@ -470,38 +529,94 @@ def convert(
         log.info("wrote %d text files to %s", len(store.group_ids), output)
         return
 
-    files = _text_files(inputs)
+    roots = _text_files(inputs)
+    files = [f for f, _ in roots]
     ids = _ids(files)
-    params = {"source": "text", "dtype": dtype}
+    given = {"track_length": track_length, "xy_cells": xy_cells, "t_cells": t_cells}
+    layouts = [_text_layout(f, root, given) for f, root in roots]
+    blocks, made_with = layouts[0] if layouts else (IdtConfig().dims, None)
+    for (other, _), path in zip(layouts, files, strict=True):
+        if other != blocks:
+            raise DataError(
+                f"block widths {other} differ from those of {files[0]} ({blocks})",
+                path,
+                "convert files made with different parameters into different stores",
+            )
+    if any(m != made_with for _, m in layouts):
+        made_with = None  # folders of several runs (of the same widths)
+    params = {"source": "text", "dtype": dtype, "blocks": blocks, "made_with": made_with}
+    for path in files:  # the first line of each: a wrong layout fails before any output
+        read_text(path, blocks, max_lines=1)
+    config = IdtConfig(**{k: v for k, v in given.items() if v is not None})
     with StoreWriter(output, SCHEMA, params, None, overwrite, groups=ids) as w:
         spec = {}
-        for name, values in empty_columns(IdtConfig()).items():
-            spec[name] = (dtype if values.ndim == 2 else str(values.dtype), values.shape[1:])
+        for name, values in empty_columns(config).items():
+            width = (blocks[name],) if values.ndim == 2 else ()
+            spec[name] = (dtype if values.ndim == 2 else str(values.dtype), width)
         w.define_columns(spec)
         total = 0
         for gid, path in zip(ids, files, strict=True):
             if gid not in w.done_groups:
-                columns = read_text(path)
+                columns = read_text(path, blocks)
                 w.append_group(gid, **columns)
                 total += len(columns["frame"])
-        w.set_attrs(source_files=[str(p) for p in files])
+        w.set_attrs(source_files=[str(p) for p in files], header=list(HEADER), blocks=blocks)
     log.info("wrote %d trajectories from %d files to %s", total, len(files), output)
 
 
-def _text_files(inputs: list[Path]) -> list[Path]:
-    from vcl.errors import DataError, MissingInputError
+def _text_layout(
+    path: Path, root: Path, given: dict[str, int | None]
+) -> tuple[dict[str, int], dict | None]:
+    """Block widths of a text file, and the parameters its params.json records (None
+    for the release's files): the record wins, an option contradicting it is refused."""
+    from vcl.errors import UsageError
+    from vcl.idt.config import IdtConfig
+    from vcl.idt.textformat import SIDECAR, sidecar_of
 
-    files: list[Path] = []
+    record = sidecar_of(path, root)
+    options = {k: v for k, v in given.items() if v is not None}
+    if record is None:
+        config = IdtConfig(**options)
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return config.dims, None
+    made_with = record.get("params") or {}
+    blocks = record["blocks"]
+    for key, value in options.items():
+        known = made_with.get(key)
+        if known is not None and known != value:
+            raise UsageError(
+                f"--{key.replace('_', '-')} {value} contradicts its {SIDECAR} ({known})",
+                path,
+                "leave the option out",
+            )
+    if "track_length" in options and blocks["traj"] != 2 * options["track_length"]:
+        raise UsageError(
+            f"--track-length {options['track_length']} contradicts its {SIDECAR} "
+            f"(trajectories of {blocks['traj'] // 2} points)",
+            path,
+            "leave the option out",
+        )
+    return blocks, made_with
+
+
+def _text_files(inputs: list[Path]) -> list[tuple[Path, Path]]:
+    """Each text file with the folder it was found in (where its params.json is looked
+    for, up from the file's own folder)."""
+    from vcl.errors import DataError, MissingInputError
+    from vcl.idt.textformat import text_files_in
+
+    files: list[tuple[Path, Path]] = []
     for path in inputs:
         if not path.exists():
             raise MissingInputError("no such file or folder", path)
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.name.endswith((".txt", ".txt.gz")) and p.is_file()
-            )
+            found = text_files_in(path)
             if not found:
                 raise DataError("holds no .txt or .txt.gz trajectory files", path)
-            files.extend(found)
+            files.extend((f, path) for f in found)
         elif not path.name.endswith((".txt", ".txt.gz")):
             raise DataError(
                 "not a .txt or .txt.gz trajectory file",
@@ -510,7 +625,7 @@ def _text_files(inputs: list[Path]) -> list[Path]:
                 "videos go to `vcl idt VIDEOS`",
             )
         else:
-            files.append(path)
+            files.append((path, path.parent))
     return files
 
 
