@@ -262,6 +262,29 @@ def test_interrupted_run_resumes(tmp_path: Path, invoke) -> None:
     assert read_feature_set(out).ids.tolist() == ["a", "b"]
 
 
+def test_resume_with_other_weights_under_the_same_path_is_refused(tmp_path: Path, invoke) -> None:
+    """A weights file replaced (or a run retrained in place) kept its path and epoch, so
+    an interrupted embedding resumed with the other model's features mixed in."""
+    import torchvision
+
+    from vcl.io.video import write_video
+
+    frames = moving_square_frames(n=5, width=29, height=19)
+    write_video(tmp_path / "a.mp4", frames, fps=10, codec="mjpg")
+    (tmp_path / "b.mp4").write_bytes(b"garbage, not a video")
+    manifest = tmp_path / "videos.jsonl"
+    manifest.write_text("".join(json.dumps({"id": v, "path": f"{v}.mp4"}) + "\n" for v in "ab"))
+    weights = tmp_path / "w.pth"
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+        r = invoke("embed", f"weights:resnet18:{weights}", manifest, "-o", tmp_path / "f.zarr",
+                   "--frames-per-video", "1", "--size", "32")  # fmt: skip
+        if seed == 1:
+            assert r.exit_code == ExitCode.DATA and (tmp_path / "f.zarr.partial").exists()
+    assert r.exit_code == ExitCode.CANNOT_CREATE and "different parameters" in r.stderr
+
+
 def test_video_net_clips_with_a_frame_stride(tmp_path: Path) -> None:
     """--frame-stride: uniformly spaced clips of every s-th frame, inside the video."""
     from vcl.embedding import video_inputs

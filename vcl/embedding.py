@@ -82,6 +82,25 @@ class EmbeddingModel:
     epoch: int | None = None  # the checkpoint's epoch (a run directory's), for provenance
 
     @property
+    def weights_sha256(self) -> str:
+        """Digest of the weights used (backbone and head): a run retrained in place, or a
+        replaced weights file, keeps its path and epoch; a resumed embedding must not mix
+        the two models' features."""
+        import hashlib
+
+        import torch
+
+        digest = hashlib.sha256()
+        for part in (self.backbone, self.head):
+            if part is None:
+                continue
+            for name, tensor in part.state_dict().items():
+                digest.update(name.encode())
+                raw = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+                digest.update(raw.numpy().tobytes())
+        return digest.hexdigest()
+
+    @property
     def planned_epochs(self) -> int | None:
         """The run's --epochs: more than ``epoch`` when it was killed before the end."""
         value = self.config.get("epochs")

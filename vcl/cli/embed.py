@@ -272,6 +272,7 @@ def run(
         "arch": net.arch,
         "checkpoint_epoch": net.epoch,  # a run's checkpoint: older than run_epochs if killed
         "run_epochs": net.planned_epochs,
+        "weights_sha256": net.weights_sha256,  # resuming with other weights is refused
         "input": str(input) if len(inputs) == 1 else [str(p) for p in inputs],
         "input_kind": kind,
         "layers": names,
