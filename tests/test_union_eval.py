@@ -95,7 +95,8 @@ def test_idt_convert_several_stores_and_text_files(invoke, tmp_path: Path) -> No
         stores.append(path)
     r = invoke("idt", "convert", *stores, "-o", tmp_path / "txt", "-q")
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in (tmp_path / "txt").iterdir()) == ["a.txt", "b.txt", "c.txt"]
+    written = sorted(p.name for p in (tmp_path / "txt").iterdir())
+    assert written == ["a.txt", "b.txt", "c.txt", "params.json"]  # params.json: the layout
     for vid, c in cols.items():
         back = read_text(tmp_path / "txt" / f"{vid}.txt")
         np.testing.assert_allclose(back["hog"], c["hog"], atol=1e-6)
