@@ -126,6 +126,7 @@ def test_jsonl_to_stdout_and_finch(invoke, tmp_path, npy) -> None:
                  "--n-clusters", str(many))  # fmt: skip
     line = one_error_line(bad.stderr)
     assert bad.exit_code == ExitCode.DATA and f"has {counts[0]} clusters" in line
+    assert line.startswith(f"error: {path}: ")  # the features file, named by the CLI
     assert not (tmp_path / "g.zarr").exists()
     again = invoke("cluster", path, "-o", out, "--method", "finch")
     assert again.exit_code == ExitCode.CANNOT_CREATE and "--overwrite" in again.stderr

@@ -215,26 +215,32 @@ def run(
         f" of layer {read}" if read else "",
         method,
     )
-    clustering = cluster_feature_set(
-        fs.ids,
-        fs.features,
-        method,
-        k=k,
-        runs=runs,
-        iters=iters,
-        spherical=spherical,
-        pca_dim=pca,
-        whiten=whiten,
-        init=init,
-        metric=metric,
-        level=level,
-        n_clusters=n_clusters,
-        neighbours="approximate" if approximate else "exact",
-        track_ids=track_ids,
-        seed=seed,
-        gpu=gpu,
-        path=features[0] if len(features) == 1 else ", ".join(map(str, features)),
-    )
+    source = features[0] if len(features) == 1 else ", ".join(map(str, features))
+    try:
+        clustering = cluster_feature_set(
+            fs.ids,
+            fs.features,
+            method,
+            k=k,
+            runs=runs,
+            iters=iters,
+            spherical=spherical,
+            pca_dim=pca,
+            whiten=whiten,
+            init=init,
+            metric=metric,
+            level=level,
+            n_clusters=n_clusters,
+            neighbours="approximate" if approximate else "exact",
+            track_ids=track_ids,
+            seed=seed,
+            gpu=gpu,
+            path=source,
+        )
+    except DataError as exc:  # raised deep in the library (k > N, FINCH's levels): name
+        if exc.path is not None:  # the features file
+            raise
+        raise DataError(exc.problem, source, exc.hint) from None
     params = {
         "features": input_label(features),
         "layer": read,
