@@ -347,7 +347,7 @@ def test_defaults_are_the_authors_and_given_flags_win(videos: Path, invoke, monk
     r = invoke("pretrain", videos, "-o", tmp_path / "default", *common)
     assert r.exit_code == 0, r.output
     config = json.loads((tmp_path / "default" / "config.json").read_text())
-    assert config["size"] == 128 and config["weight_decay"] == 0.0
+    assert config["size"] == 128 and config["weight_decay"] == 0.0 and config["lr"] == 0.1
     assert config["arch"] == "r3d_18" and config["colour"] is True
     r = invoke("pretrain", videos, "-o", tmp_path / "given", *common, "--size", 48,
                "--weight-decay", 0.001, "--no-colour")  # fmt: skip

@@ -450,8 +450,7 @@ EXAMPLES = [
     (
         "SLIC with the authors' UCF101 settings (r3d_18, 16×128² clips, FINCH every 5 "
         "epochs, lr 0.1, no weight decay):",
-        "vcl pretrain videos.jsonl --method slic --batch-size 32 --lr 0.1 --epochs 600 "
-        "-o runs/slic",
+        "vcl pretrain videos.jsonl --method slic --batch-size 32 --epochs 600 -o runs/slic",
     ),
     (
         "Wang & Gupta's tracking triplets (AlexNet, KCF pairs, hard negatives after 10 epochs):",

@@ -426,11 +426,13 @@ class SLICMethod:
     family: ClassVar[str] = "video"
     options_type: ClassVar[type] = SLICOptions
     # CLI options left at their defaults take these: the authors' network, clip size
-    # (every config's SAMPLE_SIZE: 128) and SGD without weight decay (online_train.py)
+    # (every config's SAMPLE_SIZE: 128) and SGD at lr 0.1 without weight decay
+    # (online_train.py)
     defaults: ClassVar[dict[str, Any]] = {
         "arch": "r3d_18",
         "size": 128,
         "cluster_every": 5,
+        "lr": 0.1,
         "weight_decay": 0.0,
     }
 
