@@ -86,19 +86,19 @@ class EmbeddingModel:
         """Digest of the weights used (backbone and head): a run retrained in place, or a
         replaced weights file, keeps its path and epoch; a resumed embedding must not mix
         the two models' features."""
-        import hashlib
-
         import torch
 
-        digest = hashlib.sha256()
-        for part in (self.backbone, self.head):
-            if part is None:
-                continue
-            for name, tensor in part.state_dict().items():
-                digest.update(name.encode())
-                raw = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
-                digest.update(raw.numpy().tobytes())
-        return digest.hexdigest()
+        from vcl.digest import arrays_sha256
+
+        def raw(tensor: Any) -> np.ndarray:  # bytes of any dtype (numpy has no bfloat16)
+            return tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
+
+        return arrays_sha256(
+            (f"{name} {tensor.dtype} {tuple(tensor.shape)}", raw(tensor))
+            for part in (self.backbone, self.head)
+            if part is not None
+            for name, tensor in part.state_dict().items()
+        )
 
     @property
     def planned_epochs(self) -> int | None:

@@ -23,7 +23,6 @@ Store layout (plain arrays, one set per part, ``<p>`` the part name):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from vcl.console import log
+from vcl.digest import arrays_sha256
 from vcl.errors import DataError
 from vcl.fisher.data import IDT_COLUMNS
 from vcl.fisher.encode import fisher_dim, fisher_vectors
@@ -261,18 +261,12 @@ class FisherModel:
             model.pcas_, model.gmms_ = {}, {}
             model.sketch_hashes_, model.sketch_signs_ = {}, {}
             # what the vectors depend on: the settings that shape them and every array
-            digest = hashlib.sha256(
-                json.dumps(
-                    [parts, part_columns, attrs["part_mode"], attrs["whiten"], attrs["k"]]
-                ).encode()
-            )
+            settings = [parts, part_columns, attrs["part_mode"], attrs["whiten"], attrs["k"]]
+            hashed: list[tuple[str, np.ndarray]] = []
             for part in parts:
                 names = sorted(n for n in store.arrays if n.startswith(part + "."))
                 a = {n.split(".", 1)[1]: store[n][...] for n in names}
-                for name in names:
-                    values = np.ascontiguousarray(a[name.split(".", 1)[1]])
-                    digest.update(f"{name} {values.dtype.str} {values.shape}".encode())
-                    digest.update(values.tobytes())
+                hashed += [(name, a[name.split(".", 1)[1]]) for name in names]
                 pca = PCA(whiten=model.whiten)
                 pca.mean_, pca.components_ = a["pca_mean"], a["pca_components"]
                 pca.explained_variance_ = a["pca_explained_variance"]
@@ -289,6 +283,6 @@ class FisherModel:
         # A checksum rather than the model's `created` time and seed: a refit within the
         # same second, or with the same seed but other data or --iters, keeps both, and
         # hashing a model (PCA, GMM and sketch arrays: a few MB) costs milliseconds.
-        model.fingerprint_ = digest.hexdigest()
+        model.fingerprint_ = arrays_sha256(hashed, json.dumps(settings).encode())
         model.created_ = attrs.get("created")
         return model
