@@ -10,6 +10,7 @@ import typer
 from vcl.cli.common import (
     Device,
     Features,
+    Layer,
     Overwrite,
     Seed,
     command_group,
@@ -24,16 +25,6 @@ app = command_group(
     "--labels FILE` reports NMI, AMI, ARI, purity, intra-track / intra-class entropy, "
     "cluster sizes and change ratios. Both take --quiet, --verbose and --config FILE.toml."
 )
-
-
-Layer = Annotated[
-    str | None,
-    typer.Option(
-        "--layer",
-        help="Which layer of a multi-layer features store to cluster (default: its "
-        "default_layer, pool when embedded; recorded in the output's params).",
-    ),
-]
 
 
 @app.command("run")

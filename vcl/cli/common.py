@@ -226,6 +226,14 @@ def parse_number_list(
 
 
 # Shared options: the same names, defaults and help in every command.
+Layer = Annotated[
+    str | None,
+    typer.Option(
+        "--layer",
+        help="Which layer of a multi-layer features store to read (default: the store's "
+        "default_layer, pool when embedded).",
+    ),
+]
 Videos = Annotated[
     list[str],
     typer.Argument(

@@ -12,6 +12,7 @@ import typer
 from vcl.cli.common import (
     Device,
     Features,
+    Layer,
     Overwrite,
     Seed,
     command_group,
@@ -69,10 +70,6 @@ TrainSize = Annotated[
 Ids = Annotated[
     Path | None,
     typer.Option("--ids", metavar="FILE", help="For .npy features: one id per line, row order."),
-]
-Layer = Annotated[
-    str | None,
-    typer.Option("--layer", help="Which layer of a multi-layer features store to read."),
 ]
 
 
