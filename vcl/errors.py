@@ -8,7 +8,8 @@ from a missing one or from a bug.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,18 @@ class VclError(Exception):
     def message(self) -> ErrorMessage:
         text = self.problem if self.path is None else f"{self.path}: {self.problem}"
         return ErrorMessage(text if not self.hint else f"{text}; {self.hint}", self.exit_code)
+
+
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """A `DataError` raised inside without a file (deep in a library: k > N, one class)
+    is raised again naming ``path``, the input the command was given."""
+    try:
+        yield
+    except DataError as exc:
+        if exc.path is not None:
+            raise
+        raise DataError(exc.problem, path, exc.hint) from None
 
 
 class UsageError(VclError):

@@ -151,7 +151,7 @@ def run(
     from vcl.cluster_metrics import size_stats
     from vcl.console import log
     from vcl.device import faiss_device
-    from vcl.errors import DataError, OutputError, UsageError
+    from vcl.errors import DataError, OutputError, UsageError, naming
     from vcl.io.features import read_feature_set
     from vcl.io.labels import read_id_field
     from vcl.io.union import input_label
@@ -207,7 +207,7 @@ def run(
         method,
     )
     source = features[0] if len(features) == 1 else ", ".join(map(str, features))
-    try:
+    with naming(source):  # errors deep in the library (k > N, FINCH's levels)
         clustering = cluster_feature_set(
             fs.ids,
             fs.features,
@@ -228,10 +228,6 @@ def run(
             gpu=gpu,
             path=source,
         )
-    except DataError as exc:  # raised deep in the library (k > N, FINCH's levels): name
-        if exc.path is not None:  # the features file
-            raise
-        raise DataError(exc.problem, source, exc.hint) from None
     params = {
         "features": input_label(features),
         "layer": read,

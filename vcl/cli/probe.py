@@ -145,7 +145,7 @@ def _probe(
     ids: tuple[Path | None, Path | None] = (None, None),
 ) -> None:
     from vcl.console import log
-    from vcl.errors import DataError
+    from vcl.errors import naming
     from vcl.probe import load_probe_data
 
     reports = []
@@ -164,13 +164,9 @@ def _probe(
             len(data.x_test),
             data.x_train.shape[1],
         )
-        try:
+        # the labels' problem (one class, too few shots): name them
+        with naming(labels if labels is not None else data.inputs["train"]):
             metrics = fn(data)
-        except DataError as exc:  # the labels' problem (one class, too few shots): name them
-            if exc.path is not None:
-                raise
-            source = labels if labels is not None else data.inputs["train"]
-            raise DataError(exc.problem, source, exc.hint) from None
         inputs = data.inputs
         reports.append(
             {
