@@ -137,6 +137,19 @@ def test_damage_is_detected(tmp_path: Path) -> None:
     assert any("'box' is missing" in p for p in Store(path).verify())
 
 
+def test_row_id_held_twice_is_damage(invoke, tmp_path: Path) -> None:
+    """Stores merged from overlapping shards before merge refused them hold an id twice;
+    readers of features refuse them, so `vcl info` must not call them fine."""
+    path = tmp_path / "f.zarr"
+    with StoreWriter(path, "vcl.test/1", {}) as writer:
+        writer.define_columns({"id": (str, ()), "x": ("float32", (2,))})
+        writer.append_group("a", id=np.array(["v1", "v2"]), x=np.zeros((2, 2)))
+        writer.append_group("b", id=np.array(["v3", "v2"]), x=np.ones((2, 2)))
+    assert Store(path).verify() == ["row id 'v2' is held twice"]
+    result = invoke("info", str(path))
+    assert result.exit_code == 65 and "f.zarr" in result.stderr and "'v2'" in result.stderr
+
+
 def test_fill_value_chunks_are_not_damage(invoke, tmp_path: Path) -> None:
     """An all-black crop or an all-unlabelled column equals the fill value, which zarr 3
     skips writing unless every handle asks; `vcl info` must read such a store as fine,

@@ -479,22 +479,26 @@ class Store:
         return {c: self.group[c][sl] for c in self.columns}
 
     def verify(self) -> list[str]:
-        """Problems found by checking every chunk file is present (empty list: intact).
+        """Problems found by checking every chunk file is present and no row id is held
+        twice (empty list: intact).
 
         Only stores marked ``vcl_every_chunk`` are checked: older ones may lack chunks
         that equal the fill value (an all-black crop, an unlabelled column), which
         read back correctly, so their absence is not damage.
         """
         problems: list[str] = []
-        if not self.attrs.get(EVERY_CHUNK):
-            return problems
-        for name in self.arrays:
+        for name in self.arrays if self.attrs.get(EVERY_CHUNK) else ():
             arr = self.group[name]
             if arr.size and arr.nchunks_initialized != arr.nchunks:
                 problems.append(
                     f"array {name!r} is missing {arr.nchunks - arr.nchunks_initialized}"
                     f" of {arr.nchunks} chunks"
                 )
+        if "id" in self.columns and not problems:  # a merge of overlapping shards, before
+            ids = np.asarray(self["id"][:]).astype(object).astype(str)
+            ids, counts = np.unique(ids, return_counts=True)
+            if (counts > 1).any():  # merge refused them: readers of features refuse them
+                problems.append(f"row id {str(ids[counts > 1][0])!r} is held twice")
         return problems
 
     def describe(self) -> dict[str, Any]:
