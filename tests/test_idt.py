@@ -201,6 +201,35 @@ def test_moving_object_trajectories_shape_and_hof(tmp_path: Path) -> None:
     assert np.argmax(hof[:8]) == 0  # bin 0 is rightward motion
 
 
+def _slow_object_video(folder: Path, speed: float = 0.8, frames: int = 24) -> None:
+    """A textured square gliding right at a sub-pixel ``speed`` over a still scene."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    h, w, side = 120, 160, 40
+    background = _texture(rng, h, w)
+    patch = _texture(rng, side, side)
+    ones = np.ones((side, side), np.float32)
+    out = []
+    for t in range(frames):
+        shift = np.float32([[1, 0, 40 + speed * t], [0, 1, 40]])
+        inside = cv2.warpAffine(ones, shift, (w, h))
+        frame = background * (1 - inside) + cv2.warpAffine(patch, shift, (w, h)) * inside
+        out.append(np.repeat(np.clip(frame, 0, 255).astype(np.uint8)[..., None], 3, axis=2))
+    write_frame_folder(folder, out)
+
+
+def test_slow_motion_is_kept_without_camera_compensation(tmp_path: Path) -> None:
+    # 0.8 px a frame: every step is below min_camera_disp (1 px); the camera-only rule
+    # belongs to compensation (DenseTrackStab's IsCameraMotion) and must not drop these
+    _slow_object_video(tmp_path / "slow")
+    plain = extract(tmp_path / "slow", IdtConfig(compensate=False), None, humans="none")
+    no_rule = IdtConfig(compensate=False, min_camera_disp=0.0)
+    everything = extract(tmp_path / "slow", no_rule, None, humans="none")
+    assert everything.rows > 50
+    assert plain.rows == everything.rows
+
+
 def _pan_video(folder: Path, frames: int = 24) -> None:
     from vcl.synth import SynthConfig, plan_video, render_frame
 

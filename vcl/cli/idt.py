@@ -123,7 +123,8 @@ def run(
         typer.Option(
             "--min-camera-disp",
             min=0.0,
-            help="Camera motion: drop trajectories whose compensated steps never exceed this (px).",
+            help="Camera motion: drop trajectories whose compensated steps never exceed this "
+            "(px; with --compensate only).",
         ),
     ] = 1.0,
     patch_size: Annotated[
@@ -209,10 +210,11 @@ def run(
     """Extract Improved Dense Trajectories from videos.
 
     Dense points (grid step W on up to 8 scales) are tracked for L frames with
-    median-filtered optical flow; static, erratic and camera-only trajectories are
-    dropped; each survivor gets its shape (30), HOG (96), HOF (108), MBHx (96) and
-    MBHy (96) from a 32×32×L volume (2×2×3 cells; per-frame histograms +0.05 per bin,
-    L1-normalised then square-rooted, averaged over 5 frames per time cell). The
+    median-filtered optical flow; static, erratic and (with compensation) camera-only
+    trajectories are dropped; each survivor gets its shape (30), HOG (96), HOF (108),
+    MBHx (96) and MBHy (96) from a 32×32×L volume (2×2×3 cells; per-frame histograms
+    +0.05 per bin, L1-normalised then square-rooted, averaged over 5 frames per time
+    cell). The
     camera's homography (ORB/SIFT + flow matches, RANSAC, human boxes left out)
     compensates the flow used by HOF, MBH and the shape. Writes one group per video
     (id = video id) of the vcl.idt/1 store, resumable per video; videos shorter than

@@ -24,7 +24,7 @@ class IdtConfig:
     max_var: float = 50.0  # erratic: a position std dev above this (px)
     max_dis: float = 20.0  # erratic: largest step above this px...
     max_step_fraction: float = 0.7  # ...and above this fraction of the whole length
-    min_camera_disp: float = 1.0  # camera-only: compensated steps never exceed this (px)
+    min_camera_disp: float = 1.0  # camera-only (with compensate): steps never exceed this (px)
     # descriptors (sec. 2.3)
     patch_size: int = 32  # N
     xy_cells: int = 2  # n_sigma

@@ -4,9 +4,11 @@ Points move with the (median-filtered) flow sampled at their rounded position, a
 stop when they leave the frame. A trajectory that reaches L steps is kept only if it
 is neither static (both position std devs below ``min_var``), nor erratic (a std dev
 above ``max_var``, or one step longer than ``max_dis`` and ``max_step_fraction`` of
-the whole length), nor following the camera alone (no step of the camera-compensated
-flow longer than ``min_camera_disp`` px) — the release's ``IsValid`` and
-``IsCameraMotion`` (Wang & Schmid ICCV 2013, sec. 2.2).
+the whole length), nor — with camera compensation only — following the camera alone
+(no step of the compensated flow longer than ``min_camera_disp`` px): the release's
+``IsValid``, and DenseTrackStab's ``IsCameraMotion`` (Wang & Schmid ICCV 2013, sec.
+2.2), which DenseTrack, the release without stabilisation, does not have: without
+compensation that rule would drop slow but real motion (steps of at most 1 px).
 """
 
 from __future__ import annotations
@@ -124,6 +126,15 @@ def step(
     return inside
 
 
+def camera_only(disp_len: np.ndarray, config: IdtConfig) -> np.ndarray:
+    """(n,) trajectories no compensated step (``disp_len``: n×L, px) takes beyond
+    ``min_camera_disp``: the camera explains their motion. Only with compensation: with
+    the raw flow a small step is slow motion, not the camera's."""
+    if not config.compensate:
+        return np.zeros(len(disp_len), bool)
+    return disp_len.max(axis=1, initial=0.0) <= config.min_camera_disp
+
+
 def finish(
     tracks: Tracks, scale: float, config: IdtConfig
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -147,8 +158,7 @@ def finish(
     )
     disp = tracks.disp.astype(np.float64) * scale
     disp_len = np.linalg.norm(disp, axis=2)
-    camera_only = disp_len.max(axis=1) <= config.min_camera_disp
-    keep = ~static & ~erratic & ~camera_only
+    keep = ~static & ~erratic & ~camera_only(disp_len, config)
     total = disp_len.sum(axis=1, keepdims=True)
     shape = disp / np.where(total > 0, total, 1)[:, :, None]
     stride = L // config.t_cells
