@@ -130,6 +130,23 @@ def test_frame_descriptors_match_a_plain_loop_at_random_points() -> None:
             np.testing.assert_allclose(fast[kind][i], _expected_per_frame(cells), rtol=1e-3)
 
 
+def test_empty_histograms_with_zero_epsilon_are_zeros_not_nan() -> None:
+    # a flat frame has no gradient (HOG) and a constant flow none either (MBH): with
+    # epsilon 0 their histograms sum to 0, which the release leaves at zeros
+    import warnings
+
+    config = IdtConfig(epsilon=0.0)
+    grey = np.full((40, 48), 90, np.uint8)
+    flow = np.broadcast_to(np.float32([1.5, -0.5]), (40, 48, 2)).copy()
+    points = np.float32([[20, 20], [5, 30]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0/0 RuntimeWarning either
+        got = frame_descriptors(integral_histograms(grey, flow, config), points, config)
+    for kind in ("hog", "mbhx", "mbhy"):
+        np.testing.assert_array_equal(got[kind], 0)
+    np.testing.assert_allclose(np.square(got["hof"]).sum(axis=1), 1, rtol=1e-5)
+
+
 # ----------------------------------------------------------------------- sampling
 
 

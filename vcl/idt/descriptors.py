@@ -237,7 +237,7 @@ def frame_descriptor_matrix(
 
     Returns (N, D) float32: HOG | HOF | MBHx | MBHy side by side, each with cells
     ordered x-major (x cell, then y cell, then bin, as the release prints them), +ε
-    per bin, L1-normalised, square-rooted.
+    per bin, L1-normalised (an all-zero histogram stays zero), square-rooted.
 
     The n_σ × n_σ cells of a patch share corners: (n_σ + 1)² integral lookups a channel
     (9, not 16), gathered point-last so the cell sums run over long contiguous rows.
@@ -265,8 +265,15 @@ def frame_descriptor_matrix(
     )
     sizes = list(block_dims(config).values())
     totals = np.add.reduceat(vec, np.cumsum([0, *sizes[:-1]]), axis=1)  # (N, 4) L1 norms
-    vec /= np.repeat(totals, sizes, axis=1)
+    vec /= np.repeat(_nonzero(totals), sizes, axis=1)
     return np.sqrt(vec, out=vec)
+
+
+def _nonzero(totals: np.ndarray) -> np.ndarray:
+    """``totals`` with 0 replaced by 1: with ``epsilon`` 0 a patch with no votes (flat
+    image, constant flow) has an all-zero histogram, which stays zeros (the release's
+    GetDesc skips the division when the norm is 0) instead of becoming 0/0 = NaN."""
+    return np.where(totals > 0, totals, np.float32(1))
 
 
 def frame_descriptors(
