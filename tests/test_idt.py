@@ -150,11 +150,36 @@ def test_empty_histograms_with_zero_epsilon_are_zeros_not_nan() -> None:
 # ----------------------------------------------------------------------- sampling
 
 
-def test_pyramid_has_six_scales_at_320x240() -> None:
-    factors, sizes = pyramid_sizes(320, 240, 8, math.sqrt(2), 32)
-    assert len(factors) == 6
-    assert sizes[0] == (320, 240) and sizes[2] == (160, 120)
-    np.testing.assert_allclose(factors[1], math.sqrt(2), rtol=1e-6)
+# InitPry by hand, in float32 as the release computes it: stride = float(sqrt 2) =
+# 1.41421354; the shorter side is divided by it while >= 32 (256 -> ... -> 32.0 exactly
+# after six divisions, so a 7th scale; float64 reaches 31.99999999999999 and stops);
+# factor i = factor i-1 × stride (1.99999988 at i = 2, 7.99999905 at i = 6); sizes are
+# cvRound(side / factor) (65 / 1.99999988 = 32.500004 -> 33).
+PYRAMIDS = {
+    (341, 256): [(341, 256), (241, 181), (171, 128), (121, 91), (85, 64), (60, 45), (43, 32)],
+    (320, 240): [(320, 240), (226, 170), (160, 120), (113, 85), (80, 60), (57, 42)],
+    (65, 49): [(65, 49), (46, 35)],
+    (97, 65): [(97, 65), (69, 46), (49, 33)],
+    (64, 64): [(64, 64), (45, 45), (32, 32)],
+    (128, 128): [(128, 128), (91, 91), (64, 64), (45, 45), (32, 32)],
+    (200, 33): [(200, 33)],
+    (31, 40): [(31, 40)],  # smaller than a patch: still one scale
+}
+
+
+@pytest.mark.parametrize("frame", list(PYRAMIDS))
+def test_pyramid_sizes_are_the_releases_float32_ones(frame: tuple[int, int]) -> None:
+    factors, sizes = pyramid_sizes(*frame, 8, math.sqrt(2), 32)
+    assert sizes == PYRAMIDS[frame]
+    assert factors.dtype == np.float32 and len(factors) == len(sizes)
+    expected = np.float32(math.sqrt(2)) ** np.arange(len(sizes), dtype=np.float32)
+    np.testing.assert_allclose(factors, expected, rtol=2e-7)
+
+
+def test_pyramid_factors_are_float32_products() -> None:
+    factors, sizes = pyramid_sizes(768, 576, 8, math.sqrt(2), 32)
+    assert len(sizes) == 8 and sizes[-1] == (68, 51)  # capped at --scales
+    assert factors[2] == np.float32(1.99999988) and factors[6] == np.float32(7.99999905)
 
 
 def test_dense_sample_skips_flat_areas_and_occupied_cells() -> None:

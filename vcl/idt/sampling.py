@@ -15,19 +15,30 @@ def pyramid_sizes(
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Scale factors (S,) and (w, h) sizes of the pyramid, as the release builds it.
 
-    Scales are added while the shorter side is still at least one patch, so a
-    320×240 frame has 6 scales: 240, 170, 120, 85, 60, 42 px high.
+    The release's InitPry works in float32 (its stride is ``float sqrt(2)``, a hair
+    below √2): the scale count, the factors (each the previous × stride) and the
+    rounded sizes are reproduced in float32 here, since float64 loses a scale at short
+    sides of 64, 128, 256 px and gets odd sides at the ~2×, 4× levels 1 px short
+    (341×256: 7 scales, down to 43×32; 65 px at factor 1.99999988: 33, not 32).
     """
-    shorter, count = float(min(width, height)), 0
-    while shorter >= patch_size:
-        shorter /= stride
+    stride32 = np.float32(stride)
+    count = min(max_scales, _scale_count(min(width, height), stride32, patch_size))
+    steps = np.full(count - 1, stride32, np.float32)
+    factors = np.concatenate([np.ones(1, np.float32), np.cumprod(steps, dtype=np.float32)])
+    widths = np.rint(np.float32(width) / factors[1:]).astype(int)  # cvRound: half to even
+    heights = np.rint(np.float32(height) / factors[1:]).astype(int)
+    sizes = [(width, height), *zip(widths.tolist(), heights.tolist(), strict=True)]
+    return factors, sizes
+
+
+def _scale_count(shorter: int, stride: np.float32, patch_size: int) -> int:
+    """Scales while the shorter side, divided by ``stride`` in float32 each time, is
+    still at least one patch (at least one scale): InitPry's loop."""
+    side, count = np.float32(shorter), 0
+    while side >= patch_size:
+        side = np.float32(side / stride)
         count += 1
-    count = max(1, min(max_scales, count))
-    factors = stride ** np.arange(count, dtype=np.float64)
-    sizes = [(width, height)] + [
-        (int(np.rint(width / f)), int(np.rint(height / f))) for f in factors[1:]
-    ]
-    return factors.astype(np.float32), sizes
+    return max(1, count)
 
 
 def build_pyramid(grey: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
