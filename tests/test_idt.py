@@ -325,6 +325,45 @@ def test_compensated_flow_energy_of_a_pan_is_near_zero(tmp_path: Path) -> None:
     assert np.median(comp) < 0.4 and np.median(comp) < 0.25 * np.median(raw)
 
 
+def _fake_flows(monkeypatch: pytest.MonkeyPatch, h: int, w: int) -> None:
+    """Every flow a constant 2 px step right; the compensated one (each second call)
+    also has isolated outlier vectors on a 7 px grid, which a 3×3 or 5×5 median removes."""
+    from vcl import motion
+    from vcl.idt.pipeline import CameraModel
+
+    calls = iter(range(10**6))
+
+    def dense_flow(prev, nxt, *args, **kwargs):
+        flow = np.zeros((h, w, 2), np.float32)
+        flow[..., 0] = 2
+        if next(calls) % 2:
+            flow[3::7, 3::7] = (-6, 5)
+        return flow
+
+    monkeypatch.setattr(motion, "dense_flow", dense_flow)
+    monkeypatch.setattr(CameraModel, "fit", lambda self, *args: np.eye(3))
+
+
+@pytest.mark.parametrize("median", [3, 5])
+def test_the_compensated_flow_is_median_filtered(tmp_path, monkeypatch, median: int) -> None:
+    # the release median-filters both flows: outliers of the compensated flow reach
+    # neither HOF/MBH nor the shape, so every trajectory gets the constant flow's rows
+    assert IdtConfig().median_size == 5  # the release's MedianBlurFlow(flow, 5)
+    h, w = 72, 120
+    frames = [np.repeat(_texture(np.random.default_rng(1), h, w).astype(np.uint8)[..., None], 3, 2)]
+    write_frame_folder(tmp_path / "still", frames * 17)
+    _fake_flows(monkeypatch, h, w)
+    config = IdtConfig(scales=1, median_size=median)
+    cols = extract(tmp_path / "still", config, None, humans="none").columns
+    assert len(cols["frame"]) > 20
+    for name in ("traj", "hof", "mbhx", "mbhy"):
+        np.testing.assert_array_equal(np.ptp(cols[name], axis=0), 0, err_msg=name)
+    assert (cols["hof"].reshape(-1, 12, 9).argmax(axis=2) == 0).all()  # rightward
+    _fake_flows(monkeypatch, h, w)  # unfiltered, the outliers do show
+    raw = extract(tmp_path / "still", IdtConfig(scales=1, median_size=1), None, humans="none")
+    assert np.ptp(raw.columns["hof"], axis=0).max() > 0.01
+
+
 # ------------------------------------------------------------------- invariants
 
 

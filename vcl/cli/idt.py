@@ -91,8 +91,12 @@ def run(
     ] = 15,
     median_size: Annotated[
         int,
-        typer.Option("--median-size", help="Median filter on the tracking flow (1, 3 or 5)."),
-    ] = 3,
+        typer.Option(
+            "--median-size",
+            help="k×k median filter on both flows (the one moving points, the compensated one "
+            "of HOF/MBH/shape) at every scale: 5 the release's, 3 the IJCV paper's, 1 none.",
+        ),
+    ] = 5,
     min_var: Annotated[
         float,
         typer.Option(

@@ -5,9 +5,10 @@ Per frame pair (t-1, t), as in the C++ release:
 2. the camera's homography from keypoint matches plus flow matches (human boxes
    excluded), RANSAC; frame t warped back onto t-1 and the flow recomputed: the
    *compensated* flow, which holds only what moved relative to the scene;
-3. at each scale: points move by the median-filtered flow; HOG of frame t-1 and
-   HOF/MBH of the compensated flow are sampled around them; trajectories reaching L
-   steps are pruned and written out; empty grid cells get new points.
+3. at each scale, both flows median-filtered (the release's Farneback filters every
+   level of each, 5×5): points move by the first; HOG of frame t-1 and HOF/MBH of
+   the compensated flow are sampled around them; trajectories reaching L steps are
+   pruned and written out; empty grid cells get new points.
 
 Deviation from the release: its Farneback computes a flow per pyramid level; here
 the flow is computed once at full size and resized (area-averaged, rescaled) to
@@ -122,6 +123,33 @@ def _flow_at(flow: np.ndarray, size: tuple[int, int], factor: float) -> np.ndarr
     return cv2.resize(flow, size, interpolation=cv2.INTER_AREA) * np.float32(1 / factor)
 
 
+def _filtered(flow: np.ndarray, size: tuple[int, int], factor: float, ksize: int) -> np.ndarray:
+    from vcl import motion
+
+    scaled = _flow_at(flow, size, factor)
+    return motion.median_flow(scaled, ksize) if ksize > 1 else scaled
+
+
+def flows_at(
+    flow: np.ndarray,
+    compensated: np.ndarray | None,
+    size: tuple[int, int],
+    factor: float,
+    config: IdtConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The flow moving the points and the one the descriptors read, at one scale.
+
+    Both are median-filtered (``median_size``), as the release's Farneback filters
+    every level of its raw and its warped flow alike: an outlier vector neither moves
+    a point nor votes in HOF/MBH. Without compensation (``compensated`` None) both are
+    the same array.
+    """
+    track = _filtered(flow, size, factor, config.median_size)
+    if compensated is None:
+        return track, track
+    return track, _filtered(compensated, size, factor, config.median_size)
+
+
 def extract(
     path: str | Path,
     config: IdtConfig,
@@ -195,15 +223,11 @@ def extract(
             compensated = motion.dense_flow(prev, warped, config.flow, config.dis_preset)
             clock.lap("flow_warped")  # the release computes this second flow too
         else:
-            compensated = flow
+            compensated = None
         gap += 1
         resample = gap >= config.init_gap
         for s, factor in enumerate(factors):
-            size = sizes[s]
-            track_flow = _flow_at(flow, size, float(factor))
-            if config.median_size > 1:
-                track_flow = motion.median_flow(track_flow, config.median_size)
-            comp = track_flow if camera is None else _flow_at(compensated, size, float(factor))
+            track_flow, comp = flows_at(flow, compensated, sizes[s], float(factor), config)
             clock.lap("tracking")
             integral = integral_histograms(prev_pyr[s], comp, config, workspaces[s])
             clock.lap("descriptors")
