@@ -364,6 +364,22 @@ def test_the_compensated_flow_is_median_filtered(tmp_path, monkeypatch, median: 
     assert np.ptp(raw.columns["hof"], axis=0).max() > 0.01
 
 
+def test_init_gap_resamples_every_gap_frames(tmp_path, monkeypatch) -> None:
+    # a deliberate deviation (IdtConfig's docstring): the release resets its counter
+    # every frame and never re-samples with a gap above 1; here new points start on
+    # frames 3, 6, ... so trajectories (15 steps) end on frames 15, 18, 21 only
+    from vcl import motion
+
+    h, w = 72, 120
+    frames = [np.repeat(_texture(np.random.default_rng(1), h, w).astype(np.uint8)[..., None], 3, 2)]
+    write_frame_folder(tmp_path / "still", frames * 23)
+    step = np.broadcast_to(np.float32([2.0, 1.0]), (h, w, 2))  # cells empty every frame
+    monkeypatch.setattr(motion, "dense_flow", lambda *args, **kwargs: step.copy())
+    config = IdtConfig(scales=1, init_gap=3, compensate=False)
+    cols = extract(tmp_path / "still", config, None, humans="none").columns
+    assert set(np.unique(cols["frame"]).tolist()) == {15, 18, 21}
+
+
 # ------------------------------------------------------------------- invariants
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import jsonl
-from vcl.errors import ExitCode
+from vcl.errors import DataError, ExitCode
 from vcl.io.manifest import TrackRecord, read_records
 from vcl.io.store import StoreWriter
 from vcl.synth import SynthConfig, generate_video
@@ -24,6 +25,7 @@ from vcl.track.iou import (
     greedy_match_reference,
     interpolate,
     select,
+    track_video,
 )
 
 # ----------------------------------------------------------------------------- helpers
@@ -44,11 +46,17 @@ def make_synth(folder: Path, videos: int = 3, camera: str = "static", **kw) -> P
 def write_proposals(
     path: Path,
     per_video: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    params: dict | None = None,
+    videos: dict | None = None,
 ) -> Path:
-    with StoreWriter(path, "vcl.proposals/1", {"test": True}, 0, overwrite=True) as w:
+    """A proposals store; ``params`` and ``videos`` (the attrs `vcl proposals` writes:
+    stride; width, height, frame_end) are left out unless given, as in older stores."""
+    with StoreWriter(path, "vcl.proposals/1", params or {"test": True}, 0, overwrite=True) as w:
         w.define_columns(
             {"frame": ("int32", ()), "box": ("float32", (4,)), "score": ("float32", ())}
         )
+        if videos is not None:
+            w.set_attrs(videos=videos)
         for vid, (f, b, s) in per_video.items():
             w.append_group(vid, frame=f, box=b, score=s)
     return path
@@ -169,13 +177,16 @@ def bilinear(field: np.ndarray, x: float, y: float) -> np.ndarray:
 
 
 def plain_median_flow(box, flow, back, grid=10) -> np.ndarray:
-    """Kalal's Median-Flow written plainly: grid points, FB error, median of the better half."""
+    """Kalal's Median-Flow written plainly: grid points, FB error, median of the better half.
+
+    Points are tile centres of the box (edge convention: pixel i covers [i, i + 1)),
+    sampled where pixel i's value sits, at i: half a pixel less."""
     h, w = flow.shape[:2]
     moves, errors = [], []
     for i in range(grid):
         for j in range(grid):
-            x = box[0] + (box[2] - box[0]) * (j + 0.5) / grid
-            y = box[1] + (box[3] - box[1]) * (i + 0.5) / grid
+            x = box[0] + (box[2] - box[0]) * (j + 0.5) / grid - 0.5
+            y = box[1] + (box[3] - box[1]) * (i + 0.5) / grid - 0.5
             d = bilinear(flow, x, y)
             ax, ay = x + d[0], y + d[1]
             inside = 0 <= ax <= w - 1 and 0 <= ay <= h - 1
@@ -263,8 +274,6 @@ def ring_object_video(folder: Path, n: int = 20, speed=(5.0, 3.0), period: float
 
 
 def test_periodic_texture_fast_object_stays_one_track(tmp_path: Path) -> None:
-    from vcl.track.iou import track_video
-
     truth = ring_object_video(tmp_path / "rings")
     rng = np.random.default_rng(1)
     proposals = truth + rng.normal(0, 0.04, truth.shape) * np.tile(truth[:, 2:] - truth[:, :2], 2)
@@ -322,8 +331,6 @@ def test_track_survives_an_occluding_crossing(tmp_path: Path) -> None:
         return track_video(tmp_path / "cross", frames[order], boxes[order],
                            np.ones(len(frames)), params)  # fmt: skip
 
-    from vcl.track.iou import track_video
-
     got = {len(t): t for t in tracks()}
     assert sorted(got) == [int(seen.sum()), len(b)]  # A across the gap, B whole
     np.testing.assert_array_equal(got[int(seen.sum())].boxes, a[seen])
@@ -355,7 +362,8 @@ def test_births_one_track_per_object() -> None:
     # (IoU 400 / 676 = 0.59, score 0.5); a far object F, and from frame 3 a neighbour N
     # overlapping T by IoU 0.18. ODCT starts a track from every unmatched proposal, so L
     # follows the object as a duplicate; with birth 0.5 L never starts a track (NMS at
-    # birth: T wins at frame 0, later T is matched), while F and N start theirs.
+    # birth: T wins at frame 0, later T is matched) — not even a one-box one, which it
+    # was before — while F and N start theirs.
     frames, scores = [], []
     for t in range(10):
         tight, loose = [2.0 * t, 0, 2 * t + 20, 20], [2.0 * t - 3, -3, 2 * t + 23, 23]
@@ -374,7 +382,7 @@ def test_births_one_track_per_object() -> None:
         return sorted((len(r), round(r.score, 2)) for r in tracker.finish())
 
     assert tracks(0.0) == [(7, 0.3), (10, 0.4), (10, 0.5), (10, 0.6)]
-    assert tracks(0.5) == [(1, 0.5)] * 10 + [(7, 0.3), (10, 0.4), (10, 0.6)]
+    assert tracks(0.5) == [(7, 0.3), (10, 0.4), (10, 0.6)]
 
 
 # ------------------------------------------------------------------------ planted rules
@@ -766,3 +774,185 @@ def test_records_carry_schema_method_and_params() -> None:
     line = record.to_json()
     assert line["schema"] == "vcl.track/1" and line["id"] == "vid_t0000"
     assert line["method"] == "iou" and line["params"] == {"ttl": 3} and line["score"] == 0.5
+
+
+# ------------------------------------------------------ frames proposed on, video ends
+
+
+def planted_video(folder: Path, n: int = 30) -> Path:
+    """A frame folder of n identical 64×48 frames: a textured background and a bright
+    square on [10, 30)²; the flow is zero, so a track's box stays on the square."""
+    from vcl.io.video import write_frame_folder
+
+    yy, xx = np.mgrid[0:48, 0:64]
+    grey = 90 + 40 * np.sin(xx / 4.0) * np.sin(yy / 5.0)
+    grey[10:30, 10:30] = 230
+    frame = np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1)
+    write_frame_folder(folder, [frame] * n)
+    return folder
+
+
+def manifest_of(path: Path, videos: dict[str, Path]) -> Path:
+    lines = [json.dumps({"id": v, "path": str(p)}) for v, p in videos.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_frames_proposed_on_without_boxes_count_towards_ttl(tmp_path: Path, invoke) -> None:
+    """A square proposed on frames 0-9 and 20-29 of a 30-frame video whose frames 10-19
+    were proposed on but got no box (the store records frame_end 30, stride 1): ten
+    misses, so TTL 3 or 9 ends the track and TTL 10 carries it over, with flow and
+    without. Before, the tracker stepped only over frames holding proposals: one track
+    at any TTL, which --interpolate then filled over frames 10-19."""
+    video = planted_video(tmp_path / "planted")
+    frames = np.r_[0:10, 20:30].astype(np.int32)
+    boxes, scores = np.tile([10.0, 10, 30, 30], (20, 1)), np.ones(20)
+    sampled = {"v": {"width": 64, "height": 48, "frame_end": 30, "sampled": 30}}
+    store = write_proposals(tmp_path / "p.zarr", {"v": (frames, boxes, scores)},
+                            {"stride": 1}, sampled)  # fmt: skip
+    manifest = manifest_of(tmp_path / "videos.jsonl", {"v": video})
+
+    def spans(*options: str) -> list[tuple[int, int, int]]:
+        out = tmp_path / "t.jsonl"
+        r = invoke("track", store, "--videos", manifest, "--min-len", "1", "--overwrite",
+                   "-o", out, "-q", *options)  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+        return sorted((t["frames"][0], t["frames"][-1], len(t["frames"]))
+                      for t in jsonl(out.read_text()))  # fmt: skip
+
+    for flow in ("--flow", "--no-flow"):
+        for ttl in ("3", "9"):
+            assert spans(flow, "--ttl", ttl, "--interpolate") == [(0, 9, 10), (20, 29, 10)]
+        assert spans(flow, "--ttl", "10") == [(0, 29, 20)]
+        assert spans(flow, "--ttl", "10", "--interpolate") == [(0, 29, 30)]
+    # a store that does not say which frames were proposed on: the frames holding
+    # proposals are the steps (as documented), so the gap is not seen
+    params = IouParams(ttl=3, min_len=1, flow=False)
+    (one,) = track_video(video, frames, boxes, scores, params)
+    assert one.frames.tolist() == frames.tolist()
+
+
+def test_tracking_steps_cover_the_frames_proposed_on() -> None:
+    from vcl.track.iou import tracking_steps
+
+    held = np.array([14, 4, 4, 2])
+    assert tracking_steps(held, None, 1).tolist() == [2, 4, 14]
+    assert tracking_steps(held, 20, 2).tolist() == [2, 4, 6, 8, 10, 12, 14]
+    assert tracking_steps(np.array([3, 9]), 20, 3).tolist() == [3, 6, 9]
+    # a frame off the recorded stride (a hand-edited store) is stepped on too
+    assert tracking_steps(np.array([3, 7]), 20, 3).tolist() == [3, 6, 7]
+
+
+def overdeclared_avi(path: Path) -> Path:
+    """An AVI holding 12 frames whose header declares 122 (timestamps with gaps; OpenCV's
+    tree.avi declares 444 and holds 68)."""
+    import av
+
+    from vcl.io.video import probe
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 25)
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), "rgb24")
+            frame.pts, frame.time_base = i * i, Fraction(1, 25)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    assert probe(path).frame_count == 122
+    return path
+
+
+def test_frames_past_the_decoded_end_are_refused_without_flow(
+    tmp_path: Path, invoke, monkeypatch
+) -> None:
+    """Proposals naming frames 0-14 of a 12-frame video whose header declares 122. With
+    --no-flow only the header was checked: exit 0 and tracks on frames the video lacks
+    (the flow path, which decodes, refused them). Now a store that does not record the
+    frames proposed on is checked by decoding; one recording frame_end (12) must cover
+    the proposals, with no decoding."""
+    import vcl.track.iou
+
+    video = overdeclared_avi(tmp_path / "short.avi")
+    manifest = manifest_of(tmp_path / "videos.jsonl", {"v": video})
+    frames = np.arange(15, dtype=np.int32)
+    rows = (frames, np.tile([10.0, 10, 30, 30], (15, 1)), np.ones(15))
+    old = write_proposals(tmp_path / "old.zarr", {"v": rows})
+    args = ("--videos", manifest, "--min-len", "1", "--overwrite")
+    for flow in ("--flow", "--no-flow"):
+        r = invoke("track", old, *args, flow, "-o", tmp_path / f"old{flow}.jsonl")
+        assert r.exit_code == ExitCode.DATA, r.stderr
+        assert "ends before" in r.stderr and "short.avi" in r.stderr
+    fits = write_proposals(tmp_path / "fits.zarr", {"v": tuple(c[:12] for c in rows)})
+    assert invoke("track", fits, *args, "--no-flow", "-o", tmp_path / "fits.jsonl").exit_code == 0
+    recorded = {"v": {"width": 64, "height": 48, "frame_end": 12, "sampled": 12}}
+    made = write_proposals(tmp_path / "made.zarr", {"v": rows}, {"stride": 1}, recorded)
+
+    def no_decoding(*_: object) -> bool:
+        raise AssertionError("decoded the video")
+
+    monkeypatch.setattr(vcl.track.iou, "_has_frame", no_decoding)
+    for flow in ("--flow", "--no-flow"):
+        r = invoke("track", made, *args, flow, "-o", tmp_path / f"made{flow}.jsonl")
+        assert r.exit_code == ExitCode.DATA, r.stderr
+        assert "frame 14" in r.stderr and "store" in r.stderr
+    made = write_proposals(tmp_path / "made.zarr", {"v": tuple(c[:12] for c in rows)},
+                           {"stride": 1}, recorded)  # fmt: skip
+    assert invoke("track", made, *args, "--no-flow", "-o", tmp_path / "ok.jsonl").exit_code == 0
+    with pytest.raises(DataError, match="frame -1"):  # no-flow accepted it too
+        track_video(video, np.array([-1, 0]), rows[1][:2], rows[2][:2], IouParams(flow=False))
+
+
+# ------------------------------------------------------------------ birth, eval, sampling
+
+
+def test_a_proposal_refused_a_birth_starts_no_track(tmp_path: Path) -> None:
+    """Two overlapping proposals a frame (IoU 0.88) on 5 frames, --birth 0.5, --min-len
+    1: the better one's track takes its box each frame, the other starts no track (it
+    was a one-box track each frame: 6 tracks)."""
+    video = planted_video(tmp_path / "planted", 5)
+    frames = np.repeat(np.arange(5), 2)
+    boxes = np.tile([[10.0, 10, 40, 40], [11, 11, 41, 41]], (5, 1))
+    scores = np.tile([0.9, 0.8], 5)
+    for flow in (False, True):
+        params = IouParams(min_len=1, top=0, flow=flow, birth=0.5)
+        (one,) = track_video(video, frames, boxes, scores, params)
+        assert one.frames.tolist() == list(range(5)) and one.score == pytest.approx(0.9)
+
+
+def test_fragmentation_counts_covered_objects_only() -> None:
+    """g1 and g2 live 10 frames. p1 follows g1; p2 and p3 are on g2 4 frames of 10 and
+    far from anything the rest: g2 is their majority object, but their mean IoU with it
+    is 0.4, so g2 is not covered. Fragmentation is predicted tracks per *covered* object:
+    1 (p1 on g1), not (1 + 2) / 2 as when every long object counted. Nothing covered:
+    None, not 1."""
+    a, b, far = [0.0, 0, 10, 10], [50.0, 50, 60, 60], [200.0, 200, 210, 210]
+    frames = list(range(10))
+    gt = [rec("g1", frames, [a] * 10), rec("g2", frames, [b] * 10)]
+    preds = [rec("p1", frames, [a] * 10), rec("p2", frames, [b] * 4 + [far] * 6),
+             rec("p3", frames, [far] * 6 + [b] * 4)]  # fmt: skip
+    m = evaluate(preds, gt, min_len=5, iou=0.5)
+    assert (m["coverage"], m["fragmentation"]) == (0.5, 1.0)
+    assert m["purity"] == pytest.approx((1.0 + 0.4 + 0.4) / 3)
+    m = evaluate(preds[1:], gt, min_len=5, iou=0.5)
+    assert (m["coverage"], m["fragmentation"]) == (0.0, None)
+
+
+def test_patches_sample_the_tile_centres() -> None:
+    """Boxes are in the edge convention (pixel i covers [i, i + 1), its value at its
+    centre i + 0.5); cv2.remap puts pixel i's value at i. On a ramp whose value at x is
+    3x + 2y, a box's 12×12 patch holds the ramp at its tile centres; the samples were
+    half a pixel down-right (+2.5) before."""
+    from vcl.track.iou import PATCH, box_patches
+
+    yy, xx = np.mgrid[0:60, 0:80].astype(np.float32) + 0.5  # pixel centres
+    ramp = 3 * xx + 2 * yy
+    boxes = np.array([[10.0, 8.0, 46.0, 32.0], [20.3, 15.7, 33.1, 41.9]])
+    t = (np.arange(PATCH) + 0.5) / PATCH
+    for scale in ((1.0, 1.0), (0.5, 0.5)):
+        got = box_patches(ramp * scale[0], boxes / scale[0], scale)
+        for box, patch in zip(boxes, got, strict=True):
+            cx, cy = box[0] + (box[2] - box[0]) * t, box[1] + (box[3] - box[1]) * t
+            want = (3 * cx[None, :] + 2 * cy[:, None]) * scale[0]
+            # remap's bilinear weights are fixed-point (1/32 px): 5/64 at most
+            np.testing.assert_allclose(patch.reshape(PATCH, PATCH), want, atol=0.08)

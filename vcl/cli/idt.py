@@ -84,7 +84,13 @@ def run(
         ),
     ] = 0.001,
     init_gap: Annotated[
-        int, typer.Option("--init-gap", min=1, help="Re-sample empty grid cells every N frames.")
+        int,
+        typer.Option(
+            "--init-gap",
+            min=1,
+            help="Re-sample empty grid cells every N frames (the release, which resets its "
+            "counter every frame, never re-samples with N > 1).",
+        ),
     ] = 1,
     track_length: Annotated[
         int, typer.Option("--track-length", min=2, help="L: trajectory length in frames.")
@@ -235,7 +241,8 @@ def run(
     at full size and resized to each scale instead of the release's own per-level
     Farneback; OpenCV's HOG people detector instead of precomputed boxes (boxes
     remove matches from the camera fit only, as in the release); t_pos uses the
-    decoded frame count, not the container's declared one.
+    decoded frame count, not the container's declared one; --init-gap N > 1
+    re-samples every N frames (the release never re-samples then).
     """
     import json
     import sys

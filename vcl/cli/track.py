@@ -56,7 +56,13 @@ def run(
         float, typer.Option("--iou", help="iou: accept a match when IoU > this (θ).")
     ] = 0.35,
     ttl: Annotated[
-        int, typer.Option("--ttl", min=0, help="iou: frames a track survives unmatched.")
+        int,
+        typer.Option(
+            "--ttl",
+            min=0,
+            help="iou: frames a track survives unmatched (frames proposed on, with or "
+            "without boxes).",
+        ),
     ] = 3,
     interpolate: Annotated[
         bool,
@@ -171,7 +177,8 @@ def run(
     --no-verify), then matched greedily to the next frame's proposals by IoU > θ (new
     tracks after established ones until --confirm matches; an unmatched proposal starts
     a track unless it overlaps a matched one by IoU > --birth);
-    tracks live TTL frames unmatched; tracks with l..L boxes are kept (--long drop or
+    tracks live TTL frames unmatched (a frame proposed on without a box is one);
+    tracks with l..L boxes are kept (--long drop or
     split), the --top best per video by mean objectness. kcf (Wang & Gupta): the box
     holding most moving points (camera motion removed), tracked by KCF for --length
     frames; first and last boxes are a (query, tracked) pair. gt: import ground truth.
@@ -320,7 +327,8 @@ def evaluate(
     coverage: fraction of GT tracks with >= --min-len boxes followed by a predicted
     track with mean IoU >= --iou over their shared frames; purity: mean fraction of a
     predicted track's boxes on its majority GT object; fragmentation: predicted tracks
-    per covered GT object; mean_length: mean boxes per predicted track. A GT video
+    per covered GT object (those it is the majority object of; uncovered GT objects do
+    not count); mean_length: mean boxes per predicted track. A GT video
     without tracks counts as missed, tracks of a video without GT as impure (a warning
     counts such videos); files sharing no video are an error.
     """

@@ -16,6 +16,11 @@ class IdtConfig:
     every pyramid level of both flows, the one moving the points and the compensated
     one HOF, MBH and the shape read, with a 5×5 kernel (``MedianBlurFlow(flow, 5)``);
     ``median_size=3`` is the paper's 3×3 kernel M (1: no filter).
+
+    Deliberate deviation: with ``init_gap`` > 1 empty cells are re-sampled every
+    ``init_gap`` frames, as the option says. The release resets its frame counter
+    after every frame, so it never re-samples when the gap is above 1 (with the
+    default 1 both re-sample every frame).
     """
 
     # dense sampling (Wang et al. IJCV 2013, sec. 2.1)
@@ -23,7 +28,7 @@ class IdtConfig:
     scales: int = 8  # at most this many spatial scales...
     scale_stride: float = math.sqrt(2)  # ...each 1/stride of the previous
     quality: float = 0.001  # keep points whose min eigenvalue > quality × frame maximum
-    init_gap: int = 1  # resample every init_gap frames
+    init_gap: int = 1  # resample every init_gap frames (see above: not the release's)
     # tracking (sec. 2.2)
     track_length: int = 15  # L
     median_size: int = 5  # k×k median on both flows at every scale (the release's)

@@ -64,10 +64,11 @@ def to_records(
     return out
 
 
-def read_proposals(path: str | Path, video_id: str) -> tuple[Any, Any, Any, tuple[int, int] | None]:
+def read_proposals(path: str | Path, video_id: str) -> tuple[Any, Any, Any, dict[str, Any]]:
     """``frame (N,), box (N×4), score (N,)`` of one video from a ``vcl.proposals/1`` store,
-    and the source ``(width, height)`` its attrs record for the video (None if they do not:
-    stores written before sizes were recorded)."""
+    and what its attrs record of the video: ``size``, the source ``(width, height)``, and
+    ``frame_end`` with the store's ``stride`` (the frames proposed on are ``range(0,
+    frame_end, stride)``); None where they do not (older or hand-made stores)."""
     from vcl.io.store import Store
 
     store = Store(path, kind="proposals", version=1)
@@ -77,12 +78,18 @@ def read_proposals(path: str | Path, video_id: str) -> tuple[Any, Any, Any, tupl
     group = store.read_group(video_id)
     videos = store.attrs.get("videos")
     info = videos.get(video_id) if isinstance(videos, dict) else None
-    size = None
-    if isinstance(info, dict):
-        width, height = info.get("width"), info.get("height")
-        if isinstance(width, int) and isinstance(height, int):
-            size = (width, height)
-    return group["frame"], group["box"], group["score"], size
+    info = info if isinstance(info, dict) else {}
+    width, height, end = info.get("width"), info.get("height"), info.get("frame_end")
+    params = store.attrs.get("params")
+    stride = params.get("stride", 1) if isinstance(params, dict) else 1
+    ints = isinstance(width, int) and isinstance(height, int)
+    sampled = isinstance(end, int) and isinstance(stride, int) and stride >= 1
+    recorded = {
+        "size": (width, height) if ints else None,
+        "frame_end": end if sampled else None,
+        "stride": stride if sampled else 1,
+    }
+    return group["frame"], group["box"], group["score"], recorded
 
 
 def check_source_size(video_id: str, video_path: str, size: tuple[int, int]) -> None:
@@ -111,10 +118,13 @@ def process_video(task: VideoTask) -> VideoResult:
         if task.method == "iou":
             from vcl.track.iou import IouParams, track_video
 
-            frames, boxes, scores, size = read_proposals(task.proposals, task.video_id)
-            if size is not None:
-                check_source_size(task.video_id, task.video_path, size)
-            raw = track_video(task.video_path, frames, boxes, scores, IouParams(**task.params))
+            frames, boxes, scores, info = read_proposals(task.proposals, task.video_id)
+            if info["size"] is not None:
+                check_source_size(task.video_id, task.video_path, info["size"])
+            params = IouParams(**task.params)
+            raw = track_video(
+                task.video_path, frames, boxes, scores, params, info["frame_end"], info["stride"]
+            )
         elif task.method == "kcf":
             from vcl.track.kcf import KcfParams
             from vcl.track.kcf import track_video as kcf_video

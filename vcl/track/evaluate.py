@@ -9,7 +9,10 @@ box) so that every (predicted, ground-truth) pair's per-frame IoU is one broadca
   majority ground-truth object (a box is *on* the object it overlaps most, when that
   IoU ≥ ``iou``; a box on no object counts against purity); mean over predicted tracks;
 - **fragmentation**: for each covered ground-truth track, how many predicted tracks
-  have it as their majority object (1 is ideal); the mean;
+  have it as their majority object (the object most of their boxes are on, as for
+  purity; 1 is ideal); the mean over covered tracks (None when none is covered). A
+  covered track counts 0 when the tracks covering it are mostly on other objects;
+  uncovered tracks do not count, whatever tracks have them as majority object;
 - **mean_length**: mean number of boxes of a predicted track.
 
 Every video of either side counts: a tracks file cannot say "ran, found nothing", so
@@ -93,7 +96,8 @@ def evaluate(
         with np.errstate(invalid="ignore"):
             mean_iou = np.nansum(ious, axis=2) / np.maximum(shared.sum(axis=2), 1)  # (P, G)
         mean_iou[shared.sum(axis=2) == 0] = 0.0
-        covered += int(((mean_iou >= iou).any(axis=0) & is_long).sum())
+        is_covered = (mean_iou >= iou).any(axis=0) & is_long  # (G,)
+        covered += int(is_covered.sum())
         # Each predicted box is on the object it overlaps most, if that IoU >= iou.
         filled = np.nan_to_num(ious, nan=-1.0)
         best = filled.argmax(axis=1)  # (P, T)
@@ -107,10 +111,8 @@ def evaluate(
                 purities.append(float(counts.max() / len(t.frames)))
             else:
                 purities.append(0.0)
-        for g in np.flatnonzero(is_long):
-            n = int((majority == g).sum())
-            if n:
-                fragments.append(n)
+        pieces = np.bincount(majority[majority >= 0], minlength=len(gts))  # (G,)
+        fragments += pieces[is_covered].tolist()
     lengths = [len(t.frames) for t in predicted]
     return {
         "coverage": covered / long_gt if long_gt else None,

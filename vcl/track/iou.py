@@ -53,8 +53,11 @@ at birth): one new track per object. Measured on synth with motion proposals
 jittered ground-truth boxes it changes nothing. ``birth=0`` starts a track from every
 unmatched proposal, as published.
 
-Proposal frames are the "steps": the tracker advances from one frame holding proposals
-to the next (proposals made with a stride give tracks with that stride). The
+The frames proposed on are the "steps": the tracker advances from one to the next
+(proposals made with a stride give tracks with that stride), and a frame proposed on
+that got no box is a step without proposals, a miss for every track (TTL counts
+steps). A store that does not record which frames were proposed on (``frame_end``)
+gives only the frames holding proposals. The
 association step (`vcl.track.associate`) finds the few track × proposal pairs that
 can pass θ with a sort-and-sweep, computes their exact IoU and runs the sequential
 greedy, compiled (`vcl.track.match_kernel`).
@@ -201,12 +204,16 @@ def grid_points(
     """A grid×grid lattice of points inside every box (A×4, source px), in flow pixels.
 
     Returns the maps ``(x, y)``, (A, grid²) float32 each, at the centres of a grid×grid
-    tiling of each box (row-major), ready for ``cv2.remap``.
+    tiling of each box (row-major), ready for ``cv2.remap``. Boxes use the edge
+    convention (pixel i covers [i, i + 1)), remap the centre one (pixel i's value is at
+    i): the maps are the tile centres less half a pixel, so a sample is the image's
+    value at the tile centre, not half a pixel down-right of it.
     """
     t = ((np.arange(grid) + 0.5) / grid).astype(np.float32)  # (g,) relative positions
     b = np.asarray(boxes, np.float32)
-    xs = (b[:, 0:1] + (b[:, 2:3] - b[:, 0:1]) * t) * np.float32(scale[0])  # (A, g)
-    ys = (b[:, 1:2] + (b[:, 3:4] - b[:, 1:2]) * t) * np.float32(scale[1])
+    half = np.float32(0.5)
+    xs = (b[:, 0:1] + (b[:, 2:3] - b[:, 0:1]) * t) * np.float32(scale[0]) - half  # (A, g)
+    ys = (b[:, 1:2] + (b[:, 3:4] - b[:, 1:2]) * t) * np.float32(scale[1]) - half
     a = len(b)
     x = np.empty((a, grid, grid), np.float32)
     y = np.empty((a, grid, grid), np.float32)
@@ -251,7 +258,7 @@ def fb_shift(
     h, w = flow.shape[:2]
     x, y = grid_points(boxes, scale, grid)  # (A, n) each
     d = sample_flow(flow, x, y)  # (A, n, 2) forward displacement
-    ax, ay = x + d[..., 0], y + d[..., 1]  # where the points land
+    ax, ay = x + d[..., 0], y + d[..., 1]  # where the points land (remap convention)
     inside = (ax >= 0) & (ax <= w - 1) & (ay >= 0) & (ay <= h - 1)
     err = np.linalg.norm(d + sample_flow(back, ax, ay), axis=-1)  # (A, n) FB error
     err[~inside] = np.inf
@@ -338,10 +345,10 @@ class IouTracker:
     Active tracks are arrays (ids, last boxes, misses, and for registration and
     matching: hits, last matched box, its motion, the last registration's motion, the
     content template), row-aligned, in order of creation.
-    Every proposal of a frame joins a track (its match's, or a new one), so the log of
-    a frame is just its proposals with an owner id each; tracks are assembled once, at
-    the end. Ids are ``frame offset + proposal index`` for new tracks (increasing, with
-    gaps), which keeps creation order without counting.
+    A proposal joins a track (its match's, or a new one) unless ``birth`` refuses it a
+    track, so the log of a frame is its proposals that joined one, with an owner id each;
+    tracks are assembled once, at the end. Ids are ``frame offset + proposal index`` for
+    new tracks (increasing, with gaps), which keeps creation order without counting.
     """
 
     def __init__(self, threshold: float = 0.35, ttl: int = 3, confirm: int = 0, birth: float = 0.0):
@@ -444,7 +451,11 @@ class IouTracker:
         owner = np.arange(self.next_id, self.next_id + n)  # (P,) new ids by default
         owner[cols] = self.ids[rows]
         self.next_id += n
-        self._log.append((frame, owner, boxes, np.array(scores, np.float64).reshape(-1)))
+        fresh = self.births(boxes, scores, cols)
+        joins = fresh.copy()  # a proposal refused a birth (--birth) joins no track
+        joins[cols] = True
+        scores = np.array(scores, np.float64).reshape(-1)
+        self._log.append((frame, owner[joins], boxes[joins], scores[joins]))
         # Unmatched tracks keep following the flow until their TTL runs out.
         misses = self.misses + 1
         misses[rows] = 0
@@ -459,7 +470,6 @@ class IouTracker:
         hits[rows] += 1
         if self.confirm:  # a tentative track ends at its first miss (DeepSORT)
             alive &= (hits >= self.confirm) | (misses == 0)
-        fresh = self.births(boxes, scores, cols)
         n_fresh = int(fresh.sum())
         self.ids = np.concatenate([self.ids[alive], owner[fresh]])
         self.last = np.concatenate([last[alive], boxes[fresh]])
@@ -482,6 +492,8 @@ class IouTracker:
         if not self._log:
             return []
         ids = np.concatenate([e[1] for e in self._log])
+        if not len(ids):  # frames without proposals only
+            return []
         frames = np.repeat([e[0] for e in self._log], [len(e[1]) for e in self._log])
         boxes = np.concatenate([e[2] for e in self._log]).reshape(-1, 4)
         scores = np.concatenate([e[3] for e in self._log])
@@ -576,17 +588,78 @@ def proposal_stride(frames: np.ndarray) -> int:
     return int(steps.min()) if steps.size else 1
 
 
+def tracking_steps(frames: np.ndarray, frame_end: int | None, stride: int) -> np.ndarray:
+    """The frames the tracker steps over, sorted: every frame proposed on (``range(0,
+    frame_end, stride)``, with or without boxes) from the first to the last holding
+    proposals, so that a frame proposed on without a box counts towards TTL; just the
+    frames holding proposals when ``frame_end`` is unknown."""
+    held = np.unique(frames)
+    if frame_end is None:
+        return held
+    first = -(-int(held[0]) // stride) * stride  # the first sampled frame >= held[0]
+    # union: a frame off the recorded stride (a hand-edited store) is still stepped on
+    return np.union1d(np.arange(first, int(held[-1]) + 1, stride), held)
+
+
+def _has_frame(path: Path, index: int) -> bool:
+    """Whether the video decodes to frame ``index`` (frames before it are decoded, not
+    converted: about 1 ms each)."""
+    from vcl.io.video import VideoReader
+
+    return any(True for _ in VideoReader(path, start=index, end=index + 1))
+
+
+def check_frames(path: Path, steps: np.ndarray, frame_end: int | None, decodes: bool) -> None:
+    """Refuse proposals naming a frame the video does not have (a DataError naming it).
+
+    ``steps`` are the frames to track (sorted); frames count from 0.
+
+    Headers' frame counts are wrong both ways (OpenCV's tree.avi declares 444 frames
+    and holds 68), so they are not used. A store recording ``frame_end`` (one past the
+    last frame `vcl proposals` decoded and proposed on, from a video of this id and
+    size) must cover the last step: a store check, no decoding. A store recording none (an
+    older or another tool's) is checked against the video: by the flow's decoding
+    (``decodes``, in `track_video`'s loop), else by decoding up to the last step here.
+    """
+    first, last = int(steps[0]), int(steps[-1])
+    if first < 0:
+        raise DataError(
+            f"proposals name frame {first}", path, "frames are numbered from 0 in decoding order"
+        )
+    if frame_end is not None and last >= frame_end:
+        raise DataError(
+            f"proposals name frame {last} but their store says the frames proposed on "
+            f"end before {frame_end}",
+            path,
+            "the proposals store is inconsistent: make it again with vcl proposals",
+        )
+    if frame_end is None and not decodes and not _has_frame(path, last):
+        raise DataError(
+            f"the video ends before frame {last}, which its proposals were made on",
+            path,
+            "the proposals were made from another video",
+        )
+
+
 def track_video(
     video_path: str | Path,
     frames: np.ndarray,
     boxes: np.ndarray,
     scores: np.ndarray,
     params: IouParams,
+    frame_end: int | None = None,
+    stride: int = 1,
 ) -> list[RawTrack]:
     """Tracks of one video from its proposals (rows: frame (N,), box (N×4), score (N,)).
 
-    Decodes the video once (at ``flow_side``) when flow registration is on; a proposal
-    frame the video does not have is a DataError naming the video.
+    ``frame_end`` and ``stride`` (from the proposals store) say which frames were
+    proposed on, ``range(0, frame_end, stride)``: the tracker steps over each of them
+    (`tracking_steps`), those without proposals with none, so they count as misses
+    towards TTL and flow goes from sampled frame to sampled frame. Without them (stores
+    that do not record it), it steps over the frames holding proposals only, and a
+    frame proposed on that got no box is not seen at all. Decodes the video once (at
+    ``flow_side``) when flow registration is on; a proposal frame the video does not
+    have is a DataError naming the video (`check_frames`).
     """
     from vcl.motion import dense_flow
 
@@ -595,20 +668,15 @@ def track_video(
         return []
     order = np.argsort(frames, kind="stable")
     frames, boxes, scores = frames[order], np.asarray(boxes)[order], np.asarray(scores)[order]
-    steps, starts = np.unique(frames, return_index=True)
-    ends = np.append(starts[1:], len(frames))
+    steps = tracking_steps(frames, frame_end, stride)
+    starts = np.searchsorted(frames, steps, side="left")  # rows of each step's proposals
+    ends = np.searchsorted(frames, steps, side="right")
     tracker = IouTracker(params.iou, params.ttl, params.confirm, params.birth)
-    from vcl.io.video import VideoReader
-
-    reader = VideoReader(video_path, max_side=params.flow_side)
-    declared = reader.info.frame_count
-    if not params.flow and declared and steps[-1] >= declared:  # no decoding to check
-        raise DataError(
-            f"proposals name frame {int(steps[-1])} but the video has {declared} frames",
-            video_path,
-            "the proposals were made from another video",
-        )
+    check_frames(Path(video_path), steps, frame_end, params.flow)
     if params.flow:
+        from vcl.io.video import VideoReader
+
+        reader = VideoReader(video_path, max_side=params.flow_side)
         up = max(1.0, params.flow_side / max(reader.size))
         scale = (reader.scale[0] * up, reader.scale[1] * up)
         decoded = _grey_frames(Path(video_path), params.flow_side, steps, up)
@@ -619,7 +687,7 @@ def track_video(
             got = next(decoded, None)
             if got is None or got[0] != frame:
                 raise DataError(
-                    f"proposals name frame {int(frame)} but the video ends before it",
+                    f"the video ends before frame {int(frame)}, which its proposals were made on",
                     video_path,
                     "the proposals were made from another video",
                 )
@@ -637,6 +705,6 @@ def track_video(
         )
     tracks = tracker.finish()
     if params.interpolate:
-        stride = proposal_stride(steps)
-        tracks = [interpolate(t, stride) for t in tracks]
+        step = stride if frame_end is not None else proposal_stride(steps)
+        tracks = [interpolate(t, step) for t in tracks]
     return select(tracks, params)
