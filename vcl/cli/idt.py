@@ -224,12 +224,12 @@ def run(
     trajectories are dropped; each survivor gets its shape (30), HOG (96), HOF (108),
     MBHx (96) and MBHy (96) from a 32×32×L volume (2×2×3 cells; per-frame histograms
     +0.05 per bin, L1-normalised then square-rooted, averaged over 5 frames per time
-    cell). The
-    camera's homography (ORB/SIFT + flow matches, RANSAC, human boxes left out)
-    compensates the flow used by HOF, MBH and the shape. Writes one group per video
-    (id = video id) of the vcl.idt/1 store, resumable per video; videos shorter than
-    L + 1 frames give no trajectories and a warning. Header positions are in pixels of
-    the resized frames, as the release reports them for the video it is given.
+    cell). The camera's homography (ORB/SIFT + flow matches, RANSAC, human boxes left
+    out) compensates the flow used by HOF, MBH and the shape. Writes one group per
+    video (id = video id) of the vcl.idt/1 store, resumable per video; videos shorter
+    than L + 1 frames give no trajectories and a warning. Header positions are in
+    pixels of the resized frames, as the release reports them for the video it is
+    given.
 
     --format text writes the release's lines unchanged (no header) and records the
     parameters in the folder's params.json: a rerun keeps existing files only when it

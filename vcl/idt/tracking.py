@@ -92,8 +92,8 @@ def step(
     """Advance every trajectory one frame, in place; return which are still inside (n,).
 
     ``track_flow`` (H×W×2) moves the points; ``compensated_flow`` (both
-    median-filtered) records the step the camera does not explain; ``integral`` is the previous
-    frame's integral histogram, sampled around the points *before* they move.
+    median-filtered) records the step the camera does not explain; ``integral`` is the
+    previous frame's integral histogram, sampled around the points *before* they move.
     Trajectories leaving the frame are left untouched and marked False: the caller
     drops them with the finished ones in a single ``compact``.
     """
