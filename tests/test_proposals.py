@@ -144,6 +144,37 @@ def test_empty_edges_frame_gives_no_boxes(tmp_path: Path) -> None:
     assert len(result.frame) == 0 and result.info["sampled"] == 3
 
 
+def test_edgeboxes_rects_are_read_with_opencvs_one_based_corner() -> None:
+    """getBoundingBoxes reports a box over pixels x..x+w as (x+1, y+1, w, h)."""
+    from vcl.proposals.edgeboxes import from_edgeboxes_rects
+
+    rects = np.array([[1, 1, 95, 60], [20, 14, 26, 21]], np.int32)
+    assert from_edgeboxes_rects(rects).tolist() == [[0, 0, 96, 61], [19, 13, 46, 35]]
+
+
+def test_edgeboxes_boxes_reach_every_border() -> None:
+    """On a frame textured to its borders, boxes touch all four of them, mirrored too.
+
+    Reading OpenCV's 1-based corner as 0-based put every box 1 px right and down: none
+    touched the left or top border while the right and bottom ones were reached.
+    """
+    from vcl.proposals.edgeboxes import (
+        EdgeBoxesParams,
+        create_edge_boxes,
+        edge_boxes,
+        gradient_edges,
+    )
+
+    rng = np.random.default_rng(0)
+    img = np.kron(rng.integers(0, 256, (8, 12, 3)), np.ones((8, 8, 1))).astype(np.uint8)[:61]
+    h, w = img.shape[:2]
+    engine = create_edge_boxes(EdgeBoxesParams(min_box_area=200, max_boxes=2000, beta=0.95))
+    for frame in (img, np.ascontiguousarray(img[::-1, ::-1])):
+        boxes, _ = edge_boxes(engine, *gradient_edges(frame))
+        assert boxes[:, :2].min(0).tolist() == [0, 0]
+        assert boxes[:, 2:].max(0).tolist() == [w, h]
+
+
 def test_gradient_edges_are_thin_with_normal_orientation() -> None:
     from vcl.proposals.edgeboxes import gradient_edges
 

@@ -150,12 +150,23 @@ def create_edge_boxes(params: EdgeBoxesParams) -> Any:
 def edge_boxes(engine: Any, edges: np.ndarray, orient: np.ndarray) -> tuple[np.ndarray, ...]:
     """Run EdgeBoxes: xyxy boxes (N×4 float64) and scores (N,), best first.
 
-    OpenCV returns ``(x, y, w, h)`` pixel rectangles; scores are ``(N,)`` in 5.0,
-    ``(N, 1)`` in 4.x, and ``((), None)`` when the frame has no edges.
+    OpenCV returns ``(x, y, w, h)`` rectangles in Dollár's convention (see
+    `from_edgeboxes_rects`); scores are ``(N,)`` in 5.0, ``(N, 1)`` in 4.x, and
+    ``((), None)`` when the frame has no edges.
     """
-    from vcl.boxes import from_xywh
-
     rects, scores = engine.getBoundingBoxes(edges, orient)
     if scores is None or len(rects) == 0:
         return np.zeros((0, 4)), np.zeros(0)
-    return from_xywh(np.asarray(rects)), np.asarray(scores, dtype=np.float64).reshape(-1)
+    return from_edgeboxes_rects(rects), np.asarray(scores, dtype=np.float64).reshape(-1)
+
+
+def from_edgeboxes_rects(rects: np.ndarray) -> np.ndarray:
+    """OpenCV EdgeBoxes rectangles (N×4) as 0-based xyxy pixel-edge boxes.
+
+    Internally a box spans pixel columns ``x .. x+w`` and rows ``y .. y+h`` inclusive;
+    ``getBoundingBoxes`` reports it as ``(x+1, y+1, w, h)`` (the MATLAB code's 1-based
+    corner). Read as 0-based xywh, boxes would sit 1 px right and down and never touch the
+    left or top border; ``(X, Y, w, h)`` is the box ``[X-1, Y-1, X+w, Y+h]``.
+    """
+    r = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([r[:, :2] - 1.0, r[:, :2] + r[:, 2:]], axis=1)
