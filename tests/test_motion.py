@@ -9,7 +9,11 @@ from vcl.motion import (
     camera_flow,
     camera_homography,
     dense_flow,
+    detect_features,
     estimate_homography,
+    flow_matches,
+    homography_from_matches,
+    match_features,
     median_flow,
     residual_flow,
 )
@@ -56,6 +60,18 @@ def test_camera_homography_recovers_planted_camera(camera: str, detector: str) -
             np.abs(aligned[inner].astype(int) - prev[inner]).mean()
             < 0.5 * np.abs(nxt[inner].astype(int) - prev[inner]).mean()
         )
+
+
+def test_homography_from_matches_found_once_is_camera_homography() -> None:
+    """Callers that keep the features and flow matches get the very same H and inliers."""
+    plan = plan_video(SynthConfig(width=171, height=97, frames=6, camera="pan", seed=3), 0)
+    prev, nxt = (grey(render_background(plan, t)) for t in (2, 3))
+    flow = dense_flow(prev, nxt, "dis")
+    boxes = np.array([[10.0, 10.0, 60.0, 50.0]])
+    keypoints = match_features(detect_features(prev), detect_features(nxt), window=None)
+    H, inliers = homography_from_matches(keypoints, flow_matches(prev, flow), boxes)
+    H0, inliers0 = camera_homography(prev, nxt, flow, boxes)
+    assert np.array_equal(H, H0) and inliers == inliers0 and inliers > 0.5
 
 
 def test_flow_of_a_known_shift() -> None:

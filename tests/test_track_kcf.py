@@ -101,3 +101,54 @@ def test_kcf_still_frames_seed_no_patch_with_the_fraction_test_off(tmp_path: Pat
     assert result.stdout == ""  # not a score-0 box at the top-left corner
     warning = [x for x in result.stderr.splitlines() if x.startswith("warning: ")]
     assert len(warning) == 1 and "no kcf track" in warning[0] and "some points move" in warning[0]
+
+
+def panning_greys(n: int = 6) -> list[np.ndarray]:
+    """Grey frames of a synth video with a panning camera and moving objects."""
+    import cv2
+
+    from vcl.synth import SynthConfig, plan_video, render_frame
+
+    plan = plan_video(SynthConfig(width=200, height=150, frames=n, camera="pan", seed=2), 0)
+    return [cv2.cvtColor(render_frame(plan, t)[0], cv2.COLOR_RGB2GRAY) for t in range(n)]
+
+
+def test_moving_points_carrying_features_equal_the_separate_calls() -> None:
+    """Each frame detected once (flow matches shared, ORB features carried to the next
+    pair) gives bit for bit the points and moves of the public per-pair functions."""
+    from vcl.motion import camera_homography, dense_flow, flow_matches
+    from vcl.track.kcf import moving_points
+
+    features = None
+    moved = 0
+    for prev, nxt in pairwise(panning_greys()):
+        points, moving, features = moving_points(prev, nxt, 0.5, features)
+        flow = dense_flow(prev, nxt, "dis", "fast")
+        src, dst = flow_matches(prev, flow)
+        H, _ = camera_homography(prev, nxt, flow)
+        camera = np.concatenate([src, np.ones((len(src), 1), np.float32)], axis=1) @ H.T
+        residual = np.linalg.norm(dst - camera[:, :2] / camera[:, 2:3], axis=1)
+        assert np.array_equal(points, src) and np.array_equal(moving, residual > 0.5)
+        moved += int(moving.sum())
+    assert moved > 0
+
+
+def test_kcf_seeding_detects_each_frame_once(tmp_path: Path, monkeypatch) -> None:
+    """While no patch is tracked every frame pair is searched: corners and ORB features
+    of a frame used to be computed twice per pair and ORB again as the next pair's prev."""
+    import vcl.motion as motion
+    from vcl.track.kcf import KcfParams, track_video
+
+    calls = {"flow_matches": 0, "detect_features": 0}
+    for name in calls:
+        original = getattr(motion, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(motion, name, counted)
+    frames, _ = checker_video(n=8)
+    write_video(tmp_path / "still.mp4", [frames[0]] * 8, fps=10)
+    assert track_video(tmp_path / "still.mp4", KcfParams(length=3)) == []
+    assert calls == {"flow_matches": 7, "detect_features": 8}

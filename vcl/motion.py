@@ -186,8 +186,22 @@ def camera_homography(
     threshold: float = 1.0,
 ) -> tuple[np.ndarray, float]:
     """The camera's homography prev -> next from keypoint matches plus flow matches."""
-    k_src, k_dst = keypoint_matches(prev, nxt, detector)
-    f_src, f_dst = flow_matches(prev, flow)
+    keypoints = keypoint_matches(prev, nxt, detector)
+    return homography_from_matches(keypoints, flow_matches(prev, flow), exclude_boxes, threshold)
+
+
+def homography_from_matches(
+    keypoints: tuple[np.ndarray, np.ndarray],
+    flow_pairs: tuple[np.ndarray, np.ndarray],
+    exclude_boxes: np.ndarray | None = None,
+    threshold: float = 1.0,
+) -> tuple[np.ndarray, float]:
+    """`camera_homography` from matches already found (``match_features``, ``flow_matches``).
+
+    For callers that need the flow matches themselves, or keep each frame's features
+    for the next pair: nothing is detected twice, and H is the same.
+    """
+    (k_src, k_dst), (f_src, f_dst) = keypoints, flow_pairs
     return estimate_homography(
         np.concatenate([k_src, f_src]), np.concatenate([k_dst, f_dst]), exclude_boxes, threshold
     )

@@ -9,7 +9,7 @@ are a (query, tracked) pair that should look alike.
 
 Here, on frames resized to ``max_side``: points are good-features-to-track corners
 (SURF is not in pip builds of OpenCV) moved by DIS flow to the next frame; the camera's
-homography comes from `vcl.motion.camera_homography` (ORB + flow matches, RANSAC); a
+homography comes from ORB + flow matches (`vcl.motion.homography_from_matches`); a
 point moves when its residual displacement exceeds ``moving_px``. The best box is found
 by one integral image of the moving-point counts (every window position at once).
 A frame with no moving point seeds no patch, whatever the fraction test allows.
@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from vcl.track.iou import RawTrack
+
+Features = tuple[np.ndarray, np.ndarray | None]  # keypoint positions, descriptors
 
 
 @dataclass(frozen=True)
@@ -55,24 +57,39 @@ class KcfParams:
 
 
 def moving_points(
-    prev: np.ndarray, nxt: np.ndarray, moving_px: float = 0.5
-) -> tuple[np.ndarray, np.ndarray]:
-    """Points (N×2) of grey frame ``prev`` and whether each moves (N,) once the camera is out.
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    moving_px: float = 0.5,
+    prev_features: Features | None = None,
+) -> tuple[np.ndarray, np.ndarray, Features | None]:
+    """Points (N×2) of grey frame ``prev``, whether each moves (N,) once the camera is
+    out, and ``nxt``'s ORB features (None when not computed: no points to judge).
 
     Residual = flow displacement − the displacement the camera homography gives the
-    point (``H p − p``).
+    point (``H p − p``). The flow matches serve both, and ``prev_features`` (the last
+    call's third value, when ``prev`` was its ``nxt``) spares detecting ``prev`` again.
     """
-    from vcl.motion import camera_homography, dense_flow, flow_matches
+    from vcl.motion import (
+        dense_flow,
+        detect_features,
+        flow_matches,
+        homography_from_matches,
+        match_features,
+    )
 
     flow = dense_flow(prev, nxt, "dis", "fast")
     src, dst = flow_matches(prev, flow)
     if len(src) == 0:
-        return src, np.zeros(0, bool)
-    H, _ = camera_homography(prev, nxt, flow)
+        return src, np.zeros(0, bool), None
+    if prev_features is None:
+        prev_features = detect_features(prev)
+    features = detect_features(nxt)
+    keypoints = match_features(prev_features, features, window=None)
+    H, _ = homography_from_matches(keypoints, (src, dst))
     ph = np.concatenate([src, np.ones((len(src), 1), np.float32)], axis=1) @ H.T  # (N, 3)
     camera = ph[:, :2] / ph[:, 2:3]
     residual = np.linalg.norm(dst - camera, axis=1)
-    return src, residual > moving_px
+    return src, residual > moving_px, features
 
 
 def densest_window(points: np.ndarray, shape: tuple[int, int], side: int) -> tuple[int, int, int]:
@@ -121,7 +138,7 @@ def track_video(video_path: str | Path, params: KcfParams) -> list[RawTrack]:
     tracks: list[RawTrack] = []
     if max(w, h) < 12:  # DIS flow needs 12 px: no moving points to seed a patch
         return tracks
-    prev = prev_grey = None
+    prev = prev_grey = prev_features = None
     prev_index = -1
     tracker = None
     frames: list[int] = []
@@ -129,8 +146,11 @@ def track_video(video_path: str | Path, params: KcfParams) -> list[RawTrack]:
     score = 0.0
     for index, rgb in reader:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        features = None  # this frame's ORB features, when seeding computed them
         if tracker is None and prev is not None:
-            points, moving = moving_points(prev_grey, grey, params.moving_px)
+            points, moving, features = moving_points(
+                prev_grey, grey, params.moving_px, prev_features
+            )
             fraction = float(moving.mean()) if len(moving) else 0.0
             # A window with no moving point is not a moving patch (--min-moving 0 lets
             # still frames through the fraction test; argmax of zeros is the corner).
@@ -153,5 +173,5 @@ def track_video(video_path: str | Path, params: KcfParams) -> list[RawTrack]:
                     b = np.asarray(boxes, float) / np.array([sx, sy, sx, sy])
                     tracks.append(RawTrack(np.asarray(frames), b, np.full(len(frames), score)))
                     tracker = None
-        prev, prev_grey, prev_index = rgb, grey, index
+        prev, prev_grey, prev_index, prev_features = rgb, grey, index, features
     return tracks
