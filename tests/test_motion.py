@@ -85,6 +85,18 @@ def test_flow_of_a_known_shift() -> None:
         np.testing.assert_allclose(np.median(inner, axis=0), [3, 2], atol=0.1)
 
 
+def test_farneback_defaults_are_the_idt_releases() -> None:
+    """DenseTrack calls Farneback with (√2/2, 5, 10, 2, 7, 1.5): a pyramid step of 0.702
+    (an older default here) gives other flow on real texture."""
+    rng = np.random.default_rng(2)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (61, 97), dtype=np.uint8), (0, 0), 1.5)
+    shifted = np.roll(base, (1, 2), axis=(0, 1))
+    release = cv2.calcOpticalFlowFarneback(
+        base, shifted, None, np.sqrt(2) / 2, 5, 10, 2, 7, 1.5, cv2.OPTFLOW_FARNEBACK_GAUSSIAN
+    )
+    assert np.array_equal(dense_flow(base, shifted, "farneback"), release)
+
+
 def test_camera_flow_of_a_translation_and_boxes_excluded() -> None:
     H = np.array([[1, 0, 2.5], [0, 1, -1.0], [0, 0, 1]])
     flow = camera_flow(H, (7, 9))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 FLOW_METHODS = ("farneback", "dis")
+FARNEBACK_PYR_SCALE = float(np.sqrt(0.5))  # the IDT release's pyramid step, 1/√2
 DETECTORS = ("orb", "sift")
 
 
@@ -64,7 +65,8 @@ def dense_flow(
     """Dense flow prev -> next (H×W×2 float32).
 
     ``farneback`` parameters are (pyr_scale, levels, winsize, iterations, poly_n,
-    poly_sigma); the default is the IDT release's (0.702, 5, 10, 2, 7, 1.5).
+    poly_sigma); the default is the IDT release's (1/√2, 5, 10, 2, 7, 1.5): DenseTrack's
+    call, and the √2 scale stride of DenseTrackStab's own pyramid.
     ``dis_preset``: ultrafast | fast | medium (OpenCV's DIS presets).
     """
     import cv2
@@ -73,7 +75,7 @@ def dense_flow(
         return dis_engine(dis_preset).calc(prev, nxt, None)
     if method == "farneback":
         pyr_scale, levels, winsize, iterations, poly_n, poly_sigma = farneback or (
-            0.702,
+            FARNEBACK_PYR_SCALE,
             5,
             10,
             2,
@@ -96,7 +98,8 @@ def dense_flow(
 
 
 def median_flow(flow: np.ndarray, ksize: int = 3) -> np.ndarray:
-    """Median-filter each flow component (IDT tracks points with a 3×3 median).
+    """Median-filter each flow component (the IDT release filters every flow with a 5×5
+    median, the IJCV paper with a 3×3 one).
 
     One ``medianBlur`` call on both channels (it filters each channel on its own, the
     same numbers as two single-channel calls, a third of the time).
