@@ -254,10 +254,10 @@ def kmeans_plusplus(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     n = len(x)
     trials = 2 + int(np.log(k))
     sq_norms = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    x_t = x.T.astype(np.float64)  # (D, N) once: converting it at every step cost k copies
 
     def sqdist(rows: np.ndarray) -> np.ndarray:  # (len(rows), N) squared distances
-        c = x[rows].astype(np.float64)
-        d = sq_norms[rows][:, None] + sq_norms[None, :] - 2.0 * (c @ x.T.astype(np.float64))
+        d = sq_norms[rows][:, None] + sq_norms[None, :] - 2.0 * (x_t[:, rows].T @ x_t)
         return np.maximum(d, 0.0)
 
     chosen = np.empty(k, np.int64)

@@ -14,7 +14,7 @@ M-step runs in float64. On a CPU, row ranges run in parallel threads. Variances 
 floored at ``var_floor`` × the data's variance per dimension (a constrained M-step, so
 the log-likelihood still never decreases). EM stops when the mean per-sample
 log-likelihood changes by less than ``tol`` (scikit-learn's rule) or after ``n_iter``
-iterations. Initialised by faiss k-means; with
+iterations. Initialised by k-means (k-means++ seeds, then faiss's Lloyd); with
 ``n_init`` > 1 the run with the best final log-likelihood is kept.
 """
 
@@ -31,6 +31,7 @@ import numpy as np
 from vcl.console import log
 
 LOG_2PI = math.log(2 * math.pi)
+FAISS_POINTS_PER_CENTROID = 256  # faiss k-means trains on at most this many rows per centroid
 
 
 def _torch_dtype(name: str) -> Any:
@@ -247,8 +248,23 @@ class DiagonalGMM:
 
     # -- initialisation ------------------------------------------------------------
 
+    def _seeds(self, x32: np.ndarray, seed: int) -> np.ndarray:
+        """(K, D) k-means++ seeds (scikit-learn's greedy variant: its GaussianMixture, which
+        video_cluster fitted its Fisher models with, starts from them) drawn from a random
+        256·K rows, the sample faiss trains on. faiss's own seeds, random rows, left 8
+        well-separated blobs at a mean log-likelihood of −8.80 where scikit-learn
+        reached −7.45 (3 inits each); these reach −7.45."""
+        from vcl.cluster import kmeans_plusplus
+
+        rows = min(len(x32), FAISS_POINTS_PER_CENTROID * self.n_components)
+        if rows < len(x32):
+            picked = np.random.default_rng(seed).choice(len(x32), rows, replace=False)
+            x32 = x32[np.sort(picked)]
+        return kmeans_plusplus(x32, self.n_components, int(seed))
+
     def _kmeans_init(self, X: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
-        """faiss k-means centroids; variances and weights from the hard assignment."""
+        """k-means (faiss Lloyd from k-means++ seeds) centroids; variances and weights from
+        the hard assignment."""
         import faiss
 
         from vcl.device import faiss_gpu_count
@@ -265,7 +281,7 @@ class DiagonalGMM:
             verbose=False,
             min_points_per_centroid=1,  # FisherModel.fit warns once; faiss prints per run
         )
-        kmeans.train(x32)
+        kmeans.train(x32, init_centroids=self._seeds(x32, seed))
         _, assign = kmeans.index.search(x32, 1)
         assign = assign.ravel()
         counts = np.bincount(assign, minlength=k).astype(np.float64)
