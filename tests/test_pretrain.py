@@ -303,12 +303,13 @@ def test_resume_names_a_key_the_older_run_lacks(tmp_path: Path) -> None:
     from vcl.errors import UsageError
     from vcl.pretrain.loop import check_resumable
 
-    (tmp_path / "config.json").write_text(json.dumps({"method": "odc", "k": 3}))
+    saved = {"method": "odc", "arch": "resnet18", "k": 3}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
     (tmp_path / "checkpoint.pt").write_bytes(b"")
 
     class Config:
         def flat(self) -> dict:
-            return {"method": "odc", "k": 3, "refine_restarts": 4}
+            return {**saved, "refine_restarts": 4}
 
     with pytest.raises(UsageError, match=r"refine_restarts \(absent there: saved by an older"):
         check_resumable(tmp_path, Config())  # type: ignore[arg-type]
@@ -367,3 +368,120 @@ def test_resume_with_fewer_epochs_than_done_is_refused(crops: Path, tmp_path: Pa
     assert r.exit_code == ExitCode.USAGE
     assert "already done 2 epochs" in one_error_line(r.stderr)
     assert (run / "config.json").read_text() == before
+
+
+def finished_run(crops: Path, tmp_path: Path) -> Path:
+    """A copy of the module's 2-epoch odct run (trained once, by whichever test is first)."""
+    import shutil
+
+    full = crops.parent / "run-odct"
+    if not (full / "checkpoint.pt").exists():
+        r = invoke("pretrain", crops, "--method", "odct", "--epochs", 2, "-o", full, *TINY)
+        assert r.exit_code == 0, r.output
+    run = tmp_path / "run"
+    shutil.copytree(full, run)
+    return run
+
+
+def test_damaged_run_files_are_bad_data_in_one_line(crops: Path, tmp_path: Path) -> None:
+    """A damaged config.json, checkpoint.pt or metrics.jsonl stops --resume with exit 65
+    and one line naming the file (not an internal error, 70); vcl embed, which shares the
+    readers, says the same."""
+    run = finished_run(crops, tmp_path)
+    good = (run / "config.json").read_text()
+    (run / "config.json").write_text("{bad\n")
+    r = invoke("pretrain", crops, "--epochs", 2, "--resume", run, "-q")
+    assert r.exit_code == ExitCode.DATA, r.output
+    line = one_error_line(r.stderr)
+    assert f"{run}: config.json is not valid JSON" in line and "rerun the training" in line
+    e = invoke("embed", run, crops, "-o", tmp_path / "e.zarr", "--device", "cpu", "-q")
+    assert e.exit_code == ExitCode.DATA and one_error_line(e.stderr) == line
+
+    (run / "config.json").write_text(good)
+    data = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])  # truncated
+    r = invoke("pretrain", crops, "--epochs", 2, "--resume", run, "-q")
+    assert r.exit_code == ExitCode.DATA, r.output
+    line = one_error_line(r.stderr)
+    assert f"{run}: checkpoint.pt cannot be loaded" in line and "truncated or damaged" in line
+    e = invoke("embed", run, crops, "-o", tmp_path / "e.zarr", "--device", "cpu", "-q")
+    assert e.exit_code == ExitCode.DATA and one_error_line(e.stderr) == line
+
+    (run / "checkpoint.pt").write_bytes(data)
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"epoch": 3, "lo\n')
+    r = invoke("pretrain", crops, "--epochs", 3, "--resume", run, "-q")
+    assert r.exit_code == ExitCode.DATA, r.output
+    assert f"{run / 'metrics.jsonl'}: line 4: not a metrics record" in one_error_line(r.stderr)
+    assert (run / "config.json").read_text() == good  # refused before anything was written
+
+
+def test_run_files_of_another_schema_version_are_refused(crops: Path, tmp_path: Path) -> None:
+    """config.json or checkpoint.pt of a newer major version is refused by --resume and
+    embed with the stores' message (exit 65); runs saved before the field existed load."""
+    run = finished_run(crops, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert config["schema"] == state["schema"] == "vcl.pretrain_run/1"
+    expected = "schema vcl.pretrain_run/2 is not the vcl.pretrain_run/1 this vcl reads; upgrade vcl"
+
+    def refused(name: str) -> None:
+        r = invoke("pretrain", crops, "--epochs", 2, "--resume", run, "-q")
+        assert r.exit_code == ExitCode.DATA, r.output
+        assert one_error_line(r.stderr) == f"error: {run / name}: {expected}"
+        e = invoke("embed", run, crops, "-o", tmp_path / "e.zarr", "--device", "cpu", "-q")
+        assert e.exit_code == ExitCode.DATA, e.output
+        assert one_error_line(e.stderr) == f"error: {run / name}: {expected}"
+
+    (run / "config.json").write_text(json.dumps({**config, "schema": "vcl.pretrain_run/2"}))
+    refused("config.json")
+    (run / "config.json").write_text(json.dumps(config))
+    torch.save({**state, "schema": "vcl.pretrain_run/2"}, run / "checkpoint.pt")
+    refused("checkpoint.pt")
+
+    # written before the field existed: read as version 1
+    (run / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "schema"}))
+    torch.save({k: v for k, v in state.items() if k != "schema"}, run / "checkpoint.pt")
+    r = invoke("pretrain", crops, "--epochs", 2, "--resume", run, "-q")
+    assert r.exit_code == 0, r.output
+    e = invoke("embed", run, crops, "-o", tmp_path / "e.zarr", "--device", "cpu", "-q")
+    assert e.exit_code == 0, e.output
+
+
+def test_default_workers_are_at_most_the_available_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--workers left out: 4 DataLoader processes, fewer where fewer cores are ours."""
+    import os
+
+    from vcl.pretrain.loop import TrainConfig, default_workers
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity mask on this system")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert default_workers() == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert default_workers() == 2
+    assert TrainConfig(input="c.zarr", method="odct", output="run").workers == 2
+
+
+def test_quiet_run_writes_nothing_to_stderr(crops: Path, tmp_path: Path) -> None:
+    """-q keeps only errors: a run with the default --workers on one core writes nothing
+    on stderr (no torch 'This DataLoader will create 4 worker processes' warnings)."""
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity mask on this system")
+    args = [a for a in TINY if a not in ("--workers", "0")]
+    cmd = [sys.executable, "-m", "vcl", "pretrain", str(crops), "--method", "odct",
+           "--epochs", "1", "-o", str(tmp_path / "run"), *args]  # fmt: skip
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == ""
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["workers"] == 1

@@ -13,7 +13,10 @@ which linear probes read (ODCT probes conv1 and the four residual stages):
 
 A run directory holds ``config.json`` (with at least ``arch``) and ``checkpoint.pt``
 whose ``"backbone"`` entry is this module's ``state_dict`` (tensors only, loadable
-with ``torch.load(weights_only=True)``).
+with ``torch.load(weights_only=True)``). Both carry ``"schema": RUN_SCHEMA``; readers
+(`load_run_config`, `load_checkpoint`: ``vcl embed``, ``probe``, ``retrieve`` and
+``pretrain --resume`` alike) refuse another major version, and damaged files, in one
+line naming the file. Runs saved before the field existed have none and are read.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from vcl.errors import DataError, MissingInputError, UsageError
+
+RUN_SCHEMA = "vcl.pretrain_run/1"  # config.json and checkpoint.pt of a vcl pretrain run
+DAMAGED_HINT = "rerun the training (into a new -o directory, or with --overwrite)"
 
 
 @dataclass(frozen=True)
@@ -174,18 +180,74 @@ def build_backbone(arch: str) -> Any:
     return Backbone()
 
 
+def check_run_schema(data: dict[str, Any], path: Path) -> None:
+    """Refuse a run file (config.json, checkpoint.pt) of another major version than the
+    RUN_SCHEMA this vcl reads, with the message the stores and manifests give; a file
+    saved before the field existed has none and is read as version 1."""
+    from vcl.io.manifest import parse_schema
+
+    schema = data.get("schema")
+    if schema is None:
+        return
+    try:
+        kind, major = parse_schema(schema)
+    except ValueError as exc:
+        raise DataError(str(exc), path) from None
+    want_kind, want = parse_schema(RUN_SCHEMA)
+    if kind != want_kind:
+        raise DataError(f"is a vcl.{kind} file, not a vcl pretrain run's {RUN_SCHEMA}", path)
+    if major != want:
+        raise DataError(
+            f"schema {schema} is not the {RUN_SCHEMA} this vcl reads",
+            path,
+            "upgrade vcl" if major > want else "rerun the training with this vcl",
+        )
+
+
 def load_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run directory's config.json; a damaged one or one of another schema is a
+    DataError naming it (never a JSONDecodeError)."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.exists():
         raise MissingInputError("not a vcl pretrain run directory (no config.json)", run_dir)
     try:
         config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"config.json is not valid JSON ({exc.msg})", run_dir) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise DataError(
+            f"config.json is not valid JSON ({why})",
+            run_dir,
+            DAMAGED_HINT,
+        ) from None
     if not isinstance(config, dict) or "arch" not in config:
         raise DataError("config.json names no 'arch'", run_dir)
+    check_run_schema(config, config_path)
     return config
+
+
+def load_checkpoint(run_dir: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A run directory's checkpoint.pt (tensors and plain containers only); a truncated
+    or damaged file, or one of another schema, is a DataError naming it. The one reader
+    of checkpoints: ``vcl embed`` (`load_run`) and ``vcl pretrain --resume``."""
+    import torch
+
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / "checkpoint.pt"
+    if not checkpoint.exists():
+        raise MissingInputError("run directory has no checkpoint.pt", run_dir)
+    try:
+        state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged files
+        raise DataError(
+            f"checkpoint.pt cannot be loaded ({type(exc).__name__}): it is truncated or damaged",
+            run_dir,
+            DAMAGED_HINT,
+        ) from None
+    if not isinstance(state, dict):
+        raise DataError("checkpoint.pt holds no dict of weights", run_dir)
+    check_run_schema(state, checkpoint)
+    return state
 
 
 def load_backbone(run_dir: str | Path, map_location: str = "cpu") -> tuple[Any, dict[str, Any]]:
@@ -200,22 +262,10 @@ def load_run(
     """The trained backbone of a run directory, its config and the checkpoint's epoch
     (None for a checkpoint that does not record one): a killed run's checkpoint is
     older than its config's ``epochs``, which readers want to know."""
-    import torch
-
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    checkpoint = run_dir / "checkpoint.pt"
-    if not checkpoint.exists():
-        raise MissingInputError("run directory has no checkpoint.pt", run_dir)
-    try:
-        state = torch.load(checkpoint, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for damaged files
-        raise DataError(
-            f"checkpoint.pt cannot be loaded ({type(exc).__name__}): it is truncated or damaged",
-            run_dir,
-            "resume or rerun the training",
-        ) from None
-    if not isinstance(state, dict) or "backbone" not in state:
+    state = load_checkpoint(run_dir, map_location)
+    if "backbone" not in state:
         raise DataError("checkpoint.pt has no 'backbone' weights", run_dir)
     model = build_backbone(config["arch"])
     misfit = state_dict_misfit(model, state["backbone"])

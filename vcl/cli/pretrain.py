@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -329,8 +328,17 @@ def run(
     device: Device = "auto",
     seed: Seed = 0,
     workers: Annotated[
-        int, typer.Option("--workers", min=0, help="Data loader worker processes.")
-    ] = 4,
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            show_default=False,
+            help="DataLoader worker processes that read and augment batches beside the "
+            "training process; 0 loads them in the training process itself (unlike the "
+            "other commands' --workers, where 0 means one process per core). Default: 4, "
+            "but at most one per available CPU core.",
+        ),
+    ] = None,
     amp: Annotated[
         str,
         typer.Option(
@@ -378,10 +386,11 @@ def run(
     Several GPUs: torchrun --nproc_per_node G -m vcl pretrain ... (--batch-size is the
     global batch).
     """
+    from vcl.backbones import load_run_config
     from vcl.errors import UsageError
     from vcl.io.union import input_label
     from vcl.pretrain import method_class
-    from vcl.pretrain.loop import TrainConfig, train
+    from vcl.pretrain.loop import TrainConfig, available_cpus, default_workers, train
 
     if resume is not None and output is not None and Path(output) != Path(resume):
         raise UsageError("--resume continues a run in place; leave out -o or give the same dir")
@@ -398,11 +407,16 @@ def run(
             opts[name] = value
     if resume is not None and (resume / "config.json").exists():
         # Options left at their defaults take the run's values; given ones must match it.
-        previous = json.loads((resume / "config.json").read_text())
+        previous = load_run_config(resume)  # damaged or of another schema: one line
         for name in opts:
             source = ctx.get_parameter_source(name)
             if source is not None and source.name == "DEFAULT" and name in previous:
                 opts[name] = previous[name]
+        source = ctx.get_parameter_source("workers")
+        if source is not None and source.name == "DEFAULT" and opts["workers"]:
+            opts["workers"] = min(opts["workers"], available_cpus())  # resumed on fewer cores
+    if opts["workers"] is None:
+        opts["workers"] = default_workers()
     if isinstance(opts["lr_steps"], str):  # a run's config.json holds the parsed list
         steps = opts["lr_steps"]
         opts["lr_steps"] = (

@@ -23,6 +23,14 @@ from (seed, iteration), and torch's global generator (dropout) is reseeded at th
 of every epoch, so a run resumed from the epoch-E checkpoint repeats on the CPU exactly
 what an uninterrupted run does from epoch E + 1.
 
+Reading a run back (``--resume``) goes through :mod:`vcl.backbones`' readers, as ``vcl
+embed`` does: a damaged config.json / checkpoint.pt, or one of another schema major
+version, is one ``error:`` line naming the file (exit 65).
+
+``workers`` are DataLoader processes beside the training process (0: none, batches are
+read in it), by default 4 but at most one per available core. Python warnings raised
+while training (torch's) go to the ``vcl`` log at warning level, so -q silences them.
+
 Multi-GPU: ``torchrun --nproc_per_node G -m vcl pretrain CROPS --method odct -o RUN``
 (add ``--nnodes``/``--rdzv-endpoint`` for several machines). ``--batch-size`` is the
 global batch; each rank takes 1/G of it.
@@ -34,6 +42,7 @@ import contextlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -42,17 +51,50 @@ from typing import Any
 import numpy as np
 import torch
 
+from vcl.backbones import DAMAGED_HINT, RUN_SCHEMA, load_checkpoint, load_run_config
 from vcl.console import log
-from vcl.errors import MissingInputError, OutputError, UsageError
+from vcl.errors import DataError, MissingInputError, OutputError, UsageError
 from vcl.pretrain import check_resumed_inputs, dist, inputs_fingerprint, method_class
 
-RUN_SCHEMA = "vcl.pretrain_run/1"
 # Parameters that may change when a run is resumed; every other one must match.
 RESUMABLE = {"epochs", "workers", "device", "compile", "amp", "input", "output"}
 # Options added after runs were saved, at the value that reproduces what those runs did:
 # a config.json without them matches these values.
 AS_BEFORE = {"lr_steps": [], "lr_gamma": 0.1, "colour": False}
 AMP = ("auto", "off", "bf16", "fp16")
+LOADER_WORKERS = 4  # --workers left out: this many loader processes, at most one per core
+
+
+def available_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask, as torch's DataLoader
+    counts them; all cores where the system has no such mask)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """DataLoader worker processes when --workers is left out: 4, but no more than the
+    available cores (more is slower, and torch warns about it on every loader)."""
+    return min(LOADER_WORKERS, available_cpus())
+
+
+@contextlib.contextmanager
+def warnings_to_log() -> Any:
+    """Python warnings raised while training (torch's UserWarnings) go to the project's
+    log at warning level, one ``warning:`` line per distinct message (torch repeats its
+    own for every loader), so -q (errors only) silences them like any other chatter."""
+    seen: set[str] = set()
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        text = f"{category.__name__}: " + " ".join(str(message).split())  # one line
+        if text not in seen:
+            seen.add(text)
+            log.warning("%s", text)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 @dataclass
@@ -74,7 +116,7 @@ class TrainConfig:
     k: int = 300
     device: str = "auto"
     seed: int = 0
-    workers: int = 4
+    workers: int = field(default_factory=default_workers)  # DataLoader processes (0: none)
     amp: str = "auto"
     compile: bool = False
     init: str | None = None
@@ -108,7 +150,19 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            record = exc.msg
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            why = record if isinstance(record, str) else "a record without its epoch"
+            raise DataError(f"line {number}: not a metrics record ({why})", path, DAMAGED_HINT)
+        records.append(record)
+    return records
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
@@ -140,7 +194,8 @@ def check_resumable(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
         raise MissingInputError(
             "nothing to resume (no config.json and checkpoint.pt)", run_dir, "drop --resume"
         )
-    old = json.loads(path.read_text())
+    old = load_run_config(run_dir)  # damaged, or of another schema: one line naming it
+    read_metrics(run_dir)  # damaged: refused now, not after the first epoch
     new = config.flat()
     old = {**{k: v for k, v in AS_BEFORE.items() if k not in old}, **old}
     bad = [k for k in sorted(new) if k not in RESUMABLE and old.get(k) != new.get(k)]
@@ -209,7 +264,8 @@ def train(
     run_dir = Path(config.output)
     created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # deepest first
     try:
-        return _train(config, command, resume, overwrite)
+        with warnings_to_log():
+            return _train(config, command, resume, overwrite)
     except BaseException:
         for path in created:
             try:
@@ -317,7 +373,7 @@ def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> 
             _atomic_write(run_dir / f"labels_epoch_{epoch}.npy", lambda p: _save_npy(p, labels))
 
     if resume:
-        state = torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=True)
+        state = load_checkpoint(run_dir, device)
         _check_model_state(model, state, run_dir)
         if "inputs" in state:  # older checkpoints hold only the count (the method checks it)
             assert old_config is not None
@@ -429,7 +485,6 @@ def _check_model_state(model: torch.nn.Module, state: dict[str, Any], run_dir: P
     """A checkpoint whose network no longer fits (e.g. saved by a vcl with another head)
     is one line naming the run, not torch's many-line RuntimeError."""
     from vcl.backbones import state_dict_misfit
-    from vcl.errors import DataError
 
     for part in ("backbone", "head", "classifier"):
         misfit = state_dict_misfit(getattr(model, part), state.get(part, {}))
