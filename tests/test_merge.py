@@ -152,6 +152,89 @@ def test_merged_hand_written_manifest_paths_follow_the_new_folder(invoke, tmp_pa
     assert overlap.exit_code == ExitCode.DATA and "'b' is also in" in overlap.stderr
 
 
+def _tracks(*ids: str) -> str:
+    return "".join(
+        json.dumps(TrackRecord(id=i, video_id="v", frames=[0, 1], boxes=[[0, 0, 4, 4]] * 2)
+                   .to_json()) + "\n"
+        for i in ids
+    )  # fmt: skip
+
+
+def test_merge_reads_jsonl_from_stdin_and_writes_it_to_stdout(invoke, tmp_path, monkeypatch):
+    """Regression: ``-`` was refused both ways ("-: no such file or store", "merge writes
+    a file"), though every reader of JSONL takes stdin and every JSONL writer stdout."""
+    (tmp_path / "a.jsonl").write_text(_tracks("a1", "a2"))
+    (tmp_path / "b.jsonl").write_text(_tracks("b1"))
+    a, b, out = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "m.jsonl"
+    result = invoke("merge", a, "-", "-o", out, input=_tracks("s1", "s2"))
+    assert result.exit_code == 0, result.stderr
+    assert [r.id for r in read_records(out, TrackRecord)] == ["a1", "a2", "s1", "s2"]
+    assert json.loads(result.stdout)["records"] == 4
+    # to stdout: the merged lines only, the summary on stderr
+    result = invoke("merge", a, b, "-o", "-")
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [x["id"] for x in lines] == ["a1", "a2", "b1"]
+    assert {x["schema"] for x in lines} == {"vcl.track/1"}
+    assert '"records": 3' in result.stderr
+    result = invoke("merge", "-", b, "-o", "-", input=_tracks("s1"))
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(x)["id"] for x in result.stdout.splitlines()] == ["s1", "b1"]
+    # stdin's relative paths are the working directory's, typed or not
+    monkeypatch.chdir(tmp_path)
+    typed = json.dumps({"schema": "vcl.video/1", "id": "v", "path": "clips/v.mp4"}) + "\n"
+    result = invoke("merge", "-", "-o", tmp_path / "sub" / "v.jsonl", input=typed)
+    assert result.exit_code == 0, result.stderr
+    from vcl.io.manifest import VideoRecord
+
+    merged = read_records(tmp_path / "sub" / "v.jsonl", VideoRecord)
+    assert [r.path for r in merged] == [str(tmp_path / "clips" / "v.mp4")]
+    untyped = json.dumps({"id": "v", "path": "clips/v.mp4"}) + "\n"
+    result = invoke("merge", "-", "-o", "-", input=untyped)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["path"] == str(tmp_path / "clips" / "v.mp4")
+
+
+@pytest.mark.skipif(not Path("/dev/fd").is_dir(), reason="needs /dev/fd")
+def test_merge_reads_a_pipe_whole(invoke, tmp_path):
+    """Regression: a pipe (bash's ``<(cmd)``, /dev/fd/N) was read twice, schemas then
+    records, and the second read found it drained: "records": 0, exit 0."""
+    import os
+
+    read, write = os.pipe()
+    os.write(write, _tracks("p1", "p2").encode())
+    os.close(write)
+    try:
+        result = invoke("merge", f"/dev/fd/{read}", "-o", tmp_path / "m.jsonl")
+    finally:
+        os.close(read)
+    assert result.exit_code == 0, result.stderr
+    assert [r.id for r in read_records(tmp_path / "m.jsonl", TrackRecord)] == ["p1", "p2"]
+
+
+def test_merge_stdin_and_stdout_mistakes_are_clear(invoke, tmp_path):
+    a = tmp_path / "a.jsonl"
+    a.write_text(_tracks("a1", "a2"))
+    result = invoke("merge", "-", "-", "-o", tmp_path / "m.jsonl", input=_tracks("s"))
+    assert result.exit_code == ExitCode.USAGE and "read once" in result.stderr
+    # an overlap found late writes nothing to stdout, and names stdin as -
+    result = invoke("merge", a, "-", "-o", "-", input=_tracks("s", "a2"))
+    assert result.exit_code == ExitCode.DATA and not result.stdout
+    assert "-: id 'a2' is also in" in result.stderr
+    result = invoke("merge", "-", "-o", "-", input='{"id": "x"}\n{bad\n')
+    assert result.exit_code == ExitCode.DATA and "-: line 2" in result.stderr
+    # stores need paths, in and out
+    from vcl.io.features import FeatureSet, write_feature_set
+
+    fs = FeatureSet(ids=np.array(["x"]), features=np.zeros((1, 2), np.float32))
+    zarr = write_feature_set(tmp_path / "f.zarr", fs, params={})
+    result = invoke("merge", zarr, "-o", "-")
+    assert result.exit_code == ExitCode.USAGE and "zarr store" in result.stderr
+    assert not (tmp_path / "-").exists() and not Path("-").exists()
+    result = invoke("merge", zarr, "-", "-o", tmp_path / "m.zarr", input=_tracks("s"))
+    assert result.exit_code == ExitCode.USAGE and "stores with JSONL" in result.stderr
+
+
 def test_merge_refuses_mixed_mismatched_and_overlapping_inputs(runs, invoke, tmp_path):
     root = runs["root"]
     p0, p1 = root / "p0.zarr", root / "p1.zarr"

@@ -245,3 +245,33 @@ def test_label_reader_and_lookup(tmp_path) -> None:
     path.write_text('{"id": "a"}\n{"id": "a"}\n')
     with pytest.raises(DataError, match="duplicate"):
         read_id_fields(path, ["label"])
+
+
+def test_metadata_paths_are_relative_to_the_index_folder(tmp_path, monkeypatch) -> None:
+    """Paths written into INDEX.json name files from its folder (or absolutely); read
+    back, they are usable from the working directory, and an older metadata file's
+    paths (from the working directory that wrote it) still resolve."""
+    from pathlib import Path
+
+    from vcl.retrieve import record_model, record_path, resolve_model, resolve_path
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("idx/run", "run", "elsewhere"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "w.pt").write_bytes(b"")
+    idx = Path("idx")
+    assert record_path("idx/f.zarr", idx) == "f.zarr"
+    assert record_path("run", idx) == str(tmp_path / "run")  # not below idx: absolute
+    assert record_model("idx/run", idx) == "run"
+    assert record_model("weights:resnet18:w.pt", idx) == f"weights:resnet18:{tmp_path}/w.pt"
+    assert record_model("random:resnet18", idx) == "random:resnet18"
+    assert record_model("gone/run", idx) == "gone/run"  # nothing there: kept as written
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    there = Path("../idx")
+    assert resolve_path("f.zarr", there) == "../idx/f.zarr"
+    assert resolve_model("run", there) == "../idx/run"  # beside the index first
+    assert resolve_model(str(tmp_path / "run"), there) == str(tmp_path / "run")
+    assert resolve_model("random:resnet18", there) == "random:resnet18"
+    (tmp_path / "elsewhere" / "old").mkdir()
+    assert resolve_path("old", there) == "old"  # only from here: an older index's path
+    assert resolve_path("none", there) == "../idx/none"  # nowhere: the contract's place

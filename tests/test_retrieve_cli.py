@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -376,3 +377,59 @@ def test_eval_of_two_npy_arrays_needs_their_ids(invoke, tmp_path) -> None:
     r = invoke(*args, "--query-ids", tmp_path / "q.txt", "--gallery-ids", tmp_path / "g.txt")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["recall"] == {"R@1": 1.0}
+
+
+def test_index_paths_are_the_index_folders_and_queries_work_from_anywhere(
+    invoke, tmp_path, monkeypatch
+) -> None:
+    """Regression: INDEX.json kept the store path and the gallery's model (a run
+    directory) as typed, from the working directory, and query reused the model as is:
+    ``vcl retrieve index feats.zarr -o sub/g.index``, then ``cd sub && vcl retrieve
+    query g.index image.png`` failed with "run: no such run directory" (exit 66)."""
+    pytest.importorskip("vcl.embedding")
+    import shutil
+
+    import cv2
+    import torch
+
+    from vcl.backbones import build_backbone
+    from vcl.embedding import embed_paths, load_model
+
+    monkeypatch.chdir(tmp_path)
+    run, sub, other = Path("run"), Path("sub"), Path("elsewhere")
+    for folder in (run, sub, other, Path("imgs")):
+        folder.mkdir()
+    (run / "config.json").write_text(json.dumps({"arch": "resnet18"}))
+    torch.save({"backbone": build_backbone("resnet18").state_dict()}, run / "checkpoint.pt")
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        image = cv2.GaussianBlur(rng.integers(0, 255, (40, 36, 3), np.uint8), (0, 0), 2)
+        cv2.imwrite(f"imgs/im{i}.png", image)
+    fs = embed_paths(["imgs"], load_model("run", device="cpu"), size=32)
+    write_feature_set(sub / "g.zarr", fs, {"model": "run", "size": 32})  # as vcl embed
+    result = invoke("retrieve", "index", "sub/g.zarr", "-o", "sub/g.index", "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    source = json.loads(meta_path(sub / "g.index").read_text())["source"]
+    assert source["path"] == "g.zarr"  # beside the index
+    assert Path(sub, source["model"]).resolve() == run.resolve()  # absolute: not below sub
+    assert source["provenance"]["params"]["model"] == "run"  # the store's attrs, unchanged
+    image = tmp_path / "imgs" / "im2.png"
+
+    def first_neighbour(where: Path, index: str) -> str:
+        monkeypatch.chdir(tmp_path / where)
+        result = invoke("retrieve", "query", index, image, "-k", "1", "--device", "cpu")
+        assert result.exit_code == 0, result.stderr
+        assert "warning" not in result.stderr, result.stderr  # the gallery's own model
+        return jsonl(result.stdout)[0]["neighbour"]
+
+    assert first_neighbour(sub, "g.index") == "im2"
+    assert first_neighbour(other, "../sub/g.index") == "im2"
+    assert first_neighbour(Path("."), "sub/g.index") == "im2"
+    # an index written before: no source.model, the store's model as typed; it is
+    # looked up beside the index first, then from the working directory as before
+    meta = json.loads(meta_path(tmp_path / "sub" / "g.index").read_text())
+    del meta["source"]["model"]
+    meta_path(tmp_path / "sub" / "g.index").write_text(json.dumps(meta))
+    assert first_neighbour(Path("."), "sub/g.index") == "im2"  # run/ from here, as before
+    shutil.copytree(tmp_path / "run", tmp_path / "sub" / "run")
+    assert first_neighbour(other, "../sub/g.index") == "im2"  # sub/run, beside the index

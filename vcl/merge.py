@@ -13,7 +13,10 @@ equal.
 JSONL files must hold records of one schema (``vcl.video/1``, ``vcl.track/1``, ... or
 untyped lines such as ``{"id", "cluster"}``); lines keep their input order, and paths
 (of typed records, and the ``path`` of untyped lines) are rewritten for the merged
-file's folder.
+file's folder. One JSONL input may be ``-`` (stdin; a pipe such as bash's ``<(cmd)``
+works too), its relative paths taken from the working directory; a JSONL merge may go
+to stdout (``-``), with absolute paths, once every input has been read and checked.
+Stores need paths, in and out.
 
 Overlapping ids (group ids of stores, row ids of stores with an ``id`` column, ``id``
 of JSONL records) are refused unless ``allow_overlap``, in which case the first input's
@@ -27,14 +30,19 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vcl.console import log
-from vcl.errors import DataError, MissingInputError, OutputError, UsageError
+from vcl.errors import DataError, MissingInputError, OutputError, UsageError, VclError
 from vcl.io.store import Store, StoreWriter
 from vcl.io.union import (
     check_compatible,
@@ -61,16 +69,24 @@ def merge(
     paths = [Path(p) for p in inputs]
     if len(paths) < 1:
         raise UsageError("give at least one input to merge")
+    if sum(str(p) == "-" for p in paths) > 1:
+        raise UsageError("stdin ('-') can be read once only")
     for path in paths:
+        if str(path) == "-":
+            continue
         if not path.exists() and not Path(f"{path}.partial").exists():
             raise MissingInputError("no such file or store", path)
     kinds = {is_store(p) for p in paths}
     if len(kinds) > 1:
         raise UsageError("cannot merge stores with JSONL files", None, "merge one kind at a time")
     output = Path(output)
-    if output.resolve() in {p.resolve() for p in paths}:
+    files = [p for p in paths if str(p) != "-"]
+    if str(output) != "-" and output.resolve() in {p.resolve() for p in files}:
         raise UsageError("the output is one of the inputs", output)
     if kinds.pop():
+        from vcl.io.store import refuse_stdout
+
+        refuse_stdout(output, "the merged output is a zarr store")
         return merge_stores(paths, output, allow_overlap, overwrite)
     return merge_jsonl(paths, output, allow_overlap, overwrite)
 
@@ -147,36 +163,103 @@ def _line_schema(obj: dict[str, Any]) -> str | None:
     return schema if isinstance(schema, str) else None
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Source:
+    """One JSONL input: its name as given, the file read, and the folder its relative
+    paths are relative to."""
+
+    name: Path
+    file: Path
+    base: Path
+
+
+@contextmanager
+def _sources(paths: list[Path]) -> Iterator[list[_Source]]:
+    """The JSONL inputs, each readable twice (a merge reads the schemas first, then the
+    records): stdin (``-``) and pipes (bash's ``<(cmd)``) can be read once only, so
+    they are copied to a temporary file first. Their relative paths are taken from the
+    working directory, as every reader of stdin takes them."""
+    from vcl.io.manifest import is_stream, open_text_input
+
+    with tempfile.TemporaryDirectory(prefix="vcl-merge-") as tmp:
+        sources = []
+        for i, path in enumerate(paths):
+            if not is_stream(path):
+                sources.append(_Source(path, path, path.resolve().parent))
+                continue
+            copy = Path(tmp) / f"input{i}.jsonl"
+            stream = open_text_input(path)  # refuses an interactive terminal
+            try:
+                with copy.open("w", encoding="utf-8") as f:
+                    shutil.copyfileobj(stream, f)
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not UTF-8 text ({exc.reason})", path) from None
+            finally:
+                if stream is not sys.stdin:
+                    stream.close()
+            sources.append(_Source(path, copy, Path.cwd()))
+        yield sources
+
+
+@contextmanager
+def _naming(source: _Source) -> Iterator[None]:
+    """An error about a stream's temporary copy names the stream as given (``-``)."""
+    try:
+        yield
+    except VclError as exc:
+        if source.file == source.name or exc.path != str(source.file):
+            raise
+        raise type(exc)(exc.problem, source.name, exc.hint) from None
+
+
+def _read_lines(source: _Source) -> list[dict[str, Any]]:
     from vcl.io.manifest import iter_json_lines
 
-    return [obj for _, obj in iter_json_lines(path)]
+    with _naming(source):
+        return [obj for _, obj in iter_json_lines(source.file)]
 
 
-def _rebase_path(obj: dict[str, Any], source: Path, output: Path) -> None:
+def _read_records(source: _Source, cls: Any) -> list[Any]:
+    from vcl.io.manifest import read_records
+
+    with _naming(source):
+        return read_records(source.file, cls, base=source.base)
+
+
+def _rebase_path(obj: dict[str, Any], base: Path, output: Path | None) -> None:
     """Make an untyped line's relative ``path`` (a hand-written videos manifest) name the
-    same file from the merged file's folder, as typed records' paths are."""
+    same file from the merged file's folder, as typed records' paths are; absolute when
+    the merged lines go to stdout (as RecordWriter writes typed records there)."""
     from vcl.io.manifest import relative_path
 
     value = obj.get("path")
     if isinstance(value, str) and value and not os.path.isabs(value):
-        full = os.path.abspath(source.resolve().parent / value)
-        obj["path"] = relative_path(full, output.resolve().parent)
+        full = os.path.abspath(base / value)
+        obj["path"] = full if output is None else relative_path(full, output.resolve().parent)
 
 
 def merge_jsonl(
     paths: list[Path], output: Path, allow_overlap: bool, overwrite: bool
 ) -> dict[str, Any]:
-    from vcl.io.manifest import RECORD_TYPES, RecordWriter, parse_schema, read_records
-
-    if str(output) == "-":
-        raise UsageError("merge writes a file", "-o", "name the merged file")
-    if output.exists() and not overwrite:
+    """Merge JSONL files, ``-`` (stdin) among them, into ``output`` or, for ``-``,
+    stdout: then every check (schemas, records, overlaps) passes before the first line
+    is written."""
+    to_stdout = str(output) == "-"
+    if not to_stdout and output.exists() and not overwrite:
         raise OutputError("exists already", output, "pass --overwrite to replace it")
+    with _sources(paths) as sources:
+        return _merge_sources(sources, output, to_stdout, allow_overlap, overwrite)
+
+
+def _merge_sources(
+    sources: list[_Source], output: Path, to_stdout: bool, allow_overlap: bool, overwrite: bool
+) -> dict[str, Any]:
+    from vcl.io.manifest import RECORD_TYPES, RecordWriter, parse_schema
+
     schemas: dict[str | None, Path] = {}
-    for path in paths:
-        for obj in _read_lines(path):
-            schemas.setdefault(_line_schema(obj), path)
+    for source in sources:
+        for obj in _read_lines(source):
+            schemas.setdefault(_line_schema(obj), source.name)
     if len(schemas) > 1:
         (a, pa), (b, pb) = list(schemas.items())[:2]
         raise DataError(
@@ -213,34 +296,50 @@ def merge_jsonl(
         return True
 
     if cls is not None:  # typed: validated, paths rewritten for the merged file's folder
+
+        def records() -> Iterator[Any]:
+            for source in sources:
+                for record in _read_records(source, cls):
+                    if keep(record.id, source.name):
+                        yield record
+
+        # stdout cannot be taken back: every record is read and checked first
+        todo = list(records()) if to_stdout else records()
         with RecordWriter(output, overwrite=overwrite) as writer:
-            for path in paths:
-                for record in read_records(path, cls):
-                    if keep(record.id, path):
-                        writer.write(record)
-            count = writer.count
+            count = writer.write_all(todo)
     else:
-        partial = output.with_name(output.name + ".partial")
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            with partial.open("w", encoding="utf-8") as stream:
-                for path in paths:
-                    for obj in _read_lines(path):
-                        if keep(obj["id"] if "id" in obj else obj.get("video_id"), path):
-                            _rebase_path(obj, path, output)
-                            stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
-                            count += 1
-            os.replace(partial, output)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise OutputError(f"cannot write ({exc.strerror})", output) from None
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+
+        def lines() -> Iterator[str]:
+            for source in sources:
+                for obj in _read_lines(source):
+                    if keep(obj["id"] if "id" in obj else obj.get("video_id"), source.name):
+                        _rebase_path(obj, source.base, None if to_stdout else output)
+                        yield json.dumps(obj, ensure_ascii=False) + "\n"
+
+        if to_stdout:
+            text = list(lines())
+            sys.stdout.write("".join(text))
+            sys.stdout.flush()
+            count = len(text)
+        else:
+            partial = output.with_name(output.name + ".partial")
+            try:
+                output.parent.mkdir(parents=True, exist_ok=True)
+                with partial.open("w", encoding="utf-8") as stream:
+                    for line in lines():
+                        stream.write(line)
+                        count += 1
+                os.replace(partial, output)
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                raise OutputError(f"cannot write ({exc.strerror})", output) from None
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
     return {
         "output": str(output),
         "schema": schema,
-        "inputs": len(paths),
+        "inputs": len(sources),
         "records": count,
         "skipped_overlapping": skipped,
     }

@@ -2,9 +2,11 @@
 
 An index is two files: the faiss index (``gallery.index``) and its metadata beside
 it (``gallery.index.json``, schema ``vcl.index/1``): gallery ids in row order,
-dimension, metric, index type and its parameters, the source store and that
-store's provenance, and the size and SHA-256 of the index file, so that a stale or
-foreign pair is refused instead of answering with wrong ids.
+dimension, metric, index type and its parameters, the source store, the model its
+features were embedded with and the store's provenance, and the size and SHA-256 of
+the index file, so that a stale or foreign pair is refused instead of answering with
+wrong ids. Paths in the metadata are relative to the index's folder unless absolute
+(see ``record_path``), so the pair is read from any working directory.
 
 Metrics (faiss does inner product or squared L2):
 
@@ -277,6 +279,61 @@ def meta_path(index_path: str | Path) -> Path:
     return index_path.with_name(index_path.name + ".json")
 
 
+# Paths in the metadata (``source.path``, ``source.ids_file``, ``source.model``) are
+# relative to the index's own folder unless absolute, as DESIGN.md has paths inside
+# manifests: ``record_*`` writes them so, ``resolve_*`` turns them back into paths usable
+# from the working directory. Metadata written before this named them as typed, relative
+# to the working directory of the command that wrote it; so a relative path is looked up
+# beside the index first and, when nothing is there, as written. ``source.provenance`` is
+# the features store's attrs, copied unchanged (its paths are as that store recorded them).
+
+
+def model_spec_path(spec: str) -> tuple[str, str] | None:
+    """``(prefix, path)`` of a model spec naming a file or folder (a run directory, or
+    ``weights:ARCH:PATH``): spec == prefix + path; None for ``random:ARCH``."""
+    if spec.startswith("random:"):
+        return None
+    if spec.startswith("weights:"):
+        parts = spec.split(":", 2)
+        return (f"weights:{parts[1]}:", parts[2]) if len(parts) == 3 and parts[2] else None
+    return ("", spec) if spec else None
+
+
+def record_path(value: str | Path, folder: Path) -> str:
+    """``value`` (a path from the working directory) as metadata in ``folder`` records
+    it: relative to ``folder`` when below it, else absolute."""
+    from vcl.io.manifest import relative_path
+
+    return relative_path(os.path.abspath(value), folder)
+
+
+def resolve_path(value: str, folder: Path) -> str:
+    """A path that metadata in ``folder`` records, as a path from the working directory:
+    an absolute one as is; a relative one beside the metadata, unless only the path as
+    written (from the working directory: older metadata) exists."""
+    if os.path.isabs(value):
+        return value
+    beside = folder / value
+    return value if not beside.exists() and Path(value).exists() else str(beside)
+
+
+def record_model(spec: str, folder: Path) -> str:
+    """A model spec as metadata in ``folder`` records it: its run directory or weights
+    file relative to ``folder`` (or absolute); a path that does not exist from the
+    working directory (the features were embedded elsewhere) is kept as written."""
+    named = model_spec_path(spec)
+    if named is None or not Path(named[1]).exists():
+        return spec
+    return named[0] + record_path(named[1], folder)
+
+
+def resolve_model(spec: str, folder: Path) -> str:
+    """A model spec that metadata in ``folder`` records, usable from the working
+    directory (see ``resolve_path``)."""
+    named = model_spec_path(spec)
+    return spec if named is None else named[0] + resolve_path(named[1], folder)
+
+
 @dataclass
 class Gallery:
     """A loaded index with the ids of its rows and how it was built."""
@@ -294,6 +351,23 @@ class Gallery:
     @property
     def dimension(self) -> int:
         return int(self.meta["dimension"])
+
+    @property
+    def folder(self) -> Path:
+        """The folder of the index and its metadata, which the metadata's paths are
+        relative to."""
+        return meta_path(self.path).parent
+
+    @property
+    def model(self) -> str | None:
+        """The model the gallery was embedded with, usable from the working directory:
+        ``source.model``, or (metadata written before it) the model the features store
+        recorded; None when neither names one (an .npy array, Fisher vectors)."""
+        source = self.meta.get("source") or {}
+        spec = source.get("model")
+        if not isinstance(spec, str):
+            spec = ((source.get("provenance") or {}).get("params") or {}).get("model")
+        return resolve_model(spec, self.folder) if isinstance(spec, str) and spec else None
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -17,14 +17,18 @@ def run(
         list[Path],
         typer.Argument(
             metavar="OUTPUTS...",
-            help="Stores (.zarr) or JSONL files of one schema, e.g. the outputs of --shard I/N.",
+            help="Stores (.zarr) or JSONL files of one schema, e.g. the outputs of --shard I/N; "
+            "one JSONL input may be - (stdin).",
             show_default=False,
         ),
     ],
     output: Annotated[
         Path,
         typer.Option(
-            "-o", "--output", help="The merged store or JSONL file to write.", show_default=False
+            "-o",
+            "--output",
+            help="The merged store or JSONL file to write; - writes merged JSONL to stdout.",
+            show_default=False,
         ),
     ],
     allow_overlap: Annotated[
@@ -42,14 +46,21 @@ def run(
     columns and plain arrays; the merged store holds the groups (videos) of the first
     input in its order, then the second's, and so on. JSONL files must hold lines of
     one schema; they are concatenated in input order, paths rewritten for the merged
-    file's folder. Ids found in two inputs are refused unless --allow-overlap. Written
-    atomically; a killed store merge resumes. Prints a JSON summary on stdout.
+    file's folder. One JSONL input may be - (stdin, its relative paths taken from the
+    working directory), and -o - writes the merged lines to stdout (paths absolute)
+    once every input has been read and checked; stores need paths. Ids found in two
+    inputs are refused unless --allow-overlap. Written atomically; a killed store merge
+    resumes. Prints a JSON summary on stdout, or on stderr when stdout carries the
+    merged lines.
     """
     from vcl.console import log
     from vcl.merge import merge
 
     summary = merge(inputs, output, allow_overlap=allow_overlap, overwrite=overwrite)
-    typer.echo(json.dumps(summary))
+    if str(output) == "-":  # stdout carries the merged lines: the summary goes to stderr
+        log.info("%s", json.dumps(summary))
+    else:
+        typer.echo(json.dumps(summary))
     log.info("merged %d inputs into %s", len(inputs), output)
 
 
@@ -62,5 +73,10 @@ EXAMPLES = [
     (
         "Tracks of several shards into one JSONL file:",
         "vcl merge tracks.*.jsonl -o tracks.jsonl",
+    ),
+    (
+        "A shard piped in (stdin, -), merged with another, straight into the next stage:",
+        "zcat tracks.1.jsonl.gz | vcl merge tracks.0.jsonl - -o - | "
+        "vcl crops - --videos videos.jsonl -o crops.zarr",
     ),
 ]

@@ -106,20 +106,35 @@ def _gallery_made_with(meta: dict[str, Any]) -> tuple[str | None, str | None]:
     )
 
 
+def _model_key(spec: str | None) -> str | None:
+    """A model spec compared by what it names: a run directory or weights file that
+    exists, by its real path (``run``, ``./run`` and ``/abs/run`` are one model)."""
+    from vcl.retrieve import model_spec_path
+
+    named = None if spec is None else model_spec_path(spec)
+    if named is None or not Path(named[1]).exists():
+        return spec
+    return named[0] + str(Path(named[1]).resolve())
+
+
 def _warn_other_model(
     query: tuple[str | None, str | None],
     gallery: tuple[str | None, str | None],
     query_name: Any,
     gallery_name: Any,
+    gallery_model: str | None = None,
 ) -> None:
     """Warn when both sides record their model (and layer) and these differ: distances
-    between two embeddings of the same dimension still mean nothing."""
+    between two embeddings of the same dimension still mean nothing. ``gallery_model``
+    is the gallery's model as found from here (see ``Gallery.model``), which the model
+    as recorded may name from another directory."""
     from vcl.console import log
 
     if query[0] is None or gallery[0] is None:
         return
     same_layer = query[1] is None or gallery[1] is None or query[1] == gallery[1]
-    if query[0] == gallery[0] and same_layer:
+    gallery_keys = {_model_key(gallery[0]), _model_key(gallery_model)}
+    if (query[0] == gallery[0] or _model_key(query[0]) in gallery_keys) and same_layer:
         return
 
     def name(made: tuple[str | None, str | None]) -> str:
@@ -199,8 +214,10 @@ def index(
 
     Writes OUTPUT (a faiss index, on the GPU while building when faiss sees one) and
     OUTPUT.json (schema vcl.index/1: ids in row order, dimension, metric, index type
-    and parameters, source store and its provenance, size and SHA-256 of OUTPUT),
-    both atomically. Prints a JSON summary on stdout.
+    and parameters, source store, the model it was embedded with and the store's
+    provenance, size and SHA-256 of OUTPUT), both atomically. Paths in OUTPUT.json are
+    relative to its folder unless absolute, so queries work from any directory.
+    Prints a JSON summary on stdout.
     """
     import time
 
@@ -209,7 +226,14 @@ def index(
     from vcl.errors import OutputError
     from vcl.io.store import refuse_stdout
     from vcl.io.union import input_label
-    from vcl.retrieve import build_index, check_finite, meta_path, prepare
+    from vcl.retrieve import (
+        build_index,
+        check_finite,
+        meta_path,
+        prepare,
+        record_model,
+        record_path,
+    )
     from vcl.retrieve import write_index as write
 
     refuse_stdout(output, "the index is a faiss file with OUTPUT.json beside it")
@@ -254,9 +278,12 @@ def index(
     built = build_index(x, config, gpu)
     seconds = time.perf_counter() - start
     attrs = dict(fs.attrs or {})
+    folder = meta_path(output).parent  # paths are recorded relative to it (or absolute)
+    model, _ = _made_with(attrs)
     source = {
-        "path": input_label(features),
-        "ids_file": None if ids is None else str(ids),
+        "path": input_label([record_path(f, folder) for f in features]),
+        "ids_file": None if ids is None else record_path(ids, folder),
+        "model": None if model is None else record_model(model, folder),
         "layer": layer or attrs.get("layer") or None,  # the layer read, default or not
         "schema": attrs.get("vcl_schema"),
         "provenance": {
@@ -314,19 +341,20 @@ def _embed_queries(
     batch_size: int,
     size: int | None,
     frames: int | None,
-    gallery_meta: dict[str, Any],
+    gallery: Any,
 ) -> Any:
-    """Embed image / video queries; model and layer default to the gallery's own."""
+    """Embed image / video queries; model and layer default to the gallery's own (its
+    run directory or weights found from the index's folder, see ``Gallery.model``)."""
     from vcl.console import log
     from vcl.errors import MissingInputError, UsageError
 
     for p in inputs:
         if not p.exists():
             raise MissingInputError("no such query file, folder or features store", p)
-    source = gallery_meta.get("source") or {}
+    source = gallery.meta.get("source") or {}
     made_with = (source.get("provenance") or {}).get("params") or {}
-    if model is None and isinstance(made_with.get("model"), str):
-        model = made_with["model"]
+    if model is None and gallery.model is not None:
+        model = gallery.model
         log.info("embedding queries with the gallery's model %s", model)
     if layer is None:
         layers = made_with.get("layers")
@@ -517,12 +545,12 @@ def query(
     for q in feature_inputs:
         sets.append(_read_features(q, ids, layer))
         check_queries(gallery, sets[-1].features.shape[1], None, q)
-        _warn_other_model(_made_with(sets[-1].attrs), gallery_made, q, index_path)
+        _warn_other_model(_made_with(sets[-1].attrs), gallery_made, q, index_path, gallery.model)
     thumbs: dict[str, Path] = {}
     n_media = 0
     if media_inputs:
         embedded = _embed_queries(
-            media_inputs, model, layer, device, batch_size, size, frames_per_video, gallery.meta
+            media_inputs, model, layer, device, batch_size, size, frames_per_video, gallery
         )
         skipped = list((embedded.attrs or {}).get("skipped", []))
         n_media = len(embedded) + len(skipped)
@@ -531,7 +559,11 @@ def query(
         check_queries(gallery, embedded.features.shape[1], None, media_inputs[0])
         more = ", …" if len(media_inputs) > 1 else ""
         _warn_other_model(
-            _made_with(embedded.attrs), gallery_made, f"{media_inputs[0]}{more}", index_path
+            _made_with(embedded.attrs),
+            gallery_made,
+            f"{media_inputs[0]}{more}",
+            index_path,
+            gallery.model,
         )
     qids, qx = _concat(sets)
     set_search_params(gallery.index, gallery.meta, {"nprobe": nprobe, "ef_search": ef_search})
