@@ -275,6 +275,147 @@ def test_info_shows_the_videos_a_keep_going_run_failed(invoke, tmp_path: Path) -
     assert summary.exit_code == 0 and "7: bad0, bad1, bad2, bad3, bad4, …" in summary.stderr
 
 
+def test_info_refuses_a_store_of_an_unknown_major_version(invoke, tmp_path: Path) -> None:
+    """Regression: info opened stores without a version, so a vcl.features/2 store that
+    every reader refuses was described as fine (its help says an unknown schema version
+    is reported). A kind vcl does not write (another tool's, read by fisher fit) is
+    described, with a note that its version is not checked."""
+    newer, foreign = tmp_path / "f.zarr", tmp_path / "sift.zarr"
+    for path, schema in ((newer, "vcl.features/2"), (foreign, "vcl.sift/3")):
+        with StoreWriter(path, schema, {}) as writer:
+            writer.define_columns({"x": ("float32", ())})
+            writer.append_group("a", x=np.ones(3))
+    result = invoke("info", newer)
+    assert result.exit_code == ExitCode.DATA
+    assert one_error_line(result.stderr) == (
+        f"error: {newer}: schema vcl.features/2 is not the vcl.features/1 this vcl reads;"
+        " upgrade vcl"
+    )
+    result = invoke("info", foreign, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "version is not checked" in json.loads(result.stdout)["note"]
+
+
+def _run_dir(root: Path, epochs_done: int = 2, schema: str = "vcl.pretrain_run/1") -> Path:
+    """A run directory as vcl pretrain leaves it; its checkpoint is not a real one
+    (info does not load it)."""
+    run = root / "run"
+    run.mkdir()
+    config = {"schema": schema, "vcl_version": "0.1.0", "command": "vcl pretrain c.zarr"}
+    config |= {"method": "odct", "arch": "resnet18", "epochs": 5, "k": 4, "seed": 0}
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "checkpoint.pt").write_bytes(b"weights, not loaded")
+    lines = [{"epoch": e, "loss": 1.0} for e in range(epochs_done + 1)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    np.save(run / f"labels_epoch_{epochs_done}.npy", np.zeros(6, np.int32))
+    return run
+
+
+def test_info_describes_a_pretrain_run_and_each_of_its_files(invoke, tmp_path: Path) -> None:
+    """Regression: a run directory was taken for a frame folder ("holds no jpg/png
+    images"), its config.json and checkpoint.pt for videos ("not a readable video")."""
+    run = _run_dir(tmp_path)
+    for name in (None, "config.json", "checkpoint.pt", "metrics.jsonl", "labels_epoch_2.npy"):
+        result = invoke("info", run if name is None else run / name, "--json")
+        assert result.exit_code == 0, result.stderr
+        info = json.loads(result.stdout)
+        assert info["path"] == str(run) and info.get("file") == name
+        assert (info["type"], info["schema"], info["method"], info["arch"]) == (
+            "pretrain run",
+            "vcl.pretrain_run/1",
+            "odct",
+            "resnet18",
+        )
+        assert (info["epochs_done"], info["epochs_asked"], info["params"]["k"]) == (2, 5, 4)
+    summary = invoke("info", run)
+    assert summary.exit_code == 0 and "odct" in summary.stderr and "epochs_done" in summary.stderr
+    # read from its JSON only: describing a run imports no torch
+    code = (
+        "import sys; from vcl.io.describe import describe; "
+        f"assert describe({str(run)!r})['arch'] == 'resnet18'; assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    # a run killed before its first checkpoint is no run embed can read
+    (run / "checkpoint.pt").unlink()
+    result = invoke("info", run)
+    assert result.exit_code == ExitCode.NO_INPUT
+    assert one_error_line(result.stderr).startswith(
+        f"error: {run}: run directory has no checkpoint"
+    )
+
+
+def test_info_describes_a_retrieve_index_and_its_metadata(invoke, tmp_path: Path) -> None:
+    """Regression: an index and its .index.json were "not a readable video"."""
+    vectors = tmp_path / "x.npy"
+    np.save(vectors, np.random.default_rng(0).normal(size=(9, 4)).astype("f4"))
+    index = tmp_path / "g.index"
+    assert invoke("retrieve", "index", vectors, "-o", index, "-q").exit_code == 0
+    meta = tmp_path / "g.index.json"
+    for path in (index, meta):
+        result = invoke("info", path, "--json")
+        assert result.exit_code == 0, result.stderr
+        info = json.loads(result.stdout)
+        assert (info["path"], info["metadata"], info["type"], info["schema"]) == (
+            str(index),
+            str(meta),
+            "index",
+            "vcl.index/1",
+        )
+        assert (info["count"], info["dimension"], info["first_ids"]) == (9, 4, list("01234"))
+    # checked as vcl retrieve checks it: the schema, and the file against its metadata
+    data = index.read_bytes()
+    index.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    result = invoke("info", index)
+    assert result.exit_code == ExitCode.DATA and "does not match" in one_error_line(result.stderr)
+    assert invoke("info", index, "--no-verify").exit_code == 0  # same size: not hashed
+    record = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**record, "vcl_schema": "vcl.index/2"}))
+    for path in (index, meta):
+        result = invoke("info", path)
+        assert result.exit_code == ExitCode.DATA
+        assert one_error_line(result.stderr) == (
+            f"error: {meta}: schema vcl.index/2 is not the vcl.index/1 this vcl reads; upgrade vcl"
+        )
+    meta.unlink()
+    result = invoke("info", index)
+    assert result.exit_code == ExitCode.DATA and "no metadata file g.index.json" in result.stderr
+
+
+def test_info_says_not_a_vcl_file_rather_than_not_a_video(invoke, tmp_path: Path) -> None:
+    """Regression: any file info did not recognise was probed as a video and called
+    "not a readable video"; one with a suffix no video has is not a vcl file."""
+    files = {
+        "model.pt": b"weights",
+        "notes.txt": b"text",
+        "report.json": b'{"nmi": 0.5}',
+        "blob.bin": b"bytes",
+    }
+    for name, data in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        result = invoke("info", path)
+        assert result.exit_code == ExitCode.DATA
+        line = one_error_line(result.stderr)
+        assert line.startswith(f"error: {path}: not a vcl file"), line
+        assert "vcl info reads stores" in line
+    broken = tmp_path / "clip.mp4"  # a video file: still probed, and named as a video
+    broken.write_bytes(b"not a video")
+    result = invoke("info", broken)
+    assert result.exit_code == ExitCode.DATA
+    assert one_error_line(result.stderr).startswith(f"error: {broken}: not a readable video")
+    # vcl's other inputs: vectors (.npy) and --config files
+    np.save(tmp_path / "x.npy", np.zeros((3, 2), np.float32))
+    info = json.loads(invoke("info", tmp_path / "x.npy", "--json").stdout)
+    assert (info["type"], info["shape"], info["dtype"]) == ("array", [3, 2], "float32")
+    (tmp_path / "c.toml").write_text("seed = 1\n[track.eval]\nmin_len = 5\n")
+    info = json.loads(invoke("info", tmp_path / "c.toml", "--json").stdout)
+    assert (info["type"], info["options"], info["tables"]) == (
+        "config",
+        {"seed": 1},
+        ["track", "track.eval"],
+    )
+
+
 def test_info_describes_an_empty_jsonl_output(invoke, tmp_path: Path) -> None:
     """Regression: a complete tracks file without tracks (vcl track found none) was
     refused as 'holds no records'; only its .partial is incomplete."""

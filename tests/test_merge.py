@@ -510,3 +510,34 @@ def test_several_inputs_are_refused_like_a_merge(runs, invoke, tmp_path):
         "embed", "random:resnet18", root / "c0.zarr", runs["videos"], "-o", tmp_path / "e.zarr"
     )
     assert result.exit_code == ExitCode.USAGE and "different kinds" in result.stderr
+
+
+def test_merge_holds_stores_to_the_version_vcl_reads_for_their_kind(invoke, tmp_path):
+    """Regression: merge opened its inputs without a version and merged proposals/2
+    shards into a proposals/2 store. A known kind of another major version is refused,
+    naming the input; a kind vcl does not write (another tool's descriptors, which
+    fisher fit reads as columns) is merged as plain columns."""
+    from vcl.io.store import StoreWriter
+
+    def shards(schema: str) -> list[Path]:
+        paths = []
+        for gid in ("a", "b"):
+            path = tmp_path / f"{schema.replace('/', '_')}.{gid}.zarr"
+            with StoreWriter(path, schema, {"shard": gid}, 0) as writer:
+                writer.define_columns({"x": ("float32", ())})
+                writer.append_group(gid, x=np.ones(2, np.float32))
+            paths.append(path)
+        return paths
+
+    newer = shards("vcl.proposals/2")
+    result = invoke("merge", *newer, "-o", tmp_path / "m.zarr")
+    assert result.exit_code == ExitCode.DATA
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {newer[0]}: schema vcl.proposals/2 is not the vcl.proposals/1 this vcl"
+        " reads; upgrade vcl"
+    )
+    assert not (tmp_path / "m.zarr").exists()
+    result = invoke("merge", *shards("vcl.sift/4"), "-o", tmp_path / "s.zarr", "-q")
+    assert result.exit_code == 0, result.stderr
+    merged = Store(tmp_path / "s.zarr")
+    assert (merged.attrs["vcl_schema"], merged.group_ids) == ("vcl.sift/4", ["a", "b"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vcl.errors import DataError, MissingInputError, OutputError
-from vcl.io.store import Store, StoreWriter, partial_path
+from vcl.io.store import KNOWN, STORE_VERSIONS, Store, StoreWriter, partial_path
 
 COLUMNS = {"frame": ("int32", ()), "box": ("float32", (4,)), "score": ("float32", ())}
 PARAMS = {"alpha": 0.65, "method": "edgeboxes"}
@@ -125,6 +125,42 @@ def test_schema_checks(tmp_path: Path) -> None:
         Store(path, kind="proposals")
     with pytest.raises(DataError, match=r"vcl\.test/3 is not the vcl\.test/1.*upgrade vcl"):
         Store(path, kind="test", version=1)
+
+
+def test_known_versions_are_checked_by_kind(tmp_path: Path) -> None:
+    """``version=KNOWN``: the major version vcl reads for the store's kind, the check
+    readers of any kind of store (merge, info, --labels) make; another tool's kind is
+    read as it is. Was: only a caller naming a version had it checked."""
+    schemas = {"newer": "vcl.proposals/2", "older": "vcl.crops/0", "foreign": "vcl.sift/5"}
+    paths = {}
+    for name, schema in schemas.items():
+        paths[name] = tmp_path / f"{name}.zarr"
+        with StoreWriter(paths[name], schema, PARAMS) as writer:
+            writer.define_columns(COLUMNS)
+    with pytest.raises(
+        DataError,
+        match=r"newer\.zarr: schema vcl\.proposals/2 is not the vcl\.proposals/1 this vcl "
+        r"reads; upgrade vcl$",
+    ):
+        Store(paths["newer"], version=KNOWN)
+    with pytest.raises(DataError, match=r"vcl\.crops/0 is not the vcl\.crops/1 .*; convert it$"):
+        Store(paths["older"], version=KNOWN)
+    assert Store(paths["foreign"], version=KNOWN).version == 5
+    assert Store(paths["newer"]).version == 2  # no version asked: not checked
+
+
+def test_store_versions_are_the_ones_vcl_writes() -> None:
+    """Every ``"vcl.<kind>/<major>"`` in vcl's code, for a kind of store, is the major
+    version STORE_VERSIONS holds readers to (a bumped writer must bump it too)."""
+    import re
+
+    import vcl
+
+    written = set()
+    for source in Path(vcl.__file__).parent.rglob("*.py"):
+        written |= set(re.findall(r"[\"']vcl\.(\w+)/(\d+)[\"']", source.read_text()))
+    stores = {(kind, int(major)) for kind, major in written if kind in STORE_VERSIONS}
+    assert stores == set(STORE_VERSIONS.items())
 
 
 def test_damage_is_detected(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Merge the outputs of sharded runs (``--shard I/N``) into one store or JSONL file.
 
-Stores must share their ``vcl_schema``, parameters (shard-related keys ignored), seed,
-columns (names, dtypes, row shapes) and plain arrays (a model, centroids: they must be
-identical, since rows are only meaningful against them); the checks are
+Stores must share their ``vcl_schema`` (of the major version this vcl reads, for a kind
+of store it knows), parameters (shard-related keys ignored), seed, columns (names,
+dtypes, row shapes) and plain arrays (a model, centroids: they must be identical, since
+rows are only meaningful against them); the checks are
 ``vcl.io.union``'s, the ones every reading command applies to several inputs. The
 merged store holds the groups of the first input, in that input's order, then those of
 the second, and so on; rows are copied one group at a time, so memory stays at one
@@ -43,7 +44,7 @@ import numpy as np
 
 from vcl.console import log
 from vcl.errors import DataError, MissingInputError, OutputError, UsageError, VclError
-from vcl.io.store import Store, StoreWriter
+from vcl.io.store import KNOWN, Store, StoreWriter
 from vcl.io.union import (
     check_compatible,
     column_spec,
@@ -97,7 +98,10 @@ def merge(
 def merge_stores(
     paths: list[Path], output: Path, allow_overlap: bool, overwrite: bool
 ) -> dict[str, Any]:
-    stores = [Store(p) for p in paths]
+    # each input of a kind vcl knows must have the version this vcl reads for it (a
+    # kind it does not know, another tool's columns, is merged as plain columns), and
+    # all must have the first one's schema (`check_compatible`)
+    stores = [Store(p, version=KNOWN) for p in paths]
     first = stores[0]
     for store in stores[1:]:
         check_compatible(first, store)

@@ -134,7 +134,7 @@ def _read_assignments(path: Path, run: int) -> tuple[np.ndarray, np.ndarray]:
     if is_store(path):
         from vcl.io.store import Store
 
-        store = Store(path, kind="clusters")
+        store = Store(path, kind="clusters", version=1)
         assignment = store["assignment"][:]
         if assignment.ndim == 2:
             if run >= assignment.shape[1]:
@@ -216,7 +216,7 @@ def plot_clusters(
 
     check_output(out)
     ids, clusters = _read_assignments(clusters_path, run)
-    store = Store(crops_path)
+    store = Store(crops_path, kind="crops", version=1)
     if "image" not in store.columns:
         raise DataError("has no 'image' column: not a crops store", crops_path)
     names, sizes, grid = cluster_grid(

@@ -17,7 +17,9 @@ def run(
         Path,
         typer.Argument(
             metavar="PATH",
-            help="A store (.zarr), a manifest (.jsonl), a video file or a frame folder.",
+            help="A store (.zarr), a manifest (.jsonl), a pretrain run directory (or one of "
+            "its files), a retrieve index (or its .json metadata), a .npy array, a --config "
+            "file (.toml), a video file or a frame folder.",
             show_default=False,
         ),
     ],
@@ -29,13 +31,20 @@ def run(
     ] = False,
     no_verify: Annotated[
         bool,
-        typer.Option("--no-verify", help="Skip checking that every chunk of a store is present."),
+        typer.Option(
+            "--no-verify",
+            help="Skip the slow checks: that every chunk of a store is present, and an "
+            "index's sha256 against its metadata.",
+        ),
     ] = False,
 ) -> None:
     """Describe any vcl file and check it.
 
     Validates the file as the stages that read it would, so a malformed line, an
-    unknown schema version or an interrupted write is reported here too.
+    unknown schema version or an interrupted write is reported here too. A store of a
+    kind vcl does not write (another tool's descriptors, read by vcl fisher fit) is
+    described with a note that its version is not checked. Run directories and
+    indexes are read from their JSON metadata; checkpoints and indexes are not loaded.
     """
     from vcl.console import err_console
     from vcl.io.describe import describe
@@ -65,6 +74,7 @@ def run(
 
 EXAMPLES = [
     ("Summarise a manifest on stderr:", "vcl info data/videos.jsonl"),
+    ("A pretrain run: method, arch, epochs done and asked:", "vcl info run/"),
     (
         "The description of a store as JSON, for scripts:",
         "vcl info proposals.zarr --json | jq .rows",

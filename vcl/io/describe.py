@@ -1,8 +1,16 @@
 """What a vcl file is: the library behind ``vcl info``.
 
-Recognises stores (zarr folders), JSONL manifests, video files and frame folders,
-validates them as their readers would (so ``vcl info`` fails exactly where a later
-stage would), and summarises them as a JSON-able dict.
+Recognises stores (zarr folders), JSONL manifests, ``vcl pretrain`` run directories
+(and their files), ``vcl retrieve`` indexes (the index file or its ``.json``
+metadata), ``.npy`` arrays, ``--config`` TOML files, other vcl JSON records, video
+files and frame folders (anything else is "not a vcl file"; a file with a suffix no
+video has is not probed as one); validates them as their readers would (so ``vcl
+info`` fails exactly where a later stage would), and summarises them as a JSON-able
+dict. Run directories and indexes are read from their JSON only: no torch or faiss.
+
+A store of a kind vcl writes must have the major version this vcl reads for it; one of
+another kind (another tool's descriptors, which ``vcl fisher fit`` reads as columns)
+is described, its version unchecked, with a note saying so.
 """
 
 from __future__ import annotations
@@ -21,13 +29,53 @@ from vcl.io.manifest import (
     open_text_input,
     parse_schema,
 )
-from vcl.io.store import partial_path
+from vcl.io.store import KNOWN, STORE_VERSIONS, check_version, partial_path
 
 FIRST_FAILED = 5  # ids of failed videos shown by ``vcl info``
+FIRST_IDS = 5  # ids of an index shown by ``vcl info``
+# what a pretrain run directory holds besides config.json (`vcl.pretrain.loop`)
+RUN_FILES = ("checkpoint.pt", "metrics.jsonl")
+RUN_KIND = "pretrain_run"
+INDEX_KIND = "index"
+# suffixes no video has: such a file is not probed as one
+NOT_VIDEO = frozenset(
+    {
+        ".pt",
+        ".pth",
+        ".ckpt",
+        ".npz",
+        ".index",
+        ".faiss",
+        ".txt",
+        ".csv",
+        ".tsv",
+        ".yaml",
+        ".yml",
+        ".md",
+        ".py",
+        ".log",
+        ".html",
+        ".pdf",
+        ".zip",
+        ".tar",
+        ".gz",
+    }
+)
+WHAT_INFO_READS = (
+    "vcl info reads stores (.zarr), manifests (.jsonl), pretrain run directories, "
+    "retrieve indexes, .npy arrays, --config files (.toml), videos and frame folders"
+)
 
 
 def _looks_like_store(path: Path) -> bool:
     return path.is_dir() and (path / "zarr.json").exists()
+
+
+def _is_run_file(path: Path) -> bool:
+    """A file a pretrain run writes (not config.json), beside that run's config.json."""
+    name = path.name
+    owned = name in RUN_FILES or (name.startswith("labels_epoch_") and name.endswith(".npy"))
+    return owned and (path.parent / "config.json").is_file()
 
 
 def describe(path: str | Path, verify: bool = True) -> dict[str, Any]:
@@ -42,22 +90,57 @@ def describe(path: str | Path, verify: bool = True) -> dict[str, Any]:
         raise MissingInputError("no such file or folder", path)
     if _looks_like_store(path) or path.suffix == ".zarr" or path.name.endswith(".zarr.partial"):
         return describe_store(path, verify)
-    if path.suffix == ".jsonl" or path.name.endswith(".jsonl.partial") or is_stream(path):
+    if is_stream(path):
         return describe_manifest(path)
+    if path.is_file() and _is_run_file(path):
+        return describe_run(path.parent, path.name)
+    if path.suffix == ".jsonl" or path.name.endswith(".jsonl.partial"):
+        return describe_manifest(path)
+    if path.is_dir() and (path / "config.json").is_file():
+        return describe_run(path)
+    if path.is_file():
+        if path.suffix.lower() == ".json":
+            return describe_json(path, verify)
+        if _index_metadata(path) is not None:
+            return describe_index(path, verify)
+        if path.suffix.lower() == ".npy":
+            return describe_array(path)
+        if path.suffix.lower() == ".toml":
+            return describe_config(path)
+        if path.suffix.lower() in (".index", ".faiss"):
+            raise DataError(
+                f"not a vcl retrieve index: no metadata file {path.name}.json beside it",
+                path,
+                "rebuild it with vcl retrieve index, which writes both",
+            )
+        if path.suffix.lower() in NOT_VIDEO:
+            raise DataError(
+                f"not a vcl file (a {path.suffix} file, not a video)", path, WHAT_INFO_READS
+            )
+    from vcl.io.sources import VIDEO_EXTENSIONS
     from vcl.io.video import probe
 
-    return {"type": "video", **probe(path).to_json()}
+    try:
+        return {"type": "video", **probe(path).to_json()}
+    except DataError as exc:
+        if path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS:
+            raise  # a video or frame folder that is damaged: the reader's own message
+        raise DataError(f"not a vcl file ({exc.problem})", path, WHAT_INFO_READS) from None
 
 
 def describe_store(path: Path, verify: bool = True) -> dict[str, Any]:
     from vcl.io.store import Store
 
-    store = Store(path)
+    store = Store(path, version=KNOWN)
     if verify:
         problems = store.verify()
         if problems:
             raise DataError(f"damaged: {problems[0]}", path, "rerun the command that makes it")
     out = store.describe()
+    if store.kind not in STORE_VERSIONS:  # another tool's columns: read as they are
+        out["note"] = (
+            f"vcl.{store.kind} is not a kind of store vcl writes: its version is not checked"
+        )
     failed = store.attrs.get("failed")
     if failed:  # videos left out by --keep-going
         out["failed"] = {"count": len(failed), "first": [str(v) for v in failed[:FIRST_FAILED]]}
@@ -144,3 +227,212 @@ def describe_manifest(path: Path) -> dict[str, Any]:
             "max": max(lengths),
         }
     return out
+
+
+# ------------------------------------------------------------------- JSON records
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise DataError(f"not valid JSON ({why})", path) from None
+
+
+def _schema_of(obj: Any, path: Path) -> tuple[str, str, int] | None:
+    """``(schema, kind, major)`` a JSON object names (``vcl_schema`` or ``schema``)."""
+    if not isinstance(obj, dict):
+        return None
+    schema = obj.get("vcl_schema", obj.get("schema"))
+    if schema is None:
+        return None
+    try:
+        kind, major = parse_schema(schema)
+    except ValueError as exc:
+        raise DataError(str(exc), path) from None
+    return schema, kind, major
+
+
+def describe_json(path: Path, verify: bool = True) -> dict[str, Any]:
+    """A run's config.json, an index's metadata, or another vcl JSON record."""
+    obj = _read_json(path)
+    named = _schema_of(obj, path)
+    if named is None:
+        if path.name == "config.json" and isinstance(obj, dict) and "arch" in obj:
+            return describe_run(path.parent, path.name)  # a run saved before the schema
+        raise DataError("not a vcl file (JSON without a vcl schema)", path, WHAT_INFO_READS)
+    schema, kind, _ = named
+    if kind == RUN_KIND:
+        return describe_run(path.parent, path.name)
+    if kind == INDEX_KIND:
+        return describe_index(path.with_name(path.name.removesuffix(".json")), verify)
+    keys = ("vcl_version", "command", "params", "seed", "created")
+    return {
+        "path": str(path),
+        "type": "json",
+        "schema": schema,
+        **{k: obj[k] for k in keys if k in obj},
+    }
+
+
+# ------------------------------------------------------------- pretrain runs
+
+
+def describe_run(run_dir: Path, file: str | None = None) -> dict[str, Any]:
+    """A ``vcl pretrain`` run directory, from its config.json and metrics.jsonl (the
+    checkpoint is not loaded: it is checked to be there, as ``vcl embed`` needs it).
+    ``file``: the run's file that was named, reported as such."""
+    from vcl.backbones import load_run_config
+
+    config = load_run_config(run_dir)  # the check vcl embed, probe and --resume make
+    checkpoint = run_dir / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise MissingInputError(
+            "run directory has no checkpoint.pt (the training stopped before its first)",
+            run_dir,
+            "rerun the training",
+        )
+    metrics = run_dir / "metrics.jsonl"
+    done = None
+    if metrics.is_file():
+        from vcl.io.manifest import iter_json_lines
+
+        epochs = [obj.get("epoch") for _, obj in iter_json_lines(metrics)]
+        epochs = [int(e) for e in epochs if isinstance(e, (int, float))]
+        done = max(epochs) if epochs else None
+    shown = ("schema", "method", "arch", "epochs", "vcl_version", "command", "created")
+    out: dict[str, Any] = {"path": str(run_dir), "type": "pretrain run"}
+    if file is not None:
+        out["file"] = file
+    out.update(
+        {
+            "schema": config.get("schema"),
+            "method": config.get("method"),
+            "arch": config["arch"],
+            "epochs_done": done,  # epoch 0: initialised, not trained
+            "epochs_asked": config.get("epochs"),
+            "checkpoint_bytes": checkpoint.stat().st_size,
+            "labels_files": len(list(run_dir.glob("labels_epoch_*.npy"))),
+            **{k: config.get(k) for k in shown[4:]},
+            "params": {k: v for k, v in config.items() if k not in shown},
+        }
+    )
+    return out
+
+
+# ---------------------------------------------------------------- retrieve indexes
+
+
+def _index_metadata(path: Path) -> Path | None:
+    """The ``.json`` metadata beside a file, when it names a vcl retrieve index."""
+    from vcl.retrieve import meta_path
+
+    meta = meta_path(path)
+    if not meta.is_file():
+        return None
+    try:
+        named = _schema_of(_read_json(meta), meta)
+    except DataError:
+        return meta  # a damaged metadata file: describe_index names it
+    return meta if named is not None and named[1] == INDEX_KIND else None
+
+
+def describe_index(path: Path, verify: bool = True) -> dict[str, Any]:
+    """A ``vcl retrieve index`` file and its metadata, checked as ``vcl retrieve`` does
+    (schema, and the index's size and sha256 against the metadata); not loaded."""
+    import hashlib
+
+    from vcl.retrieve import META_SCHEMA, meta_path
+
+    meta_file = meta_path(path)
+    meta = _read_json(meta_file)
+    named = _schema_of(meta, meta_file)
+    if named is None or named[1] != INDEX_KIND:
+        raise DataError(f"is not {META_SCHEMA} metadata", meta_file)
+    schema, kind, major = named
+    check_version(schema, kind, major, parse_schema(META_SCHEMA)[1], meta_file)
+    if not path.is_file():
+        raise MissingInputError(
+            f"no such index file (its metadata {meta_file.name} is here)",
+            path,
+            "rebuild it with vcl retrieve index",
+        )
+    size = path.stat().st_size
+    mismatch = size != meta.get("index_bytes")
+    if verify and not mismatch:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        mismatch = digest.hexdigest() != meta.get("index_sha256")
+    if mismatch:
+        raise DataError(
+            f"the index file does not match its metadata {meta_file.name} (replaced or damaged)",
+            path,
+            "rebuild it with vcl retrieve index",
+        )
+    ids = meta.get("ids") or []
+    source = meta.get("source") or {}
+    keys = ("vcl_version", "command", "params", "seed", "created")
+    return {
+        "path": str(path),
+        "type": "index",
+        "metadata": str(meta_file),
+        "schema": schema,
+        "index_type": meta.get("index_type"),
+        "metric": meta.get("metric"),
+        "dimension": meta.get("dimension"),
+        "count": meta.get("count"),
+        "bytes": size,
+        "built_on": meta.get("built_on"),
+        "source": {
+            k: source[k] for k in ("path", "schema", "layer", "model", "ids_file") if k in source
+        },
+        "first_ids": [str(i) for i in ids[:FIRST_IDS]],
+        **{k: meta.get(k) for k in keys},
+    }
+
+
+# ------------------------------------------------------------------------ arrays
+
+
+def describe_array(path: Path) -> dict[str, Any]:
+    """A ``.npy`` array (vectors that ``vcl cluster``, ``probe`` and ``retrieve`` read)."""
+    import numpy as np
+
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"not a readable .npy array ({exc})", path) from None
+    return {
+        "path": str(path),
+        "type": "array",
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+    }
+
+
+def describe_config(path: Path) -> dict[str, Any]:
+    """A ``--config`` TOML file: its top-level options and command tables (whose option
+    names the command checks when it runs)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"not valid TOML ({exc})", path) from None
+
+    def tables(section: dict[str, Any], prefix: str = "") -> list[str]:
+        out = []
+        for key, value in section.items():
+            if isinstance(value, dict):
+                out += [f"{prefix}{key}", *tables(value, f"{prefix}{key}.")]
+        return out
+
+    return {
+        "path": str(path),
+        "type": "config",
+        "options": {k: v for k, v in data.items() if not isinstance(v, dict)},
+        "tables": tables(data),
+    }

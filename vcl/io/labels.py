@@ -43,9 +43,9 @@ def read_id_fields(
         path = paths[0]
     label = str(path)
     if is_store(path):
-        from vcl.io.store import Store
+        from vcl.io.store import KNOWN, Store
 
-        store = Store(path)
+        store = Store(path, version=KNOWN)  # features, crops, clusters...
         if "id" in store.columns or {"track_id", "frame"} <= set(store.columns):
             from vcl.io.features import item_ids
 
@@ -102,11 +102,11 @@ def read_id_field(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, values)`` of one field; see ``read_id_fields``. A store without the
     field's column is an error (all its values would read as unknown)."""
-    from vcl.io.store import Store
+    from vcl.io.store import KNOWN, Store
 
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     for p in paths:
-        if is_store(p) and Path(p).is_dir() and name not in Store(p).columns:
+        if is_store(p) and Path(p).is_dir() and name not in Store(p, version=KNOWN).columns:
             raise DataError(
                 f"store has no {name!r} column",
                 p,

@@ -38,6 +38,20 @@ import numpy as np
 from vcl.errors import DataError, MissingInputError, OutputError, UsageError
 
 COMPLETE = "vcl_complete"
+# The major version of each kind of store this vcl writes and reads. `Store(path,
+# version=KNOWN)` holds a store of one of these kinds to its version; a store of another
+# kind (another tool's descriptors, which `vcl fisher fit` reads as plain columns) has
+# no version vcl could check and is read as it is.
+STORE_VERSIONS: dict[str, int] = {
+    "clusters": 1,
+    "crops": 1,
+    "features": 1,
+    "fisher_model": 1,
+    "frames": 1,
+    "idt": 1,
+    "proposals": 1,
+}
+KNOWN = "known"
 # zarr 3 skips chunks equal to the fill value unless each handle asks otherwise (the
 # setting is not stored): stores without this mark may lack such chunks legitimately.
 EVERY_CHUNK = "vcl_every_chunk"
@@ -45,6 +59,17 @@ _WRITE_EVERY_CHUNK = {"write_empty_chunks": True}
 GROUP_IDS, GROUP_ROWS = "group_ids", "group_rows"
 _CHUNK_BYTES = 4 << 20  # ~4 MiB of raw data per chunk: few files, cheap partial reads
 _FLUSH_SECONDS = 30.0  # slow stages (idt, fisher) commit finished videos at least this often
+
+
+def check_version(schema: str, kind: str, major: int, want: int, path: str | Path) -> None:
+    """Refuse a file of schema ``vcl.<kind>/<major>`` unless ``major`` is ``want``, the
+    version this vcl reads: the one message every reader gives for another version."""
+    if major != want:
+        raise DataError(
+            f"schema {schema} is not the vcl.{kind}/{want} this vcl reads",
+            path,
+            "upgrade vcl" if major > want else "convert it",
+        )
 
 
 def partial_path(path: str | Path) -> Path:
@@ -402,7 +427,10 @@ class StoreWriter:
 class Store:
     """A complete store opened for reading; refuses partial or foreign stores."""
 
-    def __init__(self, path: str | Path, kind: str | None = None, version: int | None = None):
+    def __init__(self, path: str | Path, kind: str | None = None, version: int | str | None = None):
+        """``kind``: the store must be a ``vcl.<kind>`` one. ``version``: its major
+        version must be this one; `KNOWN`: the one `STORE_VERSIONS` gives its kind (any
+        when vcl does not know the kind); None: not checked."""
         import zarr
 
         from vcl.io.manifest import parse_schema
@@ -439,12 +467,10 @@ class Store:
             )
         if kind is not None and self.kind != kind:
             raise DataError(f"is a vcl.{self.kind} store, expected vcl.{kind}", name)
-        if version is not None and self.version != version:
-            raise DataError(
-                f"schema {schema} is not the vcl.{self.kind}/{version} this vcl reads",
-                name,
-                "upgrade vcl" if self.version > version else "convert it",
-            )
+        if version == KNOWN:
+            version = STORE_VERSIONS.get(self.kind)
+        if version is not None:
+            check_version(schema, self.kind, self.version, int(version), name)
         self.columns: list[str] = list(self.attrs.get("vcl_columns", []))
         self.group_ids: list[str] = [str(i) for i in self.group[GROUP_IDS][:]]
         rows = self.group[GROUP_ROWS][:]

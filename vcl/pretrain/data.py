@@ -81,7 +81,7 @@ def open_crops_store(inputs: str | Path | Sequence[str | Path]) -> Any:
     """A ``Store``, or for several inputs their checked ``StoreUnion`` (read as a merge)."""
     from vcl.io.union import open_stores
 
-    return open_stores(as_paths(inputs), kind="crops")
+    return open_stores(as_paths(inputs), kind="crops", version=1)
 
 
 def open_crops(inputs: str | Path | Sequence[str | Path]) -> CropsInfo:
