@@ -68,7 +68,7 @@ def test_a_store_or_file_output_refuses_dash(stage: str, here: Path, invoke) -> 
         "idt": (["idt", video, "--track-length", "5", "--no-humans"], "zarr store (vcl.idt/1)"),
         "idt-text": (["idt", video, "--format", "text", "--no-humans"], "folder"),
         "crops": (["crops", tracks, "--videos", video, "--size", "9"], "(vcl.crops/1)"),
-        "merge": (["merge", *_stores(here)], "zarr store (vcl.test/1)"),
+        "merge": (["merge", *_stores(here)], "the merged output is a zarr store"),
         "fisher-fit": (["fisher", "fit", here / "idt.zarr"], "the model is a zarr store"),
         "retrieve": (["retrieve", "index", vectors], "faiss file"),
         "pretrain": (["pretrain", here / "crops.zarr", "--method", "odc"], "run directory"),
