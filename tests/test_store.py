@@ -146,7 +146,11 @@ def test_known_versions_are_checked_by_kind(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"vcl\.crops/0 is not the vcl\.crops/1 .*; convert it$"):
         Store(paths["older"], version=KNOWN)
     assert Store(paths["foreign"], version=KNOWN).version == 5
-    assert Store(paths["newer"]).version == 2  # no version asked: not checked
+    with pytest.raises(DataError, match=r"vcl\.proposals/2 is not"):
+        Store(paths["newer"])  # the default: every reader (crops for retrieve, frames...)
+    with pytest.raises(DataError, match=r"vcl\.proposals/2 is not"):
+        Store(paths["newer"], kind="proposals")
+    assert Store(paths["newer"], version=None).version == 2  # asked not to check
 
 
 def test_store_versions_are_the_ones_vcl_writes() -> None:

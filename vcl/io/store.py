@@ -427,10 +427,13 @@ class StoreWriter:
 class Store:
     """A complete store opened for reading; refuses partial or foreign stores."""
 
-    def __init__(self, path: str | Path, kind: str | None = None, version: int | str | None = None):
+    def __init__(
+        self, path: str | Path, kind: str | None = None, version: int | str | None = KNOWN
+    ):
         """``kind``: the store must be a ``vcl.<kind>`` one. ``version``: its major
-        version must be this one; `KNOWN`: the one `STORE_VERSIONS` gives its kind (any
-        when vcl does not know the kind); None: not checked."""
+        version must be this one; `KNOWN` (the default, so that every reader refuses a
+        newer store): the one `STORE_VERSIONS` gives its kind (any when vcl does not
+        know the kind); None: not checked."""
         import zarr
 
         from vcl.io.manifest import parse_schema
