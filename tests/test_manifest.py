@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from vcl.errors import DataError, MissingInputError, UsageError
 from vcl.io.manifest import (
-    NeighbourRecord,
     RecordWriter,
     TrackRecord,
     VideoRecord,
@@ -43,7 +42,7 @@ def test_round_trip_keeps_fields_and_makes_paths_relative(tmp_path: Path) -> Non
     assert back == videos  # paths resolved back to absolute, extra kept
 
 
-def test_tracks_and_neighbours_round_trip(tmp_path: Path) -> None:
+def test_tracks_round_trip(tmp_path: Path) -> None:
     track = TrackRecord(
         id="t1",
         video_id="a",
@@ -52,11 +51,8 @@ def test_tracks_and_neighbours_round_trip(tmp_path: Path) -> None:
         score=0.5,
         extra={"visible": [1.0, 0.5, 1.0]},
     )
-    nn = NeighbourRecord(id="q", neighbours=["x", "y"], distances=[0.1, 0.2])
     write_records(tmp_path / "t.jsonl", [track])
-    write_records(tmp_path / "n.jsonl", [nn])
     assert read_records(tmp_path / "t.jsonl", TrackRecord) == [track]
-    assert read_records(tmp_path / "n.jsonl", NeighbourRecord) == [nn]
 
 
 def _write_lines(path: Path, lines: list[str]) -> Path:

@@ -172,28 +172,8 @@ class TrackRecord(Record):
         _optional_str(self, "label")
 
 
-@dataclass(kw_only=True)
-class NeighbourRecord(Record):
-    """The nearest gallery items of one query, best first."""
-
-    KIND: ClassVar[str] = "neighbour"
-
-    neighbours: list[str]
-    distances: list[float]
-
-    def validate(self) -> None:
-        super().validate()
-        _expect(isinstance(self.neighbours, list), "'neighbours' must be a list of ids")
-        _expect(all(isinstance(n, str) for n in self.neighbours), "'neighbours' must be ids")
-        _expect(
-            isinstance(self.distances, list) and len(self.distances) == len(self.neighbours),
-            "'distances' must have one value per neighbour",
-        )
-        _expect(all(_is_number(d) for d in self.distances), "'distances' must be finite numbers")
-
-
 RECORD_TYPES: dict[str, type[Record]] = {
-    cls.KIND: cls for cls in (VideoRecord, ImageRecord, TrackRecord, NeighbourRecord)
+    cls.KIND: cls for cls in (VideoRecord, ImageRecord, TrackRecord)
 }
 
 
