@@ -433,3 +433,22 @@ def test_index_paths_are_the_index_folders_and_queries_work_from_anywhere(
     assert first_neighbour(Path("."), "sub/g.index") == "im2"  # run/ from here, as before
     shutil.copytree(tmp_path / "run", tmp_path / "sub" / "run")
     assert first_neighbour(other, "../sub/g.index") == "im2"  # sub/run, beside the index
+
+
+def test_video_query_against_fisher_vectors_names_their_model(invoke, tmp_path) -> None:
+    """A Fisher-vector gallery records its Fisher model (a zarr store) as its model; a
+    video query used to try it as a pretrain run ("not a vcl pretrain run directory")."""
+    from tests.corpus import good_video
+    from vcl.io.store import StoreWriter
+
+    model = tmp_path / "m.zarr"
+    with StoreWriter(model, "vcl.fisher_model/1", {}) as writer:
+        writer.write_array("pca_mean", np.zeros(3))
+    fs = FeatureSet(ids=np.array(["v1", "v2"]), features=np.eye(2, 4, dtype=np.float32))
+    path = write_feature_set(tmp_path / "fv.zarr", fs, params={"model": str(model)}, seed=0)
+    assert invoke("retrieve", "index", path, "-o", tmp_path / "g.index").exit_code == 0
+    video = good_video(tmp_path / "q.mp4")
+    result = invoke("retrieve", "query", tmp_path / "g.index", video, "-k", "1")
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert "m.zarr: is a zarr store, not a network" in result.stderr
+    assert "vcl fisher encode" in result.stderr

@@ -333,6 +333,22 @@ def _folder_media(folder: Path) -> dict[str, Path]:
     return {f.stem: f for f in reversed(files)}  # the first in sorted order wins
 
 
+def _refuse_store_model(model: str) -> None:
+    """A gallery of Fisher vectors records its Fisher model (a zarr store) as its model:
+    queries must go through ``vcl idt`` and ``vcl fisher encode``, not a network."""
+    from pathlib import Path
+
+    from vcl.errors import UsageError
+
+    if (Path(model) / "zarr.json").is_file():
+        raise UsageError(
+            "is a zarr store, not a network: image/video queries cannot be embedded with it",
+            model,
+            "for a Fisher-vector gallery, run vcl idt and vcl fisher encode with this model"
+            " on the query videos and query with that features store",
+        )
+
+
 def _embed_queries(
     inputs: list[Path],
     model: str | None,
@@ -368,6 +384,7 @@ def _embed_queries(
             "--model",
             "give --model RUN_DIR, random:ARCH or weights:ARCH:PATH (the gallery's model)",
         )
+    _refuse_store_model(model)
     try:
         from vcl.embedding import embed_paths, load_model
     except ImportError:
