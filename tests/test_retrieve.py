@@ -15,6 +15,7 @@ from vcl.retrieve import (
     brute_force,
     build_index,
     check_queries,
+    exact_search,
     exclude_rows,
     meta_path,
     neighbour_recall,
@@ -61,6 +62,27 @@ def test_flat_equals_brute_force_with_ties(metric: str, n_queries: int) -> None:
     tied = np.diff(scores, axis=1) == 0
     assert tied.sum() > 100
     assert (np.diff(rows, axis=1)[tied] > 0).all()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+@pytest.mark.parametrize("n_queries", [7, 29])  # faiss: per-query path below 20, BLAS above
+def test_exact_search_is_brute_force_on_ties(metric: str, n_queries: int) -> None:
+    """eval's exact reference (a flat faiss index) orders ties as numpy's brute force
+    did: by gallery row. Exact-arithmetic rows, then duplicated random rows."""
+    rng = np.random.default_rng(5)
+    tied = half_units(203, 9, rng, distinct=12), half_units(n_queries, 9, rng, distinct=40)
+    distinct = rng.normal(size=(60, 16)).astype(np.float32)
+    dup = distinct[rng.permutation(np.repeat(np.arange(60), 5))]  # every row 5 times
+    for gallery, queries in (tied, (dup, rng.normal(size=(n_queries, 16)).astype(np.float32))):
+        for k in (1, 10, len(gallery)):
+            ref_scores, ref_rows = brute_force(gallery, queries, k, metric)
+            scores, rows = exact_search(
+                prepare(gallery, metric), prepare(queries, metric), k, metric
+            )
+            np.testing.assert_array_equal(rows, ref_rows)
+            np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
+        ties = np.diff(scores, axis=1) == 0
+        assert ties.sum() > 50 and (np.diff(rows, axis=1)[ties] > 0).all()
 
 
 def test_brute_force_reference_against_plain_loops() -> None:

@@ -452,3 +452,86 @@ def test_video_query_against_fisher_vectors_names_their_model(invoke, tmp_path) 
     assert result.exit_code == ExitCode.USAGE, result.stderr
     assert "m.zarr: is a zarr store, not a network" in result.stderr
     assert "vcl fisher encode" in result.stderr
+
+
+def _npy_split(tmp_path, gallery, queries, g_labels, q_labels) -> list:
+    """``retrieve eval`` arguments for .npy query and gallery arrays, with ids and labels."""
+    np.save(tmp_path / "g.npy", gallery)
+    np.save(tmp_path / "q.npy", queries)
+    g_ids = [f"g{i}" for i in range(len(gallery))]
+    q_ids = [f"q{i}" for i in range(len(queries))]
+    (tmp_path / "g.txt").write_text("".join(i + "\n" for i in g_ids))
+    (tmp_path / "q.txt").write_text("".join(i + "\n" for i in q_ids))
+    pairs = [*zip(g_ids, g_labels, strict=True), *zip(q_ids, q_labels, strict=True)]
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"id": i, "label": str(c)}) + "\n" for i, c in pairs))
+    return ["retrieve", "eval", "--query", tmp_path / "q.npy", "--gallery", tmp_path / "g.npy",
+            "--query-ids", tmp_path / "q.txt", "--gallery-ids", tmp_path / "g.txt",
+            "--labels", labels, "--device", "cpu"]  # fmt: skip
+
+
+def test_eval_exact_recall_against_brute_force_with_duplicated_rows(invoke, tmp_path) -> None:
+    """The exact reference (a flat faiss index, no longer numpy's Q×N brute force) gives
+    the same recall where rows are duplicated: ties go to the smaller gallery row."""
+    from vcl.retrieve import (
+        IndexParams,
+        build_index,
+        neighbour_recall,
+        prepare,
+        search,
+        set_search_params,
+    )
+
+    rng = np.random.default_rng(4)
+    distinct = rng.normal(size=(80, 8)).astype(np.float32)
+    pick = rng.permutation(np.repeat(np.arange(80), 5))  # 400 rows, each 5 times
+    gallery, queries = distinct[pick], rng.normal(size=(60, 8)).astype(np.float32)
+    args = _npy_split(tmp_path, gallery, queries, pick % 7, np.arange(60) % 7)
+    for metric in ("cosine", "l2"):
+        r = invoke(*args, "--metric", metric, "--index", "ivf", "--nlist", "8", "--nprobe", "2",
+                   "-k", "1,5,10,20")  # fmt: skip
+        assert r.exit_code == 0, r.output
+        config = IndexParams(index_type="ivf", metric=metric, nlist=8, nprobe=2).resolved(400, 8)
+        index = build_index(prepare(gallery, metric), config)
+        set_search_params(index, config, {})
+        _, rows = search(index, prepare(queries, metric), 20)
+        _, exact = brute_force(gallery, queries, 20, metric)
+        expected = neighbour_recall(rows, exact, [1, 5, 10, 20])
+        assert json.loads(r.stdout)["exact_recall"] == expected
+        assert min(expected.values()) < 1.0  # the index does miss some
+
+
+def test_eval_exact_recall_of_a_flat_index_is_one(invoke, tmp_path) -> None:
+    """Gallery rows equal but for float32 rounding noise: numpy's brute force (the old
+    reference) and faiss rank them in different orders, so a flat index scored short of
+    its own exact neighbours."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(20, 32)).astype(np.float32)
+    gallery = base[rng.integers(0, 20, 400)]
+    gallery = gallery + 1e-7 * rng.normal(size=gallery.shape).astype(np.float32)
+    queries = rng.normal(size=(30, 32)).astype(np.float32)
+    args = _npy_split(tmp_path, gallery, queries, np.arange(400) % 3, np.arange(30) % 3)
+    for metric in ("cosine", "l2"):
+        r = invoke(*args, "--metric", metric, "--exact-recall", "-k", "1,5,10")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["exact_recall"] == {"1": 1.0, "5": 1.0, "10": 1.0}
+
+
+def test_eval_exact_recall_makes_no_query_by_gallery_matrix(invoke, tmp_path) -> None:
+    """The exact reference used to be numpy's brute force: a Q×N score matrix and its
+    full lexsort (~400 MB at 10k × 2.5k); faiss scores a block at a time."""
+    import tracemalloc
+
+    rng = np.random.default_rng(1)
+    gallery = rng.normal(size=(4000, 16)).astype(np.float32)
+    queries = rng.normal(size=(1000, 16)).astype(np.float32)
+    args = _npy_split(tmp_path, gallery, queries, np.arange(4000) % 9, np.arange(1000) % 9)
+    tracemalloc.start()
+    try:
+        r = invoke(*args, "--index", "ivf", "--nlist", "16", "-k", "1,10")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.exit_code == 0, r.output
+    assert "exact_recall" in json.loads(r.stdout)
+    assert peak < 1000 * 4000 * 4 / 2  # half of one float32 Q×N matrix

@@ -253,10 +253,28 @@ def _tie_sort(scores: np.ndarray, rows: np.ndarray, higher_better: bool) -> tupl
     return scores, rows
 
 
+def exact_search(
+    gallery: np.ndarray, queries: np.ndarray, k: int, metric: str, gpu: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact neighbours of the prepared ``queries`` among the prepared ``gallery`` (see
+    ``prepare``): a flat faiss index searched with ``search``, so ties go to the smaller
+    gallery row, as ``brute_force`` orders them.
+
+    The reference of ``retrieve eval``'s exact recall. faiss computes the scores in
+    blocks (never a Q×N matrix) and several times faster than numpy; they equal
+    ``brute_force``'s up to float32 rounding, so equal scores (duplicated rows, exact
+    arithmetic) are ordered alike, and only neighbours whose scores differ by a
+    rounding error (~1e-7) may come in either order.
+    """
+    index = build_index(gallery, {"index_type": "flat", "metric": metric}, gpu)
+    return search(index, queries, k)
+
+
 def brute_force(
     gallery: np.ndarray, queries: np.ndarray, k: int, metric: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact neighbours by numpy (the reference): same scores and tie rule as ``search``."""
+    """Exact neighbours by numpy (the tests' reference): same scores and tie rule as
+    ``search``. Builds the Q×N score matrix: ``exact_search`` is the one to use."""
     g, q = prepare(gallery, metric), prepare(queries, metric)
     if metric == "l2":
         key = (q * q).sum(1)[:, None] + (g * g).sum(1)[None, :] - 2 * q @ g.T

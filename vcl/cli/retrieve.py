@@ -747,9 +747,9 @@ def evaluate(
     from vcl.io.labels import lookup, read_id_fields
     from vcl.retrieve import average_by as average
     from vcl.retrieve import (
-        brute_force,
         build_index,
         check_finite,
+        exact_search,
         exclude_rows,
         neighbour_recall,
         prepare,
@@ -886,6 +886,7 @@ def evaluate(
     built = build_index(g, config, gpu)
     set_search_params(built, config, {})
     scores, rows = search(built, q, kmax + extra)
+    found_rows = rows  # before --exclude-self: a flat index's are the exact neighbours
     self_rows = np.full(len(q_ids), -1, np.int64)
     if exclude_self:
         pos = {gid: i for i, gid in enumerate(g_ids)}
@@ -908,13 +909,11 @@ def evaluate(
     if exact_recall is None:
         exact_recall = index_type != "flat"
     if exact_recall:
-        from vcl.retrieve import search as exact_search
-
-        if len(g_ids) * len(q_ids) <= 50_000_000:
-            _, exact_rows = brute_force(g_x, q_x, kmax + extra, metric)
+        # a flat faiss index: exact, ties by gallery row (see exact_search)
+        if config["index_type"] == "flat":
+            exact_rows = found_rows
         else:
-            flat = build_index(g, {"index_type": "flat", "metric": metric}, gpu)
-            _, exact_rows = exact_search(flat, q, kmax + extra)
+            _, exact_rows = exact_search(g, q, kmax + extra, metric, gpu)
         if exclude_self:
             _, exact_rows = exclude_rows(exact_rows, exact_rows, self_rows, kmax)
         report["exact_recall"] = neighbour_recall(rows, exact_rows, cutoffs)
