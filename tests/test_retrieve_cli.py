@@ -535,3 +535,86 @@ def test_eval_exact_recall_makes_no_query_by_gallery_matrix(invoke, tmp_path) ->
     assert r.exit_code == 0, r.output
     assert "exact_recall" in json.loads(r.stdout)
     assert peak < 1000 * 4000 * 4 / 2  # half of one float32 Q×N matrix
+
+
+def test_query_blocks_start_at_multiples_and_a_short_tail_joins(monkeypatch) -> None:
+    from vcl.cli import retrieve as cli_retrieve
+
+    assert cli_retrieve.QUERY_BLOCK % 4096 == 0  # faiss's own query batches
+    monkeypatch.setattr(cli_retrieve, "QUERY_BLOCK", 4)
+    assert cli_retrieve._blocks(0) == []
+    assert cli_retrieve._blocks(3) == [(0, 3)]
+    assert cli_retrieve._blocks(9) == [(0, 4), (4, 9)]  # a tail of 1 joins the block before
+    assert cli_retrieve._blocks(10) == [(0, 4), (4, 8), (8, 10)]
+
+
+@pytest.mark.parametrize(("metric", "k", "exclude"), [("l2", 4, True), ("cosine", 60, False)])
+def test_query_lines_as_one_search_of_all_writes_them(
+    invoke, tmp_path, gallery, monkeypatch, metric, k, exclude
+) -> None:
+    """Searched and written a block at a time, the lines are byte for byte those of one
+    search of every query (json.dumps of each match), ids with quotes and accents, -k
+    beyond the gallery, --exclude-self."""
+    from vcl.cli import retrieve as cli_retrieve
+    from vcl.retrieve import exclude_rows, prepare, read_index, search
+
+    _, x, _ = gallery
+    odd = np.array([f'g"{i}é' if i % 3 else str(i) for i in range(57)])
+    np.save(tmp_path / "g.npy", x)
+    (tmp_path / "g.txt").write_text("".join(i + "\n" for i in odd), encoding="utf-8")
+    index = tmp_path / "g.index"
+    r = invoke("retrieve", "index", tmp_path / "g.npy", "--ids", tmp_path / "g.txt", "-o", index,
+               "--metric", metric)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    queries = np.concatenate([x[:20], x[:11] + 0.01])  # 31: blocks of 4, a tail of 3
+    monkeypatch.setattr(cli_retrieve, "QUERY_BLOCK", 4, raising=False)
+    np.save(tmp_path / "q.npy", queries)
+    qids = odd[np.r_[0:20, 30:41]]
+    (tmp_path / "q.txt").write_text("".join(i + "\n" for i in qids), encoding="utf-8")
+    args = ["retrieve", "query", index, tmp_path / "q.npy", "--ids", tmp_path / "q.txt",
+            "-k", str(k)] + (["--exclude-self"] if exclude else [])  # fmt: skip
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    g = read_index(index)
+    scores, rows = search(g.index, prepare(queries, metric), k + exclude)
+    if exclude:
+        self_rows = np.array([list(odd).index(q) for q in qids])
+        scores, rows = exclude_rows(scores, rows, self_rows, k)
+    expected = "".join(
+        json.dumps({"schema": "vcl.match/1", "query": str(q), "neighbour": str(odd[row]),
+                    "rank": rank, "score": round(float(s), 6), "metric": metric}) + "\n"
+        for q, srow, rrow in zip(qids, scores, rows, strict=True)
+        for rank, (s, row) in enumerate(zip(srow, rrow, strict=True), start=1) if row >= 0
+    )  # fmt: skip
+    assert r.stdout == expected
+    assert len(r.stdout.splitlines()) == 31 * min(k, 57)
+
+
+def test_query_writes_each_block_before_searching_the_next(
+    invoke, tmp_path, gallery, monkeypatch
+) -> None:
+    """100k queries used to be searched, then every line built as a dict (836 MB), before
+    the first was written; now a search failing at the second block leaves the first
+    block's lines written."""
+    import vcl.retrieve
+    from vcl.cli import retrieve as cli_retrieve
+
+    path, x, _ = gallery
+    index = tmp_path / "g.index"
+    assert invoke("retrieve", "index", path, "-o", index).exit_code == 0
+    np.save(tmp_path / "q.npy", x[:12])
+    whole = invoke("retrieve", "query", index, tmp_path / "q.npy", "-k", "3")
+    assert whole.exit_code == 0 and len(whole.stdout.splitlines()) == 36
+    monkeypatch.setattr(cli_retrieve, "QUERY_BLOCK", 4, raising=False)
+    real, calls = vcl.retrieve.search, []
+
+    def failing_second(index, queries, k):
+        calls.append(len(queries))
+        if len(calls) == 2:
+            raise MemoryError("the second block")
+        return real(index, queries, k)
+
+    monkeypatch.setattr(vcl.retrieve, "search", failing_second)
+    r = invoke("retrieve", "query", index, tmp_path / "q.npy", "-k", "3")
+    assert r.exit_code != 0 and calls == [4, 4]
+    assert r.stdout.splitlines() == whole.stdout.splitlines()[:12]  # the first 4 queries

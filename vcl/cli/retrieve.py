@@ -521,16 +521,16 @@ def query(
     One line per (query, rank): {"schema": "vcl.match/1", "query", "neighbour", "rank"
     (1 = nearest), "score", "metric"}; score is the cosine similarity or inner
     product (higher is nearer) or the squared L2 distance (lower is nearer). Equal
-    scores are ordered by gallery row. A table goes to stderr when stdout is a
-    terminal. Unreadable images are skipped with a warning and counted; the exit
-    status is then 3 unless --keep-going.
+    scores are ordered by gallery row. Lines are written a block of queries at a time,
+    as they are searched. A table goes to stderr when stdout is a terminal. Unreadable
+    images are skipped with a warning and counted; the exit status is then 3 unless
+    --keep-going.
     """
     import numpy as np
 
     from vcl.console import log
     from vcl.device import faiss_device
     from vcl.retrieve import (
-        MATCH_SCHEMA,
         check_queries,
         exclude_rows,
         prepare,
@@ -584,37 +584,40 @@ def query(
         )
     qids, qx = _concat(sets)
     set_search_params(gallery.index, gallery.meta, {"nprobe": nprobe, "ef_search": ef_search})
-    x = prepare(qx, gallery.metric)
     extra = 1 if exclude_self else 0
-    scores, rows = search(gallery.index, x, k + extra)
-    if exclude_self:
-        pos = {g: i for i, g in enumerate(gallery.ids)}
-        self_rows = np.array([pos.get(q, -1) for q in qids], dtype=np.int64)
-        scores, rows = exclude_rows(scores, rows, self_rows, k)
-    lines = []
+    pos = {g: i for i, g in enumerate(gallery.ids)} if exclude_self else {}
+    ncols = min(k, int(gallery.index.ntotal))  # neighbours per query
     out = sys.stdout
-    for qi, qid in enumerate(qids):
-        for rank, (s, r) in enumerate(zip(scores[qi], rows[qi], strict=True), start=1):
-            if r < 0:
-                continue
-            line = {
-                "schema": MATCH_SCHEMA,
-                "query": str(qid),
-                "neighbour": str(gallery.ids[r]),
-                "rank": rank,
-                "score": round(float(s), 6),
-                "metric": gallery.metric,
-            }
-            lines.append(line)
-    out.write("".join(json.dumps(line) + "\n" for line in lines))
-    out.flush()
+    table: list[tuple[str, str, str, float]] = []  # the first lines, for a terminal
+    shown_scores, shown_rows = [], []  # the montage's queries
+    shown = max_rows if montage is not None else 0
+    for start, stop in _blocks(len(qids)):
+        # a block at a time, its lines written before the next is searched
+        scores, rows = search(gallery.index, prepare(qx[start:stop], gallery.metric), k + extra)
+        if exclude_self:
+            self_rows = np.array([pos.get(q, -1) for q in qids[start:stop]], dtype=np.int64)
+            scores, rows = exclude_rows(scores, rows, self_rows, k)
+        text = _match_lines(qids[start:stop], scores, rows, gallery.ids, gallery.metric)
+        out.write(text)
+        out.flush()
+        if len(table) < 200:
+            table += [
+                (m["query"], str(m["rank"]), m["neighbour"], m["score"])
+                for m in map(json.loads, text.splitlines()[: 200 - len(table)])
+            ]
+        if start < shown:
+            shown_scores.append(scores[: shown - start])
+            shown_rows.append(rows[: shown - start])
     if out.isatty():
-        _table(lines)
-    log.info("%d queries, %d neighbours each (index %s)", len(qids), rows.shape[1], index_path)
+        _table(table)
+    log.info("%d queries, %d neighbours each (index %s)", len(qids), ncols, index_path)
     if montage is not None and thumbnails is not None:
         from vcl.retrieve import draw_montage
 
         thumbnails.files.update(thumbs)  # the queries' own files win
+        empty = np.zeros((0, ncols))
+        scores = np.concatenate(shown_scores) if shown_scores else empty
+        rows = np.concatenate(shown_rows) if shown_rows else empty.astype(np.int64)
         draw_montage(montage, qids, gallery.ids, scores, rows, thumbnails, max_rows)
         log.info("wrote %s", montage)
     if skipped:
@@ -623,14 +626,56 @@ def query(
             raise typer.Exit(3)
 
 
-def _table(lines: list[dict[str, Any]]) -> None:
+QUERY_BLOCK = 8192  # queries searched and written at a time (a multiple of faiss's 4096)
+
+
+def _blocks(n: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the query blocks: starting at multiples of QUERY_BLOCK, a
+    last block shorter than half of it joined to the one before.
+
+    faiss's flat search computes 4096 queries at a time (and fewer than 20 another way),
+    so blocks cut this way score each query exactly as one search of all of them would.
+    """
+    starts = list(range(0, n, QUERY_BLOCK))
+    if len(starts) > 1 and n - starts[-1] < QUERY_BLOCK // 2:
+        starts.pop()
+    return [(start, stop) for start, stop in zip(starts, [*starts[1:], n], strict=False)]
+
+
+def _match_lines(qids: Any, scores: Any, rows: Any, gallery_ids: Any, metric: str) -> str:
+    """The vcl.match/1 JSONL lines of a block of queries, one per found neighbour:
+    byte for byte ``json.dumps`` of {"schema", "query", "neighbour", "rank", "score",
+    "metric"}, the score rounded to 6 decimals."""
+    import math
+
+    import numpy as np
+
+    from vcl.retrieve import MATCH_SCHEMA
+
+    dumps = json.dumps
+    head = '{"schema": ' + dumps(MATCH_SCHEMA) + ', "query": '
+    tail = ', "metric": ' + dumps(metric) + "}\n"
+    names = {int(r): dumps(str(gallery_ids[r])) for r in np.unique(rows[rows >= 0])}
+    out = []
+    for qid, srow, rrow in zip(qids, scores.tolist(), rows.tolist(), strict=True):
+        query = head + dumps(str(qid)) + ', "neighbour": '
+        for rank, (s, r) in enumerate(zip(srow, rrow, strict=True), start=1):
+            if r < 0:
+                continue
+            s = round(s, 6)
+            score = repr(s) if math.isfinite(s) else dumps(s)
+            out.append(f'{query}{names[r]}, "rank": {rank}, "score": {score}{tail}')
+    return "".join(out)
+
+
+def _table(lines: list[tuple[str, str, str, float]]) -> None:
     from rich.table import Table
 
     from vcl.console import err_console
 
     table = Table("query", "rank", "neighbour", "score")
-    for line in lines[:200]:
-        table.add_row(line["query"], str(line["rank"]), line["neighbour"], f"{line['score']:.4f}")
+    for query, rank, neighbour, score in lines[:200]:
+        table.add_row(query, rank, neighbour, f"{score:.4f}")
     err_console.print(table)
 
 
