@@ -8,6 +8,7 @@ import pytest
 from vcl.errors import DataError
 from vcl.probe import (
     LinearParams,
+    column_stats,
     exact_ap,
     fewshot_draw,
     fewshot_probe,
@@ -16,6 +17,7 @@ from vcl.probe import (
     knn_probe,
     knn_scores,
     linear_probe,
+    standardise,
     svm_probe,
     voc07_ap,
 )
@@ -141,6 +143,66 @@ def test_linear_separable_and_shuffled() -> None:
     x2, y2 = blobs(60, 4, 12, 0.3, seed=4)
     bad = linear_probe(x, shuffled, x2, y2, 4, params, seed=0)
     assert bad["top1"] < 0.45  # chance is 0.25
+
+
+def _old_standardising(x_train):
+    """The linear probe's standardising before: whole-matrix float32 numpy."""
+    return x_train.mean(0), x_train.std(0) + 1e-6
+
+
+def test_column_stats_and_standardise_against_float64(monkeypatch) -> None:
+    import vcl.probe
+
+    g = np.random.default_rng(2)
+    x = (5 + 3 * g.normal(size=(1001, 37))).astype(np.float32)
+    x[:, 3] = 7.25  # a constant column: std 0, divided by 1e-6
+    ref_mean, ref_std = x.astype(np.float64).mean(0), x.astype(np.float64).std(0) + 1e-6
+    for block in (vcl.probe.STATS_BLOCK, 37 * 100):  # one block; eleven, the last short
+        monkeypatch.setattr(vcl.probe, "STATS_BLOCK", block)
+        mean, std = column_stats(x)
+        assert mean.dtype == std.dtype == np.float32
+        np.testing.assert_allclose(mean, ref_mean, rtol=1e-6)
+        np.testing.assert_allclose(std, ref_std, rtol=1e-6)
+        xs = standardise(x, mean, std)
+        assert xs.dtype == np.float32 and xs.shape == x.shape
+        np.testing.assert_allclose(xs, (x - ref_mean) / ref_std, rtol=1e-5, atol=1e-5)
+        old_mean, old_std = _old_standardising(x)
+        np.testing.assert_allclose(xs, (x - old_mean) / old_std, rtol=1e-4, atol=1e-4)
+
+
+def test_linear_probe_as_with_the_whole_matrix_standardised(monkeypatch) -> None:
+    import vcl.probe
+
+    x, y = blobs(110, 5, 24, 1.5, seed=7)
+    x, y, xt, yt = x[:400] * 4 + 2, y[:400], x[400:] * 4 + 2, y[400:]
+    params = LinearParams(epochs=6, step_epochs=3)
+    new = linear_probe(x, y, xt, yt, 5, params, seed=1)
+    monkeypatch.setattr(vcl.probe, "column_stats", _old_standardising)
+    monkeypatch.setattr(vcl.probe, "standardise", lambda a, m, s: ((a - m) / s).astype(np.float32))
+    old = linear_probe(x, y, xt, yt, 5, params, seed=1)
+    assert new["top1"] == old["top1"] and new["top5"] == old["top5"]
+    assert 0.5 < new["top1"] < 1.0  # learnt, not trivially
+    assert new["final_train_loss"] == pytest.approx(old["final_train_loss"], rel=1e-4)
+
+
+def test_linear_probe_copies_the_training_matrix_once() -> None:
+    """std(0) and the standardised copy used to hold ~2.4 copies of the matrix at once;
+    now its statistics are read a block at a time and one float32 copy is made."""
+    import tracemalloc
+
+    g = np.random.default_rng(3)
+    x = g.normal(size=(20_000, 256)).astype(np.float32)
+    y = g.integers(0, 4, 20_000)
+    xt, yt = x[:100].copy(), y[:100]
+    params = LinearParams(epochs=1)
+    linear_probe(x[:64], y[:64], xt, yt, 4, params, seed=0)  # imports torch first
+    tracemalloc.start()
+    try:
+        linear_probe(x, y, xt, yt, 4, params, seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.3 * x.nbytes, peak / x.nbytes
 
 
 def test_knn_equals_numpy_brute_force() -> None:

@@ -305,6 +305,42 @@ def linear_probe(
     return _linear_probe(x_train, y_train, x_test, y_test, n_classes, params, dev, seed)
 
 
+STATS_BLOCK = 1 << 18  # elements per block of rows read for statistics / standardising
+
+
+def _row_blocks(x: np.ndarray) -> list[slice]:
+    """Slices of consecutive rows, about STATS_BLOCK elements each."""
+    step = max(1, STATS_BLOCK // max(1, x.shape[1]))
+    return [slice(i, i + step) for i in range(0, len(x), step)]
+
+
+def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation (population, + 1e-6) of an N×D matrix,
+    as float32, accumulated in float64 a block of rows at a time (two passes: the sum,
+    then the squared deviations from the mean), so no N×D temporary is made."""
+    total = np.zeros(x.shape[1], np.float64)
+    for rows in _row_blocks(x):
+        total += x[rows].sum(0, dtype=np.float64)
+    mean = total / len(x)
+    squares = np.zeros(x.shape[1], np.float64)
+    for rows in _row_blocks(x):
+        dev = x[rows] - mean
+        squares += np.einsum("ij,ij->j", dev, dev)
+    std = np.sqrt(squares / len(x)) + 1e-6
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` as one new float32 N×D array, written a block of rows at a
+    time (float32 arithmetic, as before)."""
+    out = np.empty(x.shape, np.float32)
+    for rows in _row_blocks(x):
+        block = x[rows] - mean
+        block /= std
+        out[rows] = block
+    return out
+
+
 def _linear_probe(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -318,9 +354,8 @@ def _linear_probe(
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    mean = x_train.mean(0)
-    std = x_train.std(0) + 1e-6  # standardise with train statistics
-    xt = torch.from_numpy(((x_train - mean) / std).astype(np.float32)).to(dev)
+    mean, std = column_stats(x_train)  # standardise with train statistics
+    xt = torch.from_numpy(standardise(x_train, mean, std)).to(dev)
     yt = torch.from_numpy(y_train).to(dev)
     torch.manual_seed(seed)
     model = torch.nn.Linear(xt.shape[1], n_classes).to(dev)
@@ -340,7 +375,7 @@ def _linear_probe(
             opt.step()
         sched.step()
     with torch.no_grad():
-        xe = torch.from_numpy(((x_test - mean) / std).astype(np.float32)).to(dev)
+        xe = torch.from_numpy(standardise(x_test, mean, std)).to(dev)
         scores = model(xe).float().cpu().numpy()
     return {
         "top1": topk_accuracy(scores, y_test, 1),
