@@ -159,3 +159,113 @@ def test_augment_is_per_sample_and_seeded(seed: int) -> None:
     assert torch.equal(a, b)  # same generator seed, same batch
     assert not torch.allclose(a[0], a[1])  # the copies got different parameters
     assert plain(img, 11).shape == (5, 3, 11, 11)
+
+
+# ---------------------------------------------------------------------------- clustering device
+
+
+def test_faiss_gpu_is_the_training_gpu_when_faiss_can_use_it(monkeypatch, caplog) -> None:
+    """A CUDA run clusters on its own GPU as faiss numbers it; a CPU / MPS run, or a CUDA
+    run whose faiss sees no such GPU (faiss-cpu), on the CPU, the latter warned once."""
+    import vcl.device
+    import vcl.pretrain.memories as memories
+
+    counts = []
+
+    def count(n: int):
+        def faiss_gpu_count() -> int:
+            counts.append(n)
+            return n
+
+        return faiss_gpu_count
+
+    monkeypatch.setattr(memories, "_WARNED_CPU", set())
+    monkeypatch.setattr(vcl.device, "faiss_gpu_count", count(2))
+    assert memories.faiss_gpu(torch.device("cpu")) is None and counts == []  # faiss unasked
+    assert memories.faiss_gpu(torch.device("mps")) is None and counts == []
+    assert memories.faiss_gpu(torch.device("cuda:1")) == 1
+    assert memories.faiss_gpu(torch.device("cuda")) == 0
+    assert memories.faiss_gpu("cuda:0") == 0
+    assert memories.faiss_gpu(torch.device("cuda:2")) is None  # faiss sees GPUs 0 and 1
+    monkeypatch.setattr(vcl.device, "faiss_gpu_count", count(0))
+    with caplog.at_level("WARNING", logger="vcl"):
+        assert memories.faiss_gpu(torch.device("cuda:0")) is None
+        assert memories.faiss_gpu(torch.device("cuda:0")) is None
+    warned = [r.getMessage() for r in caplog.records if "cuda:0" in r.getMessage()]
+    assert len(warned) == 1 and "faiss sees no GPU" in warned[0] and "CPU" in warned[0]
+
+
+def test_small_cluster_split_runs_on_the_given_faiss_gpu(monkeypatch) -> None:
+    import vcl.pretrain.memories as memories
+
+    gpus = []
+    real = memories.kmeans
+
+    def kmeans(*args, gpu=None, **kwargs):
+        gpus.append(gpu)
+        return real(*args, gpu=None, **kwargs)
+
+    monkeypatch.setattr(memories, "kmeans", kmeans)
+    feats = l2n(torch.tensor(np.random.default_rng(2).normal(size=(30, 4)), dtype=torch.float32))
+    labels = torch.zeros(30, dtype=torch.int64)
+    labels[:10] = 1
+    cents = centroids_of(feats, labels, 3)
+    before = labels.clone()
+    fix_small_clusters(feats, labels, cents, min_cluster=1, seed=5, gpu=3)
+    assert gpus == [3]
+    same = before.clone()
+    fix_small_clusters(feats, same, centroids_of(feats, same, 3), min_cluster=1, seed=5)
+    assert gpus == [3, None] and torch.equal(same, labels)  # the CPU path as before
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory: pytest.TempPathFactory):
+    """Crops of the ground-truth tracks of 3 tiny synthetic videos."""
+    from tests.conftest import cli
+
+    root = tmp_path_factory.mktemp("memories")
+    r = cli("synth", root / "synth", "--videos", 3, "--frames", 12, "--width", 71,
+            "--height", 53, "--min-objects", 2, "--max-objects", 3, "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = cli("crops", root / "synth" / "gt_tracks.jsonl", "--videos",
+            root / "synth" / "videos.jsonl", "-o", root / "crops.zarr", "--per-track", 4,
+            "--size", 33, "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return root / "crops.zarr"
+
+
+@pytest.mark.parametrize("method", ["odc", "odct"])
+def test_odc_clusters_on_the_faiss_gpu_of_the_training_device(
+    crops, method: str, monkeypatch, tmp_path
+) -> None:
+    """The initial k-means (odc) / track k-means (odct) and the small-cluster rule's
+    splits get the faiss GPU decided from the run's device (faked here: the run is on
+    the CPU, and so is the clustering)."""
+    import vcl.cluster
+    import vcl.pretrain.odc as odc
+    from tests.conftest import cli
+
+    devices, gpus, splits = [], [], []
+    real_kmeans, real_fix = vcl.cluster.kmeans, odc.fix_small_clusters
+
+    def fake_gpu(device: torch.device) -> int:
+        devices.append(device)
+        return 5
+
+    def kmeans(*args, gpu=None, **kwargs):
+        gpus.append(gpu)
+        return real_kmeans(*args, gpu=None, **kwargs)
+
+    def fix(*args, **kwargs):
+        splits.append(args[5] if len(args) > 5 else kwargs.get("gpu"))
+        return real_fix(*args[:5], **{k: v for k, v in kwargs.items() if k != "gpu"})
+
+    monkeypatch.setattr(odc, "faiss_gpu", fake_gpu, raising=False)
+    monkeypatch.setattr(vcl.cluster, "kmeans", kmeans)
+    monkeypatch.setattr(odc, "fix_small_clusters", fix)
+    r = cli("pretrain", crops, "--method", method, "--epochs", 1, "-o", tmp_path / "run",
+            "--arch", "resnet18", "--size", 32, "--batch-size", 16, "--k", 3, "--min-cluster",
+            2, "--device", "cpu", "--workers", 0, "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert gpus == [5] and set(devices) == {torch.device("cpu")}
+    assert splits and set(splits) == {5}

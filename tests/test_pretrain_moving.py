@@ -414,3 +414,31 @@ def test_bad_inputs(data, tmp_path: Path) -> None:
     other.write_text(first.replace('"v0000"', '"elsewhere"') + "\n")
     r = invoke("pretrain", crops, "--videos", other, "-o", tmp_path / "r2", *TINY)
     assert r.exit_code == ExitCode.DATA and "not in --videos" in r.stderr
+
+
+def test_kmeans_runs_on_the_faiss_gpu_of_the_training_device(data, monkeypatch, tmp_path):
+    """The k-means init and each epoch's refinement (Lloyd from the units, then the
+    restarts) get the faiss GPU decided from the run's device (faked here: the run is on
+    the CPU, and so is the k-means)."""
+    import vcl.cluster
+    import vcl.pretrain.moving as moving
+
+    crops, videos, _ = data
+    devices, gpus = [], []
+    real = vcl.cluster.kmeans
+
+    def fake_gpu(device: torch.device) -> int:
+        devices.append(device)
+        return 5
+
+    def kmeans(*args, gpu=None, **kwargs):
+        gpus.append(gpu)
+        return real(*args, gpu=None, **kwargs)
+
+    monkeypatch.setattr(moving, "faiss_gpu", fake_gpu, raising=False)
+    monkeypatch.setattr(vcl.cluster, "kmeans", kmeans)
+    r = invoke("pretrain", crops, "--videos", videos, "--epochs", 1, "-o", tmp_path / "run",
+               *TINY)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    restarts = moving.MovingOptions().refine_restarts
+    assert gpus == [5] * (2 + restarts) and set(devices) == {torch.device("cpu")}

@@ -531,3 +531,31 @@ def test_bad_inputs(data: Path) -> None:
     r = train(data, "video-la", run, "--arch", "resnet18")
     assert r.exit_code == ExitCode.USAGE and "video" in r.stderr
     assert not (run / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize(("method", "calls"), [("video-la", 1), ("video-ir", 2)])
+def test_kmeans_runs_on_the_faiss_gpu_of_the_training_device(
+    data: Path, method: str, calls: int, monkeypatch, tmp_path: Path
+) -> None:
+    """LA's clustering of the bank and IR's evaluation k-means (epochs 0 and 1) get the
+    faiss GPU decided from the run's device (faked here: the run is on the CPU, and so
+    is the k-means)."""
+    import vcl.cluster
+    import vcl.pretrain.instance
+
+    devices, gpus = [], []
+    real = vcl.cluster.kmeans
+
+    def fake_gpu(device: torch.device) -> int:
+        devices.append(device)
+        return 5
+
+    def kmeans(*args, gpu=None, **kwargs):
+        gpus.append(gpu)
+        return real(*args, gpu=None, **kwargs)
+
+    monkeypatch.setattr(vcl.pretrain.instance, "faiss_gpu", fake_gpu, raising=False)
+    monkeypatch.setattr(vcl.cluster, "kmeans", kmeans)
+    r = train(data, method, tmp_path / "run", "--epochs", 1)
+    assert r.exit_code == 0, r.output
+    assert gpus == [5] * calls and set(devices) == {torch.device("cpu")}

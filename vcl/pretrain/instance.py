@@ -32,6 +32,8 @@ v_i ← normalise((1 − m)·v_i + m·d_i), m = ``memory_momentum`` (0.5, as Wu 
 The bank starts as random unit vectors for IR (Wu et al.); LA starts from the bank and
 head of its ``--init`` run when that run trained on the same videos (the paper: 40
 epochs of IR), else from the network's embeddings of each video's middle clip.
+Every k-means (LA's, the prior's, IR's evaluation one) runs on the training GPU when
+faiss can use it (:func:`vcl.pretrain.memories.faiss_gpu`), else on the CPU.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from vcl.pretrain.clips import (
     require_decodable,
     to_input,
 )
+from vcl.pretrain.memories import faiss_gpu
 
 EMBED_DIM = 128
 # video_cluster's RandomGrayscale(p=0.2) then ColorJitter(0.4, 0.4, 0.4, 0.4), always on
@@ -406,7 +409,8 @@ class VideoIR:
 
         labels = torch.zeros(self.opts.runs, len(x), dtype=torch.int64, device=self.device)
         if dist.rank() == 0:
-            res = kmeans(x, self.k, runs=self.opts.runs, iters=self.opts.kmeans_iters, seed=seed)
+            o, gpu = self.opts, faiss_gpu(self.device)
+            res = kmeans(x, self.k, runs=o.runs, iters=o.kmeans_iters, seed=seed, gpu=gpu)
             labels = torch.as_tensor(res.labels, dtype=torch.int64, device=self.device)
         return dist.broadcast(labels)
 
@@ -524,7 +528,8 @@ class VideoIR:
                 x = self.bank.float().cpu().numpy()[known]
                 clusters = np.zeros(len(labels), np.int32)
                 if 1 < k <= known.sum():
-                    clusters[known] = kmeans(x, k, seed=self.config.seed).labels[0]
+                    gpu = faiss_gpu(self.device)
+                    clusters[known] = kmeans(x, k, seed=self.config.seed, gpu=gpu).labels[0]
             out["nmi"] = nmi(labels[known], clusters[known])
             out["ami"] = ami(labels[known], clusters[known])
         return out

@@ -9,6 +9,9 @@
 
 "Nearest centroid" is the largest inner product with the centroid, as in ODC's code
 (``argmax(centroids @ f)``), not the Euclidean distance to the un-normalised mean.
+
+:func:`faiss_gpu` is where every ``vcl pretrain`` method clusters (k-means, FINCH): on
+the GPU it trains on, when faiss can use it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,41 @@ import numpy as np
 import torch
 
 from vcl.cluster import kmeans
+from vcl.console import log
 
 EPS = 1e-10
+
+_WARNED_CPU: set[str] = set()  # training devices already warned about (once per run)
+
+
+def faiss_gpu(device: Any) -> int | None:
+    """The faiss GPU that clusters for a run training on ``device`` (a ``torch.device``):
+    its CUDA index, or ``None`` (the CPU) for a CPU / MPS run.
+
+    The same decision as ``vcl cluster --device`` (:func:`vcl.device.faiss_device`: faiss
+    is asked, not torch, as it sees GPUs through its own CUDA runtime), except that a
+    CUDA run whose faiss cannot use that GPU (the faiss-cpu wheel) clusters on the CPU
+    with a warning instead of failing: the training itself still runs on the GPU.
+    """
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    from vcl.device import faiss_gpu_count
+
+    index = dev.index if dev.index is not None else 0
+    count = faiss_gpu_count()
+    if index < count:
+        return index
+    if str(dev) not in _WARNED_CPU:
+        _WARNED_CPU.add(str(dev))
+        found = f"faiss sees {count} GPU(s)" if count else "faiss sees no GPU (faiss-cpu?)"
+        log.warning(
+            "training on %s but %s: k-means / FINCH run on the CPU "
+            "(install faiss-gpu to cluster on the GPU)",
+            dev,
+            found,
+        )
+    return None
 
 
 def l2n(x: torch.Tensor) -> torch.Tensor:
@@ -110,11 +146,12 @@ def class_weights(labels: torch.Tensor, k: int) -> torch.Tensor:
     return inv / inv.sum()
 
 
-def split_in_two(x: np.ndarray, seed: int) -> np.ndarray:
+def split_in_two(x: np.ndarray, seed: int, gpu: int | None = None) -> np.ndarray:
     """Boolean (n,) mask of the second half of a 2-means split of ``x`` (n, D); a seeded
-    random halving when k-means gives an empty side (ODC's fallback)."""
+    random halving when k-means gives an empty side (ODC's fallback). ``gpu``: the faiss
+    GPU of the k-means (None: the CPU)."""
     if len(x) >= 2:
-        second = kmeans(x, 2, seed=seed).labels[0] == 1
+        second = kmeans(x, 2, seed=seed, gpu=gpu).labels[0] == 1
         if 0 < second.sum() < len(x):
             return second
     order = np.random.default_rng(seed).permutation(len(x))
@@ -129,6 +166,7 @@ def fix_small_clusters(
     centroids: torch.Tensor,
     min_cluster: int,
     seed: int,
+    gpu: int | None = None,
 ) -> int:
     """ODC's small-cluster rule, in place: the samples of every cluster with fewer than
     ``min_cluster`` members go to their nearest centroid among the other clusters, then
@@ -136,7 +174,8 @@ def fix_small_clusters(
     and both centroids are recomputed. Returns how many clusters were handled.
 
     A split half may itself be small; it is handled at the next call, as in ODC where
-    the rule runs after every iteration.
+    the rule runs after every iteration. ``gpu``: the faiss GPU of the 2-means splits
+    (:func:`faiss_gpu`; None: the CPU).
     """
     k = centroids.shape[0]
     sizes = torch.bincount(labels, minlength=k)
@@ -154,7 +193,7 @@ def fix_small_clusters(
     for i, e in enumerate(small.tolist()):
         biggest = int(torch.bincount(labels, minlength=k).argmax())
         members = torch.nonzero(labels == biggest).flatten()
-        second = split_in_two(features[members].float().cpu().numpy(), seed + i)
+        second = split_in_two(features[members].float().cpu().numpy(), seed + i, gpu)
         labels[members[torch.as_tensor(second, device=labels.device)]] = e
         for c in (biggest, e):
             centroids[c] = features[labels == c].mean(dim=0)

@@ -77,6 +77,8 @@ part of an object's category). After every epoch every object crop is assigned t
 nearest refined unit with the network in eval mode (``labels_epoch_N.npy``); after the last
 epoch the assignment is written as ``RUN/clusters.zarr`` (``vcl.clusters/1``, ids
 ``<track_id>@<frame>`` as ``vcl embed`` names crops), for ``vcl cluster eval``.
+The k-means (init and refinement) run on the training GPU when faiss can use it
+(:func:`vcl.pretrain.memories.faiss_gpu`), else on the CPU.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ from vcl.console import log
 from vcl.errors import DataError, UsageError
 from vcl.pretrain import check_resumed_size, dist
 from vcl.pretrain.data import AugmentParams, CropsBatches, CropsInfo, augment, plain
+from vcl.pretrain.memories import faiss_gpu
 
 BACKGROUND = "background.zarr"
 CLUSTERS = "clusters.zarr"
@@ -184,7 +187,12 @@ def match_units(old: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 
 def refine_units(
-    z: torch.Tensor, units: torch.Tensor, iters: int, seed: int, restarts: int = 0
+    z: torch.Tensor,
+    units: torch.Tensor,
+    iters: int,
+    seed: int,
+    restarts: int = 0,
+    gpu: int | None = None,
 ) -> torch.Tensor:
     """The batch M-step: spherical k-means of the L2-normalised embeddings z (N, D) →
     refined unit-norm units (k, D), the best (lowest spherical inertia Σ_i ‖ẑ_i − μ̂_{c_i}‖²)
@@ -200,13 +208,16 @@ def refine_units(
     Why the restarts: Lloyd from the learned units only finds the local optimum next to
     them, e.g. one unit holding two classes and another a couple of crops (sizes [130, 1,
     107, 2] measured where a fresh k-means on the same embedding found the classes); a
-    start of lower inertia replaces it only when strictly better."""
+    start of lower inertia replaces it only when strictly better.
+
+    ``gpu``: the faiss GPU of the Lloyd iterations (None: the CPU; the k-means++ seedings
+    run on the CPU either way)."""
     from vcl.cluster import kmeans, kmeans_plusplus, l2_normalise
 
     start = nn.functional.normalize(units.float(), dim=1, eps=1e-8).cpu().numpy()
     x = l2_normalise(z.float().cpu().numpy())
     k = len(units)
-    res = kmeans(x, k, iters=iters, seed=seed, spherical=True, init=start)
+    res = kmeans(x, k, iters=iters, seed=seed, spherical=True, init=start, gpu=gpu)
     best, inertia = res.centroids[0], float(res.inertia[0])
     rng = np.random.default_rng(seed)
     for r in range(restarts):
@@ -216,7 +227,7 @@ def refine_units(
         if len(x) > SEEDING_POINTS * k:
             sub = x[np.sort(rng.choice(len(x), SEEDING_POINTS * k, replace=False))]
         init = kmeans_plusplus(sub, k, seed + 1 + r)
-        run = kmeans(x, k, iters=iters, seed=seed + 1 + r, spherical=True, init=init)
+        run = kmeans(x, k, iters=iters, seed=seed + 1 + r, spherical=True, init=init, gpu=gpu)
         log.debug("refine: k-means++ start %d: inertia %.6g (best so far %.6g)",
                   r, run.inertia[0], inertia)  # fmt: skip
         if run.inertia[0] < inertia:
@@ -682,7 +693,8 @@ class MovingClusters:
             if dist.rank() == 0:
                 seed = self.config.seed + 1000 * self.epoch  # new k-means++ seeds every epoch
                 o = self.opts
-                refined.copy_(refine_units(z, units, o.refine_iters, seed, o.refine_restarts))
+                gpu = faiss_gpu(self.device)
+                refined.copy_(refine_units(z, units, o.refine_iters, seed, o.refine_restarts, gpu))
             dist.broadcast(refined)
             model.head.units.copy_(refined)
             units = refined
@@ -727,7 +739,8 @@ class MovingClusters:
         units = torch.zeros_like(model.head.units)
         if dist.rank() == 0:
             x = z.cpu().numpy()
-            res = kmeans(x, self.config.k, seed=self.config.seed, spherical=True)
+            gpu = faiss_gpu(self.device)
+            res = kmeans(x, self.config.k, seed=self.config.seed, spherical=True, gpu=gpu)
             units.copy_(torch.as_tensor(res.centroids[0]))
         dist.broadcast(units)
         model.head.units.copy_(units)

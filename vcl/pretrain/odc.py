@@ -16,6 +16,8 @@ pseudo-labels, re-weighted by 1/√(cluster size) as ODC does, backward and SGD 
 the training loop); (iii)–(iv) memory update and eq. 2 reassignment of the batch
 samples (all ranks' samples, gathered); (v) centroids recomputed every
 ``centroid_interval`` iterations; ODC's small-cluster rule after every iteration.
+The k-means (initial, and the rule's 2-means splits) run on the training GPU when faiss
+can use it (:func:`vcl.pretrain.memories.faiss_gpu`), else on the CPU.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from vcl.pretrain.memories import (
     ClusterMemory,
     TrackMemory,
     class_weights,
+    faiss_gpu,
     fix_small_clusters,
 )
 
@@ -163,11 +166,12 @@ class ODCMethod:
         if dist.rank() == 0:
             x = feats.cpu().numpy()
             it, k, seed = self.opts.kmeans_iters, self.config.k, self.config.seed
+            gpu = faiss_gpu(self.device)
             if self.track_init:
                 assert self.track_index is not None
-                res, _ = track_kmeans(x, self.track_index, k, seed=seed, iters=it)
+                res, _ = track_kmeans(x, self.track_index, k, seed=seed, iters=it, gpu=gpu)
             else:
-                res = kmeans(x, k, seed=seed, iters=it)
+                res = kmeans(x, k, seed=seed, iters=it, gpu=gpu)
             labels = torch.as_tensor(res.labels[0], dtype=torch.int64, device=self.device)
         dist.broadcast(labels)
         tracks = None
@@ -215,6 +219,7 @@ class ODCMethod:
             self.memory.centroids,
             self.opts.min_cluster,
             seed,
+            faiss_gpu(self.device),
         )
         if handled and dist.world() > 1:  # keep ranks identical whatever k-means did
             dist.broadcast(self.memory.labels)

@@ -3,7 +3,8 @@
 Every ``cluster_every`` epochs (after ``warmup_epochs`` in which every video is its own
 cluster) the network embeds one centre clip of every video, the 128-d embeddings are
 L2-normalised and clustered with FINCH (:func:`vcl.cluster.finch`, partition
-``finch_level``; the authors' code takes partition 0). Cluster ids are pseudo-labels:
+``finch_level``; the authors' code takes partition 0; on the training GPU when faiss can
+use it, :func:`vcl.pretrain.memories.faiss_gpu`). Cluster ids are pseudo-labels:
 
 - anchor x = a clip of video i; positive x⁺ = another clip of video i with probability
   ``p_same`` (p_α; the authors' UCF101 configs use 0.2), else a clip of another video of
@@ -72,6 +73,7 @@ from vcl.pretrain.clips import (
     require_decodable,
     to_input,
 )
+from vcl.pretrain.memories import faiss_gpu
 
 FLOW_METHODS = ("dis", "tvl1")
 # The authors' per-clip colour augmentation (ColorJitter p 0.8, ColorDrop, GaussianBlur)
@@ -303,12 +305,16 @@ class SLICNetwork(nn.Module):
         return F.normalize(self.head(self.backbone(x)), dim=1)
 
 
-def cluster_videos(embeddings: np.ndarray, level: int) -> tuple[np.ndarray, list[int]]:
+def cluster_videos(
+    embeddings: np.ndarray, level: int, gpu: int | None = None
+) -> tuple[np.ndarray, list[int]]:
     """FINCH on L2-normalised embeddings (V, D): partition ``level`` as (V,) int64 labels
-    (the coarsest one when the hierarchy has fewer levels), and the clusters per level."""
+    (the coarsest one when the hierarchy has fewer levels), and the clusters per level.
+    ``gpu``: the faiss GPU of the neighbour searches (None: the CPU)."""
     from vcl.cluster import canonical, finch, l2_normalise
 
-    result = finch(l2_normalise(np.asarray(embeddings, dtype=np.float32)), metric="cosine")
+    x = l2_normalise(np.asarray(embeddings, dtype=np.float32))
+    result = finch(x, metric="cosine", gpu=gpu)
     level = min(level, len(result.n_clusters) - 1)
     return canonical(result.partition(level)).astype(np.int64), list(result.n_clusters)
 
@@ -534,7 +540,7 @@ class SLICMethod:
         labels = torch.zeros(self.data.n, dtype=torch.int64, device=self.device)
         levels: list[int] = []
         if dist.rank() == 0:
-            found, levels = cluster_videos(feats, self.opts.finch_level)
+            found, levels = cluster_videos(feats, self.opts.finch_level, faiss_gpu(self.device))
             labels = torch.as_tensor(found, device=self.device)
         dist.broadcast(labels)
         self.clusters = labels.cpu().numpy().astype(np.int64)
