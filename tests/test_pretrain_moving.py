@@ -25,6 +25,7 @@ from vcl.pretrain.moving import (
     overlaps,
     plan_backgrounds,
     refine_units,
+    rows_by_video,
     soft_assignment,
     squared_distances,
 )
@@ -301,6 +302,17 @@ def test_background_squares_stay_away_from_the_objects() -> None:
                             np.random.default_rng(0)) == []  # fmt: skip
 
 
+def test_rows_by_video_are_the_rows_of_each_video_in_order() -> None:
+    g = np.random.default_rng(3)
+    names = np.array(["b", "a", "v10", "v2", "ü"])
+    for ids in (names[g.integers(0, 5, 200)], np.sort(names[g.integers(0, 5, 50)]), names[:1]):
+        rows = rows_by_video(ids)
+        assert sorted(rows) == sorted(set(ids.tolist()))
+        for vid, got in rows.items():
+            want = np.flatnonzero(ids == vid)
+            assert got.dtype == np.int64 and np.array_equal(got, want), vid
+
+
 # ---------------------------------------------------------------------------- runs
 
 
@@ -414,6 +426,35 @@ def test_bad_inputs(data, tmp_path: Path) -> None:
     other.write_text(first.replace('"v0000"', '"elsewhere"') + "\n")
     r = invoke("pretrain", crops, "--videos", other, "-o", tmp_path / "r2", *TINY)
     assert r.exit_code == ExitCode.DATA and "not in --videos" in r.stderr
+
+
+def test_background_plans_are_those_of_each_video_s_rows(data, monkeypatch, tmp_path) -> None:
+    """Every video's background plan gets its crops' rows (grouped once, not one scan of
+    every crop per video) and its own seeded generator, in the crops' video order."""
+    import vcl.pretrain.moving as moving
+    from vcl.pretrain.data import open_crops
+
+    crops, videos, _ = data
+    info = open_crops(crops)
+    meta = info.open_store()
+    frames, boxes = meta["frame"][:].astype(np.int64), meta["box"][:].astype(np.float64)
+    calls = []
+    real = moving.plan_backgrounds
+
+    def plan(*args):
+        calls.append((args[:3], args[-1].bit_generator.state))
+        return real(*args)
+
+    monkeypatch.setattr(moving, "plan_backgrounds", plan)
+    opts = moving.MovingOptions(videos=[str(videos)])
+    n = moving.write_backgrounds(tmp_path / "bg.zarr", info, [str(videos)], opts, 7)
+    vids = list(dict.fromkeys(info.video_ids.tolist()))
+    assert n > 0 and len(calls) == len(vids) > 1
+    for number, (vid, (got, state)) in enumerate(zip(vids, calls, strict=True)):
+        rows = np.flatnonzero(info.video_ids == vid)
+        for a, b in zip(got, (frames[rows], boxes[rows], info.track_index[rows]), strict=True):
+            assert np.array_equal(a, b), vid
+        assert state == np.random.default_rng([7, number, 17]).bit_generator.state
 
 
 def test_kmeans_runs_on_the_faiss_gpu_of_the_training_device(data, monkeypatch, tmp_path):
