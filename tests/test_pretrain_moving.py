@@ -457,6 +457,39 @@ def test_background_plans_are_those_of_each_video_s_rows(data, monkeypatch, tmp_
         assert state == np.random.default_rng([7, number, 17]).bit_generator.state
 
 
+def test_calibration_reads_batches_as_training_does(data) -> None:
+    """The BatchNorm calibration pass reads its batches with the training loader's
+    workers (and pinned memory on CUDA, prefetch); the run is the same as with none."""
+    crops, videos, _ = data
+    full = crops.parent / "run"
+    if not (full / "checkpoint.pt").exists():
+        r = invoke("pretrain", crops, "--videos", videos, "--epochs", 2, "-o", full, *TINY)
+        assert r.exit_code == 0, r.output
+    made = []
+    real = torch.utils.data.DataLoader
+
+    class Loader(real):  # type: ignore[misc, valid-type]
+        def __init__(self, dataset, **kwargs) -> None:
+            made.append((type(dataset).__name__, kwargs))
+            super().__init__(dataset, **kwargs)
+
+    run = crops.parent / "workers"
+    args = list(TINY)
+    args[args.index("--workers") + 1] = "2"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.utils.data, "DataLoader", Loader)
+        r = invoke("pretrain", crops, "--videos", videos, "--epochs", 1, "-o", run, *args)
+    assert r.exit_code == 0, r.output
+    two_store = [kw for name, kw in made if name == "TwoStoreBatches"]
+    assert len(two_store) == 2  # the calibration pass, then epoch 1
+    for kw in two_store:
+        assert kw.get("num_workers") == 2 and kw.get("prefetch_factor") == 4
+        assert kw.get("pin_memory") is False
+    assert [without_timing(m) for m in metrics(run)] == [
+        without_timing(m) for m in metrics(full)[:2]
+    ]
+
+
 def test_kmeans_runs_on_the_faiss_gpu_of_the_training_device(data, monkeypatch, tmp_path):
     """The k-means init and each epoch's refinement (Lloyd from the units, then the
     restarts) get the faiss GPU decided from the run's device (faked here: the run is on

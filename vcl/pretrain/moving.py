@@ -649,6 +649,11 @@ class MovingClusters:
             self.data.n,
             self._batches(epoch, dist.rank(), dist.world()),
         )
+        return self._loader(data)
+
+    def _loader(self, data: TwoStoreBatches) -> torch.utils.data.DataLoader:
+        """The batches of ``data`` in order, read by ``workers`` processes into pinned
+        memory on a CUDA run (training and the BatchNorm calibration alike)."""
         return torch.utils.data.DataLoader(
             data,
             batch_size=None,
@@ -729,7 +734,7 @@ class MovingClusters:
         self.generator.manual_seed(self.config.seed * 1_000_003 - 1)
 
         def inputs() -> Any:
-            for images, _ in torch.utils.data.DataLoader(data, batch_size=None, shuffle=False):
+            for images, _ in self._loader(data):
                 yield augment(images.to(self.device, non_blocking=True), self.aug, self.generator)
 
         norms = calibrate_batchnorm(model, inputs(), autocast)
