@@ -368,6 +368,65 @@ def test_undecodable_video_is_named_and_leaves_no_run(invoke, tmp_path: Path) ->
 # ---------------------------------------------------------------------------- device work
 
 
+def test_a_step_reads_nothing_back_and_sums_what_host_floats_did(
+    videos: Path, one_thread, monkeypatch, tmp_path: Path
+) -> None:
+    """A training step calls no float() / .item() on a tensor (each a GPU → CPU wait)
+    and copies no cluster labels to the device (they go there once per clustering);
+    the epoch's metrics are bit for bit the host-float sums of each step's terms."""
+    import contextlib
+
+    from vcl.pretrain.loop import TrainConfig
+    from vcl.pretrain.slic import SLICMethod
+
+    opts = SLICOptions(frames=8, flow_prob=0.5, cluster_every=5)
+    config = TrainConfig(input=str(videos), method="slic", output=str(tmp_path),
+                         arch="r3d_18", size=32, batch_size=3, workers=0, options=opts)  # fmt: skip
+    method = SLICMethod(config, SLICMethod.open_data(str(videos)), torch.device("cpu"))
+    clusters = np.array([0, 0, 1, 1, 2, 2], np.int64)
+    method.clusters = clusters  # as a clustering sets them (not every video alone)
+    batches = list(method.batches(2))  # epoch 2: no clustering due
+    assert len(batches) == 2
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(3 * 8 * 32 * 32, 128)
+    outputs: list[torch.Tensor] = []
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        z = torch.nn.functional.normalize(linear(x.flatten(1)), dim=1)
+        outputs.append(z.detach().clone())
+        return z
+
+    reads, copies = [], []
+    real_float, real_item = torch.Tensor.__float__, torch.Tensor.item
+    real_as_tensor = torch.as_tensor
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: reads.append(t) or real_float(t))
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append(t) or real_item(t))
+    copy = lambda a, *args, **kw: copies.append(a) or real_as_tensor(a, *args, **kw)  # noqa: E731
+    monkeypatch.setattr(torch, "as_tensor", copy)
+    for iteration, batch in enumerate(batches, 1):
+        method.train_step(model, batch, iteration, contextlib.nullcontext)
+    monkeypatch.undo()
+    assert reads == [] and copies == []
+
+    ref = dict.fromkeys(("triplet", "temporal", "active", "temporal_active", "triplets"), 0.0)
+    for iteration, ((_, anchors, _, _), z) in enumerate(zip(batches, outputs, strict=True), 1):
+        b = len(anchors)
+        g = gen(config.seed * 1_000_003 + iteration)
+        trip = triplet_loss(z[: 2 * b], torch.as_tensor(clusters)[anchors].repeat(2), 0.2, g)
+        temporal, active = temporal_loss(z[:b], z[2 * b :], z[b : 2 * b], 0.04)
+        ref["triplet"] += float(trip.loss)
+        ref["temporal"] += float(temporal)
+        ref["triplets"] += trip.triplets
+        ref["active"] += float(trip.active) * trip.triplets if trip.triplets else 0.0
+        ref["temporal_active"] += float(active) * b
+    assert ref["triplets"] > 0  # the labels set above reached the step
+    m = method.epoch_metrics()
+    assert m["triplet_loss"] == ref["triplet"] / 2 and m["temporal_loss"] == ref["temporal"] / 2
+    assert m["triplets_per_batch"] == ref["triplets"] / 2
+    assert m["active_triplets"] == ref["active"] / ref["triplets"]
+    assert m["active_temporal"] == ref["temporal_active"] / 6
+
+
 def test_finch_runs_on_the_faiss_gpu_of_the_training_device(
     videos: Path, invoke, one_thread, monkeypatch, tmp_path: Path
 ) -> None:

@@ -44,6 +44,11 @@ without weight decay are the authors' (every config's ``SAMPLE_SIZE: 128``;
 ``online_train.py``'s SGD has no weight decay).
 
 Shapes: clips (B, 3, T, H, W); embeddings (B, 128), L2-normalised.
+
+A training step reads nothing back from the device but what the triplet sampling needs
+(its pair and candidate counts): the pseudo-labels stay on the device between
+clusterings and the epoch's loss sums and active fractions are accumulated there, read
+once by ``epoch_metrics``.
 """
 
 from __future__ import annotations
@@ -155,7 +160,7 @@ def select_triplets(
 class TripletStats:
     loss: torch.Tensor  # scalar, differentiable
     triplets: int  # number of (a, p, n) triplets
-    active: float  # fraction with a positive hinge (nan when there are none)
+    active: torch.Tensor  # scalar: fraction with a positive hinge (nan when there are none)
 
 
 def triplet_loss(
@@ -167,22 +172,23 @@ def triplet_loss(
     with torch.no_grad():
         a, p, n = select_triplets(cosine_distances(z, z), labels, margin, generator)
     if len(a) == 0:
-        return TripletStats(z.sum() * 0.0, 0, float("nan"))
+        return TripletStats(z.sum() * 0.0, 0, torch.full((), float("nan"), device=z.device))
     d_ap = 1.0 - F.cosine_similarity(z[a], z[p], dim=1)
     d_an = 1.0 - F.cosine_similarity(z[a], z[n], dim=1)
     hinge = F.relu(d_ap - d_an + margin)
-    return TripletStats(hinge.mean(), len(a), float((hinge.detach() > 0).float().mean()))
+    return TripletStats(hinge.mean(), len(a), (hinge.detach() > 0).float().mean())
 
 
 def temporal_loss(
     x: torch.Tensor, x_aug: torch.Tensor, x_plus: torch.Tensor, margin: float
-) -> tuple[torch.Tensor, float]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Temporal discrimination, mean max(0, d(x, aug(x)) − d(x, x⁺) + margin) over the
-    batch (B, D) each; also the fraction of active (positive-hinge) terms."""
+    batch (B, D) each; also the fraction of active (positive-hinge) terms (a scalar
+    tensor on the device, like the loss)."""
     d_pos = 1.0 - F.cosine_similarity(x, x_aug, dim=1)
     d_neg = 1.0 - F.cosine_similarity(x, x_plus, dim=1)
     hinge = F.relu(d_pos - d_neg + margin)
-    return hinge.mean(), float((hinge.detach() > 0).float().mean())
+    return hinge.mean(), (hinge.detach() > 0).float().mean()
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -323,6 +329,9 @@ def cluster_videos(
 
 
 VIEWS = ("anchor", "positive", "aug")  # the three clips of a batch item, in this order
+# sums over an epoch's steps kept on the device: triplet and temporal loss, active
+# triplets (fraction × count) and active temporal terms (fraction × anchors)
+SUMS = ("triplet", "temporal", "active", "temporal_active")
 
 
 @dataclass
@@ -459,6 +468,17 @@ class SLICMethod:
         # With no decodable video, check() refuses the input by name: nothing to measure.
         self.cluster_info: dict[str, Any] = self._cluster_metrics(None, 0.0) if data.n else {}
         self._reset_counters()
+
+    @property
+    def clusters(self) -> np.ndarray:
+        """(V,) int64 pseudo-label of every video; also kept on the training device (set
+        here, once per clustering), where every step looks its anchors' labels up."""
+        return self._clusters
+
+    @clusters.setter
+    def clusters(self, value: np.ndarray) -> None:
+        self._clusters = value
+        self._device_clusters = torch.as_tensor(value, device=self.device)
 
     # ------------------------------------------------------------------ checks
 
@@ -645,22 +665,28 @@ class SLICMethod:
         with autocast():
             z = model(x)
         z = z.float()
-        labels = torch.as_tensor(self.clusters, device=self.device)[anchors.to(self.device)]
+        labels = self._device_clusters[anchors.to(self.device)]
         trip = triplet_loss(z[: 2 * b], labels.repeat(2), self.opts.triplet_margin, self.generator)
         loss = trip.loss
-        temporal, temporal_active = torch.zeros((), device=self.device), float("nan")
+        zero = torch.zeros((), dtype=torch.float64, device=self.device)
+        temporal, temporal_active = torch.zeros((), device=self.device), zero
         if self.opts.temporal:
             temporal, temporal_active = temporal_loss(
                 z[:b], z[2 * b :], z[b : 2 * b], self.opts.temporal_margin
             )
             loss = loss + self.opts.temporal_weight * temporal
+        with torch.no_grad():  # float64 on the device: the sums a host float would make
+            self._sums += torch.stack(
+                [
+                    trip.loss.detach().double(),
+                    temporal.detach().double(),
+                    trip.active.double() * trip.triplets if trip.triplets else zero,
+                    torch.nan_to_num(temporal_active.double() * b, nan=0.0),
+                ]
+            )
         c = self._counters
         c["steps"] += 1
-        c["triplet"] += float(trip.loss.detach())
-        c["temporal"] += float(temporal.detach())
         c["triplets"] += trip.triplets
-        c["active"] += trip.active * trip.triplets if trip.triplets else 0.0
-        c["temporal_active"] += 0.0 if np.isnan(temporal_active) else temporal_active * b
         c["anchors"] += b
         c["clips"] += views * b
         c["flow"] += int(flow[:, 1:].sum())
@@ -672,11 +698,11 @@ class SLICMethod:
     # ------------------------------------------------------------------ reporting
 
     def _reset_counters(self) -> None:
+        """Zero the epoch's counts (host) and its sums of SUMS (device)."""
         self._counters: dict[str, float] = dict.fromkeys(
-            ("steps", "triplet", "temporal", "triplets", "active", "temporal_active",
-             "anchors", "clips", "flow"),
-            0.0,
-        )  # fmt: skip
+            ("steps", "triplets", "anchors", "clips", "flow"), 0.0
+        )
+        self._sums = torch.zeros(len(SUMS), dtype=torch.float64, device=self.device)
         self._began = time.perf_counter()
 
     def labels(self) -> np.ndarray:
@@ -686,7 +712,7 @@ class SLICMethod:
     def epoch_metrics(self) -> dict[str, Any]:
         """Loss per term, fraction of active triplets, cluster count / sizes, NMI / AMI,
         clips/s (this rank's, the clustering excluded)."""
-        c = self._counters
+        c = {**self._counters, **dict(zip(SUMS, self._sums.tolist(), strict=True))}
         steps = c["steps"]
         seconds = time.perf_counter() - self._began
         out: dict[str, Any] = {
