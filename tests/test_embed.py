@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -491,3 +492,198 @@ def test_a_video_without_frames_is_named_and_nothing_complete_is_written(
         assert not out.exists()  # only a .partial store, which no later stage reads
         with pytest.raises(DataError, match="incomplete"):
             read_feature_set(out.with_name("f.zarr.partial"))
+
+
+def make_crop_groups(path: Path, sizes: tuple[int, ...], size: int = 20) -> None:
+    """A crops store of one group (video) per size, an empty one included when asked."""
+    g = np.random.default_rng(1)
+    with StoreWriter(path, "vcl.crops/1", {"size": size}) as w:
+        w.define_columns(columns_spec(size))
+        for v, n in enumerate(sizes):
+            w.append_group(
+                f"v{v}",
+                image=g.integers(0, 255, (n, size, size, 3), dtype=np.uint8),
+                track_id=np.array([f"t{v}"] * n),
+                video_id=np.array([f"v{v}"] * n),
+                frame=np.arange(n, dtype=np.int32),
+                box=np.zeros((n, 4), np.float32),
+            )
+
+
+def store_files(path: Path) -> dict[str, object]:
+    """Every file of a store, bytes; the root's attrs without its creation time."""
+    files: dict[str, object] = {}
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        name = str(f.relative_to(path))
+        files[name] = f.read_bytes()
+        if name == "zarr.json":
+            meta = json.loads(f.read_bytes())
+            meta["attributes"].pop("created")
+            files[name] = meta
+    return files
+
+
+class _InOrder:
+    """The sequential writer: `WriteBehind`'s calls made at once, in the caller."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self.writer = writer
+
+    def __enter__(self) -> _InOrder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        fn(*args, **kwargs)
+
+    def append_group(self, group_id: str, **columns: np.ndarray) -> None:
+        self.writer.append_group(group_id, **columns)
+
+
+EMBED_LAYERS = ("--layers", "stage2,pool", "--batch-size", "3", "--device", "cpu")
+CROP_GROUPS = (4, 7, 0, 5, 1, 6)
+
+
+def test_crops_are_read_ahead_and_written_behind_into_the_sequential_store(
+    tmp_path: Path, invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads of the next group and writes of the last run on threads while the model
+    runs; the store is byte for byte the one the sequential loop writes (groups in
+    order, each with its own rows), flushed every group or in batches."""
+    import threading
+
+    import vcl.cli.embed
+    import vcl.io.store
+    from vcl.io.store import Store
+
+    crops = tmp_path / "crops.zarr"
+    make_crop_groups(crops, CROP_GROUPS)
+    threads: dict[str, set[str]] = {"read": set(), "write": set()}
+    read, append = Store.read_group, StoreWriter.append_group
+
+    def reading(self: Store, gid: str) -> dict[str, np.ndarray]:
+        threads["read"].add(threading.current_thread().name)
+        return read(self, gid)
+
+    def appending(self: StoreWriter, gid: str, **columns: np.ndarray) -> None:
+        threads["write"].add(threading.current_thread().name)
+        append(self, gid, **columns)
+
+    monkeypatch.setattr(Store, "read_group", reading)
+    monkeypatch.setattr(StoreWriter, "append_group", appending)
+    for chunk_bytes in (1 << 12, vcl.io.store._CHUNK_BYTES):  # a flush each group; one
+        with monkeypatch.context() as m:
+            m.setattr(vcl.io.store, "_CHUNK_BYTES", chunk_bytes)
+            r = invoke("embed", "random:resnet18", crops, "-o", tmp_path / "behind.zarr",
+                       *EMBED_LAYERS, "--overwrite")  # fmt: skip
+            assert r.exit_code == 0, r.stderr
+            m.setattr(vcl.io.store, "WriteBehind", _InOrder)
+            m.setattr(vcl.cli.embed, "read_ahead", lambda read, keys: (read(k) for k in keys))
+            r = invoke("embed", "random:resnet18", crops, "-o", tmp_path / "in_order.zarr",
+                       *EMBED_LAYERS, "--overwrite")  # fmt: skip
+            assert r.exit_code == 0, r.stderr
+        assert threads["read"] >= {"MainThread"} and len(threads["read"]) > 1
+        assert "vcl-write-behind" in threads["write"]
+        assert store_files(tmp_path / "behind.zarr") == store_files(tmp_path / "in_order.zarr")
+    fs = read_feature_set(tmp_path / "behind.zarr")
+    assert fs.video_ids.tolist() == [f"v{v}" for v, n in enumerate(CROP_GROUPS) for _ in range(n)]
+    model = load_model("random:resnet18", "cpu")
+    images = Store(crops)["image"][:]
+    np.testing.assert_allclose(fs.features, embed_images(model, images, ["pool"])["pool"],
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+
+
+def _flush_each_group(
+    monkeypatch: pytest.MonkeyPatch, fail_at: str | None = None, hold: object = None
+) -> list[str]:
+    """StoreWriter commits every group at once (as the kill tests do), each write after
+    the event ``hold`` (so later groups wait in the queue) and slowly, and raises a full
+    disk at group ``fail_at``; returns the groups committed."""
+    import time
+
+    from vcl.errors import OutputError
+
+    append, committed = StoreWriter.append_group, []
+
+    def append_and_flush(self: StoreWriter, gid: str, **columns: np.ndarray) -> None:
+        if hold is not None:
+            hold.wait(10)  # type: ignore[attr-defined]
+        time.sleep(0.1)
+        if gid == fail_at:
+            raise OutputError("no space left on the device", self.partial)
+        append(self, gid, **columns)
+        self.flush()
+        committed.append(gid)
+
+    monkeypatch.setattr(StoreWriter, "append_group", append_and_flush)
+    return committed
+
+
+def test_a_write_error_behind_is_one_line_and_the_run_resumes(
+    tmp_path: Path, invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crops, out = tmp_path / "crops.zarr", tmp_path / "f.zarr"
+    make_crop_groups(crops, CROP_GROUPS)
+    r = invoke("embed", "random:resnet18", crops, "-o", tmp_path / "ref.zarr", *EMBED_LAYERS)
+    assert r.exit_code == 0, r.stderr
+    with monkeypatch.context() as m:
+        committed = _flush_each_group(m, fail_at="v3")
+        r = invoke("embed", "random:resnet18", crops, "-o", out, *EMBED_LAYERS)
+    assert r.exit_code == ExitCode.CANNOT_CREATE
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "no space left on the device" in lines[-1]
+    assert "Traceback" not in r.stderr
+    assert committed == ["v0", "v1", "v2"] and not out.exists()
+    r = invoke("embed", "random:resnet18", crops, "-o", out, *EMBED_LAYERS)
+    assert r.exit_code == 0, r.stderr
+    assert "resuming: 3 of 6" in r.stderr
+    got, want = store_files(out), store_files(tmp_path / "ref.zarr")
+    del got["zarr.json"], want["zarr.json"]  # a resumed store says so in its attrs
+    assert got == want
+
+
+def assert_same_features(a: Path, b: Path) -> None:
+    from vcl.io.store import Store
+
+    sa, sb = Store(a), Store(b)
+    assert sa.group_ids == sb.group_ids and sa.columns == sb.columns
+    for column in sa.columns:
+        assert np.array_equal(sa[column][:], sb[column][:]), column
+
+
+def test_an_interrupt_while_writing_behind_leaves_a_resumable_partial(
+    tmp_path: Path, invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or SIGTERM) while a group is being written and another waits: both are
+    written, then the store is flushed (by one thread at a time) and left resumable;
+    the rerun ends in the store an uninterrupted run writes."""
+    import threading
+
+    import vcl.embedding
+
+    crops, out = tmp_path / "crops.zarr", tmp_path / "f.zarr"
+    make_crop_groups(crops, CROP_GROUPS)
+    r = invoke("embed", "random:resnet18", crops, "-o", tmp_path / "ref.zarr", *EMBED_LAYERS)
+    assert r.exit_code == 0, r.stderr
+    embed, calls, hold = vcl.embedding.embed_images, [], threading.Event()
+
+    def interrupted(*args: object, **kwargs: object) -> dict[str, np.ndarray]:
+        calls.append(1)
+        if len(calls) == 3:  # v0 held in its write, v1 queued
+            hold.set()
+            raise KeyboardInterrupt
+        return embed(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        committed = _flush_each_group(m, hold=hold)
+        m.setattr(vcl.embedding, "embed_images", interrupted)
+        r = invoke("embed", "random:resnet18", crops, "-o", out, *EMBED_LAYERS)
+        assert r.exit_code == ExitCode.INTERRUPTED
+        assert r.stderr.strip().splitlines()[-1] == "error: interrupted"
+        assert committed == ["v0", "v1"] and not out.exists()
+    r = invoke("embed", "random:resnet18", crops, "-o", out, *EMBED_LAYERS)
+    assert r.exit_code == 0, r.stderr
+    assert "resuming: 2 of 6" in r.stderr
+    assert_same_features(out, tmp_path / "ref.zarr")

@@ -268,3 +268,44 @@ def test_killed_writer_leaves_nothing_readable_and_resumes(
     subprocess.run([sys.executable, "-c", script, str(path)], check=True, stdout=subprocess.DEVNULL)
     assert_same_content(path, reference)
     assert Store(path).verify() == []
+
+
+def test_write_behind_writes_in_order_on_one_thread_and_raises_its_errors(tmp_path: Path) -> None:
+    import threading
+
+    from vcl.io.store import WriteBehind
+
+    write_all(tmp_path / "ref.zarr", IDS)
+    with StoreWriter(tmp_path / "p.zarr", "vcl.test/1", PARAMS, seed=7) as writer:
+        writer.define_columns(COLUMNS)
+        seen: list[tuple[str, str]] = []
+        with WriteBehind(writer) as sink:
+            for gid in IDS:
+                sink.call(lambda g=gid: seen.append((g, threading.current_thread().name)))
+                sink.append_group(gid, **group_data(int(gid[1:])))
+        assert seen == [(gid, "vcl-write-behind") for gid in IDS]
+    assert_same_content(tmp_path / "p.zarr", tmp_path / "ref.zarr")
+
+    def boom(n: int) -> None:
+        raise OutputError(f"disk full at {n}", tmp_path)
+
+    done: list[int] = []
+    # raised on leaving the block
+    with pytest.raises(OutputError, match="disk full at 1"), WriteBehind(writer) as sink:
+        sink.call(done.append, 0)
+        sink.call(boom, 1)
+        sink.call(done.append, 2)  # dropped: queued after the error
+    assert done == [0]
+    # or by the next call
+    with pytest.raises(OutputError, match="disk full at 0"), WriteBehind(writer) as sink:
+        sink.call(boom, 0)
+        for i in range(1, 100):
+            time.sleep(0.01)
+            sink.call(done.append, i)
+    assert done == [0]
+    # the caller's error: what was queued is done first
+    with pytest.raises(KeyboardInterrupt), WriteBehind(writer) as sink:
+        sink.call(time.sleep, 0.2)
+        sink.call(done.append, 1)
+        raise KeyboardInterrupt
+    assert done == [0, 1]

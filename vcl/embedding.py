@@ -407,14 +407,24 @@ def _run_batches(
     m = torch.tensor(mean, device=dev).view(shape) * 255
     s = torch.tensor(std, device=dev).view(shape) * 255
     parts: dict[str, list[np.ndarray]] = {k: [] for k in layers}
+
+    def collect(out: dict[str, Any]) -> None:
+        for k, v in out.items():
+            parts[k].append(v.float().cpu().numpy())
+
     with torch.inference_mode(), _autocast(dev):
-        for batch in batches:
+        last = None  # a batch's features are copied back once the next one is queued,
+        for batch in batches:  # so the device is not idle while the host waits for them
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(dev, non_blocking=True)
             # (B,H,W,3) -> (B,3,H,W); (B,T,H,W,3) -> (B,3,T,H,W)
             x = x.permute(0, 3, 1, 2) if x.ndim == 4 else x.permute(0, 4, 1, 2, 3)
             x = (x.float() - m) / s
-            for k, v in forward_layers(model, x, layers, pool).items():
-                parts[k].append(v.float().cpu().numpy())
+            out = forward_layers(model, x, layers, pool)
+            if last is not None:
+                collect(last)
+            last = out
+        if last is not None:
+            collect(last)
     return {
         k: np.concatenate(v).astype(np.float32, copy=False) if v else np.zeros((0, 0), np.float32)
         for k, v in parts.items()

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from vcl.cli.common import Device, Overwrite, Shard, Workers, vcl_command
 
 IMAGE_GROUP = 512  # images per store group: the unit a rerun resumes by
+T = TypeVar("T")
+
+
+def read_ahead(read: Callable[[str], T], keys: Sequence[str]) -> Iterator[T]:
+    """``read(key)`` for each key in order, the next one read on a thread while the
+    caller works on this one; an error of a read is raised where its result is due.
+    Closing the generator waits for a read under way."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="vcl-read") as pool:
+        due = pool.submit(read, keys[0]) if keys else None
+        for i in range(len(keys)):
+            assert due is not None
+            this, due = due, pool.submit(read, keys[i + 1]) if i + 1 < len(keys) else None
+            yield this.result()
 
 
 def _input_kind(path: Path) -> str:
@@ -172,7 +189,7 @@ def run(
     )
     from vcl.errors import OutputError, UsageError
     from vcl.io.features import SCHEMA, crop_ids, feature_columns
-    from vcl.io.store import StoreWriter
+    from vcl.io.store import StoreWriter, WriteBehind
     from vcl.parallel import parallel_map
 
     if pool not in POOLS:
@@ -307,31 +324,36 @@ def run(
 
         def columns(ids: list[str], feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             out = {"id": np.array(ids, dtype=str).reshape(-1)}
-            out |= {f"features_{n}": feats[stages[n]].reshape(len(ids), -1) for n in names}
+            out |= {f"features_{n}": feats[stages[n]].reshape(len(ids), col_dims[n]) for n in names}
             if has_labels:
                 out["label"] = np.array([labels_of.get(i, "") for i in ids], dtype=str).reshape(-1)
             return out
 
         if kind == "crops":
-            for gid, _ in track(todo, "embedding", total=len(todo), unit="videos"):
-                data = store.read_group(gid)
-                ids = list(crop_ids(data["track_id"], data["frame"]))
-                feats = embed_images(net, data["image"], canon, batch_size, size, pool)
-                cols = columns(ids, feats)
-                cols["track_id"] = np.asarray(data["track_id"]).astype(object).astype(str)
-                cols["video_id"] = np.asarray(data["video_id"]).astype(object).astype(str)
-                writer.append_group(gid, **cols)
-                rows += len(ids)
+            # the next group is read and the last one written while the model runs
+            gids = [g for g, _ in todo]
+            with WriteBehind(writer) as sink, closing(read_ahead(store.read_group, gids)) as data:
+                for gid, group in track(
+                    zip(gids, data, strict=True), "embedding", total=len(todo), unit="videos"
+                ):
+                    ids = list(crop_ids(group["track_id"], group["frame"]))
+                    feats = embed_images(net, group["image"], canon, batch_size, size, pool)
+                    cols = columns(ids, feats)
+                    cols["track_id"] = np.asarray(group["track_id"]).astype(object).astype(str)
+                    cols["video_id"] = np.asarray(group["video_id"]).astype(object).astype(str)
+                    sink.append_group(gid, **cols)
+                    rows += len(ids)
         elif kind in ("images", "image-folder"):
             loaded = parallel_map(load_images, [(what, eff_size) for _, what in todo], workers)
-            for (gid, _), (ids, images, bad) in track(
-                zip(todo, loaded, strict=True), "embedding", total=len(todo), unit="groups"
-            ):
-                feats = embed_images(net, images, canon, batch_size, None, pool)
-                writer.append_group(gid, **columns(ids, feats))
-                skipped.extend(bad)
-                writer.set_attrs(skipped=skipped)
-                rows += len(ids)
+            with WriteBehind(writer) as sink:
+                for (gid, _), (ids, images, bad) in track(
+                    zip(todo, loaded, strict=True), "embedding", total=len(todo), unit="groups"
+                ):
+                    feats = embed_images(net, images, canon, batch_size, None, pool)
+                    sink.append_group(gid, **columns(ids, feats))
+                    skipped.extend(bad)
+                    sink.call(writer.set_attrs, skipped=list(skipped))
+                    rows += len(ids)
         else:
             tasks = [
                 (v.path, net.kind, eff_size, frames_per_video, clips, frames, frame_stride)

@@ -424,6 +424,71 @@ class StoreWriter:
             self.flush()
 
 
+class WriteBehind:
+    """A `StoreWriter`'s writes (``append_group``, or any ``call``) run in order on one
+    background thread, so that the caller computes the next group while the last is
+    compressed and written (zstd and file writes release the GIL). Use as a context
+    manager inside the writer's own; the writer is not to be touched meanwhile.
+
+    At most ``depth`` calls wait in the queue (a caller faster than the disk waits
+    rather than piling groups up in memory). An error in the thread is raised in the
+    caller by its next call or on leaving the block; the calls queued after it are
+    dropped (their groups are not committed: a rerun redoes them). Leaving the block on
+    the caller's error (Ctrl-C, SIGTERM, bad data) first lets the thread write what was
+    queued, so the writer's exit flushes a store no thread still writes to and leaves
+    the ``.partial`` a sequential run would.
+    """
+
+    def __init__(self, writer: StoreWriter, depth: int = 1):
+        import queue
+        import threading
+
+        self.writer = writer
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vcl-write-behind", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, args, kwargs = item
+            if self._error is None:
+                try:
+                    fn(*args, **kwargs)
+                except BaseException as exc:  # raised in the caller
+                    self._error = exc
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        """Queue ``fn(*args, **kwargs)`` (arguments the caller no longer changes)."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put((fn, args, kwargs))
+
+    def append_group(self, group_id: str, **columns: np.ndarray) -> None:
+        self.call(self.writer.append_group, group_id, **columns)
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # The write under way must end before the writer flushes or finishes: a second
+        # Ctrl-C waits for it (raised afterwards when nothing else is on its way out).
+        interrupt, stopped = None, False
+        while self._thread.is_alive():
+            try:
+                if not stopped:
+                    self._queue.put(None)
+                    stopped = True
+                self._thread.join()
+            except KeyboardInterrupt as signal:
+                interrupt = signal
+        if exc_type is None:
+            if self._error is not None:
+                raise self._error
+            if interrupt is not None:
+                raise interrupt
+
+
 class Store:
     """A complete store opened for reading; refuses partial or foreign stores."""
 
