@@ -485,3 +485,77 @@ def test_quiet_run_writes_nothing_to_stderr(crops: Path, tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr == ""
     assert json.loads((tmp_path / "run" / "config.json").read_text())["workers"] == 1
+
+
+def _chunked_crops(path: Path, images: np.ndarray, first: int = 0, chunk: int = 4) -> None:
+    """Crops ``first``, ``first + 1``... as a crops store with ``chunk`` images a chunk."""
+    from vcl.crops import columns_spec
+    from vcl.io.store import StoreWriter
+
+    n, size = len(images), images.shape[1]
+    with StoreWriter(path, "vcl.crops/1", {"size": size}) as w:
+        w.define_columns(columns_spec(size), chunk_rows={"image": chunk})
+        for start in range(0, n, 7):  # groups of 7 rows: not chunk-aligned
+            rows, vid = slice(start, min(start + 7, n)), f"v{first + start}"
+            k = rows.stop - rows.start
+            w.append_group(vid, image=images[rows], track_id=np.array([vid] * k),
+                           video_id=np.array([vid] * k), frame=np.arange(k, dtype=np.int32),
+                           box=np.zeros((k, 4), np.float32))  # fmt: skip
+
+
+class _CountingColumn:
+    """A zarr column that records the row slices read from it."""
+
+    def __init__(self, array: object) -> None:
+        self.array, self.reads = array, []
+        self.shape, self.dtype, self.chunks = array.shape, array.dtype, array.chunks  # type: ignore[attr-defined]
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        self.reads.append((key.start, key.stop))
+        return self.array[key]  # type: ignore[index]
+
+
+def test_loader_batches_read_by_chunk_are_the_rows_asked_for(tmp_path: Path) -> None:
+    """A batch is read one touched chunk (or run of chunks) at a time and is bit for bit
+    the rows asked for, in their order: random rows, repeats, rows sharing a chunk, the
+    last (short) chunk; across the inputs of several stores read as one."""
+    import vcl.pretrain.data
+    from vcl.io.store import Store
+    from vcl.pretrain.data import CropsBatches, open_crops_store, read_rows
+
+    g = np.random.default_rng(5)
+    images = g.integers(0, 256, (38, 9, 9, 3), dtype=np.uint8)  # chunks of 4: the last has 2
+    _chunked_crops(tmp_path / "a.zarr", images[:23])
+    _chunked_crops(tmp_path / "b.zarr", images[23:], first=23)
+    _chunked_crops(tmp_path / "all.zarr", images)
+    batches = [
+        g.integers(0, 38, 64),  # repeats
+        np.array([37, 36, 0, 1, 2, 3, 3, 9, 8, 37, 22, 23, 24]),  # chunk-mates, ends, seam
+        g.permutation(38)[:17],
+        np.array([5, 5]),
+    ]
+    for paths in ([tmp_path / "all.zarr"], [tmp_path / "a.zarr", tmp_path / "b.zarr"]):
+        data = CropsBatches(paths if len(paths) > 1 else paths[0], batches)
+        column = open_crops_store(paths)["image"]
+        for i, idx in enumerate(batches):
+            got, got_idx = data[i]
+            assert got.dtype == torch.uint8 and got_idx.tolist() == idx.tolist()
+            assert np.array_equal(got.numpy(), images[idx])
+            # what zarr's orthogonal selection (the reader before) gives
+            assert np.array_equal(got.numpy(), column.get_orthogonal_selection((idx,)))
+    column = _CountingColumn(Store(tmp_path / "all.zarr")["image"])
+    idx = batches[1]
+    assert np.array_equal(read_rows(column, idx), images[idx])
+    touched = set(idx // 4)
+    read = [c for start, stop in column.reads for c in range(start // 4, -(-stop // 4))]
+    assert sorted(read) == sorted(touched)  # each touched chunk once, no other
+    assert all(start % 4 == 0 for start, _ in column.reads)
+    assert len(column.reads) == 4  # runs of chunks: {0}, {2}, {5, 6}, {9}
+    column.reads.clear()
+    with pytest.MonkeyPatch.context() as m:  # slices of at most one chunk: 5 reads
+        m.setattr(vcl.pretrain.data, "_SLICE_BYTES", 4 * 9 * 9 * 3)
+        assert np.array_equal(read_rows(column, idx), images[idx])
+    assert column.reads == [(0, 4), (8, 12), (20, 24), (24, 28), (36, 38)]
+    with pytest.raises(IndexError, match="row 38"):
+        read_rows(column, np.array([1, 38]))
+    assert read_rows(column, np.zeros(0, np.int64)).shape == (0, 9, 9, 3)

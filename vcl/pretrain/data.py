@@ -1,8 +1,9 @@
 """Training samples from a ``vcl.crops/1`` store, and their augmentation on the device.
 
-Loader workers only read uint8 crops (zarr chunks of a few crops each, read in index
-order); augmentation runs afterwards on the training device on the whole batch, with
-independent random parameters per sample, so a GPU is not starved by CPU image work:
+Loader workers only read uint8 crops (zarr chunks of a few crops each; a batch reads
+each chunk it touches once, as a slice: `read_rows`); augmentation runs afterwards on
+the training device on the whole batch, with independent random parameters per sample,
+so a GPU is not starved by CPU image work:
 
 - random resized crop (area scale in [``crop_scale``, 1], aspect ratio in [3/4, 4/3]),
   horizontal flip (p = 0.5) and rotation in ±2° are folded into one affine warp per
@@ -30,6 +31,7 @@ import torch
 
 from vcl.errors import DataError
 
+_SLICE_BYTES = 16 << 20  # read_rows: most bytes read in one slice (runs of chunks)
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
@@ -129,11 +131,48 @@ class CropsBatches(torch.utils.data.Dataset):
         if self._images is None:
             self._images = open_crops_store(self.path)["image"]
         idx = self.batches[i]
-        order = np.argsort(idx, kind="stable")
-        images = np.empty((len(idx), *self._images.shape[1:]), np.uint8)
-        # chunks read in index order
-        images[order] = self._images.get_orthogonal_selection((idx[order],))
+        images = read_rows(self._images, idx)
         return torch.from_numpy(images), torch.from_numpy(idx.astype(np.int64))
+
+
+def read_rows(column: Any, rows: np.ndarray) -> np.ndarray:
+    """``column[rows]`` for row numbers in any order (repeats allowed) of a zarr array
+    or a ``UnionColumn``, reading each touched chunk once: consecutive touched chunks as
+    one contiguous slice, rows picked from it in memory.
+
+    A slice holds at most ``_SLICE_BYTES`` of rows (but always a chunk). zarr's
+    orthogonal selection of the same rows costs about twice as much (256 random 224-px
+    crops of 4-crop chunks: 0.40 s against 0.23 s), mostly in its per-row indexing.
+    """
+    from vcl.io.union import UnionColumn
+
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    out = np.empty((len(rows), *column.shape[1:]), column.dtype)
+    n = int(column.shape[0])
+    if len(rows) and (rows.min() < 0 or rows.max() >= n):
+        bad = rows[(rows < 0) | (rows >= n)][0]
+        raise IndexError(f"row {int(bad)} out of range for {n} rows")
+    if isinstance(column, UnionColumn):  # each input store has its own chunks
+        which = np.searchsorted(column.offsets, rows, side="right") - 1
+        for s in np.unique(which):
+            mine = which == s
+            out[mine] = read_rows(column.arrays[s], rows[mine] - int(column.offsets[s]))
+        return out
+    if not len(rows):
+        return out
+    chunk = int(column.chunks[0])
+    most = max(1, _SLICE_BYTES // max(1, chunk * out[:1].nbytes))  # chunks in one slice
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    touched = np.unique(ordered // chunk)
+    for run in np.split(touched, np.flatnonzero(np.diff(touched) != 1) + 1):
+        for first in range(0, len(run), most):
+            piece = run[first : first + most]
+            start, stop = int(piece[0]) * chunk, min((int(piece[-1]) + 1) * chunk, n)
+            lo, hi = np.searchsorted(ordered, (start, stop))
+            block = np.asarray(column[start:stop])
+            out[order[lo:hi]] = block[ordered[lo:hi] - start]
+    return out
 
 
 def epoch_batches(
