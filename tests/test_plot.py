@@ -97,9 +97,12 @@ def test_curves_bad_inputs(invoke, runs, tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.NO_INPUT and "missing" in result.output
     result = invoke("plot", "curves", *runs, "-o", tmp_path / "x.gif")
     assert result.exit_code == ExitCode.USAGE and ".gif" in result.output
-    result = invoke("plot", "curves", *runs, "-o", tmp_path / "no" / "x.png")
-    assert result.exit_code == ExitCode.CANNOT_CREATE
+    (tmp_path / "afile").write_text("")  # a file where the folder should be made
+    result = invoke("plot", "curves", *runs, "-o", tmp_path / "afile" / "x.png")
+    assert result.exit_code == ExitCode.CANNOT_CREATE and "afile/x.png" in result.stderr
     assert not list(tmp_path.glob("*.png"))
+    result = invoke("plot", "curves", *runs, "-o", tmp_path / "new" / "x.png")
+    assert result.exit_code == 0 and (tmp_path / "new" / "x.png").is_file()  # as -o elsewhere
 
 
 def _crops(tmp_path: Path, n_tracks: int = 7, per_track: int = 3, side: int = 13) -> Path:

@@ -618,3 +618,13 @@ def test_query_writes_each_block_before_searching_the_next(
     r = invoke("retrieve", "query", index, tmp_path / "q.npy", "-k", "3")
     assert r.exit_code != 0 and calls == [4, 4]
     assert r.stdout.splitlines() == whole.stdout.splitlines()[:12]  # the first 4 queries
+
+
+def test_index_makes_its_folder_as_other_stages_do(invoke, tmp_path, gallery) -> None:
+    path, _, _ = gallery
+    out = tmp_path / "new" / "sub" / "g.index"
+    assert invoke("retrieve", "index", path, "-o", out).exit_code == 0 and out.is_file()
+    (tmp_path / "afile").write_text("")
+    result = invoke("retrieve", "index", path, "-o", tmp_path / "afile" / "g.index")
+    assert result.exit_code == ExitCode.CANNOT_CREATE, result.stderr
+    assert "afile/g.index: cannot create its folder" in result.stderr

@@ -22,26 +22,27 @@ from typing import Any
 
 import numpy as np
 
-from vcl.errors import DataError, MissingInputError, OutputError, UsageError, first_ids
+from vcl.errors import DataError, MissingInputError, UsageError, first_ids
 
 FORMATS = (".png", ".svg", ".pdf")  # what matplotlib writes without extra backends
 # Headline number of each probe, as `vcl probe compare` shows them.
 
 
 def check_output(path: Path) -> None:
-    """Refuse an unknown image format or a missing folder before any work is done."""
+    """Refuse an unknown image format before any work is done."""
     if path.suffix.lower() not in FORMATS:
         raise UsageError(
             f"unknown image format {path.suffix!r}",
             path,
             f"end it in {', '.join(FORMATS[:-1])} or {FORMATS[-1]}",
         )
-    if not path.parent.is_dir():
-        raise OutputError("its folder does not exist", path)
 
 
 def _save(fig: Any, path: Path, dpi: int = 120) -> Path:
     check_output(path)
+    from vcl.io.store import make_parent
+
+    make_parent(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         fig.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower(), bbox_inches="tight")

@@ -224,7 +224,7 @@ def index(
     from vcl.console import log
     from vcl.device import faiss_device
     from vcl.errors import OutputError
-    from vcl.io.store import refuse_stdout
+    from vcl.io.store import make_parent, refuse_stdout
     from vcl.io.union import input_label
     from vcl.retrieve import (
         build_index,
@@ -253,8 +253,7 @@ def index(
         raise OutputError("exists already", output, "pass --overwrite to replace it")
     if output.exists() and not meta_path(output).exists():  # the metadata is the commit
         log.warning("%s has no metadata beside it (a killed run left it): rebuilding", output)
-    if output.parent and not output.parent.exists():
-        raise OutputError("its folder does not exist", output)
+    make_parent(output)
 
     gpu = faiss_device(device)
     fs = _read_features(features, ids, layer)
@@ -545,11 +544,10 @@ def query(
         check_queries(gallery, gallery.dimension, metric, index_path)
     thumbnails = None
     if montage is not None:  # check the montage's inputs before the work
-        from vcl.errors import OutputError
+        from vcl.io.store import make_parent
         from vcl.retrieve import Thumbnails
 
-        if not montage.parent.is_dir():
-            raise OutputError("its folder does not exist", montage)
+        make_parent(montage)
         found: dict[str, Path] = {}
         for folder in media or []:
             found = {**_folder_media(folder), **found}

@@ -77,6 +77,15 @@ def partial_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+def make_parent(path: str | Path) -> None:
+    """Make the folder ``path`` goes in, as every stage makes its ``-o`` folder; one that
+    cannot be made (a file in the way, no permission) is an `OutputError` naming ``path``."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create its folder ({exc.strerror})", path) from None
+
+
 def refuse_stdout(output: str | Path, what: str) -> None:
     """Refuse ``-o -`` for an output that is not a stream: ``-`` means stdout, which
     takes JSONL or JSON only; a store (a folder of chunk files) or an index file given
