@@ -331,3 +331,11 @@ def test_layer_picks_the_column_to_cluster_and_is_recorded(invoke, tmp_path) -> 
     missing = invoke("cluster", store, "--layer", "stage2", "-o", tmp_path / "e.zarr", "--k", "3")
     assert missing.exit_code == ExitCode.DATA and not (tmp_path / "e.zarr").exists()
     assert "no layer 'stage2'" in one_error_line(missing.stderr)
+
+
+def test_jsonl_output_whose_folder_cannot_be_made(invoke, tmp_path, npy) -> None:
+    path, _ = npy
+    (tmp_path / "afile").write_text("")
+    result = invoke("cluster", path, "--k", "3", "--jsonl", "-o", tmp_path / "afile" / "c.jsonl")
+    assert result.exit_code == ExitCode.CANNOT_CREATE, result.stderr
+    assert "afile/c.jsonl: cannot write" in one_error_line(result.stderr)

@@ -559,3 +559,12 @@ def test_loader_batches_read_by_chunk_are_the_rows_asked_for(tmp_path: Path) -> 
     with pytest.raises(IndexError, match="row 38"):
         read_rows(column, np.array([1, 38]))
     assert read_rows(column, np.zeros(0, np.int64)).shape == (0, 9, 9, 3)
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_error_line(
+    crops: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("")  # a file where the run directory's parent should be
+    r = invoke("pretrain", crops, "--epochs", 1, "-o", tmp_path / "afile" / "run", *TINY)
+    assert r.exit_code == ExitCode.CANNOT_CREATE, r.output
+    assert "afile/run: cannot create" in one_error_line(r.stderr)

@@ -23,6 +23,7 @@ multiple k-means, SLIC's FINCH), so everything here takes and returns plain arra
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 from dataclasses import dataclass, field
@@ -1623,7 +1624,8 @@ def write_clusters_jsonl(path: Any, clustering: Clustering, overwrite: bool) -> 
             stream.writelines(line + "\n" for line in lines)
         os.replace(partial, path)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # its folder may be what could not be made
+            partial.unlink(missing_ok=True)
         raise OutputError(f"cannot write ({exc.strerror})", path) from None
     return len(first)
 

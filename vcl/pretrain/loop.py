@@ -318,7 +318,10 @@ def _train(config: TrainConfig, command: str, resume: bool, overwrite: bool) -> 
     if main and not resume:
         for path in owned_files(run_dir):
             path.unlink()
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission
+            raise OutputError(f"cannot create ({exc.strerror})", run_dir) from None
 
     seed_everything(config.seed)
     backbone = build_backbone(config.arch)
