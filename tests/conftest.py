@@ -101,3 +101,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def fake_faiss_gpu(monkeypatch, module, *clusterers: str) -> tuple[list, list]:
+    """Make ``module.faiss_gpu`` answer faiss GPU 5 for a run on the CPU, and each named
+    ``vcl.cluster`` function record the ``gpu`` it is given, then cluster on the CPU:
+    ``(devices asked about, gpus received)``, filled as the run goes."""
+    import vcl.cluster
+
+    devices: list = []
+    gpus: list = []
+
+    def fake_gpu(device):
+        devices.append(device)
+        return 5
+
+    monkeypatch.setattr(module, "faiss_gpu", fake_gpu, raising=False)
+    for name in clusterers:
+
+        def recording(*args, gpu=None, _real=getattr(vcl.cluster, name), **kwargs):
+            gpus.append(gpu)
+            return _real(*args, gpu=None, **kwargs)
+
+        monkeypatch.setattr(vcl.cluster, name, recording)
+    return devices, gpus

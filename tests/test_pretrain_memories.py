@@ -241,27 +241,17 @@ def test_odc_clusters_on_the_faiss_gpu_of_the_training_device(
     """The initial k-means (odc) / track k-means (odct) and the small-cluster rule's
     splits get the faiss GPU decided from the run's device (faked here: the run is on
     the CPU, and so is the clustering)."""
-    import vcl.cluster
     import vcl.pretrain.odc as odc
-    from tests.conftest import cli
+    from tests.conftest import cli, fake_faiss_gpu
 
-    devices, gpus, splits = [], [], []
-    real_kmeans, real_fix = vcl.cluster.kmeans, odc.fix_small_clusters
-
-    def fake_gpu(device: torch.device) -> int:
-        devices.append(device)
-        return 5
-
-    def kmeans(*args, gpu=None, **kwargs):
-        gpus.append(gpu)
-        return real_kmeans(*args, gpu=None, **kwargs)
+    devices, gpus = fake_faiss_gpu(monkeypatch, odc, "kmeans")
+    splits: list = []
+    real_fix = odc.fix_small_clusters
 
     def fix(*args, **kwargs):
         splits.append(args[5] if len(args) > 5 else kwargs.get("gpu"))
         return real_fix(*args[:5], **{k: v for k, v in kwargs.items() if k != "gpu"})
 
-    monkeypatch.setattr(odc, "faiss_gpu", fake_gpu, raising=False)
-    monkeypatch.setattr(vcl.cluster, "kmeans", kmeans)
     monkeypatch.setattr(odc, "fix_small_clusters", fix)
     r = cli("pretrain", crops, "--method", method, "--epochs", 1, "-o", tmp_path / "run",
             "--arch", "resnet18", "--size", 32, "--batch-size", 16, "--k", 3, "--min-cluster",

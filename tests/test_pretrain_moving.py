@@ -494,23 +494,11 @@ def test_kmeans_runs_on_the_faiss_gpu_of_the_training_device(data, monkeypatch, 
     """The k-means init and each epoch's refinement (Lloyd from the units, then the
     restarts) get the faiss GPU decided from the run's device (faked here: the run is on
     the CPU, and so is the k-means)."""
-    import vcl.cluster
     import vcl.pretrain.moving as moving
+    from tests.conftest import fake_faiss_gpu
 
     crops, videos, _ = data
-    devices, gpus = [], []
-    real = vcl.cluster.kmeans
-
-    def fake_gpu(device: torch.device) -> int:
-        devices.append(device)
-        return 5
-
-    def kmeans(*args, gpu=None, **kwargs):
-        gpus.append(gpu)
-        return real(*args, gpu=None, **kwargs)
-
-    monkeypatch.setattr(moving, "faiss_gpu", fake_gpu, raising=False)
-    monkeypatch.setattr(vcl.cluster, "kmeans", kmeans)
+    devices, gpus = fake_faiss_gpu(monkeypatch, moving, "kmeans")
     r = invoke("pretrain", crops, "--videos", videos, "--epochs", 1, "-o", tmp_path / "run",
                *TINY)  # fmt: skip
     assert r.exit_code == 0, r.output

@@ -432,22 +432,10 @@ def test_finch_runs_on_the_faiss_gpu_of_the_training_device(
 ) -> None:
     """The clustering gets the faiss GPU decided from the run's device (faked here: the
     run is on the CPU, and FINCH then runs there)."""
-    import vcl.cluster
     import vcl.pretrain.slic
+    from tests.conftest import fake_faiss_gpu
 
-    devices, gpus = [], []
-    real = vcl.cluster.finch
-
-    def fake_gpu(device: torch.device) -> int:
-        devices.append(device)
-        return 5
-
-    def finch(*args, gpu=None, **kwargs):
-        gpus.append(gpu)
-        return real(*args, gpu=None, **kwargs)
-
-    monkeypatch.setattr(vcl.pretrain.slic, "faiss_gpu", fake_gpu, raising=False)
-    monkeypatch.setattr(vcl.cluster, "finch", finch)
+    devices, gpus = fake_faiss_gpu(monkeypatch, vcl.pretrain.slic, "finch")
     r = invoke("pretrain", videos, "--epochs", 1, "-o", tmp_path / "run", *TINY)
     assert r.exit_code == 0, r.output
     assert gpus == [5] and devices == [torch.device("cpu")]

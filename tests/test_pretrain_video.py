@@ -540,22 +540,10 @@ def test_kmeans_runs_on_the_faiss_gpu_of_the_training_device(
     """LA's clustering of the bank and IR's evaluation k-means (epochs 0 and 1) get the
     faiss GPU decided from the run's device (faked here: the run is on the CPU, and so
     is the k-means)."""
-    import vcl.cluster
     import vcl.pretrain.instance
+    from tests.conftest import fake_faiss_gpu
 
-    devices, gpus = [], []
-    real = vcl.cluster.kmeans
-
-    def fake_gpu(device: torch.device) -> int:
-        devices.append(device)
-        return 5
-
-    def kmeans(*args, gpu=None, **kwargs):
-        gpus.append(gpu)
-        return real(*args, gpu=None, **kwargs)
-
-    monkeypatch.setattr(vcl.pretrain.instance, "faiss_gpu", fake_gpu, raising=False)
-    monkeypatch.setattr(vcl.cluster, "kmeans", kmeans)
+    devices, gpus = fake_faiss_gpu(monkeypatch, vcl.pretrain.instance, "kmeans")
     r = train(data, method, tmp_path / "run", "--epochs", 1)
     assert r.exit_code == 0, r.output
     assert gpus == [5] * calls and set(devices) == {torch.device("cpu")}
