@@ -437,17 +437,12 @@ def write_index(
     return meta
 
 
-def read_index(path: str | Path, gpu: int | None = None) -> Gallery:
-    """Load an index and its metadata, checking they belong together."""
-    import faiss
-
+def read_index_meta(path: Path) -> tuple[Path, dict[str, Any]]:
+    """``(metadata file, metadata)`` of the index ``path``: valid JSON of the index schema
+    this vcl reads. The one check of `read_index` and ``vcl info``."""
     from vcl.io.manifest import parse_schema
+    from vcl.io.store import check_version
 
-    path = Path(path)
-    if not path.exists():
-        raise MissingInputError("no such index file", path)
-    if path.is_dir():
-        raise DataError("is a folder, not a faiss index", path, "build one with vcl retrieve index")
     mpath = meta_path(path)
     if not mpath.exists():
         raise DataError(
@@ -460,17 +455,37 @@ def read_index(path: str | Path, gpu: int | None = None) -> Gallery:
         kind, major = parse_schema(meta.get("vcl_schema"))
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, ValueError) as exc:
         raise DataError(f"not valid index metadata ({exc})", mpath) from None
-    if kind != "index" or major != 1:
+    if kind != "index":
         raise DataError(f"schema {meta.get('vcl_schema')} is not {META_SCHEMA}", mpath)
-    data = path.read_bytes()
-    if len(data) != meta.get("index_bytes") or hashlib.sha256(data).hexdigest() != meta.get(
-        "index_sha256"
-    ):
+    check_version(meta["vcl_schema"], kind, major, parse_schema(META_SCHEMA)[1], mpath)
+    return mpath, meta
+
+
+def check_index_file(path: Path, meta: dict[str, Any], size: int, sha256: str | None) -> None:
+    """The index file must be the one its metadata describes: its size and, unless
+    ``sha256`` is None (``vcl info --no-verify``), its SHA-256."""
+    digest = meta.get("index_sha256")
+    if size != meta.get("index_bytes") or (sha256 is not None and sha256 != digest):
         raise DataError(
-            f"the index file does not match its metadata {mpath.name} (replaced or damaged)",
+            f"the index file does not match its metadata {meta_path(path).name} "
+            "(replaced or damaged)",
             path,
             "rebuild it with vcl retrieve index",
         )
+
+
+def read_index(path: str | Path, gpu: int | None = None) -> Gallery:
+    """Load an index and its metadata, checking they belong together."""
+    import faiss
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError("no such index file", path)
+    if path.is_dir():
+        raise DataError("is a folder, not a faiss index", path, "build one with vcl retrieve index")
+    _, meta = read_index_meta(path)
+    data = path.read_bytes()
+    check_index_file(path, meta, len(data), hashlib.sha256(data).hexdigest())
     try:
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
     except RuntimeError as exc:

@@ -29,7 +29,7 @@ from vcl.io.manifest import (
     open_text_input,
     parse_schema,
 )
-from vcl.io.store import KNOWN, STORE_VERSIONS, check_version, partial_path
+from vcl.io.store import KNOWN, STORE_VERSIONS, partial_path
 
 FIRST_FAILED = 5  # ids of failed videos shown by ``vcl info``
 FIRST_IDS = 5  # ids of an index shown by ``vcl info``
@@ -343,35 +343,23 @@ def describe_index(path: Path, verify: bool = True) -> dict[str, Any]:
     (schema, and the index's size and sha256 against the metadata); not loaded."""
     import hashlib
 
-    from vcl.retrieve import META_SCHEMA, meta_path
+    from vcl.retrieve import check_index_file, read_index_meta
 
-    meta_file = meta_path(path)
-    meta = _read_json(meta_file)
-    named = _schema_of(meta, meta_file)
-    if named is None or named[1] != INDEX_KIND:
-        raise DataError(f"is not {META_SCHEMA} metadata", meta_file)
-    schema, kind, major = named
-    check_version(schema, kind, major, parse_schema(META_SCHEMA)[1], meta_file)
+    meta_file, meta = read_index_meta(path)  # vcl retrieve's own checks
     if not path.is_file():
         raise MissingInputError(
             f"no such index file (its metadata {meta_file.name} is here)",
             path,
             "rebuild it with vcl retrieve index",
         )
-    size = path.stat().st_size
-    mismatch = size != meta.get("index_bytes")
-    if verify and not mismatch:
+    size, sha256 = path.stat().st_size, None
+    if verify and size == meta.get("index_bytes"):
         digest = hashlib.sha256()
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        mismatch = digest.hexdigest() != meta.get("index_sha256")
-    if mismatch:
-        raise DataError(
-            f"the index file does not match its metadata {meta_file.name} (replaced or damaged)",
-            path,
-            "rebuild it with vcl retrieve index",
-        )
+        sha256 = digest.hexdigest()
+    check_index_file(path, meta, size, sha256)
     ids = meta.get("ids") or []
     source = meta.get("source") or {}
     keys = ("vcl_version", "command", "params", "seed", "created")
@@ -379,7 +367,7 @@ def describe_index(path: Path, verify: bool = True) -> dict[str, Any]:
         "path": str(path),
         "type": "index",
         "metadata": str(meta_file),
-        "schema": schema,
+        "schema": meta["vcl_schema"],
         "index_type": meta.get("index_type"),
         "metric": meta.get("metric"),
         "dimension": meta.get("dimension"),
