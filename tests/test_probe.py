@@ -117,6 +117,26 @@ def test_svm_equals_sklearn_protocol() -> None:
     assert report["ap_headline"] == "interpolated_all_points"
 
 
+def test_svm_says_which_costs_were_not_cross_validated(caplog) -> None:
+    """A class with one training positive cannot be validated (its cost is the smallest)
+    and one with two is validated on 2 folds, not 3: both were silent."""
+    import logging
+
+    x, y = blobs(14, 3, 9, 1.6, seed=1)
+    xt, yt = blobs(7, 3, 9, 1.6, seed=2)
+    labels = np.array([str(v) for v in y], dtype=object)
+    labels[0] = f"{labels[0]}|rare"
+    labels[1:3] = [f"{v}|pair" for v in labels[1:3]]
+    labels_t = np.array([f"{v}|rare|pair" if i < 3 else str(v) for i, v in enumerate(yt)])
+    with caplog.at_level(logging.WARNING, logger="vcl"):
+        report = svm_probe(x, labels.astype(str), xt, labels_t, costs=(0.01, 0.1, 1.0))
+    per_class = report["per_class"]
+    assert per_class["rare"]["cv_folds"] == 0 and per_class["rare"]["cost"] == 0.01
+    assert per_class["pair"]["cv_folds"] == 2 and per_class["0"]["cv_folds"] == 3
+    assert "not cross-validated: 'rare'" in caplog.text
+    assert "fewer folds: 'pair'" in caplog.text
+
+
 def test_svm_repeats_whatever_numpy_global_state() -> None:
     """liblinear's order used to come from numpy's global RNG: unconverged fits (here
     5 iterations at C = 100) gave another mAP on every run of the same command."""
@@ -155,8 +175,9 @@ def test_column_stats_and_standardise_against_float64(monkeypatch) -> None:
 
     g = np.random.default_rng(2)
     x = (5 + 3 * g.normal(size=(1001, 37))).astype(np.float32)
-    x[:, 3] = 7.25  # a constant column: std 0, divided by 1e-6
-    ref_mean, ref_std = x.astype(np.float64).mean(0), x.astype(np.float64).std(0) + 1e-6
+    x[:, 3] = 7.25  # a constant column: std inf, standardised to 0
+    ref_mean, ref_std = x.astype(np.float64).mean(0), x.astype(np.float64).std(0)
+    ref_std[3] = np.inf
     for block in (vcl.probe.STATS_BLOCK, 37 * 100):  # one block; eleven, the last short
         monkeypatch.setattr(vcl.probe, "STATS_BLOCK", block)
         mean, std = column_stats(x)
@@ -168,6 +189,22 @@ def test_column_stats_and_standardise_against_float64(monkeypatch) -> None:
         np.testing.assert_allclose(xs, (x - ref_mean) / ref_std, rtol=1e-5, atol=1e-5)
         old_mean, old_std = _old_standardising(x)
         np.testing.assert_allclose(xs, (x - old_mean) / old_std, rtol=1e-4, atol=1e-4)
+
+
+def test_linear_probe_ignores_a_column_constant_in_training() -> None:
+    """A ReLU channel that never fires on the training set but fires at test time was
+    divided by a 1e-6 std, and its untrained random weight turned it into random logits
+    (top-1 0.975 -> 0.16 in the audit's case)."""
+    x, y = blobs(90, 4, 12, 0.3, seed=4)
+    x, y, xt, yt = x[:240], y[:240], x[240:], y[240:]
+    x = np.concatenate([x, np.zeros((len(x), 1), np.float32)], 1)  # dead in training
+    quiet = np.concatenate([xt, np.zeros((len(xt), 1), np.float32)], 1)
+    firing = quiet.copy()
+    firing[:, -1] = 0.01
+    params = LinearParams(epochs=6, step_epochs=3)
+    a = linear_probe(x, y, quiet, yt, 4, params, seed=0)
+    b = linear_probe(x, y, firing, yt, 4, params, seed=0)
+    assert a["top1"] >= 0.9 and b["top1"] == a["top1"]
 
 
 def test_linear_probe_as_with_the_whole_matrix_standardised(monkeypatch) -> None:

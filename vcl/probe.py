@@ -315,9 +315,13 @@ def _row_blocks(x: np.ndarray) -> list[slice]:
 
 
 def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and standard deviation (population, + 1e-6) of an N×D matrix,
-    as float32, accumulated in float64 a block of rows at a time (two passes: the sum,
-    then the squared deviations from the mean), so no N×D temporary is made."""
+    """Per-column mean and standard deviation (population) of an N×D matrix, as
+    float32, accumulated in float64 a block of rows at a time (two passes: the sum,
+    then the squared deviations from the mean), so no N×D temporary is made.
+
+    A column constant in training (std < 1e-6: a ReLU channel that never fires) gets
+    std = inf, so it standardises to 0 everywhere: the probe can learn nothing from it,
+    and a tiny std would blow its test activations up into random logits."""
     total = np.zeros(x.shape[1], np.float64)
     for rows in _row_blocks(x):
         total += x[rows].sum(0, dtype=np.float64)
@@ -326,7 +330,8 @@ def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for rows in _row_blocks(x):
         dev = x[rows] - mean
         squares += np.einsum("ij,ij->j", dev, dev)
-    std = np.sqrt(squares / len(x)) + 1e-6
+    std = np.sqrt(squares / len(x))
+    std[std < 1e-6] = np.inf
     return mean.astype(np.float32), std.astype(np.float32)
 
 
@@ -487,6 +492,7 @@ def _svm_class(
     scores = clf.decision_function(x_te)
     return {
         "cost": float(costs[best]),
+        "cv_folds": n_folds if n_folds >= 2 else 0,  # 0: too few positives or negatives to validate
         "cv_ap": cv_ap,
         "ap": interpolated_ap(scores, t_te),
         "ap_11point": voc07_ap(scores, t_te),
@@ -530,7 +536,28 @@ def svm_probe(
     exact = np.array([r["ap_exact"] for r in per_class.values()])
     no_pos = [c for c, r in per_class.items() if np.isnan(r["ap"])]
     if no_pos:
-        log.warning("%d classes have no positive test sample (left out of the mAP)", len(no_pos))
+        log.warning(
+            "%d classes have no positive test sample (left out of the mAP): %s",
+            len(no_pos),
+            first_ids(no_pos),
+        )
+    unvalidated = [c for c, r in per_class.items() if r["cv_folds"] == 0]
+    if unvalidated:
+        log.warning(
+            "%d classes have fewer than 2 training positives or negatives, so their cost "
+            "is the smallest, not cross-validated: %s",
+            len(unvalidated),
+            first_ids(unvalidated),
+        )
+    fewer = [c for c, r in per_class.items() if 0 < r["cv_folds"] < folds]
+    if fewer:
+        log.warning(
+            "%d classes have fewer than %d training positives or negatives, so their cost "
+            "is cross-validated on fewer folds: %s",
+            len(fewer),
+            folds,
+            first_ids(fewer),
+        )
     return {
         "mAP": float(np.nanmean(aps)) if np.isfinite(aps).any() else None,
         "mAP_11point": float(np.nanmean(eleven)) if np.isfinite(eleven).any() else None,
