@@ -339,3 +339,34 @@ def test_jsonl_output_whose_folder_cannot_be_made(invoke, tmp_path, npy) -> None
     result = invoke("cluster", path, "--k", "3", "--jsonl", "-o", tmp_path / "afile" / "c.jsonl")
     assert result.exit_code == ExitCode.CANNOT_CREATE, result.stderr
     assert "afile/c.jsonl: cannot write" in one_error_line(result.stderr)
+
+
+def test_eval_jsonl_with_sparse_cluster_ids_counts_its_clusters(invoke, tmp_path) -> None:
+    """JSONL ids need not be 0..k-1: ids 0/1000/2000 were 2001 clusters, 1998 empty."""
+    path = tmp_path / "sparse.jsonl"
+    rows = [{"id": f"r{i}", "cluster": 1000 * (i % 3)} for i in range(30)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = invoke("cluster", "eval", path)
+    assert result.exit_code == 0, result.stderr
+    sizes = json.loads(result.stdout)["sizes"]
+    assert sizes["clusters"] == 3 and sizes["empty"] == 0 and sizes["mean"] == 10.0
+    assert sizes["gini"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "lines, words",
+    [
+        ([], "no rows"),
+        ([{"id": "a", "cluster": -1}, {"id": "b", "cluster": -1}], "none of its 2 rows"),
+        ([{"id": "a", "cluster": 0}, {"id": "b"}], "no 'cluster' field (id 'b')"),
+    ],
+)
+def test_eval_of_nothing_clustered_is_one_error_line(invoke, tmp_path, lines, words) -> None:
+    """An empty file or one with no assigned row crashed with exit 70 (max of an empty
+    array); a line without a cluster read silently as unassigned."""
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    result = invoke("cluster", "eval", path)
+    assert result.exit_code == ExitCode.DATA and not result.stdout
+    line = one_error_line(result.stderr)
+    assert "c.jsonl" in line and words in line

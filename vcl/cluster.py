@@ -1211,10 +1211,11 @@ def finch(
     points, as finch-clust does past its ``ann_threshold``; smaller levels, and every
     level on a GPU (whose brute-force search is fast), stay exact.
 
-    The authors' code also computes an "early exit" distance threshold but sets the
-    pruned edges to explicit zeros of a scipy sparse matrix, which
-    ``connected_components`` still counts as edges, so it never changes a partition;
-    this implementation leaves it out and gives the same partitions.
+    The authors' Python code (ssarfraz/FINCH-Clustering, ``ensure_early_exit=True``)
+    and MATLAB code also prune each level's edges longer than an "early exit" distance
+    threshold, which can split a partition further; that heuristic is not in the
+    paper's Algorithm 1 and is left out here. finch-clust 0.2.3 on PyPI stores the
+    pruned edges as explicit zeros, which still count, so its partitions equal these.
     """
     if neighbours not in NEIGHBOURS:
         raise UsageError(
@@ -1660,8 +1661,13 @@ def read_assignment(
     if run or level is not None:
         raise UsageError("--run and --level need a clusters store, not JSONL", label)
     ids, values = read_id_field(path, "cluster")
+    if (values == "").any():  # a missing field; unassigned rows say -1
+        first = str(ids[values == ""][0])
+        raise DataError(
+            f"a line has no 'cluster' field (id {first!r}); -1 marks an unassigned row", label
+        )
     try:
-        clusters = np.array([int(v) if v != "" else -1 for v in values.tolist()], np.int64)
+        clusters = np.array([int(v) for v in values.tolist()], np.int64)
     except ValueError:
         raise DataError("'cluster' must be an integer on every line", label) from None
     return ids, clusters, None

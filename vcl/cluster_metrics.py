@@ -203,10 +203,15 @@ def gini(sizes: np.ndarray) -> float:
 
 
 def size_stats(clusters: np.ndarray, k: int | None = None) -> dict[str, Any]:
-    """Cluster sizes: ``k`` counts declared clusters (so empty ones are seen)."""
+    """Cluster sizes: ``k`` counts declared clusters (so empty ones are seen); without
+    it, the distinct ids are the clusters (JSONL ids need not be 0..k-1)."""
     clusters = np.asarray(clusters, dtype=np.int64)
-    k = int(clusters.max()) + 1 if k is None else int(k)
-    sizes = np.bincount(clusters, minlength=k) if len(clusters) else np.zeros(k, np.int64)
+    if k is None:
+        sizes = np.unique(clusters, return_counts=True)[1]
+        k = len(sizes)
+    else:
+        k = int(k)
+        sizes = np.bincount(clusters, minlength=k) if len(clusters) else np.zeros(k, np.int64)
     non_empty = sizes[sizes > 0]
     return {
         "clusters": int(k),
@@ -258,6 +263,9 @@ def evaluate(
     ids = np.asarray(ids).astype(str)
     clusters = np.asarray(clusters, dtype=np.int64)
     assigned = clusters >= 0
+    if not assigned.any():
+        what = "no rows" if len(ids) == 0 else f"none of its {len(ids)} rows is in a cluster"
+        raise DataError(f"{what}: nothing to evaluate", names.get("clusters"))
     unit = "nats" if base == np.e else "bits" if base == 2 else f"log{base:g}"
     out: dict[str, Any] = {
         "samples": len(ids),
