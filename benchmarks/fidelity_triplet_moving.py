@@ -245,8 +245,8 @@ def moving_row(
     root: Path, crops: Path, videos: Path, seed: int, epochs: int, tau: dict, base, labels
 ) -> dict:
     from vcl.backbones import load_backbone
-    from vcl.cluster import read_assignment
     from vcl.cluster_metrics import nmi
+    from vcl.io.labels import read_assignment
     from vcl.io.store import Store
 
     run = root / f"moving-{seed}"

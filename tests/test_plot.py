@@ -238,7 +238,7 @@ def test_cluster_montage_errors_name_the_file(invoke, tmp_path: Path) -> None:
     bad.write_text(json.dumps({"id": "t0@0", "cluster": "a"}) + "\n")
     result = invoke("plot", "clusters", bad, "--crops", crops, "-o", out)
     assert result.exit_code == ExitCode.DATA
-    assert one_error_line(result.stderr).startswith(f"error: {bad}: line 1: 'cluster'")
+    assert one_error_line(result.stderr).startswith(f"error: {bad}: id 't0@0': 'cluster' must")
     unassigned = tmp_path / "unassigned.jsonl"
     unassigned.write_text(json.dumps({"id": "t0@0", "cluster": -1}) + "\n")
     result = invoke("plot", "clusters", unassigned, "--crops", crops, "-o", out)

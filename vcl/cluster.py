@@ -33,7 +33,6 @@ import numpy as np
 
 from vcl.console import log
 from vcl.errors import DataError, UsageError
-from vcl.io.labels import is_store, read_id_field
 
 METRICS = ("cosine", "l2")
 INITS = ("random", "kmeans++")
@@ -1629,45 +1628,3 @@ def write_clusters_jsonl(path: Any, clustering: Clustering, overwrite: bool) -> 
             partial.unlink(missing_ok=True)
         raise OutputError(f"cannot write ({exc.strerror})", path) from None
     return len(first)
-
-
-def read_assignment(
-    path: Any, run: int = 0, level: int | None = None
-) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """(ids, (N,) int64 cluster, declared k or None) from a clusters store or JSONL.
-
-    ``run`` picks an ``assignment`` column; ``level`` a FINCH hierarchy level instead.
-    """
-    label = str(path)
-    if is_store(path):
-        from vcl.io.store import Store
-
-        store = Store(path, kind="clusters", version=1)
-        ids = store["id"][:].astype(object).astype(str)
-        if level is not None:
-            if "levels" not in store:
-                raise UsageError("--level needs a FINCH clusters store", label)
-            levels = store["levels"][:]
-            if not 0 <= level < levels.shape[1]:
-                raise UsageError(f"--level {level}: the store has {levels.shape[1]} levels", label)
-            values = levels[:, level].astype(np.int64)
-            return ids, values, int(store["level_clusters"][:][level])
-        assignment = store["assignment"][:]
-        if not 0 <= run < assignment.shape[1]:
-            raise UsageError(f"--run {run}: the store has {assignment.shape[1]} runs", label)
-        sizes = store["sizes"][:] if "sizes" in store else None
-        k = int(sizes.shape[1]) if sizes is not None else None
-        return ids, assignment[:, run].astype(np.int64), k
-    if run or level is not None:
-        raise UsageError("--run and --level need a clusters store, not JSONL", label)
-    ids, values = read_id_field(path, "cluster")
-    if (values == "").any():  # a missing field; unassigned rows say -1
-        first = str(ids[values == ""][0])
-        raise DataError(
-            f"a line has no 'cluster' field (id {first!r}); -1 marks an unassigned row", label
-        )
-    try:
-        clusters = np.array([int(v) for v in values.tolist()], np.int64)
-    except ValueError:
-        raise DataError("'cluster' must be an integer on every line", label) from None
-    return ids, clusters, None

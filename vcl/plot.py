@@ -128,34 +128,6 @@ def plot_curves(
 
 
 # ---------------------------------------------------------------- cluster montage
-def _read_assignments(path: Path, run: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, cluster)`` from a vcl.clusters store or JSONL ``{"id", "cluster"}`` lines."""
-    from vcl.io.labels import is_store
-
-    if is_store(path):
-        from vcl.io.store import Store
-
-        store = Store(path, kind="clusters", version=1)
-        assignment = store["assignment"][:]
-        if assignment.ndim == 2:
-            if run >= assignment.shape[1]:
-                raise UsageError(f"--run {run}: the store has {assignment.shape[1]} runs", path)
-            assignment = assignment[:, run]
-        return store["id"][:].astype(object).astype(str), assignment.astype(np.int64)
-    from vcl.io.manifest import iter_json_lines
-
-    ids, clusters = [], []
-    for lineno, obj in iter_json_lines(path):
-        if "id" not in obj or "cluster" not in obj:
-            raise DataError(f"line {lineno}: needs 'id' and 'cluster'", path)
-        try:
-            clusters.append(int(obj["cluster"]))
-        except (TypeError, ValueError):
-            raise DataError(f"line {lineno}: 'cluster' must be an integer", path) from None
-        ids.append(str(obj["id"]))
-    return np.array(ids, dtype=str), np.array(clusters, dtype=np.int64)
-
-
 def cluster_grid(
     ids: np.ndarray,
     clusters: np.ndarray,
@@ -216,7 +188,9 @@ def plot_clusters(
     from vcl.io.store import Store
 
     check_output(out)
-    ids, clusters = _read_assignments(clusters_path, run)
+    from vcl.io.labels import read_assignment
+
+    ids, clusters, _ = read_assignment(clusters_path, run)
     store = Store(crops_path, kind="crops", version=1)
     if "image" not in store.columns:
         raise DataError("has no 'image' column: not a crops store", crops_path)

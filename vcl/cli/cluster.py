@@ -337,10 +337,9 @@ def evaluate(
     """
     import numpy as np
 
-    from vcl.cluster import read_assignment
     from vcl.cluster_metrics import evaluate as evaluate_clusters
     from vcl.console import log
-    from vcl.io.labels import is_store, read_id_field
+    from vcl.io.labels import is_store, read_assignment, read_id_field
 
     def several(paths: list[Path] | None) -> Path | list[Path] | None:
         return None if not paths else paths[0] if len(paths) == 1 else list(paths)

@@ -127,3 +127,59 @@ def lookup(ids: np.ndarray, source_ids: np.ndarray, values: np.ndarray) -> np.nd
         found = source_ids[order[pos]] == ids
         out[found] = values[order[pos[found]]]
     return out.astype(str)
+
+
+def read_assignment(
+    path: str | Path, run: int = 0, level: int | None = None
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(ids, (N,) int64 cluster, declared k or None) from a clusters store or JSONL
+    ``{"id", "cluster"}`` lines (-1: not clustered); shared by cluster eval and plot.
+
+    ``run`` picks an ``assignment`` column; ``level`` a FINCH hierarchy level instead.
+    """
+    from vcl.errors import UsageError
+
+    label = str(path)
+    if is_store(path):
+        from vcl.io.store import Store
+
+        store = Store(path, kind="clusters", version=1)
+        ids = store["id"][:].astype(object).astype(str)
+        if level is not None:
+            if "levels" not in store:
+                raise UsageError("--level needs a FINCH clusters store", label)
+            levels = store["levels"][:]
+            if not 0 <= level < levels.shape[1]:
+                raise UsageError(f"--level {level}: the store has {levels.shape[1]} levels", label)
+            values = levels[:, level].astype(np.int64)
+            return ids, values, int(store["level_clusters"][:][level])
+        assignment = store["assignment"][:]
+        if not 0 <= run < assignment.shape[1]:
+            raise UsageError(f"--run {run}: the store has {assignment.shape[1]} runs", label)
+        sizes = store["sizes"][:] if "sizes" in store else None
+        k = int(sizes.shape[1]) if sizes is not None else None
+        return ids, assignment[:, run].astype(np.int64), k
+    if run or level is not None:
+        raise UsageError("--run and --level need a clusters store, not JSONL", label)
+    ids, values = read_id_field(path, "cluster")
+    if (values == "").any():  # a missing field; unassigned rows say -1
+        first = str(ids[values == ""][0])
+        raise DataError(
+            f"a line has no 'cluster' field (id {first!r}); -1 marks an unassigned row", label
+        )
+    try:
+        clusters = np.array([int(v) for v in values.tolist()], np.int64)
+    except ValueError:
+        bad = next(i for i, v in enumerate(values.tolist()) if not _is_int(v))
+        raise DataError(
+            f"id {str(ids[bad])!r}: 'cluster' must be an integer, not {values[bad]!r}", label
+        ) from None
+    return ids, clusters, None
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
