@@ -274,13 +274,21 @@ def brute_force(
     gallery: np.ndarray, queries: np.ndarray, k: int, metric: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact neighbours by numpy (the tests' reference): same scores and tie rule as
-    ``search``. Builds the Q×N score matrix: ``exact_search`` is the one to use."""
-    g, q = prepare(gallery, metric), prepare(queries, metric)
+    ``search``. Builds the Q×N score matrix: ``exact_search`` is the one to use.
+
+    Scores are computed in float64 (products of float32 values are exact) and rounded
+    to float32, so identical gallery rows score identically: a float32 BLAS product may
+    round a row differently by its position in the matrix (OpenBLAS's blocking), which
+    would break ties by arithmetic noise instead of by row."""
+    g = prepare(gallery, metric).astype(np.float64)
+    q = prepare(queries, metric).astype(np.float64)
     if metric == "l2":
-        key = (q * q).sum(1)[:, None] + (g * g).sum(1)[None, :] - 2 * q @ g.T
-        scores = key
+        scores = ((q * q).sum(1)[:, None] + (g * g).sum(1)[None, :] - 2 * q @ g.T).astype(
+            np.float32
+        )
+        key = scores
     else:
-        scores = q @ g.T
+        scores = (q @ g.T).astype(np.float32)
         key = -scores
     k = min(k, len(g))
     rows = np.broadcast_to(np.arange(len(g)), key.shape)
