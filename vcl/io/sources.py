@@ -4,7 +4,9 @@ Every video command accepts, in any mix: a videos manifest (``*.jsonl``), ``-``
 (a manifest on stdin), video files, frame folders (a folder holding images is one
 video), and folders of videos or frame folders (searched recursively). Ids of
 plain paths are their path relative to the deepest folder common to all of them,
-without extension, so ``a/x.mp4`` and ``b/x.mp4`` stay distinct.
+without extension, so ``a/x.mp4`` and ``b/x.mp4`` stay distinct. Paths are taken as
+named, not resolved: a symbolic link is a video of its own, with the link's id and
+path (two links to one file are two videos).
 """
 
 from __future__ import annotations
@@ -67,13 +69,20 @@ def _find_videos(folder: Path) -> list[Path]:
     return found
 
 
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute as named: a symbolic link is not replaced by its target
+    (in a Hugging Face hub snapshot or a git-annex tree every video is a link into a
+    folder of content-addressed blobs, whose names say nothing)."""
+    return Path(os.path.abspath(path))
+
+
 def _ids_for(paths: list[Path]) -> list[str]:
-    resolved = [p.resolve() for p in paths]
-    if len(resolved) == 1:
-        return [video_id_for_path(resolved[0])]
-    common = Path(os.path.commonpath([p.parent for p in resolved]))
+    absolute = [_absolute(p) for p in paths]
+    if len(absolute) == 1:
+        return [video_id_for_path(absolute[0])]
+    common = Path(os.path.commonpath([p.parent for p in absolute]))
     ids = []
-    for p in resolved:
+    for p in absolute:
         rel = p.relative_to(common)
         ids.append(rel.with_suffix("").as_posix() if p.is_file() else rel.as_posix())
     return ids
@@ -111,7 +120,7 @@ def resolve_videos(inputs: Sequence[str]) -> list[VideoRecord]:
             plain.extend(found)
     if plain:
         records.extend(
-            VideoRecord(id=vid, path=str(p.resolve()))
+            VideoRecord(id=vid, path=str(_absolute(p)))
             for vid, p in zip(_ids_for(plain), plain, strict=True)
         )
     seen: dict[str, str] = {}

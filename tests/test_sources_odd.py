@@ -1,0 +1,43 @@
+"""vcl.io.sources on the folders people actually have: links into blob stores, macOS
+litter, camcorder file names, and clips that share a name."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.corpus import good_video
+from vcl.io.sources import resolve_videos
+
+
+def _lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_symlinked_videos_keep_the_links_id_and_path(tmp_path: Path, invoke) -> None:
+    """A Hugging Face hub snapshot (or git-annex tree) links each named video to a blob
+    named by its hash: the ids were the blobs' hashes ('3f2a9c') and the paths the blobs',
+    and two links to one blob were one id twice."""
+    blobs, snapshot = tmp_path / "blobs", tmp_path / "snapshot"
+    blobs.mkdir()
+    good_video(blobs / "clip.mp4").rename(blobs / "3f2a9c")
+    for sub in ("walk", "run"):
+        (snapshot / sub).mkdir(parents=True)
+        (snapshot / sub / "clip1.mp4").symlink_to("../../blobs/3f2a9c")
+    walk, run = snapshot / "walk" / "clip1.mp4", snapshot / "run" / "clip1.mp4"
+
+    records = resolve_videos([str(snapshot)])
+    assert [(r.id, r.path) for r in records] == [("run/clip1", str(run)), ("walk/clip1", str(walk))]
+    (alone,) = resolve_videos([str(walk)])
+    assert (alone.id, alone.path) == ("clip1", str(walk))
+
+    result = invoke("videos", snapshot, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert [(r["id"], r["path"]) for r in _lines(result.stdout)] == [
+        ("run/clip1", str(run)),
+        ("walk/clip1", str(walk)),
+    ]
