@@ -41,3 +41,26 @@ def test_symlinked_videos_keep_the_links_id_and_path(tmp_path: Path, invoke) -> 
         ("run/clip1", str(run)),
         ("walk/clip1", str(walk)),
     ]
+
+
+def test_hidden_files_and_folders_are_not_videos_of_a_folder(tmp_path: Path, invoke) -> None:
+    """Clips copied from a Mac onto exFAT each have an AppleDouble '._clip.mp4' twin: the
+    scan took them as videos and `vcl videos DIR` exited 65 on '._a.mp4'. Files in .git or
+    any hidden folder were videos too. A hidden file named on the command line still is."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a", "b"):
+        good_video(clips / f"{name}.mp4")
+        (clips / f"._{name}.mp4").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X" * 64)
+    (clips / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" * 16)
+    for folder in (clips / ".git" / "annex", clips / "sub"):
+        folder.mkdir(parents=True)
+    good_video(clips / ".git" / "annex" / "c.mp4")
+    good_video(clips / "sub" / ".hidden.mp4")
+
+    assert [r.id for r in resolve_videos([str(clips)])] == ["a", "b"]
+    result = invoke("videos", clips, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert [r["id"] for r in _lines(result.stdout)] == ["a", "b"]
+    (named,) = resolve_videos([str(clips / "sub" / ".hidden.mp4")])
+    assert named.path == str(clips / "sub" / ".hidden.mp4")

@@ -2,11 +2,12 @@
 
 Every video command accepts, in any mix: a videos manifest (``*.jsonl``), ``-``
 (a manifest on stdin), video files, frame folders (a folder holding images is one
-video), and folders of videos or frame folders (searched recursively). Ids of
-plain paths are their path relative to the deepest folder common to all of them,
-without extension, so ``a/x.mp4`` and ``b/x.mp4`` stay distinct. Paths are taken as
-named, not resolved: a symbolic link is a video of its own, with the link's id and
-path (two links to one file are two videos).
+video), and folders of videos or frame folders (searched recursively, skipping
+names that start with '.'). Ids of plain paths are their path relative to the
+deepest folder common to all of them, without extension, so ``a/x.mp4`` and
+``b/x.mp4`` stay distinct. Paths are taken as named, not resolved: a symbolic link
+is a video of its own, with the link's id and path (two links to one file are two
+videos).
 """
 
 from __future__ import annotations
@@ -45,16 +46,24 @@ def _holds_frames(names: Sequence[str]) -> bool:
     return bool(suffixes & IMAGE_EXTENSIONS) and not suffixes & VIDEO_EXTENSIONS
 
 
+def _hidden(name: str) -> bool:
+    """A name starting with '.': macOS's ``._clip.mp4`` AppleDouble twins and
+    ``.DS_Store``, ``.git``, ``.cache``... never videos of a folder scan."""
+    return name.startswith(".")
+
+
 def _is_frame_folder(folder: Path) -> bool:
-    return _holds_frames([p.name for p in folder.iterdir() if p.is_file()])
+    return _holds_frames([p.name for p in folder.iterdir() if p.is_file() and not _hidden(p.name)])
 
 
 def _find_videos(folder: Path) -> list[Path]:
-    """Video files and frame folders below ``folder``, in sorted order."""
+    """Video files and frame folders below ``folder``, in sorted order. Hidden files
+    and folders are skipped (a hidden file named on the command line is still read)."""
     found: list[Path] = []
     ignored = 0
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
+    for root, dirs, all_files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not _hidden(d))
+        files = [f for f in all_files if not _hidden(f)]
         here = Path(root)
         if here != folder and _holds_frames(files):
             found.append(here)
