@@ -116,3 +116,15 @@ def test_the_cli_ends_on_sigterm_as_on_ctrl_c(monkeypatch) -> None:
         assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_workers_0_counts_the_cores_this_process_may_use(monkeypatch) -> None:
+    """Under taskset or a SLURM cpuset, '--workers 0' (one per core) started one process
+    per core of the machine, not of the job."""
+    import os
+
+    from vcl.parallel import resolve_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert resolve_workers(0) == 1 and resolve_workers(5) == 5

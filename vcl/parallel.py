@@ -43,11 +43,20 @@ def select_shard(
     return [item for item in items if shard_of(key(item), count) == index]
 
 
+def available_cpus() -> int:
+    """The CPU cores this process may run on: its affinity mask (``taskset``, a SLURM or
+    container cpuset), as torch's DataLoader counts them; all cores where the system
+    has no such mask."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
 def resolve_workers(workers: int) -> int:
-    """``0`` means one worker per CPU core."""
+    """``0`` means one worker per CPU core this process may use."""
     if workers < 0:
         raise ValueError("workers must be >= 0")
-    return workers or (os.cpu_count() or 1)
+    return workers or available_cpus()
 
 
 def parallel_map(fn: Callable[[T], U], items: Iterable[T], workers: int = 1) -> Iterator[U]:

@@ -389,8 +389,9 @@ def run(
     from vcl.backbones import load_run_config
     from vcl.errors import UsageError
     from vcl.io.union import input_label
+    from vcl.parallel import available_cpus
     from vcl.pretrain import method_class
-    from vcl.pretrain.loop import TrainConfig, available_cpus, default_workers, train
+    from vcl.pretrain.loop import TrainConfig, default_workers, train
 
     if resume is not None and output is not None and Path(output) != Path(resume):
         raise UsageError("--resume continues a run in place; leave out -o or give the same dir")

@@ -49,7 +49,6 @@ centre-cropped to a square: random crops then stay inside that square) and
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +173,7 @@ def open_videos(inputs: str | Sequence[str], workers: int = 0) -> VideoSet:
     --count``) is trusted. Videos that fail are returned in ``failed``, not raised: the
     caller decides (error, or skip under ``--keep-going``)."""
     from vcl.io.sources import resolve_videos
-    from vcl.parallel import parallel_map
+    from vcl.parallel import parallel_map, resolve_workers
 
     source = inputs if isinstance(inputs, str) else " ".join(inputs)
     records = resolve_videos([inputs] if isinstance(inputs, str) else list(inputs))
@@ -182,7 +181,7 @@ def open_videos(inputs: str | Sequence[str], workers: int = 0) -> VideoSet:
     for r in records:
         known = int(r.extra.get("frames") or 0) if r.extra.get("frames_counted") else 0
         items.append((r.id, r.path, known))
-    workers = min(workers or (os.cpu_count() or 1), max(len(items), 1))
+    workers = min(resolve_workers(workers), max(len(items), 1))
     counted = list(parallel_map(_count_task, items, workers))
     ok = [i for i, (n, _) in enumerate(counted) if n > 0]
     failed = [(records[i].id, records[i].path, counted[i][1]) for i in range(len(records))]

@@ -54,6 +54,7 @@ import torch
 from vcl.backbones import DAMAGED_HINT, RUN_SCHEMA, load_checkpoint, load_run_config
 from vcl.console import log
 from vcl.errors import DataError, MissingInputError, OutputError, UsageError
+from vcl.parallel import available_cpus
 from vcl.pretrain import check_resumed_inputs, dist, inputs_fingerprint, method_class
 
 # Parameters that may change when a run is resumed; every other one must match.
@@ -63,14 +64,6 @@ RESUMABLE = {"epochs", "workers", "device", "compile", "amp", "input", "output"}
 AS_BEFORE = {"lr_steps": [], "lr_gamma": 0.1, "colour": False}
 AMP = ("auto", "off", "bf16", "fp16")
 LOADER_WORKERS = 4  # --workers left out: this many loader processes, at most one per core
-
-
-def available_cpus() -> int:
-    """The CPU cores this process may run on (its affinity mask, as torch's DataLoader
-    counts them; all cores where the system has no such mask)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(len(os.sched_getaffinity(0)), 1)
-    return os.cpu_count() or 1
 
 
 def default_workers() -> int:
