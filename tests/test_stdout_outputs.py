@@ -54,7 +54,17 @@ def _stores(here: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize(
     "stage",
-    ["proposals", "idt", "idt-text", "crops", "merge", "fisher-fit", "retrieve", "pretrain"],
+    [
+        "proposals",
+        "idt",
+        "idt-text",
+        "idt-convert",
+        "crops",
+        "merge",
+        "fisher-fit",
+        "retrieve",
+        "pretrain",
+    ],
 )
 def test_a_store_or_file_output_refuses_dash(stage: str, here: Path, invoke) -> None:
     video = good_video(here / "clip.avi")
@@ -67,6 +77,7 @@ def test_a_store_or_file_output_refuses_dash(stage: str, here: Path, invoke) -> 
         "proposals": (["proposals", video, "--max-side", "0"], "zarr store (vcl.proposals/1)"),
         "idt": (["idt", video, "--track-length", "5", "--no-humans"], "zarr store (vcl.idt/1)"),
         "idt-text": (["idt", video, "--format", "text", "--no-humans"], "folder"),
+        "idt-convert": (["idt", "convert", tracks], "idt convert writes a folder"),
         "crops": (["crops", tracks, "--videos", video, "--size", "9"], "(vcl.crops/1)"),
         "merge": (["merge", *_stores(here)], "the merged output is a zarr store"),
         "fisher-fit": (["fisher", "fit", here / "idt.zarr"], "the model is a zarr store"),
@@ -85,3 +96,17 @@ def test_cluster_takes_dash_for_jsonl_only(here: Path, invoke) -> None:
     assert streamed.exit_code == 0, streamed.stderr
     records = [json.loads(line) for line in streamed.stdout.splitlines()[:17]]
     assert [r["id"] for r in records] == [str(i) for i in range(17)]
+
+
+def test_retrieve_montage_refuses_dash(here: Path, invoke) -> None:
+    """``--montage -`` wrote a PNG file named ``-``."""
+    vectors = here / "x.npy"
+    np.save(vectors, np.random.default_rng(0).normal(size=(17, 5)).astype("f4"))
+    assert invoke("retrieve", "index", vectors, "-o", here / "x.index").exit_code == 0
+    result = invoke(
+        "retrieve", "query", here / "x.index", vectors, "--montage", "-", "--crops", here / "c.zarr"
+    )
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: --montage -: the montage is an image file, which cannot go")
+    assert not (here / "-").exists()

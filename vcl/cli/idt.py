@@ -511,9 +511,10 @@ def convert(
     from vcl.idt.config import IdtConfig
     from vcl.idt.pipeline import empty_columns
     from vcl.idt.textformat import claim_folder, read_text, write_text
-    from vcl.io.store import StoreWriter
+    from vcl.io.store import StoreWriter, refuse_stdout
     from vcl.io.union import open_stores
 
+    refuse_stdout(output, "idt convert writes a folder of text files or an idt store")
     if dtype not in ("float32", "float16"):
         raise UsageError(f"--dtype must be float32 or float16, got {dtype!r}")
     stores = [p for p in inputs if p.is_dir() and (p / "zarr.json").exists()]

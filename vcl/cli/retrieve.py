@@ -544,9 +544,10 @@ def query(
         check_queries(gallery, gallery.dimension, metric, index_path)
     thumbnails = None
     if montage is not None:  # check the montage's inputs before the work
-        from vcl.io.store import make_parent
+        from vcl.io.store import make_parent, refuse_stdout
         from vcl.retrieve import Thumbnails
 
+        refuse_stdout(montage, "the montage is an image file", "--montage")
         make_parent(montage)
         found: dict[str, Path] = {}
         for folder in media or []:

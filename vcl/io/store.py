@@ -86,13 +86,13 @@ def make_parent(path: str | Path) -> None:
         raise OutputError(f"cannot create its folder ({exc.strerror})", path) from None
 
 
-def refuse_stdout(output: str | Path, what: str) -> None:
+def refuse_stdout(output: str | Path, what: str, option: str = "-o") -> None:
     """Refuse ``-o -`` for an output that is not a stream: ``-`` means stdout, which
     takes JSONL or JSON only; a store (a folder of chunk files) or an index file given
     ``-`` would be written as a file or folder named ``-`` that no later stage looks
     for. ``what`` says what the output is, e.g. "the output is a zarr store"."""
     if str(output) == "-":
-        raise UsageError(f"{what}, which cannot go to stdout", "-o -", "give a path")
+        raise UsageError(f"{what}, which cannot go to stdout", f"{option} -", "give a path")
 
 
 def check_resumable(
