@@ -64,3 +64,56 @@ def test_hidden_files_and_folders_are_not_videos_of_a_folder(tmp_path: Path, inv
     assert [r["id"] for r in _lines(result.stdout)] == ["a", "b"]
     (named,) = resolve_videos([str(clips / "sub" / ".hidden.mp4")])
     assert named.path == str(clips / "sub" / ".hidden.mp4")
+
+
+def _mpeg_ts(path: Path, n: int = 4) -> Path:
+    """A small MPEG-2 transport stream, the container of AVCHD camcorders' .MTS/.m2ts."""
+    import av
+
+    from tests.corpus import GOOD_SIZE, frames
+
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height = GOOD_SIZE
+        stream.pix_fmt = "yuv420p"
+        for rgb in frames(n, *GOOD_SIZE):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_camcorder_extensions_are_videos_and_other_files_are_counted(
+    tmp_path: Path, invoke, caplog
+) -> None:
+    """A camcorder's 00001.MTS and 00002.m2ts beside phone.MP4 were skipped without a word
+    (only the .MP4 was listed); files of unknown types are now counted in one warning, and
+    a folder holding only those says what it holds."""
+    import logging
+
+    cam = tmp_path / "cam"
+    cam.mkdir()
+    _mpeg_ts(cam / "00001.MTS")
+    _mpeg_ts(cam / "00002.m2ts")
+    _mpeg_ts(cam / "00003.VOB.partial")  # not a finished video: counted, not listed
+    good_video(cam / "phone.mp4").rename(cam / "phone.MP4")
+    (cam / "notes.txt").write_text("day 1\n")
+    (cam / "INDEX").write_bytes(b"\x00" * 16)
+
+    with caplog.at_level(logging.WARNING, logger="vcl"):
+        assert [r.id for r in resolve_videos([str(cam)])] == ["00001", "00002", "phone"]
+    assert "3 files of other types ignored (1 .partial, 1 .txt, 1 without extension)" in caplog.text
+    result = invoke("videos", cam, "--count")
+    assert result.exit_code == 0, result.stderr
+    listed = _lines(result.stdout)
+    assert [(r["id"], r["frames"]) for r in listed] == [("00001", 4), ("00002", 4), ("phone", 8)]
+    assert "3 files of other types ignored" in result.stderr
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "clip.h264").write_bytes(b"\x00\x00\x00\x01" * 8)
+    result = invoke("videos", other)
+    assert result.exit_code == 65
+    assert (
+        f"error: {other}: holds no video files or frame folders; it holds 1 file of other "
+        "types (1 .h264)" in result.stderr
+    )

@@ -13,6 +13,7 @@ videos).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,21 +21,44 @@ from vcl.errors import DataError, MissingInputError, UsageError
 from vcl.io.manifest import VideoRecord, is_stream, read_records, video_id_for_path
 from vcl.io.video import IMAGE_EXTENSIONS
 
+# matched lower-cased (00001.MTS is a video); FFmpeg reads them all. A file of another
+# extension in a scanned folder is counted in a warning; named alone, any file is read.
+# (Not .mod/.tod, old camcorders' MPEG-2: a folder scan would take go.mod for a video.)
 VIDEO_EXTENSIONS = frozenset(
     {
         ".mp4",
         ".m4v",
         ".mov",
+        ".qt",
         ".avi",
+        ".divx",
         ".mkv",
         ".webm",
         ".mpg",
         ".mpeg",
-        ".wmv",
-        ".flv",
-        ".ogv",
-        ".3gp",
+        ".m2v",
+        ".vob",
         ".ts",
+        ".mts",  # AVCHD camcorders
+        ".m2ts",
+        ".m2t",
+        ".mxf",
+        ".dv",
+        ".wmv",
+        ".asf",
+        ".flv",
+        ".f4v",
+        ".ogv",
+        ".ogm",
+        ".3gp",
+        ".3g2",
+        ".rm",
+        ".rmvb",
+        ".nut",
+        ".ivf",
+        ".y4m",
+        ".mjpeg",
+        ".mjpg",
     }
 )
 
@@ -56,11 +80,13 @@ def _is_frame_folder(folder: Path) -> bool:
     return _holds_frames([p.name for p in folder.iterdir() if p.is_file() and not _hidden(p.name)])
 
 
-def _find_videos(folder: Path) -> list[Path]:
-    """Video files and frame folders below ``folder``, in sorted order. Hidden files
-    and folders are skipped (a hidden file named on the command line is still read)."""
+def _find_videos(folder: Path) -> tuple[list[Path], Counter[str]]:
+    """Video files and frame folders below ``folder``, in sorted order, and the
+    extensions of the other files found (neither videos nor frames). Hidden files and
+    folders are skipped (a hidden file named on the command line is still read)."""
     found: list[Path] = []
-    ignored = 0
+    images = 0
+    others: Counter[str] = Counter()
     for root, dirs, all_files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not _hidden(d))
         files = [f for f in all_files if not _hidden(f)]
@@ -69,13 +95,40 @@ def _find_videos(folder: Path) -> list[Path]:
             found.append(here)
             dirs.clear()  # a frame folder's subfolders are not more videos
             continue
-        found.extend(here / f for f in sorted(files) if Path(f).suffix.lower() in VIDEO_EXTENSIONS)
-        ignored += sum(Path(f).suffix.lower() in IMAGE_EXTENSIONS for f in files)
-    if ignored and found:
+        for name in sorted(files):
+            suffix = Path(name).suffix.lower()
+            if suffix in VIDEO_EXTENSIONS:
+                found.append(here / name)
+            elif suffix in IMAGE_EXTENSIONS:
+                images += 1
+            else:
+                others[suffix or "without extension"] += 1
+    if found and (images or others):
         from vcl.console import log
 
-        log.warning("%s: %d images beside video files ignored (not frames)", folder, ignored)
-    return found
+        if images:
+            log.warning("%s: %d images beside video files ignored (not frames)", folder, images)
+        if others:
+            log.warning(
+                "%s: %s of other types ignored (%s); name one on the command line "
+                "to read it as a video",
+                folder,
+                _files(others.total()),
+                _tally(others),
+            )
+    return found, others
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
+def _tally(counts: Counter[str], most: int = 5) -> str:
+    """``3 .txt, 1 .xml, 2 more`` (commonest first)."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = ", ".join(f"{n} {ext}" for ext, n in ranked[:most])
+    rest = sum(n for _, n in ranked[most:])
+    return f"{text}, {rest} more" if rest else text
 
 
 def _absolute(path: Path) -> Path:
@@ -123,9 +176,15 @@ def resolve_videos(inputs: Sequence[str]) -> list[VideoRecord]:
         elif path.is_dir() and _is_frame_folder(path):
             plain.append(path)
         else:
-            found = _find_videos(path)
+            found, others = _find_videos(path)
             if not found:
-                raise DataError("holds no video files or frame folders", path)
+                hint = None
+                if others:
+                    hint = (
+                        f"it holds {_files(others.total())} of other types ({_tally(others)}); "
+                        "name one on the command line to read it as a video"
+                    )
+                raise DataError("holds no video files or frame folders", path, hint)
             plain.extend(found)
     if plain:
         records.extend(
