@@ -62,7 +62,14 @@ def _natural_key(name: str) -> list[Any]:
 
 
 def list_frame_files(folder: Path) -> list[Path]:
-    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    """The frames of a frame folder in natural order. Hidden files are not frames: a
+    folder copied from a Mac onto exFAT/FAT holds a ``._000001.jpg`` AppleDouble twin
+    (resource fork, not an image) beside every frame."""
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    ]
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 

@@ -1,0 +1,24 @@
+"""Odd but real video inputs: names, hidden files, streams and codecs that the common
+case never shows. Every video is made here with PyAV (tiny, odd-sized)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tests.conftest import moving_square_frames
+from vcl.io.video import VideoReader, list_frame_files, probe, write_frame_folder
+
+
+def test_hidden_files_in_a_frame_folder_are_not_frames(tmp_path: Path) -> None:
+    """A folder copied from a Mac holds an AppleDouble ``._`` twin beside every frame."""
+    folder = tmp_path / "frames"
+    write_frame_folder(folder, moving_square_frames(3, width=19, height=13))
+    for png in list(folder.iterdir()):
+        (folder / f"._{png.name}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    cv2.imwrite(str(folder / ".thumb.png"), np.zeros((5, 5, 3), np.uint8))
+    assert [p.name for p in list_frame_files(folder)] == [f"00000{i}.png" for i in range(3)]
+    assert probe(folder).frame_count == 3
+    assert [i for i, _ in VideoReader(folder)] == [0, 1, 2]
