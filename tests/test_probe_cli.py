@@ -104,6 +104,21 @@ def test_split_field_and_store_labels(tmp_path: Path, invoke) -> None:
     assert layer["metrics"]["top1"] == 1.0
 
 
+def test_labels_and_split_from_stdin(tmp_path: Path, invoke) -> None:
+    """``--labels -`` was "no such labels file", though every other reader takes stdin;
+    with --split-field it is read once for both fields."""
+    dataset(tmp_path)
+    manifest = (tmp_path / "labels.jsonl").read_text()
+    r = invoke(
+        "probe", "knn", "--train", tmp_path / "all.zarr", "--split-field", "split",
+        "--labels", "-", "--k", "5", "--layer", "good", input=manifest,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    layer = json.loads(r.stdout)["layers"][0]
+    assert (layer["train_samples"], layer["test_samples"]) == (36, 18)
+    assert layer["metrics"]["top1"] == 1.0
+
+
 def test_bad_inputs(tmp_path: Path, invoke) -> None:
     dataset(tmp_path)
     g = np.random.default_rng(1)

@@ -57,21 +57,23 @@ class ProbeData:
     inputs: dict[str, Any] = field(default_factory=dict)
 
 
-def read_labels_file(path: str | Path, field_name: str = "label") -> dict[str, str]:
-    """``id -> field`` from any JSONL with ``id`` and the field (lines without it skipped)."""
+def read_labels_file(path: str | Path, *fields: str) -> dict[str, dict[str, str]]:
+    """``{field: {id: value}}`` from any JSONL with ``id`` and the fields (a line without
+    a field is skipped for it); read once, so ``-`` (stdin) serves every field."""
     path = Path(path)
-    if not path.exists():
+    if str(path) != "-" and not path.exists():  # "-": stdin
         raise MissingInputError("no such labels file", path)
-    out: dict[str, str] = {}
+    out: dict[str, dict[str, str]] = {name: {} for name in fields}
     for lineno, obj in iter_json_lines(path):
         if "id" not in obj:
             raise DataError(f"line {lineno}: a JSON object with an 'id' is needed", path)
-        value = obj.get(field_name)
-        if value is None or value == "":
-            continue
-        if isinstance(value, list):
-            value = LABEL_SEPARATOR.join(map(str, value))
-        out[str(obj["id"])] = str(value)
+        for name in fields:
+            value = obj.get(name)
+            if value is None or value == "":
+                continue
+            if isinstance(value, list):
+                value = LABEL_SEPARATOR.join(map(str, value))
+            out[name][str(obj["id"])] = str(value)
     return out
 
 
@@ -130,7 +132,9 @@ def load_probe_data(
     def name(x: Any) -> str:
         return ", ".join(map(str, x)) if isinstance(x, (list, tuple)) else str(x)
 
-    file_labels = read_labels_file(labels_file) if labels_file is not None else {}
+    fields = ("label",) if split_field is None else ("label", split_field)
+    from_file = read_labels_file(labels_file, *fields) if labels_file is not None else {}
+    file_labels = from_file.get("label", {})
     tr = read_feature_set(train, ids_file=train_ids, layer=layer)
     layer_name = str((tr.attrs or {}).get("layer", ""))
     if test is None:
@@ -138,7 +142,7 @@ def load_probe_data(
             raise UsageError("no test set", "--test", "give --test STORE or --split-field")
         if labels_file is None:
             raise UsageError("--split-field needs --labels FILE (a manifest with the split)")
-        splits = read_labels_file(labels_file, split_field)
+        splits = from_file[split_field]
         split = np.array([splits.get(str(i), "") for i in tr.ids])
         tr_mask, te_mask = split == train_split, split == test_split
         if not tr_mask.any() or not te_mask.any():
