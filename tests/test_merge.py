@@ -221,6 +221,12 @@ def test_merge_stdin_and_stdout_mistakes_are_clear(invoke, tmp_path):
     result = invoke("merge", a, "-", "-o", "-", input=_tracks("s", "a2"))
     assert result.exit_code == ExitCode.DATA and not result.stdout
     assert "-: id 'a2' is also in" in result.stderr
+    # empty stdin is a failed upstream step, not an empty shard: nothing is written
+    for out in (tmp_path / "empty.jsonl", "-"):
+        result = invoke("merge", "-", "-o", out, input="")
+        assert result.exit_code == ExitCode.DATA and not result.stdout
+        assert "error: -: is empty; check the step that wrote it" in result.stderr
+    assert not (tmp_path / "empty.jsonl").exists()
     result = invoke("merge", "-", "-o", "-", input='{"id": "x"}\n{bad\n')
     assert result.exit_code == ExitCode.DATA and "-: line 2" in result.stderr
     # stores need paths, in and out

@@ -201,6 +201,8 @@ def _sources(paths: list[Path]) -> Iterator[list[_Source]]:
             finally:
                 if stream is not sys.stdin:
                     stream.close()
+            if copy.stat().st_size == 0:  # an upstream step that failed, not an empty shard
+                raise DataError("is empty", path, "check the step that wrote it (set -o pipefail)")
             sources.append(_Source(path, copy, Path.cwd()))
         yield sources
 
