@@ -117,3 +117,37 @@ def test_camcorder_extensions_are_videos_and_other_files_are_counted(
         f"error: {other}: holds no video files or frame folders; it holds 1 file of other "
         "types (1 .h264)" in result.stderr
     )
+
+
+def test_clips_sharing_a_name_keep_their_extension_in_the_id(
+    tmp_path: Path, invoke, caplog
+) -> None:
+    """x.mp4 and x.avi in one folder were both id 'x': `vcl videos DIR` exited 65 ("two
+    videos have the id"), --skip-bad or not. Their ids now keep the extension, with a
+    warning; every other id is as before, and one file named twice is still an error."""
+    import logging
+
+    import numpy as np
+
+    from vcl.errors import DataError
+    from vcl.io.video import write_frame_folder
+
+    clips = tmp_path / "clips"
+    (clips / "sub").mkdir(parents=True)
+    good_video(clips / "x.mp4")
+    good_video(clips / "x.avi", seed=1)
+    good_video(clips / "y.mp4")
+    good_video(clips / "sub" / "x.mp4")
+    good_video(clips / "z.mp4")
+    write_frame_folder(clips / "z", [np.zeros((8, 8, 3), np.uint8)] * 2)  # frames of z.mp4
+
+    with caplog.at_level(logging.WARNING, logger="vcl"):
+        records = resolve_videos([str(clips)])
+    assert [r.id for r in records] == ["x.avi", "x.mp4", "y", "z.mp4", "sub/x", "z"]
+    assert "ids keep the extension" in caplog.text and "x.avi, x.mp4, z.mp4" in caplog.text
+    result = invoke("videos", clips, "--skip-bad", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert [r["id"] for r in _lines(result.stdout)] == [r.id for r in records]
+
+    with pytest.raises(DataError, match="two videos have the id 'y'"):
+        resolve_videos([str(clips / "y.mp4"), str(clips / "y.mp4"), str(clips / "x.mp4")])

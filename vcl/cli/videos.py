@@ -49,7 +49,8 @@ def run(
 
     Each line gets the video's id, path, fps, size and frame count, so later stages
     and Makefiles can work from one manifest. Ids of plain paths are their path
-    below the common folder, without extension.
+    below the common folder, without extension (kept where two files differ only by
+    it: x.mp4 and x.avi).
     """
     from vcl.console import log, track
     from vcl.errors import VclError

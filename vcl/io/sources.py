@@ -5,9 +5,10 @@ Every video command accepts, in any mix: a videos manifest (``*.jsonl``), ``-``
 video), and folders of videos or frame folders (searched recursively, skipping
 names that start with '.'). Ids of plain paths are their path relative to the
 deepest folder common to all of them, without extension, so ``a/x.mp4`` and
-``b/x.mp4`` stay distinct. Paths are taken as named, not resolved: a symbolic link
-is a video of its own, with the link's id and path (two links to one file are two
-videos).
+``b/x.mp4`` stay distinct; files that would share an id but for their extension
+keep it (``x.mp4`` and ``x.avi`` beside each other), with a warning. Paths are taken
+as named, not resolved: a symbolic link is a video of its own, with the link's id
+and path (two links to one file are two videos).
 """
 
 from __future__ import annotations
@@ -139,14 +140,32 @@ def _absolute(path: Path) -> Path:
 
 
 def _ids_for(paths: list[Path]) -> list[str]:
+    """Each path's id: its path below the deepest folder common to all, without
+    extension; with it where two paths would otherwise share an id (``x.mp4`` beside
+    ``x.avi``, or beside a frame folder ``x``), which a warning lists."""
     absolute = [_absolute(p) for p in paths]
     if len(absolute) == 1:
         return [video_id_for_path(absolute[0])]
     common = Path(os.path.commonpath([p.parent for p in absolute]))
-    ids = []
-    for p in absolute:
-        rel = p.relative_to(common)
-        ids.append(rel.with_suffix("").as_posix() if p.is_file() else rel.as_posix())
+    named = [p.relative_to(common).as_posix() for p in absolute]
+    ids = [
+        Path(n).with_suffix("").as_posix() if p.is_file() else n
+        for n, p in zip(named, absolute, strict=True)
+    ]
+    shared, repeated = Counter(ids), Counter(named)
+    kept = []
+    for i, (vid, name) in enumerate(zip(ids, named, strict=True)):
+        # a path named twice is one video twice: left to the duplicate-id error
+        if shared[vid] > 1 and name != vid and repeated[name] == 1:
+            ids[i] = name
+            kept.append(name)
+    if kept:
+        from vcl.console import log
+
+        log.warning(
+            "ids keep the extension where two videos would share one without it: %s",
+            ", ".join(kept[:6]) + (f", {len(kept) - 6} more" if len(kept) > 6 else ""),
+        )
     return ids
 
 
