@@ -9,7 +9,13 @@ import cv2
 import numpy as np
 
 from tests.conftest import moving_square_frames
-from vcl.io.video import VideoReader, list_frame_files, probe, write_frame_folder
+from vcl.io.video import (
+    VideoReader,
+    list_frame_files,
+    probe,
+    write_frame_folder,
+    write_video,
+)
 
 
 def test_hidden_files_in_a_frame_folder_are_not_frames(tmp_path: Path) -> None:
@@ -22,3 +28,19 @@ def test_hidden_files_in_a_frame_folder_are_not_frames(tmp_path: Path) -> None:
     assert [p.name for p in list_frame_files(folder)] == [f"00000{i}.png" for i in range(3)]
     assert probe(folder).frame_count == 3
     assert [i for i, _ in VideoReader(folder)] == [0, 1, 2]
+
+
+def test_names_that_look_like_urls_are_read_and_written_as_files(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """FFmpeg reads ``cam1:front.mp4`` as the protocol ``cam1`` unless the path is absolute."""
+    monkeypatch.chdir(tmp_path)
+    frames = moving_square_frames(5, width=38, height=22)
+    for name in ("cam1:front.mp4", "file:odd.mp4", "rec 12:30:00.avi"):
+        write_video(tmp_path / name, frames, fps=10)
+        assert (probe(name).width, probe(name).height) == (38, 22)
+        assert VideoReader(Path(name)).count_frames() == 5
+        assert len(list(VideoReader(name))) == 5
+        Path(name).unlink()
+        assert write_video(name, frames, fps=10) == 5  # written under its own name
+        assert VideoReader(tmp_path / name).count_frames() == 5

@@ -270,11 +270,18 @@ def _display_rotation(container: Any, stream: Any) -> int:
     return 0
 
 
+def _local(path: Path) -> str:
+    """``path`` as FFmpeg must be given a local file: absolute. FFmpeg reads a relative
+    ``cam1:front.mp4`` as the URL protocol ``cam1`` (and ``file:odd.mp4`` as the file
+    ``odd.mp4``); an absolute path starts with ``/``, which names no protocol."""
+    return os.path.abspath(path)
+
+
 def _open_container(path: Path) -> Any:
     import av
 
     try:
-        container = av.open(str(path), "r")
+        container = av.open(_local(path), "r")
     except av.FFmpegError as exc:
         raise DataError(f"not a readable video ({exc.strerror or exc})", path) from None
     if not container.streams.video:
@@ -340,7 +347,7 @@ def write_video(
     partial = path.with_name(path.name + ".partial")
     count = 0
     try:
-        with av.open(str(partial), "w", format=fmt) as container:
+        with av.open(_local(partial), "w", format=fmt) as container:
             stream = None
             for rgb in frames:
                 if stream is None:
