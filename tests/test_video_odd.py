@@ -7,8 +7,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.conftest import moving_square_frames
+from vcl.errors import DataError, ExitCode
 from vcl.io.video import (
     VideoReader,
     list_frame_files,
@@ -44,3 +46,34 @@ def test_names_that_look_like_urls_are_read_and_written_as_files(
         Path(name).unlink()
         assert write_video(name, frames, fps=10) == 5  # written under its own name
         assert VideoReader(tmp_path / name).count_frames() == 5
+
+
+def _unknown_codec(path: Path) -> Path:
+    """A video whose stream names a codec no FFmpeg decodes (its codec id patched)."""
+    write_video(path, moving_square_frames(4, width=38, height=22), fps=10)  # MPEG-4 part 2
+    data = path.read_bytes()
+    for tag, unknown in ((b"V_MPEG4/ISO/ASP", b"V_QUUX/ABCD/XYZ"), (b"FMP4", b"QQQQ")):
+        data = data.replace(tag, unknown)  # Matroska's codec id, AVI's fourcc
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".avi"])
+def test_a_codec_without_a_decoder_is_a_data_error(tmp_path: Path, suffix: str) -> None:
+    path = _unknown_codec(tmp_path / f"quux{suffix}")
+    with pytest.raises(DataError, match=r"quux\.\w+: no decoder for its video codec"):
+        probe(path)
+    with pytest.raises(DataError, match="no decoder"):
+        VideoReader(path)
+
+
+def test_a_codec_without_a_decoder_is_skipped_as_a_bad_video(tmp_path: Path, invoke) -> None:
+    """Was an AttributeError (exit 70) that --skip-bad did not skip."""
+    good = tmp_path / "good.mp4"
+    write_video(good, moving_square_frames(3, width=38, height=22), fps=10)
+    bad = _unknown_codec(tmp_path / "quux.avi")
+    result = invoke("videos", good, bad, "--count")
+    assert result.exit_code == ExitCode.DATA and "quux.avi: no decoder" in result.stderr
+    result = invoke("videos", good, bad, "--count", "--skip-bad")
+    assert result.exit_code == 0 and "quux.avi: no decoder" in result.stderr
+    assert len(result.stdout.splitlines()) == 1

@@ -159,7 +159,7 @@ class VideoReader:
         container = _open_container(self.path)
         decoded, last, declared_end = 0, None, None
         try:
-            stream = container.streams.video[0]
+            stream = _video_stream(container, self.path)
             stream.thread_type = "AUTO"
             declared_end = _declared_end(container, stream)
             for frame in container.decode(stream):
@@ -189,12 +189,14 @@ class VideoReader:
         n, last = 0, None
         container = _open_container(self.path)
         try:
-            stream = container.streams.video[0]
+            stream = _video_stream(container, self.path)
             stream.thread_type = "AUTO"
             declared_end = _declared_end(container, stream)
             for frame in container.decode(stream):
                 n, last = n + 1, frame
             _warn_if_cut_short(self.path, n, last, declared_end)
+        except DataError:
+            raise
         except Exception as exc:
             raise DataError(
                 f"corrupt video: decoding failed after {n} frames ({exc})", self.path
@@ -290,6 +292,19 @@ def _open_container(path: Path) -> Any:
     return container
 
 
+def _video_stream(container: Any, path: Path) -> Any:
+    """The video stream every reader decodes, checked to be decodable here: a codec this
+    FFmpeg build has no decoder for leaves the stream without a codec context."""
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        raise DataError(
+            "no decoder for its video codec in this FFmpeg build",
+            path,
+            "convert it to a common codec (e.g. H.264) with a full FFmpeg",
+        )
+    return stream
+
+
 def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
     """Read a video's size, rate and declared length without decoding it all."""
     path = Path(path)
@@ -307,7 +322,7 @@ def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
         return VideoInfo(str(path), "frames", first.shape[1], first.shape[0], fps, len(files), None)
     container = _open_container(path)
     try:
-        stream = container.streams.video[0]
+        stream = _video_stream(container, path)
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         declared = stream.frames or None
