@@ -77,3 +77,53 @@ def test_a_codec_without_a_decoder_is_skipped_as_a_bad_video(tmp_path: Path, inv
     result = invoke("videos", good, bad, "--count", "--skip-bad")
     assert result.exit_code == 0 and "quux.avi: no decoder" in result.stderr
     assert len(result.stdout.splitlines()) == 1
+
+
+def _still_then_video(path: Path) -> None:
+    """Matroska: a one-frame 16×16 still as track 0, then an 8-frame 38×22 video."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        still = container.add_stream("mjpeg", rate=1)
+        still.width, still.height, still.pix_fmt = 16, 16, "yuvj420p"
+        video = container.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt = 38, 22, "yuv420p"
+        grey = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 200, np.uint8), format="rgb24")
+        container.mux(still.encode(grey))
+        container.mux(still.encode())
+        for rgb in moving_square_frames(8, width=38, height=22):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(video.encode())
+
+
+def test_the_video_stream_is_the_one_ffmpeg_picks_not_the_first(tmp_path: Path) -> None:
+    path = tmp_path / "still_first.mkv"
+    _still_then_video(path)
+    info = probe(path)
+    assert (info.width, info.height, info.codec) == (38, 22, "mpeg4")  # was 16×16 mjpeg
+    assert VideoReader(path).count_frames() == 8
+    assert [rgb.shape for _, rgb in VideoReader(path)] == [(22, 38, 3)] * 8
+
+
+def test_a_cover_picture_is_not_a_video(tmp_path: Path) -> None:
+    """An M4A-like file: audio and its cover art (attached picture), no video."""
+    import av
+    from av.stream import Disposition
+
+    path = tmp_path / "song.mp4"
+    with av.open(str(path), "w") as container:
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 16, 16, "yuvj420p"
+        cover.disposition = Disposition.attached_pic
+        audio = container.add_stream("aac", rate=8000)
+        art = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 200, np.uint8), format="rgb24")
+        container.mux(cover.encode(art))
+        container.mux(cover.encode())
+        for i in range(4):
+            sound = np.zeros((1, 1024), np.float32)
+            frame = av.AudioFrame.from_ndarray(sound, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 8000, i * 1024
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode())
+    with pytest.raises(DataError, match=r"song\.mp4: has no video stream, only an attached cover"):
+        probe(path)

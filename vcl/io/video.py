@@ -293,16 +293,28 @@ def _open_container(path: Path) -> Any:
 
 
 def _video_stream(container: Any, path: Path) -> Any:
-    """The video stream every reader decodes, checked to be decodable here: a codec this
-    FFmpeg build has no decoder for leaves the stream without a codec context."""
-    stream = container.streams.video[0]
-    if stream.codec_context is None:
+    """The video stream every reader decodes (probe and decoders pick the same one).
+
+    FFmpeg's choice (``streams.best``, as players make it), not the first stream: a
+    Matroska file may hold a one-frame still as track 0 before the video. An attached
+    cover picture (an MP4's or M4A's cover art) is never the video, and a stream this
+    FFmpeg build has no decoder for (it has no codec context) gives way to one it has.
+    """
+    from av.stream import Disposition
+
+    moving = [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
+    if not moving:
+        raise DataError("has no video stream, only an attached cover picture", path)
+    best = container.streams.best("video")
+    ranked = sorted(moving, key=lambda s: best is None or s.index != best.index)  # stable
+    decodable = [s for s in ranked if s.codec_context is not None]
+    if not decodable:
         raise DataError(
             "no decoder for its video codec in this FFmpeg build",
             path,
             "convert it to a common codec (e.g. H.264) with a full FFmpeg",
         )
-    return stream
+    return decodable[0]
 
 
 def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
