@@ -127,6 +127,25 @@ def test_real_subprocess_separates_streams(two_videos: Path) -> None:
     assert len(jsonl(proc.stdout)) == 2 and "probing" in proc.stderr
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_stdout_that_cannot_be_written_is_exit_73(two_videos: Path) -> None:
+    """A full disk under stdout (/dev/full) was "internal error ... please report it",
+    exit 70; a closed stdout (``>&-``) lost the output with exit 0 or crashed."""
+    command = [sys.executable, "-m", "vcl", "videos", str(two_videos), "-q"]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == ExitCode.CANNOT_CREATE
+    assert proc.stderr == "error: stdout: cannot write (No space left on device)\n"
+    closed = subprocess.run(
+        ["bash", "-c", '"$@" >&-', "-", *command], stderr=subprocess.PIPE, text=True
+    )
+    assert closed.returncode == ExitCode.CANNOT_CREATE
+    assert closed.stderr == "error: stdout: cannot write (stdout is closed)\n"
+    to_file = [*command, "-o", str(two_videos.parent / "videos.jsonl")]
+    fine = subprocess.run(["bash", "-c", '"$@" >&-', "-", *to_file])
+    assert fine.returncode == 0  # nothing written to stdout: nothing to report
+
+
 def test_stdin_manifest_and_shards(invoke, two_videos: Path) -> None:
     listing = invoke("videos", str(two_videos)).stdout
     piped = invoke("videos", "-", input=listing)

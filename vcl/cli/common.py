@@ -121,6 +121,28 @@ _EXTRA_PARAMS = {
 }
 
 
+def _internal(exc: Exception, verbose: bool) -> typer.Exit:
+    """A bug in vcl: one line asking for a report (the traceback with -v)."""
+    if verbose:
+        traceback.print_exc()
+    hint = "" if verbose else " (rerun with -v for the traceback)"
+    return fail(
+        f"internal error: {type(exc).__name__}: {exc}; please report it{hint}",
+        ExitCode.INTERNAL,
+    )
+
+
+def _stdout_broken() -> bool:
+    """Whether writing to stdout failed (``vcl.cli.entry.GuardedStdout``); it is then
+    swapped for /dev/null so that Python's own flush at exit adds no second error."""
+    import os
+
+    if not getattr(sys.stdout, "failed", False):
+        return False
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
+    return True
+
+
 def vcl_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add -q/-v/--config to a typer command and map its errors to exit codes."""
     from vcl.console import configure
@@ -135,7 +157,9 @@ def vcl_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         configure(quiet=quiet, verbose=verbose)
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a full disk under stdout fails here, not silently at exit
+            return result
         except VclError as exc:
             if verbose:
                 traceback.print_exc()
@@ -146,14 +170,14 @@ def vcl_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except BrokenPipeError:
             raise typer.Exit(0) from None
-        except Exception as exc:
-            if verbose:
-                traceback.print_exc()
-            hint = "" if verbose else " (rerun with -v for the traceback)"
+        except OSError as exc:
+            if not _stdout_broken():
+                raise _internal(exc, verbose) from None
             raise fail(
-                f"internal error: {type(exc).__name__}: {exc}; please report it{hint}",
-                ExitCode.INTERNAL,
+                f"stdout: cannot write ({exc.strerror or exc})", ExitCode.CANNOT_CREATE
             ) from None
+        except Exception as exc:
+            raise _internal(exc, verbose) from None
 
     signature = inspect.signature(fn, eval_str=True)
     extra = [
