@@ -151,3 +151,23 @@ def test_clips_sharing_a_name_keep_their_extension_in_the_id(
 
     with pytest.raises(DataError, match="two videos have the id 'y'"):
         resolve_videos([str(clips / "y.mp4"), str(clips / "y.mp4"), str(clips / "x.mp4")])
+
+
+def test_image_folders_and_retrieve_media_skip_hidden_files(tmp_path) -> None:
+    """embed's image folders and retrieve's --media folders took macOS ``._*`` twins
+    (AppleDouble metadata, not images) as images, and a twin could shadow its file."""
+    import cv2
+    import numpy as np
+
+    from vcl.cli.retrieve import _folder_media
+    from vcl.embedding import list_images
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    for name in ("a.jpg", "b.png"):
+        cv2.imwrite(str(tmp_path / name), image)
+    (tmp_path / "._a.jpg").write_bytes(b"\x00\x05\x16\x07 mac metadata")
+    (tmp_path / ".cache").mkdir()
+    cv2.imwrite(str(tmp_path / ".cache" / "c.jpg"), image)
+    assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.png"]
+    media = _folder_media(tmp_path)
+    assert sorted(media) == ["a", "b"] and media["a"] == tmp_path / "a.jpg"

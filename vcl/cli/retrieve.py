@@ -320,7 +320,8 @@ def _media_thumbnails(inputs: list[Path]) -> dict[str, Path]:
 
 
 def _folder_media(folder: Path) -> dict[str, Path]:
-    """id (file stem) → image or video file, anywhere under ``folder``."""
+    """id (file stem) → image or video file, anywhere under ``folder`` (hidden files and
+    folders left out: macOS ``._*`` twins would shadow the real files)."""
     from vcl.errors import MissingInputError
     from vcl.io.sources import VIDEO_EXTENSIONS
     from vcl.io.video import IMAGE_EXTENSIONS
@@ -328,7 +329,13 @@ def _folder_media(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise MissingInputError("no such folder", folder)
     kinds = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in kinds and f.is_file())
+    files = sorted(
+        f
+        for f in folder.rglob("*")
+        if f.suffix.lower() in kinds
+        and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+        and f.is_file()
+    )
     return {f.stem: f for f in reversed(files)}  # the first in sorted order wins
 
 
