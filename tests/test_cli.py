@@ -576,6 +576,12 @@ def test_synth_writes_what_info_describes(invoke, tmp_path: Path) -> None:
     assert provenance["seed"] == 0 and provenance["params"]["videos"] == 3
     again = invoke("synth", str(out), *SMALL)
     assert again.exit_code == ExitCode.CANNOT_CREATE and "--overwrite" in again.stderr
+    # --overwrite with fewer videos left the old set's v0001 and v0002 behind
+    (out / "videos" / "notes.txt").write_text("the user's")
+    smaller = invoke("synth", str(out), *SMALL[2:], "--videos", "1", "--overwrite", "-q")
+    assert smaller.exit_code == 0, smaller.stderr
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["notes.txt", "v0000.mp4"]
+    assert json.loads(invoke("info", str(out / "videos.jsonl"), "--json").stdout)["records"] == 1
 
 
 def test_synth_is_the_same_with_any_number_of_workers(invoke, tmp_path: Path) -> None:

@@ -121,6 +121,8 @@ def run(
             "holds a synthetic data set already", out_dir, "pass --overwrite to replace it"
         )
     try:
+        if manifest.exists():  # --overwrite: the old set goes first, manifest first
+            _remove_old_set(out_dir)
         (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create ({exc.strerror})", out_dir) from None
@@ -136,6 +138,34 @@ def run(
             video_writer.write(video)
             track_writer.write_all(tracks)
     log.info("wrote %d videos, %d tracks to %s", video_writer.count, track_writer.count, out_dir)
+
+
+def _remove_old_set(out_dir: Path) -> None:
+    """Delete the videos (files or frame folders) an earlier set's manifest lists under
+    ``out_dir/videos``, so a smaller set written over it leaves none of the old ones
+    behind; anything else in the folder is the user's and stays."""
+    import shutil
+
+    from vcl.errors import VclError
+    from vcl.io.manifest import VideoRecord, read_records
+
+    manifest = out_dir / "videos.jsonl"
+    try:
+        records = read_records(manifest, VideoRecord)
+    except VclError:
+        records = []  # damaged: nothing known to delete
+    manifest.unlink()
+    (out_dir / "gt_tracks.jsonl").unlink(missing_ok=True)
+    videos = (out_dir / "videos").resolve()
+    for record in records:
+        path = Path(record.path)
+        path = (path if path.is_absolute() else out_dir / path).resolve()
+        if path.parent != videos:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 EXAMPLES = [
