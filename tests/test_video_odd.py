@@ -127,3 +127,72 @@ def test_a_cover_picture_is_not_a_video(tmp_path: Path) -> None:
         container.mux(audio.encode())
     with pytest.raises(DataError, match=r"song\.mp4: has no video stream, only an attached cover"):
         probe(path)
+
+
+def _damaged_h264(path: Path, bad: tuple[int, ...], n: int = 12) -> Path:
+    """An H.264 MP4 of ``n`` frames (a keyframe every 4) whose packets ``bad`` are
+    overwritten with seeded noise: they fail to decode, the file around them is whole."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10, options={"g": "4", "bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 38, 22, "yuv420p"
+        stream.codec_context.thread_count = 1
+        for rgb in moving_square_frames(n, width=38, height=22):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:
+        spans = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    data = bytearray(path.read_bytes())
+    noise = np.random.default_rng(0)
+    for i in bad:
+        pos, size = spans[i]
+        data[pos : pos + size] = noise.integers(0, 256, size, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_bad_packet_is_skipped_counted_and_named_once(tmp_path: Path, caplog) -> None:
+    """One corrupt packet of 12 rejected the whole video (or not, by the core count)."""
+    import logging
+
+    path = _damaged_h264(tmp_path / "damaged.mp4", bad=(6,))
+    with caplog.at_level(logging.WARNING, logger="vcl"):
+        frames = list(VideoReader(path))
+    assert [i for i, _ in frames] == list(range(11))  # decoded frames, numbered from 0
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "damaged.mp4" in message and "1 packet(s) failed to decode" in message
+    assert "the 11 decoded frames" in message
+    assert VideoReader(path).count_frames() == 11  # every stage numbers them alike
+    part = list(VideoReader(path, start=5, end=10, stride=2))
+    assert [i for i, _ in part] == [5, 7, 9]
+    for i, rgb in part:
+        np.testing.assert_array_equal(rgb, frames[i][1])
+
+
+def test_a_damaged_file_decodes_the_same_on_any_core_count(tmp_path: Path) -> None:
+    """FFmpeg's frame threads (one per core) drop other frames around a bad packet."""
+    import os
+
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs a way to run on one core and on several")
+    path = _damaged_h264(tmp_path / "damaged.mp4", bad=(2, 6, 9), n=16)
+    many = list(VideoReader(path))
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        one = list(VideoReader(path))
+    finally:
+        os.sched_setaffinity(0, cores)
+    assert [i for i, _ in one] == [i for i, _ in many] == list(range(13))
+    for (_, a), (_, b) in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_file_of_bad_packets_only_is_still_an_error(tmp_path: Path) -> None:
+    path = _damaged_h264(tmp_path / "noise.mp4", bad=tuple(range(6)), n=6)
+    with pytest.raises(DataError, match=r"noise\.mp4: no frame could be decoded; 6 packet"):
+        VideoReader(path).count_frames()
+    with pytest.raises(DataError, match="no frame could be decoded"):
+        list(VideoReader(path))

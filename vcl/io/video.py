@@ -12,6 +12,9 @@ the shown size), so boxes, tracks and crops are of the upright picture.
 
 Declared frame counts are often wrong (OpenCV's tree.avi declares 444 frames and
 holds 68), so ``frame_count`` is what the container says and ``count_frames`` decodes.
+A packet that fails to decode is skipped with one warning a pass, and a file is
+decoded on one thread, so that its frames and their indices are the same for every
+stage on every machine.
 """
 
 from __future__ import annotations
@@ -156,54 +159,124 @@ class VideoReader:
         """
         import av
 
-        container = _open_container(self.path)
-        decoded, last, declared_end = 0, None, None
-        try:
-            stream = _video_stream(container, self.path)
-            stream.thread_type = "AUTO"
-            declared_end = _declared_end(container, stream)
-            for frame in container.decode(stream):
-                index = decoded
-                decoded += 1
-                if self.end is not None and index >= self.end:
-                    break
-                last = frame
-                if self._wanted(index):
-                    rgb = turn(frame.to_ndarray(format="rgb24"), self.info.rotation)
-                    yield index, self._finish(rgb)
-            else:
-                _warn_if_cut_short(self.path, decoded, last, declared_end)
-        except av.FFmpegError as exc:
-            raise DataError(
-                f"corrupt video: decoding failed after {decoded} frames ({exc})", self.path
-            ) from None
-        finally:
-            container.close()
-        if decoded == 0:
-            raise DataError("no frame could be decoded", self.path, "the file is empty or corrupt")
+        with _Decoding(self.path) as decoding:
+            try:
+                for frame in decoding:
+                    index = decoding.decoded - 1
+                    if self.end is not None and index >= self.end:
+                        break
+                    if self._wanted(index):
+                        rgb = turn(frame.to_ndarray(format="rgb24"), self.info.rotation)
+                        yield index, self._finish(rgb)
+                else:
+                    decoding.report(finished=True)
+                    return
+            except av.FFmpegError as exc:  # a frame that decoded but does not convert
+                raise DataError(
+                    f"corrupt video: decoding failed after {decoding.decoded} frames ({exc})",
+                    self.path,
+                ) from None
+            decoding.report(finished=False)  # stopped at ``end``
 
     def count_frames(self) -> int:
         """Decode the whole video and count its frames (declared counts can be wrong)."""
         if self.info.kind == "frames":
             return len(list_frame_files(self.path))
-        n, last = 0, None
-        container = _open_container(self.path)
+        with _Decoding(self.path) as decoding:
+            for _ in decoding:
+                pass
+            decoding.report(finished=True)
+        return decoding.decoded
+
+
+class _Decoding:
+    """One pass over a file's video stream: its frames in decoding order, on one thread.
+
+    Every reader of a file goes through here, so that all stages number its frames
+    alike. A packet that fails to decode (a few corrupt bytes mid-file) is skipped and
+    counted and decoding goes on with the next one, as players do: one bad packet no
+    longer rejects a whole video. One thread, because FFmpeg's frame threading reports
+    such errors late or never and drops other frames around them, so a damaged file's
+    frames, and their indices, would depend on the machine's core count (19 or 21
+    frames from one file). Stages decode videos in parallel workers, so little is lost.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.container = _open_container(path)
         try:
-            stream = _video_stream(container, self.path)
-            stream.thread_type = "AUTO"
-            declared_end = _declared_end(container, stream)
-            for frame in container.decode(stream):
-                n, last = n + 1, frame
-            _warn_if_cut_short(self.path, n, last, declared_end)
-        except DataError:
+            self.stream = _video_stream(self.container, path)
+            self.stream.codec_context.thread_count = 1
+            self.declared_end = _declared_end(self.container, self.stream)
+        except BaseException:
+            self.container.close()
             raise
-        except Exception as exc:
-            raise DataError(
-                f"corrupt video: decoding failed after {n} frames ({exc})", self.path
-            ) from None
-        finally:
-            container.close()
-        return n
+        self.decoded = self.skipped = 0  # frames out, packets that failed
+        self.first_error = ""
+        self.last: Any = None  # the last frame out
+        self._frames: Iterator[Any] | None = None
+
+    def __enter__(self) -> _Decoding:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._frames is not None:
+            self._frames.close()  # before the container it reads from
+        self.container.close()
+
+    def __iter__(self) -> Iterator[Any]:
+        self._frames = self._decode()
+        return self._frames
+
+    def _decode(self) -> Iterator[Any]:
+        import av
+
+        codec = self.stream.codec_context
+        packets = self.container.demux(self.stream)  # ends with an empty packet: flush
+        while True:
+            try:
+                packet = next(packets, None)
+            except av.FFmpegError as exc:  # the container itself, not one packet
+                raise DataError(
+                    f"corrupt video: reading failed after {self.decoded} frames ({exc})",
+                    self.path,
+                ) from None
+            if packet is None:
+                return
+            try:
+                frames = codec.decode(packet)
+            except av.FFmpegError as exc:
+                self.skipped += 1
+                self.first_error = self.first_error or (exc.strerror or str(exc))
+                continue
+            for frame in frames:
+                self.decoded += 1
+                self.last = frame
+                yield frame
+
+    def report(self, finished: bool) -> None:
+        """Fail if no frame came out; warn once about skipped packets and, when the pass
+        ``finished`` the file, about a file that ends before its header says."""
+        if self.decoded == 0 and finished:
+            why = (
+                f"{self.skipped} packet(s) failed to decode ({self.first_error})"
+                if self.skipped
+                else "the file is empty or corrupt"
+            )
+            raise DataError("no frame could be decoded", self.path, why)
+        if self.skipped:
+            from vcl.console import log
+
+            log.warning(
+                "%s: %d packet(s) failed to decode and were skipped (%s); "
+                "the %d decoded frames are used",
+                self.path,
+                self.skipped,
+                self.first_error,
+                self.decoded,
+            )
+        if finished:
+            _warn_if_cut_short(self.path, self.decoded, self.last, self.declared_end)
 
 
 def _declared_end(container: Any, stream: Any) -> float | None:
@@ -258,18 +331,17 @@ def turn(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return cv2.rotate(rgb, code)
 
 
-def _display_rotation(container: Any, stream: Any) -> int:
+def _display_rotation(decoding: _Decoding) -> int:
     """Clockwise degrees (a multiple of 90) of the stream's display matrix, read from
     its first frame (PyAV exposes the matrix on frames, not streams); 0 if none."""
-    import av
-
     try:
-        for frame in container.decode(stream):
-            counter_clockwise = float(frame.rotation or 0.0)
-            return round(-counter_clockwise / 90.0) % 4 * 90
-    except (av.FFmpegError, ValueError):
-        pass  # undecodable: the reader reports it when it decodes
-    return 0
+        frame = next(iter(decoding), None)
+        if frame is None:
+            return 0
+        counter_clockwise = float(frame.rotation or 0.0)
+        return round(-counter_clockwise / 90.0) % 4 * 90
+    except (DataError, ValueError):
+        return 0  # undecodable: the reader reports it when it decodes
 
 
 def _local(path: Path) -> str:
@@ -332,16 +404,13 @@ def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
         if first is None:
             raise DataError(f"{files[0].name} is not a readable image", path)
         return VideoInfo(str(path), "frames", first.shape[1], first.shape[0], fps, len(files), None)
-    container = _open_container(path)
-    try:
-        stream = _video_stream(container, path)
+    with _Decoding(path) as decoding:
+        stream = decoding.stream
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         declared = stream.frames or None
         codec = stream.codec_context.name
-        rotation = _display_rotation(container, stream)
-    finally:
-        container.close()
+        rotation = _display_rotation(decoding)
     if not width or not height:
         raise DataError("video stream has no frame size", path)
     if rotation in (90, 270):
