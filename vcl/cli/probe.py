@@ -11,7 +11,6 @@ import typer
 from vcl.cli.common import (
     Device,
     Seed,
-    Workers,
     command_group,
     parse_number_list,
     report_json,
@@ -278,16 +277,22 @@ def svm(
         int, typer.Option("--max-iter", min=1, help="LinearSVC iteration limit.")
     ] = 2000,
     jsonl: Jsonl = False,
-    workers: Workers = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=0, help="Worker processes over classes (0: one per CPU core)."
+        ),
+    ] = 1,
     seed: Seed = 0,
 ) -> None:
     """Linear SVMs, Goyal et al. 2019's VOC07 protocol; multi-label targets allowed.
 
     L2-normalised features; per class a one-vs-rest LinearSVC (squared hinge, positive
-    weight 2) whose cost is chosen by 3-fold CV on AP over --costs. mAP (the headline) is
-    the all-point interpolated AP of Goyal et al.'s code; mAP_11point is the VOC07
-    devkit's 11-point AP, mAP_exact the exact area; per-class APs and chosen costs are in
-    per_class. --seed fixes liblinear's order (unconverged fits depend on it); --workers
+    weight 2) whose cost is chosen by --folds-fold CV on AP over --costs (fewer folds,
+    or none, for a class with fewer training positives or negatives: recorded as
+    cv_folds, with a warning). mAP (the headline) is the all-point interpolated AP of
+    Goyal et al.'s code; mAP_11point is the VOC07 devkit's 11-point AP, mAP_exact the
+    exact area; per-class APs and chosen costs are in per_class. --seed fixes liblinear's order (unconverged fits depend on it); --workers
     runs classes in parallel.
     """
     from vcl.probe import svm_probe
