@@ -292,8 +292,9 @@ def svm(
     or none, for a class with fewer training positives or negatives: recorded as
     cv_folds, with a warning). mAP (the headline) is the all-point interpolated AP of
     Goyal et al.'s code; mAP_11point is the VOC07 devkit's 11-point AP, mAP_exact the
-    exact area; per-class APs and chosen costs are in per_class. --seed fixes liblinear's order (unconverged fits depend on it); --workers
-    runs classes in parallel.
+    exact area; per-class APs and chosen costs are in per_class. --seed fixes
+    liblinear's order (unconverged fits depend on it); --workers runs classes in
+    parallel.
     """
     from vcl.probe import svm_probe
 
