@@ -196,3 +196,45 @@ def test_a_file_of_bad_packets_only_is_still_an_error(tmp_path: Path) -> None:
         VideoReader(path).count_frames()
     with pytest.raises(DataError, match="no frame could be decoded"):
         list(VideoReader(path))
+
+
+ONE = 1 << 16  # 1.0 in a display matrix's 16.16 fixed point
+# display matrix (a, b, c, d) -> (rotation, mirror), and the picture FFmpeg's autorotate
+# shows of a stored frame ``raw`` (H×W×3): hflip, vflip, transpose, anti-transpose, ...
+MATRICES = {
+    "hflip": ((-ONE, 0, 0, ONE), (0, True), lambda raw: raw[:, ::-1]),
+    "vflip": ((ONE, 0, 0, -ONE), (180, True), lambda raw: raw[::-1]),
+    "transpose": ((0, ONE, ONE, 0), (90, True), lambda raw: raw.transpose(1, 0, 2)),
+    "antitranspose": (
+        (0, -ONE, -ONE, 0),
+        (270, True),
+        lambda raw: raw[::-1, ::-1].transpose(1, 0, 2),
+    ),
+    "rotate180": ((-ONE, 0, 0, -ONE), (180, False), lambda raw: raw[::-1, ::-1]),
+    "clockwise90": ((0, ONE, -ONE, 0), (90, False), lambda raw: np.rot90(raw, -1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MATRICES))
+def test_a_flipped_display_matrix_is_shown_flipped(tmp_path: Path, name: str) -> None:
+    """A mirrored matrix (some front cameras) was read as a 180° turn."""
+    import av
+
+    (a, b, c, d), orientation, shown = MATRICES[name]
+    path = tmp_path / f"{name}.mp4"
+    yy, xx = np.mgrid[0:22, 0:38]
+    frames = [np.stack([xx * 6, yy * 11, xx + yy + 9 * i], -1).astype(np.uint8) for i in range(3)]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 38, 22, "yuv420p"
+        stream.set_display_matrix([a, b, 0, c, d, 0, 0, 0, 1 << 30])
+        for rgb in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:
+        stored = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    info = probe(path)
+    assert (info.rotation, info.mirror) == orientation
+    assert (info.height, info.width) == shown(stored[0]).shape[:2]
+    for (_, rgb), raw in zip(VideoReader(path), stored, strict=True):
+        np.testing.assert_array_equal(rgb, shown(raw))

@@ -6,9 +6,10 @@ layout) read with OpenCV. Frames come out as RGB uint8 arrays (H×W×3), optiona
 resized so the longer side is at most ``max_side``; ``scale`` records the factor so
 that boxes found on resized frames map back to source pixels (divide by it).
 
-Phone videos store frames sideways with a display matrix saying how to turn them;
-frames come out turned as players show them (``rotation``; ``width``/``height`` are
-the shown size), so boxes, tracks and crops are of the upright picture.
+Phone videos store frames sideways with a display matrix saying how to turn them
+(and, from some front cameras, to mirror them); frames come out turned and mirrored
+as players show them (``rotation``, ``mirror``; ``width``/``height`` are the shown
+size), so boxes, tracks and crops are of the upright picture.
 
 Declared frame counts are often wrong (OpenCV's tree.avi declares 444 frames and
 holds 68), so ``frame_count`` is what the container says and ``count_frames`` decodes.
@@ -55,6 +56,7 @@ class VideoInfo:
     frame_count: int | None
     codec: str | None
     rotation: int = 0  # clockwise degrees the file asks players to turn it (phone videos)
+    mirror: bool = False  # and then to mirror it left-right (a flipped display matrix)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,7 +168,8 @@ class VideoReader:
                     if self.end is not None and index >= self.end:
                         break
                     if self._wanted(index):
-                        rgb = turn(frame.to_ndarray(format="rgb24"), self.info.rotation)
+                        rgb = frame.to_ndarray(format="rgb24")
+                        rgb = turn(rgb, self.info.rotation, self.info.mirror)
                         yield index, self._finish(rgb)
                 else:
                     decoding.report(finished=True)
@@ -317,31 +320,65 @@ def _warn_if_cut_short(path: Path, decoded: int, last: Any, declared_end: float 
         )
 
 
-def turn(rgb: np.ndarray, rotation: int) -> np.ndarray:
-    """``rgb`` turned clockwise by ``rotation`` (0, 90, 180 or 270) degrees."""
-    if rotation == 0:
-        return rgb
-    import cv2
+def turn(rgb: np.ndarray, rotation: int, mirror: bool = False) -> np.ndarray:
+    """``rgb`` turned clockwise by ``rotation`` (0, 90, 180 or 270) degrees, then
+    mirrored left-right if ``mirror`` (every flip and quarter turn is one such pair)."""
+    if rotation:
+        import cv2
 
-    code = {
-        90: cv2.ROTATE_90_CLOCKWISE,
-        180: cv2.ROTATE_180,
-        270: cv2.ROTATE_90_COUNTERCLOCKWISE,
-    }[rotation]
-    return cv2.rotate(rgb, code)
+        code = {
+            90: cv2.ROTATE_90_CLOCKWISE,
+            180: cv2.ROTATE_180,
+            270: cv2.ROTATE_90_COUNTERCLOCKWISE,
+        }[rotation]
+        rgb = cv2.rotate(rgb, code)
+    return rgb[:, ::-1] if mirror else rgb
 
 
-def _display_rotation(decoding: _Decoding) -> int:
-    """Clockwise degrees (a multiple of 90) of the stream's display matrix, read from
-    its first frame (PyAV exposes the matrix on frames, not streams); 0 if none."""
+def _orientation(matrix: np.ndarray) -> tuple[int, bool]:
+    """``(rotation, mirror)`` for ``turn`` that shows a frame as FFmpeg's autorotate does.
+
+    ``matrix``: the display matrix, 9 int32 (a, b, u, c, d, v, x, y, w), a-d in 16.16
+    fixed point. FFmpeg reads the angle as ``atan2(b, a)`` (columns normalised) and,
+    at a quarter turn, the flips from signs: 0° with d < 0 is a vertical flip; 90°
+    with c > 0 is a transpose; 180° flips left-right if a < 0 and up-down if d < 0;
+    270° with c < 0 is the anti-transpose (fftools' ``get_rotation`` and the filters
+    it inserts). An angle that is no quarter turn (FFmpeg's ``rotate`` filter, black
+    corners) is rounded to the nearest one, unmirrored.
+    """
+    a, b, c, d = (float(v) for v in matrix[[0, 1, 3, 4]])
+    scale_a, scale_b = np.hypot(a, c), np.hypot(b, d)
+    if not scale_a or not scale_b:
+        return 0, False  # degenerate: FFmpeg turns nothing
+    theta = np.degrees(np.arctan2(b / scale_b, a / scale_a)) % 360  # clockwise
+    quarter = round(theta / 90) % 4
+    if abs(theta - 90 * round(theta / 90)) >= 1:
+        return quarter * 90, False
+    if quarter == 0:
+        return (180, True) if d < 0 else (0, False)  # a vertical flip: 180° and a mirror
+    if quarter == 1:
+        return 90, c > 0
+    if quarter == 3:
+        return 270, c < 0
+    flip_h, flip_v = a < 0, d < 0
+    if flip_h and flip_v:
+        return 180, False
+    return (180 if flip_v else 0), flip_h != flip_v
+
+
+def _display_orientation(decoding: _Decoding) -> tuple[int, bool]:
+    """``_orientation`` of the display matrix on the stream's first frame (PyAV exposes
+    it on frames, not streams); no turn if it has none."""
+    from av.sidedata.sidedata import Type
+
     try:
         frame = next(iter(decoding), None)
-        if frame is None:
-            return 0
-        counter_clockwise = float(frame.rotation or 0.0)
-        return round(-counter_clockwise / 90.0) % 4 * 90
-    except (DataError, ValueError):
-        return 0  # undecodable: the reader reports it when it decodes
+    except DataError:
+        return 0, False  # unreadable: the reader reports it when it decodes
+    matrix = None if frame is None else frame.side_data.get(Type.DISPLAYMATRIX)
+    if matrix is None:
+        return 0, False
+    return _orientation(np.frombuffer(bytes(matrix), dtype=np.int32))
 
 
 def _local(path: Path) -> str:
@@ -410,13 +447,13 @@ def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         declared = stream.frames or None
         codec = stream.codec_context.name
-        rotation = _display_rotation(decoding)
+        rotation, mirror = _display_orientation(decoding)
     if not width or not height:
         raise DataError("video stream has no frame size", path)
     if rotation in (90, 270):
         width, height = height, width
     rate = fps or (float(rate) if rate else None)
-    return VideoInfo(str(path), "file", width, height, rate, declared, codec, rotation)
+    return VideoInfo(str(path), "file", width, height, rate, declared, codec, rotation, mirror)
 
 
 def write_video(
