@@ -540,6 +540,15 @@ def test_config_tables_of_group_commands(invoke, tmp_path: Path) -> None:
     result = invoke(*args, "--config", str(config))
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["k"] == 3
+    # an option taking several values takes one from TOML too (was "Value must be an
+    # iterable", naming neither the file nor the key)
+    proposals = str(tmp_path / "p.zarr")
+    args = ("proposals", str(data / "videos.jsonl"), "-o", proposals, "--max-side", "0", "-q")
+    assert invoke(*args).exit_code == 0
+    config.write_text(f'[track]\nvideos = "{data / "videos.jsonl"}"\nmin_len = 2\n')
+    result = invoke("track", proposals, "-o", "-", "--config", str(config), "-q")
+    assert result.exit_code == 0, result.stderr
+    assert {r["video_id"] for r in jsonl(result.stdout)} == {"v0000", "v0001"}
     config.write_text("[track.eval]\nbogus = 7\n")
     result = invoke("track", "eval", gt, "--gt", gt, "--config", str(config))
     assert result.exit_code == ExitCode.USAGE

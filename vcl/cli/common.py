@@ -71,11 +71,12 @@ def load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | No
         raise fail(f"{value}: no such config file", ExitCode.NO_INPUT) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise fail(f"{value}: not valid TOML ({exc})", ExitCode.USAGE) from None
-    names = {p.name for p in ctx.command.params if p.name not in ("config",)}
+    params = {p.name: p for p in ctx.command.params if p.name not in ("config",)}
+    names = set(params)
     path, siblings = _config_table(ctx)
     table = ".".join(path)
     defaults = {
-        _config_key(k): v
+        _config_key(k): _config_value(params[_config_key(k)], v)
         for k, v in data.items()
         if not isinstance(v, dict) and _config_key(k) in names
     }
@@ -92,8 +93,16 @@ def load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | No
                 f"{value}: [{table}] has unknown option {key!r}; see vcl {' '.join(path)} --help",
                 ExitCode.USAGE,
             )
-        defaults[_config_key(key)] = val
+        defaults[_config_key(key)] = _config_value(params[_config_key(key)], val)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
+def _config_value(param: Any, value: Any) -> Any:
+    """A TOML value as the option's default: one value for an option that takes several
+    (``videos = "videos.jsonl"`` for ``--videos``) becomes a list of one."""
+    if (param.multiple or param.nargs == -1) and not isinstance(value, list):
+        return [value]
+    return value
 
 
 _EXTRA_PARAMS = {
