@@ -238,3 +238,55 @@ def test_a_flipped_display_matrix_is_shown_flipped(tmp_path: Path, name: str) ->
     assert (info.height, info.width) == shown(stored[0]).shape[:2]
     for (_, rgb), raw in zip(VideoReader(path), stored, strict=True):
         np.testing.assert_array_equal(rgb, shown(raw))
+
+
+def _video_with_audio(path: Path, video_s: float, audio_s: float) -> Path:
+    """10 fps video of ``video_s`` seconds beside ``audio_s`` seconds of silent audio."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt = 38, 22, "yuv420p"
+        audio = container.add_stream("aac", rate=8000) if audio_s else None
+        for rgb in moving_square_frames(round(video_s * 10), width=38, height=22):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(video.encode())
+        for i in range(round(audio_s * 8000 / 1024)) if audio else ():
+            sound = np.zeros((1, 1024), np.float32)
+            frame = av.AudioFrame.from_ndarray(sound, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 8000, i * 1024
+            container.mux(audio.encode(frame))
+        if audio:
+            container.mux(audio.encode())
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_audio_outlasting_the_video_is_not_a_truncation(
+    tmp_path: Path, suffix: str, caplog
+) -> None:
+    """Matroska stores no stream duration: the whole file's (the audio's) stood in for
+    the video's, and a whole file was named as truncated."""
+    import logging
+
+    path = _video_with_audio(tmp_path / f"long_audio{suffix}", video_s=1.0, audio_s=4.0)
+    with caplog.at_level(logging.WARNING, logger="vcl"):
+        assert VideoReader(path).count_frames() == 10
+        assert len(list(VideoReader(path))) == 10
+    assert not caplog.records
+
+
+def test_a_cut_matroska_file_is_still_named_as_truncated(tmp_path: Path, caplog) -> None:
+    """Its track's DURATION tag (at the start of the file) says how long it was."""
+    import logging
+
+    whole = tmp_path / "whole.mkv"
+    noise = np.random.default_rng(0).integers(0, 256, (40, 22, 38, 3), dtype=np.uint8)
+    write_video(whole, noise, fps=10)  # noise: the frames fill the file
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING, logger="vcl"):
+        n = VideoReader(cut).count_frames()
+    assert n < 30 and any(
+        "cut.mkv" in r.getMessage() and "of the 4.00 s" in r.getMessage() for r in caplog.records
+    )

@@ -42,6 +42,7 @@ _CONTAINER_FORMATS = {
     ".webm": "webm",
 }
 _CODECS = {"mp4v": ("mpeg4", "yuv420p"), "mjpg": ("mjpeg", "yuvj420p")}
+_DURATION_TAG = re.compile(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)")  # Matroska: 00:00:02.400000000
 
 
 @dataclass(frozen=True)
@@ -285,16 +286,24 @@ class _Decoding:
 def _declared_end(container: Any, stream: Any) -> float | None:
     """Seconds at which the header says the video stream ends (None: it does not say):
     the later of its duration and its frame count at its average rate (a cut AVI keeps
-    its header's count while FFmpeg estimates the duration from what is left)."""
+    its header's count while FFmpeg estimates the duration from what is left); in
+    Matroska/WebM, which store neither, the track's ``DURATION`` tag (FFmpeg writes the
+    track's end time there). The whole file's length stands in only for a file of one
+    stream: an audio track may outlast the video by seconds in a file that is whole."""
     start = float((stream.start_time or 0) * stream.time_base) if stream.time_base else 0.0
     ends = []
     if stream.duration and stream.time_base:
         ends.append(start + float(stream.duration * stream.time_base))
     if stream.frames and stream.average_rate:
         ends.append(start + stream.frames / float(stream.average_rate))
+    tagged = _DURATION_TAG.fullmatch(stream.metadata.get("DURATION", "").strip())
+    if tagged:
+        hours, minutes, seconds = tagged.groups()
+        ends.append(int(hours) * 3600 + int(minutes) * 60 + float(seconds))
     if ends:
         return max(ends)
-    if container.duration:  # the whole file's length (µs); an audio track may outlast it
+    timed = [s for s in container.streams if s.type in ("video", "audio", "subtitle")]
+    if container.duration and len(timed) == 1:  # the whole file's length (µs)
         return container.duration / 1e6
     return None
 
