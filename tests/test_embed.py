@@ -687,3 +687,63 @@ def test_an_interrupt_while_writing_behind_leaves_a_resumable_partial(
     assert r.exit_code == 0, r.stderr
     assert "resuming: 2 of 6" in r.stderr
     assert_same_features(out, tmp_path / "ref.zarr")
+
+
+def _run_dir(run: Path) -> Path:
+    from vcl.backbones import build_backbone
+
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"arch": "resnet18"}))
+    torch.manual_seed(0)
+    torch.save({"backbone": build_backbone("resnet18").state_dict()}, run / "checkpoint.pt")
+    return run
+
+
+def test_paths_typed_otherwise_or_from_elsewhere_resume_and_merge(
+    tmp_path: Path, invoke, monkeypatch
+) -> None:
+    """Was: the model and input paths were compared as typed: `vcl embed runs/odct c.zarr
+    -o e1.zarr` killed, then rerun as `./runs/odct` or from another folder, exited 73
+    ('an interrupted run with different parameters left this store'), and shards given
+    the model once relative, once absolute, failed vcl merge (exit 65, 'differ: model')."""
+    import vcl.embedding
+
+    make_crops(tmp_path / "crops.zarr")
+    _run_dir(tmp_path / "run")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    whole = invoke("embed", "run", "crops.zarr", "-o", "whole.zarr", "--size", "32")
+    assert whole.exit_code == 0, whole.stderr
+    embed_images = vcl.embedding.embed_images
+
+    def dies_on_the_second_video(*a, **kw):
+        if dies_on_the_second_video.calls:
+            raise KeyboardInterrupt
+        dies_on_the_second_video.calls += 1
+        return embed_images(*a, **kw)
+
+    dies_on_the_second_video.calls = 0
+    monkeypatch.setattr(vcl.embedding, "embed_images", dies_on_the_second_video)
+    r = invoke("embed", "run", "crops.zarr", "-o", "f.zarr", "--size", "32")
+    assert r.exit_code == ExitCode.INTERRUPTED and Path("f.zarr.partial").exists()
+    monkeypatch.setattr(vcl.embedding, "embed_images", embed_images)
+    monkeypatch.chdir(tmp_path / "sub")
+    r = invoke("embed", "./../run/", "../crops.zarr", "-o", "../f.zarr", "--size", "32")
+    assert r.exit_code == 0, r.stderr
+    assert "resuming: 1 of 2" in r.stderr and json.loads(r.stdout)["rows_written"] == 2
+    np.testing.assert_array_equal(
+        read_feature_set(tmp_path / "f.zarr").features,
+        read_feature_set(tmp_path / "whole.zarr").features,
+    )
+    params = read_feature_set(tmp_path / "f.zarr").attrs["params"]
+    assert params["model"] == str(tmp_path / "run")
+    assert params["input"] == str(tmp_path / "crops.zarr")
+    # shards given the model once absolute (from here), once relative (from the project)
+    shard = ("-o", "../s0.zarr", "--size", "32", "--shard", "0/2")
+    assert invoke("embed", tmp_path / "run", "../crops.zarr", *shard).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    shard = ("-o", "s1.zarr", "--size", "32", "--shard", "1/2")
+    assert invoke("embed", "run", "crops.zarr", *shard).exit_code == 0
+    r = invoke("merge", "s0.zarr", "s1.zarr", "-o", "merged.zarr")
+    assert r.exit_code == 0, r.stderr
+    assert sorted(read_feature_set("merged.zarr").ids) == sorted(read_feature_set("f.zarr").ids)

@@ -328,3 +328,34 @@ def test_fit_refuses_a_store_of_something_other_than_descriptors(invoke, tmp_pat
     error = last_error(result.stderr)
     assert error.startswith(f"error: {path}:") and "vcl.proposals/1" in error
     assert not out.exists() and not Path(f"{out}.partial").exists()
+
+
+def test_shards_encoded_from_different_folders_merge(invoke, fitted, tmp_path, monkeypatch):
+    """Was: the store, model and videos paths were recorded as typed, so the shards of one
+    encode job run from different folders failed vcl merge: 'differ: model, store,
+    videos' (exit 65); a killed encode rerun from elsewhere exited 73."""
+    idt, model, ids = fitted
+    for name in ("idt.zarr", "model.zarr"):
+        shutil.copytree(idt if name == "idt.zarr" else model, tmp_path / name)
+    manifest = tmp_path / "videos.jsonl"
+    manifest.write_text("".join(json.dumps({"id": v, "path": f"{v}.mp4"}) + "\n" for v in ids))
+    (tmp_path / "sub").mkdir()
+    common = ("--sketch-dim", "20", "--videos")
+    monkeypatch.chdir(tmp_path)
+    args = ("fisher", "encode", "idt.zarr", "--model", "model.zarr", *common, "videos.jsonl")
+    assert invoke(*args, "-o", "whole.zarr").exit_code == 0
+    assert invoke(*args, "-o", "f.0.zarr", "--shard", "0/2").exit_code == 0
+    monkeypatch.chdir(tmp_path / "sub")
+    other = ("../idt.zarr", "--model", tmp_path / "model.zarr", *common, "./../videos.jsonl")
+    assert invoke("fisher", "encode", *other, "-o", "f.1.zarr", "--shard", "1/2").exit_code == 0
+    r = invoke("merge", "../f.0.zarr", "f.1.zarr", "-o", "../merged.zarr")
+    assert r.exit_code == 0, r.stderr
+    monkeypatch.chdir(tmp_path)
+    merged, whole = read_feature_set("merged.zarr"), read_feature_set("whole.zarr")
+    order = np.argsort(merged.ids)
+    assert merged.ids[order].tolist() == sorted(ids)
+    np.testing.assert_array_equal(merged.features[order], whole.features[np.argsort(whole.ids)])
+    params = Store("whole.zarr").attrs["params"]
+    assert params["store"] == str(tmp_path / "idt.zarr")
+    assert params["model"] == str(tmp_path / "model.zarr")
+    assert params["videos"] == str(tmp_path / "videos.jsonl")

@@ -309,3 +309,90 @@ def test_write_behind_writes_in_order_on_one_thread_and_raises_its_errors(tmp_pa
         sink.call(done.append, 1)
         raise KeyboardInterrupt
     assert done == [0, 1]
+
+
+def _killed(path: Path, params: dict, paths: tuple[str, ...] = ("input",)) -> None:
+    """A run of ``params`` interrupted after committing v0 and v1."""
+    with (
+        pytest.raises(KeyboardInterrupt),
+        StoreWriter(path, "vcl.test/1", params, paths=paths) as w,
+    ):
+        w.define_columns(COLUMNS)
+        for gid in IDS[:2]:
+            w.append_group(gid, **group_data(int(gid[1:])))
+        raise KeyboardInterrupt
+
+
+def test_path_parameters_resume_by_the_files_they_name(tmp_path: Path, monkeypatch) -> None:
+    """Was: paths were recorded as typed and compared literally, so `vcl embed runs/odct
+    ...` killed, then rerun as `./runs/odct`, or from another folder, exited 73 ('an
+    interrupted run with different parameters left this store')."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.zarr").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    out = tmp_path / "out" / "p.zarr"
+    monkeypatch.chdir(tmp_path)
+    _killed(out, {**PARAMS, "input": "data/in.zarr"})
+    recorded = zarr_attrs(partial_path(out))
+    assert recorded["params"]["input"] == str(tmp_path / "data" / "in.zarr")
+    assert recorded["vcl_path_params"] == ["input"]
+    for where, typed in (
+        (tmp_path, "./data/x/../in.zarr"),
+        (tmp_path / "elsewhere", "../data/in.zarr"),
+    ):
+        monkeypatch.chdir(where)
+        writer = StoreWriter(out, "vcl.test/1", {**PARAMS, "input": typed}, paths=("input",))
+        assert writer.resumed and writer.done_groups == set(IDS[:2])
+    # a symlink to the same folder names the same files
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    writer = StoreWriter(
+        out, "vcl.test/1", {**PARAMS, "input": "../link/in.zarr"}, paths=("input",)
+    )
+    assert writer.resumed
+    # another file is another run
+    (tmp_path / "data" / "other.zarr").mkdir()
+    with pytest.raises(OutputError, match=r"different parameters \(differ: input\)"):
+        StoreWriter(out, "vcl.test/1", {**PARAMS, "input": "../data/other.zarr"}, paths=("input",))
+    # a key not declared a path is still compared as it is
+    with pytest.raises(OutputError, match="different parameters"):
+        StoreWriter(out, "vcl.test/1", {**PARAMS, "input": "../data/in.zarr", "method": "x"})
+
+
+def test_a_partial_recording_paths_as_typed_resumes_and_is_upgraded(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A partial written before paths were recorded absolute (as typed, relative to the
+    writer's folder, no vcl_path_params) resumes from that folder when the paths name
+    the same files; its params then record them as this writer does."""
+    (tmp_path / "in.zarr").mkdir()
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "p.zarr"
+    _killed(out, {**PARAMS, "input": "in.zarr"}, paths=())  # the older writer
+    assert zarr_attrs(partial_path(out))["params"]["input"] == "in.zarr"
+    writer = StoreWriter(out, "vcl.test/1", {**PARAMS, "input": "./in.zarr"}, paths=("input",))
+    assert writer.resumed and writer.done_groups == set(IDS[:2])
+    assert writer.group.attrs["params"]["input"] == str(tmp_path / "in.zarr")
+    assert writer.group.attrs["vcl_path_params"] == ["input"]
+
+
+def test_record_path_and_same_path(tmp_path: Path, monkeypatch) -> None:
+    from vcl.io.store import record_path, same_path
+
+    monkeypatch.chdir(tmp_path)
+    assert record_path("a/./b/../c") == str(tmp_path / "a" / "c")
+    assert record_path(["x", "/y//z"]) == [str(tmp_path / "x"), "/y/z"]
+    assert record_path("-") == "-" and record_path(None) is None
+    assert record_path("random:resnet18") == "random:resnet18"
+    assert record_path("weights:resnet18:w.pth") == f"weights:resnet18:{tmp_path / 'w.pth'}"
+    assert same_path("weights:resnet18:w.pth", f"weights:resnet18:{tmp_path}/w.pth")
+    assert not same_path("weights:resnet18:w.pth", f"weights:resnet50:{tmp_path}/w.pth")
+    assert not same_path("random:resnet18", "random:resnet50")
+    assert not same_path(["a", "b"], ["b", "a"]) and same_path(["a"], ["./a"])
+    assert not same_path("a", ["a"])
+    assert not same_path("-", "./-")
+
+
+def zarr_attrs(path: Path) -> dict:
+    import zarr
+
+    return dict(zarr.open_group(str(path), mode="r").attrs)

@@ -11,7 +11,7 @@ import pytest
 from vcl.errors import DataError, UsageError
 from vcl.io.features import FeatureSet, read_feature_set, write_feature_set
 from vcl.io.manifest import VideoRecord
-from vcl.io.store import Store, StoreWriter
+from vcl.io.store import Store, StoreWriter, record_path
 from vcl.io.union import StoreUnion, open_stores, read_records_union
 
 
@@ -121,3 +121,40 @@ def test_features_of_several_stores_concatenate_with_their_labels(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((2, 4), np.float32))
     with pytest.raises(UsageError, match="several inputs must be"):
         read_feature_set([parts[0], tmp_path / "x.npy"])
+
+
+def _shard(path: Path, gid: str, typed: str, paths=("model", "store")) -> Path:
+    """A shard of one run whose model and input paths were typed as ``typed`` (from the
+    working directory), written as `vcl embed` writes one (the model in params and
+    attrs); ``paths`` () writes as vcl did before they were recorded absolute."""
+    params = {"model": f"{typed}/m.zarr", "store": [f"{typed}/i.zarr"], "shard": gid}
+    with StoreWriter(path, "vcl.test/1", params, 0, paths=paths) as writer:
+        writer.define_columns({"x": ("float32", (7,)), "name": (str, ())})
+        writer.append_group(gid, x=np.zeros((2, 7), np.float32), name=np.array(["a", "b"]))
+        writer.set_attrs(model=record_path(params["model"]) if paths else params["model"])
+    return path
+
+
+def test_shards_run_from_different_folders_read_as_one(tmp_path, monkeypatch):
+    """Was: shards of one job run from different folders (`fish.0.zarr` from the project,
+    `fy.1.zarr` from a subfolder) were refused, '(differ: model, store)' (exit 65 in
+    vcl merge), as was one given the model as an absolute path."""
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    a = _shard(tmp_path / "a.zarr", "v0", ".")
+    monkeypatch.chdir(tmp_path / "sub")
+    b = _shard(tmp_path / "b.zarr", "v1", "..")
+    c = _shard(tmp_path / "c.zarr", "v2", str(tmp_path))
+    union = open_stores([a, b, c])
+    assert union.group_ids == ["v0", "v1", "v2"] and union.attrs["model"] == str(
+        tmp_path / "m.zarr"
+    )
+    other = _shard(tmp_path / "d.zarr", "v3", str(tmp_path / "sub"))
+    with pytest.raises(DataError, match=r"differ: model, store"):
+        open_stores([a, other])
+    # a store written before (paths as typed, from its writer's folder) with a new one
+    monkeypatch.chdir(tmp_path)
+    old = _shard(tmp_path / "old.zarr", "v4", ".", paths=())
+    assert Store(old).attrs["params"]["model"] == "./m.zarr"
+    assert open_stores([old, a]).group_ids == ["v4", "v0"]
+    assert open_stores([b, old]).group_ids == ["v1", "v4"]

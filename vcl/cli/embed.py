@@ -189,7 +189,7 @@ def run(
     )
     from vcl.errors import OutputError, UsageError
     from vcl.io.features import SCHEMA, crop_ids, feature_columns
-    from vcl.io.store import StoreWriter, WriteBehind
+    from vcl.io.store import StoreWriter, WriteBehind, record_path
     from vcl.parallel import parallel_map
 
     if pool not in POOLS:
@@ -313,7 +313,10 @@ def run(
     skipped: list[str] = []
     rows = 0
     group_ids = [g for g, _ in groups]
-    with StoreWriter(output, SCHEMA, params, None, overwrite=overwrite, groups=group_ids) as writer:
+    paths = ("model", "input")  # recorded absolute: a rerun from elsewhere resumes, shards merge
+    with StoreWriter(
+        output, SCHEMA, params, None, overwrite=overwrite, groups=group_ids, paths=paths
+    ) as writer:
         writer.define_columns(
             feature_columns(0, has_labels, kind == "crops", kind == "crops", layers=col_dims)
         )
@@ -371,7 +374,7 @@ def run(
             default_layer=default_layer,
             layer_dims=col_dims,
             layer_stages=stages,
-            model=model,
+            model=record_path(model),  # as params records it
             arch=net.arch,
             checkpoint_epoch=net.epoch,
             run_epochs=net.planned_epochs,

@@ -363,7 +363,13 @@ def encode(
     spec["n_descriptors"] = ("int64", ())
     dropped_rows = dropped_videos = 0
     with StoreWriter(
-        output, SCHEMA, params, seed=model.seed, overwrite=overwrite, groups=video_ids
+        output,
+        SCHEMA,
+        params,
+        seed=model.seed,
+        overwrite=overwrite,
+        groups=video_ids,
+        paths=("store", "model", "videos"),  # compared by the files they name
     ) as writer:
         writer.define_columns(spec)
         todo = [v for v in video_ids if v not in writer.done_groups]

@@ -95,6 +95,87 @@ def refuse_stdout(output: str | Path, what: str, option: str = "-o") -> None:
         raise UsageError(f"{what}, which cannot go to stdout", f"{option} -", "give a path")
 
 
+# Parameters that name files (an input, a model) are compared by what they name, not
+# as typed: ``runs/odct``, ``./runs/odct`` and ``/home/me/runs/odct`` typed in /home/me
+# are one model, and shards run from different folders are one run. Writers record
+# them absolute and normalised, symlinks kept (`record_path`), and list their names in
+# the attribute PATH_PARAMS; stores written before recorded them as typed, relative
+# to the writer's working directory, which is where a relative one is looked up.
+PATH_PARAMS = "vcl_path_params"
+
+
+def _spec_path(value: str) -> tuple[str, str | None]:
+    """``(prefix, path)`` of a value naming a file: ``-`` (stdin) and ``random:ARCH``
+    (a model spec of `vcl embed`) name none (path None); ``weights:ARCH:PATH`` names
+    PATH after the prefix ``weights:ARCH:``; anything else is a path, prefix ``""``."""
+    if value == "-" or value.startswith("random:"):
+        return value, None
+    if value.startswith("weights:"):
+        parts = value.split(":", 2)
+        if len(parts) == 3 and parts[2]:
+            return f"weights:{parts[1]}:", parts[2]
+        return value, None
+    return "", value
+
+
+def record_path(value: Any) -> Any:
+    """A parameter naming files as stores record it: each path absolute and normalised
+    (``./a/../b`` typed in /w: ``/w/b``), symlinks not resolved (a link's name is what
+    the user gave); a list element-wise; None, ``-`` and ``random:ARCH`` as they are."""
+    if isinstance(value, (list, tuple)):
+        return [record_path(v) for v in value]
+    if value is None:
+        return None
+    value = str(value)
+    prefix, path = _spec_path(value)
+    return value if path is None else prefix + os.path.normpath(os.path.abspath(path))
+
+
+def same_path(a: Any, b: Any) -> bool:
+    """Whether two recorded values of a parameter naming files name the same files: the
+    same paths once absolute and normalised (a relative one, from an older store, is
+    read from the working directory), or two paths of one existing file (a symlink and
+    its target, a folder reached through a link); lists element-wise."""
+    if isinstance(a, list) or isinstance(b, list):
+        return (
+            isinstance(a, list)
+            and isinstance(b, list)
+            and len(a) == len(b)
+            and all(same_path(x, y) for x, y in zip(a, b, strict=True))
+        )
+    if not isinstance(a, str) or not isinstance(b, str):
+        return bool(a == b)
+    (prefix_a, path_a), (prefix_b, path_b) = _spec_path(a), _spec_path(b)
+    if path_a is None or path_b is None or prefix_a != prefix_b:
+        return a == b
+    if record_path(path_a) == record_path(path_b):
+        return True
+    try:
+        return os.path.samefile(path_a, path_b)
+    except (OSError, ValueError):
+        return False
+
+
+def path_params(*attrs: Mapping[str, Any]) -> set[str]:
+    """The names of the parameters naming files, as any of these stores' attrs list them
+    (a store written before they were listed lists none)."""
+    names: set[str] = set()
+    for a in attrs:
+        names.update(str(k) for k in a.get(PATH_PARAMS) or ())
+    return names
+
+
+def differing_params(a: Any, b: Any, paths: Iterable[str] = ()) -> list[str]:
+    """The keys whose values differ between two stores' params (None: no params), those
+    in ``paths`` compared by the files they name (`same_path`)."""
+    a, b, paths = a or {}, b or {}, set(paths)
+    return sorted(
+        str(k)
+        for k in set(a) | set(b)
+        if not (same_path(a.get(k), b.get(k)) if k in paths else a.get(k) == b.get(k))
+    )
+
+
 def check_resumable(
     partial: Path, done: Iterable[str], groups: Iterable[str] | None, overwrite: bool
 ) -> bool:
@@ -216,9 +297,12 @@ class StoreWriter:
         seed: int | None = None,
         overwrite: bool = False,
         groups: Iterable[str] | None = None,
+        paths: Iterable[str] = (),
     ):
         """``groups``: the ids of every group this run is to write (its input, after
-        --shard); a partial store holding others is not resumed (`check_resumable`)."""
+        --shard); a partial store holding others is not resumed (`check_resumable`).
+        ``paths``: the keys of ``params`` that name files (inputs, a model), recorded
+        absolute (`record_path`) and compared by what they name (`same_path`)."""
         import zarr
 
         refuse_stdout(path, f"the output is a zarr store ({schema})")
@@ -227,7 +311,11 @@ class StoreWriter:
         self.overwrite = overwrite
         if self.path.exists() and not overwrite:
             raise OutputError("exists already", self.path, "pass --overwrite to replace it")
+        self.paths = sorted(k for k in paths if k in params)
+        params = {k: record_path(v) if k in self.paths else v for k, v in params.items()}
         attrs = provenance(schema, params, seed)
+        if self.paths:
+            attrs[PATH_PARAMS] = self.paths
         self.resumed = False
         group = self._reopen(attrs, groups) if self.partial.exists() else None
         if group is not None:
@@ -269,9 +357,14 @@ class StoreWriter:
         if "vcl_schema" not in old or GROUP_IDS not in group or GROUP_ROWS not in group:
             shutil.rmtree(self.partial)
             return None
-        if old.get("vcl_schema") != attrs["vcl_schema"] or old.get("params") != attrs["params"]:
+        paths = set(self.paths) | path_params(old)
+        keys = differing_params(old.get("params"), attrs["params"], paths)
+        if old.get("vcl_schema") != attrs["vcl_schema"]:
+            keys = ["schema", *keys]
+        if keys:
             raise OutputError(
-                "an interrupted run with different parameters left this store",
+                f"an interrupted run with different parameters (differ: {', '.join(keys)}) "
+                "left this store",
                 self.partial,
                 "rerun with the same parameters to resume, or delete it to start over",
             )
@@ -280,7 +373,9 @@ class StoreWriter:
         if not check_resumable(self.partial, done, groups, self.overwrite):
             shutil.rmtree(self.partial)
             return None
-        group.attrs.update({"command": attrs["command"], "resumed": attrs["created"]})
+        # params naming the same files, recorded now as this writer records them
+        new = {k: attrs[k] for k in ("command", "params", PATH_PARAMS) if k in attrs}
+        group.attrs.update({**new, "resumed": attrs["created"]})
         return group
 
     def _trim_uncommitted(self) -> None:

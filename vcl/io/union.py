@@ -6,7 +6,8 @@ store or JSONL file per shard. Every reading command accepts them all at once
 ``vcl merge``: the groups of the first input in its order, then the second's, and so
 on. The checks are the merge's (this module is where ``vcl merge`` gets them):
 
-- stores: same ``vcl_schema``, same parameters (shard options aside), same seed, same
+- stores: same ``vcl_schema``, same parameters (shard options aside; those naming
+  files compared by the files they name, not as typed), same seed, same
   columns (names, dtypes, row shapes) and identical plain arrays (a PCA basis, a GMM:
   rows are only meaningful against them); no group id in two stores, and no row id
   (stores with an ``id`` column) twice;
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from vcl.errors import DataError, UsageError
-from vcl.io.store import GROUP_IDS, GROUP_ROWS, Store
+from vcl.io.store import GROUP_IDS, GROUP_ROWS, Store, differing_params, path_params, same_path
 
 # attrs every store carries (provenance) or that the writer manages: not combined
 PROVENANCE = frozenset(
@@ -76,10 +77,8 @@ def check_compatible(first: Store, other: Store) -> None:
             "give outputs of one stage",
         )
     a, b = strip_shard(first.attrs.get("params")), strip_shard(other.attrs.get("params"))
-    if a != b:
-        keys = sorted(
-            k for k in set(a or {}) | set(b or {}) if (a or {}).get(k) != (b or {}).get(k)
-        )
+    keys = differing_params(a, b, path_params(first.attrs, other.attrs))
+    if keys:
         raise DataError(
             f"was made with other parameters than {first.path} (differ: {', '.join(keys)})",
             other.path,
@@ -106,8 +105,11 @@ def check_compatible(first: Store, other: Store) -> None:
 
 def combine_attrs(stores: Sequence[Store]) -> dict[str, Any]:
     """Non-provenance attrs of several stores as one: mappings (per-video info) united,
-    lists (failed or empty videos) concatenated without repeats, anything else equal."""
+    lists (failed or empty videos) concatenated without repeats, anything else equal
+    (an attr named like a parameter naming files, such as ``model``: naming the same
+    files, the first input's kept)."""
     combined: dict[str, Any] = {}
+    paths = path_params(*(store.attrs for store in stores))
     for store in stores:
         for key, value in store.attrs.items():
             if key in PROVENANCE:
@@ -118,7 +120,7 @@ def combine_attrs(stores: Sequence[Store]) -> dict[str, Any]:
                 combined[key] = {**value, **combined[key]}  # the first input's entry wins
             elif isinstance(value, list) and isinstance(combined[key], list):
                 combined[key] = combined[key] + [v for v in value if v not in combined[key]]
-            elif value != combined[key]:
+            elif value != combined[key] and not (key in paths and same_path(value, combined[key])):
                 raise DataError(
                     f"attribute {key!r} is {value!r}, in {stores[0].path} {combined[key]!r}",
                     store.path,
