@@ -290,3 +290,26 @@ def test_a_cut_matroska_file_is_still_named_as_truncated(tmp_path: Path, caplog)
     assert n < 30 and any(
         "cut.mkv" in r.getMessage() and "of the 4.00 s" in r.getMessage() for r in caplog.records
     )
+
+
+def test_info_decodes_a_video_as_the_stages_do(tmp_path: Path, invoke) -> None:
+    """vcl info read only the header: a video no stage could decode was described as fine."""
+    import json
+
+    empty = tmp_path / "empty.avi"  # a whole header, cut before its first frame
+    write_video(empty, moving_square_frames(4, width=38, height=22), fps=10, codec="mjpg")
+    empty.write_bytes(empty.read_bytes()[: empty.read_bytes().find(b"movi") + 4])
+    result = invoke("info", empty)
+    assert result.exit_code == ExitCode.DATA
+    assert "empty.avi: no frame could be decoded" in result.stderr
+    header = invoke("info", empty, "--no-verify", "--json")  # the slow check skipped
+    assert header.exit_code == 0 and "frames_decoded" not in json.loads(header.stdout)
+    damaged = _damaged_h264(tmp_path / "damaged.mp4", bad=(6,))
+    result = invoke("info", damaged, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["frames_decoded"] == 11
+    assert "damaged.mp4: 1 packet(s) failed to decode" in result.stderr
+    folder = tmp_path / "frames"
+    write_frame_folder(folder, moving_square_frames(3, width=19, height=13))
+    (folder / "000001.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    result = invoke("info", folder)
+    assert result.exit_code == ExitCode.DATA and "000001.png" in result.stderr

@@ -5,8 +5,9 @@ Recognises stores (zarr folders), JSONL manifests, ``vcl pretrain`` run director
 metadata), ``.npy`` arrays, ``--config`` TOML files, other vcl JSON records, video
 files and frame folders (anything else is "not a vcl file"; a file with a suffix no
 video has is not probed as one); validates them as their readers would (so ``vcl
-info`` fails exactly where a later stage would), and summarises them as a JSON-able
-dict. Run directories and indexes are read from their JSON only: no torch or faiss.
+info`` fails exactly where a later stage would: a video is decoded whole unless
+``verify`` is off), and summarises them as a JSON-able dict. Run directories and
+indexes are read from their JSON only: no torch or faiss.
 
 A store of a kind vcl writes must have the major version this vcl reads for it; one of
 another kind (another tool's descriptors, which ``vcl fisher fit`` reads as columns)
@@ -117,15 +118,28 @@ def describe(path: str | Path, verify: bool = True) -> dict[str, Any]:
             raise DataError(
                 f"not a vcl file (a {path.suffix} file, not a video)", path, WHAT_INFO_READS
             )
+    return describe_video(path, verify)
+
+
+def describe_video(path: Path, verify: bool = True) -> dict[str, Any]:
+    """A video file or frame folder: its header and, with ``verify``, ``frames_decoded``
+    counted by decoding every frame as the stages do (reading every image of a folder),
+    so a video whose header reads but whose frames do not (no decodable frame) fails
+    here too, and skipped packets or a cut file are warned about."""
     from vcl.io.sources import VIDEO_EXTENSIONS
-    from vcl.io.video import probe
+    from vcl.io.video import VideoReader
 
     try:
-        return {"type": "video", **probe(path).to_json()}
+        reader = VideoReader(path)
     except DataError as exc:
         if path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS:
             raise  # a video or frame folder that is damaged: the reader's own message
         raise DataError(f"not a vcl file ({exc.problem})", path, WHAT_INFO_READS) from None
+    out: dict[str, Any] = {"type": "video", **reader.info.to_json()}
+    if verify:
+        folder = reader.info.kind == "frames"
+        out["frames_decoded"] = sum(1 for _ in reader) if folder else reader.count_frames()
+    return out
 
 
 def describe_store(path: Path, verify: bool = True) -> dict[str, Any]:
