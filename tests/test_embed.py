@@ -747,3 +747,41 @@ def test_paths_typed_otherwise_or_from_elsewhere_resume_and_merge(
     r = invoke("merge", "s0.zarr", "s1.zarr", "-o", "merged.zarr")
     assert r.exit_code == 0, r.stderr
     assert sorted(read_feature_set("merged.zarr").ids) == sorted(read_feature_set("f.zarr").ids)
+
+
+def test_a_partial_of_other_parameters_is_discarded_when_nothing_or_overwrite(
+    tmp_path: Path, invoke
+) -> None:
+    """Was: a first run that failed before committing anything (its first video
+    unreadable) left a .partial that refused the corrected rerun with other parameters,
+    and --overwrite did not clear one either ('...delete it to start over', exit 73)."""
+    from vcl.io.video import write_video
+
+    frames = moving_square_frames(n=5, width=29, height=19)
+    (tmp_path / "a.mp4").write_bytes(b"garbage, not a video")
+    write_video(tmp_path / "b.mp4", frames, fps=10, codec="mjpg")
+    manifest = tmp_path / "videos.jsonl"
+    manifest.write_text("".join(json.dumps({"id": v, "path": f"{v}.mp4"}) + "\n" for v in "ab"))
+    out = tmp_path / "f.zarr"
+    args = ("embed", "random:resnet18", manifest, "-o", out, "--size", "32")
+    r = invoke(*args, "--frames-per-video", "3")
+    assert r.exit_code == ExitCode.DATA and Path(f"{out}.partial").exists()
+    write_video(tmp_path / "a.mp4", frames[::-1], fps=10, codec="mjpg")
+    r = invoke(*args, "--frames-per-video", "2")  # nothing was done: starts over
+    assert r.exit_code == 0, r.stderr
+    assert "resuming" not in r.stderr and json.loads(r.stdout)["rows_written"] == 2
+    assert read_feature_set(out).attrs["params"]["frames_per_video"] == 2
+    # a run that did commit a video: refused, unless --overwrite
+    (tmp_path / "b.mp4").write_bytes(b"garbage again")
+    out.rename(tmp_path / "done.zarr")
+    assert invoke(*args, "--frames-per-video", "3").exit_code == ExitCode.DATA
+    r = invoke(*args, "--frames-per-video", "2")
+    assert r.exit_code == ExitCode.CANNOT_CREATE and "differ: frames_per_video" in r.stderr
+    assert "--overwrite" in r.stderr
+    write_video(tmp_path / "b.mp4", frames, fps=10, codec="mjpg")
+    r = invoke(*args, "--frames-per-video", "2", "--overwrite")
+    assert r.exit_code == 0, r.stderr
+    assert "discarded (--overwrite)" in r.stderr and json.loads(r.stdout)["rows_written"] == 2
+    np.testing.assert_array_equal(
+        read_feature_set(out).features, read_feature_set(tmp_path / "done.zarr").features
+    )

@@ -101,9 +101,44 @@ def test_resume_with_other_parameters_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "p.zarr"
     with pytest.raises(RuntimeError), StoreWriter(path, "vcl.test/1", PARAMS) as writer:
         writer.define_columns(COLUMNS)
+        writer.append_group("v0", **group_data(0))
         raise RuntimeError
-    with pytest.raises(OutputError, match="different parameters"):
+    with pytest.raises(OutputError, match=r"different parameters \(differ: alpha\).*--overwrite"):
         StoreWriter(path, "vcl.test/1", {**PARAMS, "alpha": 0.5})
+    assert StoreWriter(path, "vcl.test/1", PARAMS).done_groups == {"v0"}  # kept
+
+
+def test_overwrite_or_nothing_done_discards_a_partial_of_other_parameters(
+    tmp_path: Path, caplog
+) -> None:
+    """Was: --overwrite ('replace an existing output') left a .partial of other
+    parameters in the way ('...delete it to start over', exit 73), and so did a first
+    run that failed before committing anything, blocking the corrected rerun."""
+    import logging
+
+    path = tmp_path / "p.zarr"
+    with pytest.raises(RuntimeError), StoreWriter(path, "vcl.test/1", PARAMS) as writer:
+        writer.define_columns(COLUMNS)
+        writer.append_group("v0", **group_data(0))
+        raise RuntimeError
+    other = {**PARAMS, "alpha": 0.5}
+    with caplog.at_level(logging.INFO, logger="vcl"):
+        writer = StoreWriter(path, "vcl.test/1", other, overwrite=True)
+    assert not writer.resumed and writer.done_groups == set()
+    assert "discarded (--overwrite), made with different parameters (differ: alpha)" in caplog.text
+    writer.define_columns(COLUMNS)
+    writer.append_group("v1", **group_data(1))
+    writer.finish()
+    assert Store(path).group_ids == ["v1"] and Store(path).attrs["params"] == other
+    # a run that failed before committing a group: the rerun with other params starts over
+    with pytest.raises(RuntimeError), StoreWriter(tmp_path / "q.zarr", "vcl.test/1", PARAMS) as w:
+        w.define_columns(COLUMNS)
+        raise RuntimeError
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vcl"):
+        writer = StoreWriter(tmp_path / "q.zarr", "vcl.test/2", other)
+    assert not writer.resumed and writer.group.attrs["vcl_schema"] == "vcl.test/2"
+    assert "differ: schema, alpha) and holding nothing" in caplog.text
 
 
 def test_existing_output_needs_overwrite(tmp_path: Path) -> None:

@@ -340,9 +340,13 @@ class StoreWriter:
         self._last_flush = time.monotonic()
 
     def _reopen(self, attrs: dict[str, Any], groups: Iterable[str] | None) -> Any:
-        """The partial store to resume, or None when a kill left it before anything was
-        committed (while its attributes or group arrays were being created), or when
-        --overwrite discards one holding groups of another input."""
+        """The partial store to resume, or None when it is discarded and the run starts
+        over: a kill left it before anything was committed (while its attributes or group
+        arrays were being created), or it holds groups of another input (with
+        --overwrite, see `check_resumable`), or it was made with other parameters and
+        holds no committed group (nothing is lost: a first run that failed at once does
+        not block the corrected rerun) or --overwrite is given ("replace the output"
+        covers an unfinished one). Other parameters otherwise are refused."""
         import zarr
 
         try:
@@ -361,14 +365,26 @@ class StoreWriter:
         keys = differing_params(old.get("params"), attrs["params"], paths)
         if old.get("vcl_schema") != attrs["vcl_schema"]:
             keys = ["schema", *keys]
-        if keys:
-            raise OutputError(
-                f"an interrupted run with different parameters (differ: {', '.join(keys)}) "
-                "left this store",
-                self.partial,
-                "rerun with the same parameters to resume, or delete it to start over",
-            )
         n, _ = _committed(group)
+        if keys:
+            differ = f"different parameters (differ: {', '.join(keys)})"
+            if self.overwrite or n == 0:
+                from vcl.console import log
+
+                if n == 0:
+                    log.info(
+                        "%s: discarded, made with %s and holding nothing", self.partial, differ
+                    )
+                else:
+                    log.warning("%s: discarded (--overwrite), made with %s", self.partial, differ)
+                shutil.rmtree(self.partial)
+                return None
+            raise OutputError(
+                f"an interrupted run with {differ} left this store",
+                self.partial,
+                "rerun with the same parameters to resume, or pass --overwrite (or delete it) "
+                "to start over",
+            )
         done = [str(i) for i in group[GROUP_IDS][:n]]
         if not check_resumable(self.partial, done, groups, self.overwrite):
             shutil.rmtree(self.partial)
