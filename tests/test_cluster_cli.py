@@ -333,12 +333,28 @@ def test_layer_picks_the_column_to_cluster_and_is_recorded(invoke, tmp_path) -> 
     assert "no layer 'stage2'" in one_error_line(missing.stderr)
 
 
-def test_jsonl_output_whose_folder_cannot_be_made(invoke, tmp_path, npy) -> None:
+@pytest.mark.parametrize("output", ["c.zarr", "c.jsonl"])
+def test_output_whose_folder_cannot_be_made_is_refused_before_clustering(
+    invoke, tmp_path, npy, monkeypatch, output
+) -> None:
+    """Was: with a file in the way of the output's folder (-o t.jsonl/c.zarr, or --jsonl
+    -o t.jsonl/c.jsonl) the whole clustering ran, then exit 73."""
+    import vcl.cluster
+
+    def clustered(*args, **kwargs):
+        raise AssertionError("clustered before the output was checked")
+
+    monkeypatch.setattr(vcl.cluster, "cluster_feature_set", clustered)
     path, _ = npy
     (tmp_path / "afile").write_text("")
-    result = invoke("cluster", path, "--k", "3", "--jsonl", "-o", tmp_path / "afile" / "c.jsonl")
+    jsonl = ["--jsonl"] if output.endswith(".jsonl") else []
+    result = invoke("cluster", path, "--k", "3", *jsonl, "-o", tmp_path / "afile" / output)
     assert result.exit_code == ExitCode.CANNOT_CREATE, result.stderr
-    assert "afile/c.jsonl: cannot write" in one_error_line(result.stderr)
+    error = one_error_line(result.stderr)
+    assert f"afile/{output}: cannot create its folder ({tmp_path / 'afile'} is a file)" in error
+    (tmp_path / output).mkdir()
+    result = invoke("cluster", path, "--k", "3", *jsonl, "-o", tmp_path / output)
+    assert result.exit_code == ExitCode.CANNOT_CREATE and "exists already" in result.stderr
 
 
 def test_eval_jsonl_with_sparse_cluster_ids_counts_its_clusters(invoke, tmp_path) -> None:

@@ -785,3 +785,23 @@ def test_a_partial_of_other_parameters_is_discarded_when_nothing_or_overwrite(
     np.testing.assert_array_equal(
         read_feature_set(out).features, read_feature_set(tmp_path / "done.zarr").features
     )
+
+
+def test_an_output_that_cannot_be_made_is_refused_before_the_model_loads(
+    tmp_path: Path, invoke, monkeypatch
+) -> None:
+    """Was: `vcl embed MODEL INPUT -o -` loaded the model before refusing `-o -`."""
+    import vcl.embedding
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(vcl.embedding, "load_model", loaded)
+    make_crops(tmp_path / "crops.zarr")
+    args = ("embed", "random:resnet18", tmp_path / "crops.zarr", "-o")
+    r = invoke(*args, "-")
+    assert r.exit_code == ExitCode.USAGE and "cannot go to stdout" in r.stderr
+    (tmp_path / "t.jsonl").write_text("{}\n")
+    r = invoke(*args, tmp_path / "t.jsonl" / "f.zarr")
+    assert r.exit_code == ExitCode.CANNOT_CREATE
+    assert f"f.zarr: cannot create its folder ({tmp_path}/t.jsonl is a file)" in r.stderr

@@ -359,3 +359,28 @@ def test_shards_encoded_from_different_folders_merge(invoke, fitted, tmp_path, m
     assert params["store"] == str(tmp_path / "idt.zarr")
     assert params["model"] == str(tmp_path / "model.zarr")
     assert params["videos"] == str(tmp_path / "videos.jsonl")
+
+
+@pytest.mark.parametrize("command", ["fit", "encode"])
+def test_an_output_that_cannot_be_made_is_refused_before_the_work(
+    invoke, fitted, tmp_path, monkeypatch, command
+) -> None:
+    """Was: `vcl fisher fit ... -o t.jsonl/m.zarr` (a file in the way) ran the whole GMM
+    fit, then exited 73; encode loaded the model first."""
+    from vcl.fisher.model import FisherModel
+
+    def worked(*args, **kwargs):
+        raise AssertionError("worked before the output was checked")
+
+    monkeypatch.setattr(FisherModel, "fit", worked)
+    monkeypatch.setattr(FisherModel, "load", worked)
+    idt, model, _ = fitted
+    (tmp_path / "t.jsonl").write_text("{}\n")
+    args = ["fisher", command, idt, *(FAST if command == "fit" else ("--model", model))]
+    result = invoke(*args, "-o", tmp_path / "t.jsonl" / "m.zarr")
+    assert result.exit_code == ExitCode.CANNOT_CREATE
+    assert f"t.jsonl/m.zarr: cannot create its folder ({tmp_path}/t.jsonl is a file)" in (
+        last_error(result.stderr)
+    )
+    result = invoke(*args, "-o", "-")
+    assert result.exit_code == ExitCode.USAGE and "cannot go to stdout" in result.stderr

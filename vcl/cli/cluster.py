@@ -151,7 +151,7 @@ def run(
     from vcl.cluster_metrics import size_stats
     from vcl.console import log
     from vcl.device import faiss_device
-    from vcl.errors import DataError, OutputError, UsageError, naming
+    from vcl.errors import DataError, UsageError, naming
     from vcl.io.features import read_feature_set
     from vcl.io.labels import read_id_field
     from vcl.io.union import input_label
@@ -172,12 +172,11 @@ def run(
         raise UsageError("--k, --pca, --whiten and --spherical are for k-means, not finch")
     if method != "finch" and (level is not None or n_clusters is not None or approximate):
         raise UsageError("--level, --n-clusters and --approximate are for finch")
-    if output is not None and not jsonl:  # before the work, not after
-        from vcl.io.store import refuse_stdout
+    if output is not None:  # before the work, not after
+        from vcl.io.store import check_output
 
-        refuse_stdout(output, "without --jsonl the clusters are a zarr store")
-    if output is not None and output.exists() and not overwrite:  # before the work, not after
-        raise OutputError("exists already", output, "pass --overwrite to replace it")
+        store = None if jsonl else "without --jsonl the clusters are a zarr store"
+        check_output(output, overwrite, store)
     gpu = faiss_device(device)
     fs = read_feature_set(features, ids, layer)
     read = (fs.attrs or {}).get("layer") or None  # the layer read, default or not

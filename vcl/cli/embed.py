@@ -187,15 +187,14 @@ def run(
         stage_pooling,
         video_inputs_task,
     )
-    from vcl.errors import OutputError, UsageError
+    from vcl.errors import UsageError
     from vcl.io.features import SCHEMA, crop_ids, feature_columns
-    from vcl.io.store import StoreWriter, WriteBehind, record_path
+    from vcl.io.store import StoreWriter, WriteBehind, check_output, record_path
     from vcl.parallel import parallel_map
 
     if pool not in POOLS:
         raise UsageError(f"unknown pooling {pool!r}", "--pool", "use goyal or avg")
-    if output.exists() and not overwrite:
-        raise OutputError("exists already", output, "pass --overwrite to replace it")
+    check_output(output, overwrite, f"the output is a zarr store ({SCHEMA})")  # before the model
     kinds = [_input_kind(p) for p in inputs]
     if len(set(kinds)) > 1:
         raise UsageError(

@@ -118,18 +118,16 @@ def fit(
     count-sketch hashes and signs that `vcl fisher encode` uses.
     """
     from vcl.console import log
-    from vcl.errors import DataError, OutputError, UsageError
+    from vcl.errors import DataError, UsageError
     from vcl.fisher.data import DescriptorStore
     from vcl.fisher.model import PART_MODES, FisherModel
-    from vcl.io.store import partial_path, refuse_stdout
+    from vcl.io.store import check_output, partial_path
     from vcl.io.union import input_label
     from vcl.seed import seed_everything
 
-    refuse_stdout(output, "the model is a zarr store")  # before the fit, not after
     if parts not in PART_MODES:
         raise UsageError(f"unknown --parts {parts!r}", None, "use per-type or joint")
-    if output.exists() and not overwrite:
-        raise OutputError("exists already", output, "pass --overwrite to replace it")
+    check_output(output, overwrite, "the model is a zarr store")  # before the fit, not after
     seed_everything(seed)
     source = DescriptorStore(store, _split(columns))
     torch_device = _fisher_device(device)
@@ -301,13 +299,14 @@ def encode(
     from vcl.fisher.model import PRECISIONS, FisherModel
     from vcl.io.features import SCHEMA, feature_columns
     from vcl.io.manifest import VideoRecord, read_records
-    from vcl.io.store import StoreWriter
+    from vcl.io.store import StoreWriter, check_output
     from vcl.io.union import input_label
 
     if variant not in VARIANTS:
         raise UsageError(f"unknown --variant {variant!r}", None, f"use {', '.join(VARIANTS)}")
     if precision not in PRECISIONS:
         raise UsageError(f"unknown --precision {precision!r}", None, "use float32 or float64")
+    check_output(output, overwrite, f"the output is a zarr store ({SCHEMA})")  # before the work
     torch_device = _fisher_device(device)
     model = FisherModel.load(model_path, device=torch_device, dtype=precision)
     columns = [c for p in model.part_names_ for c in model.part_columns_[p]]

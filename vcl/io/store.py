@@ -83,7 +83,25 @@ def make_parent(path: str | Path) -> None:
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create its folder ({exc.strerror})", path) from None
+        # a file where a folder goes: "File exists" or "Not a directory" says little
+        blocker = next((p for p in Path(path).parents if p.is_file()), None)
+        why = exc.strerror if blocker is None else f"{blocker} is a file"
+        raise OutputError(f"cannot create its folder ({why})", path) from None
+
+
+def check_output(path: str | Path, overwrite: bool, store: str | None = None) -> None:
+    """Refuse an output that cannot be written before the work that fills it, not after:
+    one that exists without ``overwrite`` (--overwrite), one whose folder cannot be made
+    (a file in the way, no permission; the folder is made here), and ``-`` when
+    ``store`` says what the output is (see `refuse_stdout`); with ``store`` None, ``-``
+    is stdout and passes. Each is an error naming ``path``."""
+    if store is not None:
+        refuse_stdout(path, store)
+    elif str(path) == "-":
+        return
+    if Path(path).exists() and not overwrite:
+        raise OutputError("exists already", path, "pass --overwrite to replace it")
+    make_parent(path)
 
 
 def refuse_stdout(output: str | Path, what: str, option: str = "-o") -> None:
