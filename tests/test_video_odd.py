@@ -238,6 +238,10 @@ def test_a_flipped_display_matrix_is_shown_flipped(tmp_path: Path, name: str) ->
     assert (info.height, info.width) == shown(stored[0]).shape[:2]
     for (_, rgb), raw in zip(VideoReader(path), stored, strict=True):
         np.testing.assert_array_equal(rgb, shown(raw))
+    from vcl.io.sources import probe_record, resolve_videos
+
+    extra = probe_record(resolve_videos([str(path)])[0]).extra  # the manifest says so too
+    assert (extra.get("rotation", 0), extra.get("mirror", False)) == orientation
 
 
 def _video_with_audio(path: Path, video_s: float, audio_s: float) -> Path:

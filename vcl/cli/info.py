@@ -33,8 +33,8 @@ def run(
         bool,
         typer.Option(
             "--no-verify",
-            help="Skip the slow checks: that every chunk of a store is present, and an "
-            "index's sha256 against its metadata.",
+            help="Skip the slow checks: that every chunk of a store is present, an "
+            "index's sha256 against its metadata, and decoding every frame of a video.",
         ),
     ] = False,
 ) -> None:

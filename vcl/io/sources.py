@@ -252,4 +252,6 @@ def probe_record(record: VideoRecord, count: bool = False) -> VideoRecord:
         extra["codec"] = info.codec
     if info.rotation:  # width/height are the upright size the frames come out at
         extra["rotation"] = info.rotation
+    if info.mirror:  # a flipped display matrix: frames come out mirrored, as players show them
+        extra["mirror"] = True
     return replace(record, fps=info.fps if info.fps else record.fps, extra=extra)
