@@ -693,3 +693,32 @@ def test_videos_count_reads_every_frame_of_a_frame_folder(invoke, tmp_path: Path
     assert "(7.jpg) is not a readable image" in one_error_line(corrupt.stderr)
     skipped = invoke("videos", str(clip), "--count", "--skip-bad")
     assert skipped.exit_code == 0 and skipped.stdout == "" and "7.jpg" in skipped.stderr
+
+
+def test_info_describes_vcl_outputs_without_a_record_class(invoke, tmp_path: Path) -> None:
+    """vcl info refused or misread vcl's own outputs: cluster --jsonl lines ("missing
+    field 'path'"), vcl.match/1 lines ("unknown record kind"), an idt text folder and
+    its params.json (the hyphen of vcl.idt-text/1), and a PNG plot (read as a video)."""
+    clusters = tmp_path / "c.jsonl"
+    clusters.write_text(
+        "".join(json.dumps({"id": str(i), "cluster": i % 2}) + "\n" for i in range(5))
+    )
+    report = json.loads(invoke("info", clusters, "--json").stdout)
+    assert (report["records"], report["fields"]) == (5, {"cluster": 5, "id": 5})
+    matches = tmp_path / "m.jsonl"
+    line = {"schema": "vcl.match/1", "query": "a", "neighbour": "b", "rank": 1, "score": 0.5}
+    matches.write_text(json.dumps(line) + "\n")
+    report = json.loads(invoke("info", matches, "--json").stdout)
+    assert report["schema"] == "vcl.match/1" and report["records"] == 1
+    text = tmp_path / "txt"
+    text.mkdir()
+    (text / "params.json").write_text(json.dumps({"vcl_schema": "vcl.idt-text/1", "params": {}}))
+    (text / "v0.txt").write_text("")
+    report = json.loads(invoke("info", text, "--json").stdout)
+    assert report["type"] == "idt_text" and report["videos"] == 1
+    assert json.loads(invoke("info", text / "params.json", "--json").stdout)["type"] == "json"
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "p.png"), np.zeros((8, 8, 3), np.uint8))
+    result = invoke("info", tmp_path / "p.png")
+    assert result.exit_code == ExitCode.DATA and "not a vcl file (a .png image" in result.stderr

@@ -31,7 +31,11 @@ from vcl.io.manifest import (
     parse_schema,
 )
 from vcl.io.store import KNOWN, STORE_VERSIONS, partial_path
+from vcl.io.video import IMAGE_EXTENSIONS
 
+LINE_SCHEMAS = frozenset(
+    {"vcl.match/1"}
+)  # JSONL without a record class (vcl.retrieve.MATCH_SCHEMA)
 FIRST_FAILED = 5  # ids of failed videos shown by ``vcl info``
 FIRST_IDS = 5  # ids of an index shown by ``vcl info``
 # what a pretrain run directory holds besides config.json (`vcl.pretrain.loop`)
@@ -99,6 +103,8 @@ def describe(path: str | Path, verify: bool = True) -> dict[str, Any]:
         return describe_manifest(path)
     if path.is_dir() and (path / "config.json").is_file():
         return describe_run(path)
+    if path.is_dir() and (path / "params.json").is_file():  # vcl idt --format text
+        return {**describe_json(path / "params.json", verify), **_text_folder(path)}
     if path.is_file():
         if path.suffix.lower() == ".json":
             return describe_json(path, verify)
@@ -117,6 +123,13 @@ def describe(path: str | Path, verify: bool = True) -> dict[str, Any]:
         if path.suffix.lower() in NOT_VIDEO:
             raise DataError(
                 f"not a vcl file (a {path.suffix} file, not a video)", path, WHAT_INFO_READS
+            )
+        if path.suffix.lower() in IMAGE_EXTENSIONS | {".svg"}:  # FFmpeg reads one as 1 frame
+            raise DataError(
+                f"not a vcl file (a {path.suffix} image, not a video; a folder of images is "
+                "a frame folder)",
+                path,
+                WHAT_INFO_READS,
             )
     return describe_video(path, verify)
 
@@ -161,8 +174,11 @@ def describe_store(path: Path, verify: bool = True) -> dict[str, Any]:
     return out
 
 
-def _record_class(path: str | Path) -> type[Record]:
-    """The record kind named by the first line's schema (video when it names none)."""
+def _record_class(path: str | Path) -> type[Record] | None:
+    """The record kind named by the first line's schema (video when it names none and
+    has a path, track when it has boxes); None for lines no record class reads: a
+    schema vcl writes as plain lines (``vcl.match/1``), or untyped lines with an id and
+    other fields (``vcl cluster --jsonl``'s ``{"id", "cluster"}``)."""
     stream = open_text_input(path)
     try:
         for line in stream:
@@ -173,12 +189,17 @@ def _record_class(path: str | Path) -> type[Record]:
                     return RECORD_TYPES["video"]  # the full read names the bad line
                 schema = obj.get("schema") if isinstance(obj, dict) else None
                 if schema is None:
-                    kind = "track" if isinstance(obj, dict) and "boxes" in obj else "video"
-                    return RECORD_TYPES[kind]
+                    if isinstance(obj, dict) and "boxes" in obj:
+                        return RECORD_TYPES["track"]
+                    if isinstance(obj, dict) and "id" in obj and "path" not in obj:
+                        return None
+                    return RECORD_TYPES["video"]
                 try:
                     kind, _ = parse_schema(schema)
                 except ValueError as exc:
                     raise DataError(f"line 1: {exc}", path) from None
+                if schema in LINE_SCHEMAS:
+                    return None
                 if kind not in RECORD_TYPES:
                     raise DataError(
                         f"line 1: unknown record kind {schema!r}",
@@ -204,6 +225,8 @@ def describe_manifest(path: Path) -> dict[str, Any]:
             except DataError as exc:  # name the pipe, not the copy
                 raise type(exc)(exc.problem, path, exc.hint) from None
     cls = _record_class(path)
+    if cls is None:
+        return _describe_lines(path)
     count = 0
     fields: Counter[str] = Counter()
     labels: Counter[str] = Counter()
@@ -241,6 +264,34 @@ def describe_manifest(path: Path) -> dict[str, Any]:
             "max": max(lengths),
         }
     return out
+
+
+def _describe_lines(path: Path) -> dict[str, Any]:
+    """JSONL that no record class reads (match lines, ``{"id", "cluster"}`` lines):
+    every line parsed, its schema (if any) the same on every line."""
+    from vcl.io.manifest import iter_json_lines
+
+    count = 0
+    fields: Counter[str] = Counter()
+    schemas: set[Any] = set()
+    for _, obj in iter_json_lines(path):
+        count += 1
+        schemas.add(obj.get("schema"))
+        fields.update(k for k in obj if k != "schema")
+    if len(schemas) > 1:
+        raise DataError(f"mixes schemas: {sorted(map(str, schemas))}", path)
+    return {
+        "path": str(path),
+        "type": "manifest",
+        "schema": next(iter(schemas), None),
+        "records": count,
+        "fields": dict(sorted(fields.items())),
+    }
+
+
+def _text_folder(path: Path) -> dict[str, Any]:
+    """``vcl idt --format text``: a folder of VIDEO_ID.txt files and params.json."""
+    return {"path": str(path), "type": "idt_text", "videos": len(list(path.glob("*.txt")))}
 
 
 # ------------------------------------------------------------------- JSON records

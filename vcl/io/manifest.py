@@ -26,7 +26,7 @@ from typing import Any, ClassVar, TextIO, TypeVar
 
 from vcl.errors import DataError, MissingInputError, OutputError, UsageError
 
-SCHEMA_PATTERN = re.compile(r"^vcl\.([a-z_]+)/(\d+)$")
+SCHEMA_PATTERN = re.compile(r"^vcl\.([a-z_][a-z0-9_-]*)/(\d+)$")  # vcl.idt-text/1 too
 
 R = TypeVar("R", bound="Record")
 
