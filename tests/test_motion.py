@@ -10,6 +10,9 @@ from vcl.motion import (
     camera_homography,
     dense_flow,
     detect_features,
+    dis_calc,
+    dis_engine,
+    dis_fits,
     estimate_homography,
     flow_matches,
     homography_from_matches,
@@ -111,3 +114,65 @@ def test_camera_flow_of_a_translation_and_boxes_excluded() -> None:
     H_fit, _ = estimate_homography(src, dst, exclude_boxes=np.array([[0, 0, 40, 40]]))
     np.testing.assert_allclose(H_fit, H, atol=1e-3)
     assert estimate_homography(src[:5], dst[:5])[1] == 0.0  # too few: identity, 0 inliers
+
+
+# (w, h) frames OpenCV 5.0's DIS refuses with an error: "width or height >= 12" (1×1,
+# 11×11, 600×3) or, with the presets' finest scale 1 or 2, a pyramid level of 0 rows
+# (320×8; 3000×17 at scale 2); and frames it gives NaN flow (181×8) or segfaults on
+# (40×8, 40×12), never handed to OpenCV here. With proposals --method motion's finest
+# scale 0 the last five are fine.
+REFUSED = [(1, 1), (2, 2), (11, 11), (300, 7), (7, 300), (600, 3), (5, 320)]
+REFUSED_AT_SCALE = {"ultrafast": [(320, 8), (3000, 17)], "fast": [(320, 8), (3000, 17)],
+                    "medium": [(320, 8)], "motion": []}  # fmt: skip
+NAN_OR_SEGFAULT = [(181, 8), (40, 8), (40, 12)]
+
+
+@pytest.mark.parametrize("preset", ["ultrafast", "fast", "medium", "motion"])
+def test_dis_fits_says_which_frame_sizes_dis_can_take(preset: str) -> None:
+    """dis_fits against OpenCV itself: every size it accepts gives finite flow of the
+    frame's size; the sizes it refuses that OpenCV refuses with an error do raise (the
+    ones that crash the process or give NaN are only checked as refused). Before, the
+    stages handed such frames to DIS: exit 70 (or a segfault) on a 1×1, 2×2, 3000×17
+    or 17×1200 video."""
+    retune = (8, 0) if preset == "motion" else (None, None)  # proposals --method motion
+    name = "medium" if preset == "motion" else preset
+
+    def engine():
+        return dis_engine(name, retune[0], None, retune[1])
+
+    rng = np.random.default_rng(0)
+    fitting = [(8, 12), (12, 8), (9, 600), (600, 9), (16, 16), (24, 320), (17, 11), (3000, 17)]
+    fitting += [(int(w), int(h)) for w, h in rng.integers(8, 400, (12, 2))]
+    if preset == "motion":
+        fitting += [(320, 8), *NAN_OR_SEGFAULT]
+    tried = 0
+    for w, h in fitting:
+        if not dis_fits(w, h, name, *retune):
+            continue
+        tried += 1
+        a = rng.integers(0, 255, (h, w), dtype=np.uint8)
+        flow = engine().calc(a, np.roll(a, 1, 1), None)
+        assert flow.shape == (h, w, 2) and np.isfinite(flow).all(), (w, h)
+    assert tried >= 12
+    for w, h in REFUSED + REFUSED_AT_SCALE[preset]:
+        assert not dis_fits(w, h, name, *retune), (w, h)
+        a = np.zeros((h, w), np.uint8)
+        with pytest.raises(cv2.error):
+            engine().calc(a, a, None)
+    if preset != "motion":
+        for w, h in NAN_OR_SEGFAULT:
+            assert not dis_fits(w, h, name), (w, h)
+
+
+def test_dis_calc_refuses_a_frame_dis_cannot_take_with_a_data_error() -> None:
+    """The net under the stages' checks: a DataError (exit 65, skipped by --keep-going),
+    not OpenCV's internal error, NaN flow or a segfault; dense_flow goes through it."""
+    from vcl.errors import DataError
+
+    frame = np.zeros((8, 40), np.uint8)  # segfaults OpenCV 5.0's fast DIS
+    with pytest.raises(DataError, match="frames of 40x8 px are too small"):
+        dis_calc(dis_engine("fast"), frame, frame)
+    with pytest.raises(DataError, match="frames of 40x8 px"):
+        dense_flow(frame, frame, "dis", "fast")
+    ok = np.random.default_rng(0).integers(0, 255, (48, 64), dtype=np.uint8)
+    assert dis_calc(dis_engine("fast"), ok, ok).shape == (48, 64, 2)

@@ -105,6 +105,48 @@ def test_motion_boxes_the_moving_rectangle_in_source_pixels(tmp_path: Path) -> N
         assert len(boxes) and iou(truth, boxes).max() > 0.7, (t, boxes)
 
 
+def striped(w: int, h: int, n: int = 6) -> list[np.ndarray]:
+    """n frames of w×h whose content moves (a bright stripe sweeping across)."""
+    frames = []
+    for t in range(n):
+        frame = np.full((h, w, 3), 60, np.uint8)
+        x = t * max(w // n, 1)
+        frame[:, x : x + max(w // 8, 1)] = (230, 200, 40)
+        frames.append(frame)
+    return frames
+
+
+def test_motion_skips_videos_too_small_for_flow_with_a_warning(tmp_path: Path, invoke) -> None:
+    """1×1, 2×2 and 3000×17 (600×3 at --max-side 600) videos: DIS cannot take their
+    frames. Each gets no box and a warning naming it and its size; its frames are still
+    counted as proposed on (frame_end, sampled), so vcl track steps over them. Before:
+    exit 70 with OpenCV's two-line message, not skipped by --keep-going, and a
+    .partial store left behind."""
+    videos = {}
+    for w, h in ((1, 1), (2, 2), (3000, 17)):
+        videos[f"v{w}x{h}"] = tmp_path / f"v{w}x{h}.mp4"
+        write_video(videos[f"v{w}x{h}"], striped(w, h), fps=10)
+    write_records(
+        tmp_path / "videos.jsonl", [VideoRecord(id=k, path=str(p)) for k, p in videos.items()]
+    )
+    out = tmp_path / "m.zarr"
+    run = invoke("proposals", tmp_path / "videos.jsonl", "--method", "motion", "-o", out)
+    assert run.exit_code == 0, run.stderr
+    warnings = [x for x in run.stderr.splitlines() if x.startswith("warning: ")]
+    assert len(warnings) == 3, warnings
+    sizes = ("1x1 px", "2x2 px", "3000x17 px (600x3 ")
+    for path, size in zip(videos.values(), sizes, strict=True):
+        (line,) = [x for x in warnings if str(path) in x]
+        assert size in line and "too small or too elongated for DIS optical flow" in line
+        assert line.endswith("no motion proposals")
+    store = Store(out, kind="proposals", version=1)
+    for vid in videos:
+        assert len(store.read_group(vid)["frame"]) == 0
+        info = store.attrs["videos"][vid]
+        assert info["frame_end"] == info["sampled"] == 6 and info["too_small_for_flow"]
+    assert not Path(f"{out}.partial").exists()
+
+
 def test_postprocess_clips_filters_ranks_nms_and_scales() -> None:
     config = ProposalConfig(max_side=100, min_area=400.0, max_boxes=3, nms_iou=0.5)
     # processing frame 50×40 (longer side 50): the 400 px² threshold becomes 100 px²

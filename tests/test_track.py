@@ -956,3 +956,38 @@ def test_patches_sample_the_tile_centres() -> None:
             want = (3 * cx[None, :] + 2 * cy[:, None]) * scale[0]
             # remap's bilinear weights are fixed-point (1/32 px): 5/64 at most
             np.testing.assert_allclose(patch.reshape(PATCH, PATCH), want, atol=0.08)
+
+
+def test_a_video_too_small_for_flow_is_tracked_without_flow(tmp_path: Path, invoke) -> None:
+    """A 17×1200 video is 5×320 at --flow-side 320, which DIS cannot take: it is tracked
+    as with --no-flow (the same tracks), with a warning naming it and both sizes.
+    Before: exit 70 with OpenCV's message, not skipped by --keep-going."""
+    from vcl.io.video import write_video
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (1200, 17, 3), dtype=np.uint8) for _ in range(6)]
+    video = tmp_path / "tall.mp4"
+    write_video(video, frames, fps=10)
+    steps = np.arange(6, dtype=np.int32)
+    boxes = np.array([[2.0, 100 + 10 * t, 15, 300 + 10 * t] for t in range(6)])
+    sampled = {"v": {"width": 17, "height": 1200, "frame_end": 6, "sampled": 6}}
+    store = write_proposals(tmp_path / "p.zarr", {"v": (steps, boxes, np.ones(6))},
+                            {"stride": 1}, sampled)  # fmt: skip
+    manifest = manifest_of(tmp_path / "videos.jsonl", {"v": video})
+    out = {}
+    for flow in ("--flow", "--no-flow"):
+        r = invoke("track", store, "--videos", manifest, "--min-len", "2", flow,
+                   "-o", tmp_path / f"t{flow}.jsonl")  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+        tracks = jsonl((tmp_path / f"t{flow}.jsonl").read_text())
+        out[flow] = [(t["frames"], t["boxes"]) for t in tracks]
+        warnings = [x for x in r.stderr.splitlines() if x.startswith("warning: ")]
+        if flow == "--flow":
+            assert warnings == [
+                f"warning: {video}: frames of 17x1200 px (5x320 at the flow's scale) are too "
+                "small or too elongated for DIS optical flow: tracked without flow registration "
+                "(as --no-flow)"
+            ]
+        else:
+            assert warnings == []
+    assert out["--flow"] == out["--no-flow"] and len(out["--flow"]) == 1

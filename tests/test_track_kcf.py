@@ -152,3 +152,23 @@ def test_kcf_seeding_detects_each_frame_once(tmp_path: Path, monkeypatch) -> Non
     write_video(tmp_path / "still.mp4", [frames[0]] * 8, fps=10)
     assert track_video(tmp_path / "still.mp4", KcfParams(length=3)) == []
     assert calls == {"flow_matches": 7, "detect_features": 8}
+
+
+def test_kcf_skips_a_video_too_small_for_flow_with_a_warning(tmp_path: Path, invoke) -> None:
+    """3000×17 frames are 600×3 at --max-side 600: DIS cannot take them (the old guard,
+    a longer side under 12 px, let them through: exit 70). Such a video gives no pair
+    and a warning naming it and its size; the other videos are tracked."""
+    frames, _ = checker_video()
+    write_video(tmp_path / "clip.mp4", frames, fps=10)
+    wide = [np.full((17, 3000, 3), 40 * (t % 5), np.uint8) for t in range(6)]
+    write_video(tmp_path / "wide.mp4", wide, fps=10)
+    result = invoke("track", "--method", "kcf", tmp_path / "wide.mp4", tmp_path / "clip.mp4",
+                    "--length", "10", "--box-size", "178", "-o", "-")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    warnings = [x for x in result.stderr.splitlines() if x.startswith("warning: ")]
+    assert warnings == [
+        f"warning: {tmp_path / 'wide.mp4'}: frames of 3000x17 px (600x3 at the flow's scale) "
+        "are too small or too elongated for DIS optical flow: no kcf tracks"
+    ]
+    tracks = jsonl(result.stdout)
+    assert tracks and {t["video_id"] for t in tracks} == {"clip"}

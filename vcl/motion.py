@@ -14,6 +14,7 @@ not in pip builds of OpenCV, so keypoints here are ORB (default, fast) or SIFT.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,85 @@ def dis_engine(
     return dis
 
 
+def dis_pyramid_fits(width: int, height: int, patch_size: int, finest_scale: int) -> bool:
+    """Whether OpenCV's DIS (5.0, ``dis_flow.cpp``'s ``calc``) computes flow on
+    width×height frames with this patch size and finest scale.
+
+    DIS picks its coarsest pyramid level c = min(trunc(log2(max side / 4p) + 0.5),
+    trunc(log2(min side // p))) for patch size p (with min side // p = 0, -inf). With
+    c < 0 it refuses the frame ("either width or height >= 12"). With c below the finest
+    scale it picks p and c again from the *width* alone (OF_DIS's rule: p = 12 for
+    finest scales 3 and 4, else 8; c = max(0, floor(log2(2w / 5p)))). Level c is the
+    frame halved c times (w >> c by h >> c); when a side of it is under p, ``calc``
+    fails in ``resize`` (a side of 0), returns NaN flow or reads out of bounds
+    (segfaults): seen on 40×8, 181×8 and 320×8 frames with the fast preset, on
+    3000×17 with any. Checked against OpenCV 5.0 on every size up to 69×69, and
+    70..3000 by 1..69 both ways, for the three presets, ``proposals --method motion``'s
+    retuning (p = 8, finest 0) and p = 4, 12, 16 with finest scales 1, 3, 4.
+    """
+    import math
+
+    if width < 1 or height < 1:
+        return False
+    p = patch_size
+    by_max = int(math.log(max(width, height) / (4.0 * p)) / math.log(2.0) + 0.5)
+    blocks = min(width, height) // p
+    coarsest = min(by_max, int(math.log(blocks) / math.log(2.0))) if blocks else -1
+    if coarsest < 0:
+        return False
+    if coarsest < finest_scale:
+        p = 12 if finest_scale in (3, 4) else 8
+        coarsest = max(0, math.floor(math.log2(2.0 * width / (5.0 * p))))
+    return (width >> coarsest) >= p and (height >> coarsest) >= p
+
+
+def dis_fits(
+    width: int,
+    height: int,
+    preset: str = "fast",
+    patch_size: int | None = None,
+    finest_scale: int | None = None,
+) -> bool:
+    """Whether dense DIS flow can be computed on width×height frames with the engine
+    ``dis_engine`` makes from these arguments (`dis_pyramid_fits`).
+
+    The one test every stage asks before computing flow on a video: a video whose
+    frames are too small or too elongated (1×1, 2×2, 3000×17 px) is skipped or handled
+    without flow, with a warning naming it, instead of crashing inside OpenCV.
+    """
+    dis = dis_engine(preset, patch_size, None, finest_scale)
+    return dis_pyramid_fits(width, height, dis.getPatchSize(), dis.getFinestScale())
+
+
+def too_small_for_flow(
+    video: str | Path, source: tuple[int, int], flow: tuple[int, int], outcome: str
+) -> str:
+    """The one warning of a video `dis_fits` refuses: its path, its frame size (w, h)
+    and, when it differs, the size flow would have been computed at; then ``outcome``
+    (what the stage does instead)."""
+    at = "" if tuple(flow) == tuple(source) else f" ({flow[0]}x{flow[1]} at the flow's scale)"
+    return (
+        f"{video}: frames of {source[0]}x{source[1]} px{at} are too small or too elongated "
+        f"for DIS optical flow: {outcome}"
+    )
+
+
+def dis_calc(dis: Any, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+    """``dis.calc(prev, nxt)`` (grey uint8 H×W each) -> H×W×2 float32 flow, refusing a
+    frame size DIS cannot handle with a `DataError` (OpenCV would raise an internal
+    error, return NaN or segfault; see `dis_pyramid_fits`). Stages check `dis_fits`
+    first; this is the net under them."""
+    from vcl.errors import DataError
+
+    h, w = prev.shape[:2]
+    if not dis_pyramid_fits(w, h, dis.getPatchSize(), dis.getFinestScale()):
+        raise DataError(
+            f"frames of {w}x{h} px are too small or too elongated for DIS optical flow",
+            hint="a side of at least 8 px is needed at the flow's scale, more for elongated frames",
+        )
+    return dis.calc(prev, nxt, None)
+
+
 def dense_flow(
     prev: np.ndarray,
     nxt: np.ndarray,
@@ -72,7 +152,7 @@ def dense_flow(
     import cv2
 
     if method == "dis":
-        return dis_engine(dis_preset).calc(prev, nxt, None)
+        return dis_calc(dis_engine(dis_preset), prev, nxt)
     if method == "farneback":
         pyr_scale, levels, winsize, iterations, poly_n, poly_sigma = farneback or (
             FARNEBACK_PYR_SCALE,

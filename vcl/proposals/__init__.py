@@ -17,7 +17,9 @@ xyxy, source pixels), ``score`` (float32); one group per video, the video id as 
 id; attrs ``videos`` map each id to its source ``width``/``height``, ``frame_end``
 (one past the last frame looked at: the frames proposed on are ``range(0, frame_end,
 stride)``, with or without boxes), ``sampled`` (how many) and, for ``motion``,
-``rejected`` (sampled frames that failed the moving-fraction test).
+``rejected`` (sampled frames that failed the moving-fraction test) and
+``too_small_for_flow`` (true for a video whose frames DIS flow cannot take,
+`vcl.motion.dis_fits`: 1×1, 3000×17 px; it gets no box, with a warning).
 """
 
 from __future__ import annotations
@@ -257,7 +259,7 @@ def process_video(path: str, video_id: str, config: ProposalConfig) -> VideoProp
         scores_out.append(s)
 
     if motion:
-        from vcl.proposals.moving import motion_frame
+        from vcl.proposals.moving import flow_fits, motion_frame
 
         def counted() -> Iterator[tuple[int, np.ndarray]]:
             nonlocal decoded
@@ -265,14 +267,25 @@ def process_video(path: str, video_id: str, config: ProposalConfig) -> VideoProp
                 decoded += 1
                 yield item
 
+        # frames DIS cannot take (1x1, 3000x17): every frame is still decoded and counted
+        # as proposed on (frame_end, sampled), with no box
+        fits = flow_fits(size, config.motion)
         for t, rgb, neighbours in _motion_frames(counted(), config.stride):
+            sampled += 1
+            if not fits:
+                continue
             cv2.setRNGSeed(frame_seed(config.seed, video_id, t))  # RANSAC
             result = motion_frame(rgb, neighbours, config.motion)
-            sampled += 1
             rejected += int(result.rejected)
             add(t, result.boxes, result.scores)
         if decoded == 1:
             sampled += 1  # a one-frame video: its frame was looked at, nothing moves
+        if decoded and not fits:
+            from vcl.console import log
+            from vcl.motion import too_small_for_flow
+
+            source = (reader.info.width, reader.info.height)
+            log.warning(too_small_for_flow(path, source, size, "no motion proposals"))
     else:
         proposer = _FrameProposer(config, size)
         last = -1
@@ -291,6 +304,8 @@ def process_video(path: str, video_id: str, config: ProposalConfig) -> VideoProp
     }
     if motion:
         info["rejected"] = rejected
+        if not fits:
+            info["too_small_for_flow"] = True
     if not frames_out:
         empty = np.zeros(0, np.float32)
         return VideoProposals(np.zeros(0, np.int32), np.zeros((0, 4), np.float32), empty, info)

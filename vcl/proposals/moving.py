@@ -212,6 +212,14 @@ def _dis(preset: str, patch_size: int, patch_stride: int, finest_scale: int) -> 
     return dis_engine(preset, patch_size, patch_stride, finest_scale)
 
 
+def flow_fits(size: tuple[int, int], params: MotionParams) -> bool:
+    """Whether frames of ``size`` (w, h, at the processing scale) can carry the DIS flow
+    this method needs (`vcl.motion.dis_fits`): a 1×1, 2×2 or 3000×17 video cannot."""
+    from vcl.motion import dis_fits
+
+    return dis_fits(*size, params.flow_preset, params.patch_size, params.finest_scale)
+
+
 def _grey(image: np.ndarray) -> np.ndarray:
     import cv2
 
@@ -228,11 +236,11 @@ def residual_motion(
     |frame − other warped onto frame|, the largest over the colour channels (an object
     as bright as the background still differs in hue).
     """
-    from vcl.motion import align_to_previous, camera_homography, residual_flow
+    from vcl.motion import align_to_previous, camera_homography, dis_calc, residual_flow
 
     grey, other_grey = _grey(frame), _grey(other)
-    flow = _dis(params.flow_preset, params.patch_size, params.patch_stride, params.finest_scale)
-    flow = flow.calc(grey, other_grey, None)
+    dis = _dis(params.flow_preset, params.patch_size, params.patch_stride, params.finest_scale)
+    flow = dis_calc(dis, grey, other_grey)
     H, _ = camera_homography(grey, other_grey, flow, detector=params.detector)
     residual = residual_flow(flow, H)
     change = np.abs(frame.astype(np.float32) - align_to_previous(other, H).astype(np.float32))

@@ -659,9 +659,11 @@ def track_video(
     that do not record it), it steps over the frames holding proposals only, and a
     frame proposed on that got no box is not seen at all. Decodes the video once (at
     ``flow_side``) when flow registration is on; a proposal frame the video does not
-    have is a DataError naming the video (`check_frames`).
+    have is a DataError naming the video (`check_frames`). A video whose frames DIS
+    cannot take at the flow's size (`vcl.motion.dis_fits`: 17×1200 px is 5×320) is
+    tracked as with ``flow=False``, with a warning naming it.
     """
-    from vcl.motion import dense_flow
+    from vcl.motion import dense_flow, dis_fits
 
     frames = np.asarray(frames, np.int64)
     if len(frames) == 0:
@@ -672,18 +674,31 @@ def track_video(
     starts = np.searchsorted(frames, steps, side="left")  # rows of each step's proposals
     ends = np.searchsorted(frames, steps, side="right")
     tracker = IouTracker(params.iou, params.ttl, params.confirm, params.birth)
-    check_frames(Path(video_path), steps, frame_end, params.flow)
-    if params.flow:
+    flow_on = params.flow
+    if flow_on:
         from vcl.io.video import VideoReader
 
         reader = VideoReader(video_path, max_side=params.flow_side)
         up = max(1.0, params.flow_side / max(reader.size))
         scale = (reader.scale[0] * up, reader.scale[1] * up)
+        size = reader.size
+        if up != 1.0:  # cv2.resize's size for fx = fy = up: cvRound, as round() (half-even)
+            size = (round(size[0] * up), round(size[1] * up))
+        if not dis_fits(*size, params.dis_preset):
+            from vcl.console import log
+            from vcl.motion import too_small_for_flow
+
+            source = (reader.info.width, reader.info.height)
+            outcome = "tracked without flow registration (as --no-flow)"
+            log.warning(too_small_for_flow(video_path, source, size, outcome))
+            flow_on = False
+    check_frames(Path(video_path), steps, frame_end, flow_on)
+    if flow_on:
         decoded = _grey_frames(Path(video_path), params.flow_side, steps, up)
     prev = None
     for k, frame in enumerate(steps):
         flow = back = None
-        if params.flow:
+        if flow_on:
             got = next(decoded, None)
             if got is None or got[0] != frame:
                 raise DataError(
@@ -699,9 +714,9 @@ def track_video(
                     back = dense_flow(grey, prev, "dis", params.dis_preset)
             prev = grey
         sl = slice(starts[k], ends[k])
-        images = (prev_grey, grey) if params.flow and params.verify else None
+        images = (prev_grey, grey) if flow_on and params.verify else None
         tracker.step(
-            int(frame), boxes[sl], scores[sl], flow, scale if params.flow else (1, 1), back, images
+            int(frame), boxes[sl], scores[sl], flow, scale if flow_on else (1, 1), back, images
         )
     tracks = tracker.finish()
     if params.interpolate:

@@ -125,18 +125,26 @@ def track_video(video_path: str | Path, params: KcfParams) -> list[RawTrack]:
     """Moving-patch tracks of one video (boxes in source pixels), in time order.
 
     Each track has ``length + 1`` boxes: the seed frame and ``length`` KCF updates.
-    Its score is the fraction of the seed frame's moving points inside the box.
+    Its score is the fraction of the seed frame's moving points inside the box. A video
+    whose frames DIS flow cannot take (`vcl.motion.dis_fits`: 1×1, 3000×17 px) has no
+    moving points: no track, and a warning naming it.
     """
     import cv2
 
     from vcl.io.video import VideoReader
+    from vcl.motion import dis_fits
 
     reader = VideoReader(video_path, max_side=params.max_side)
     sx, sy = reader.scale
     w, h = reader.size
     side = patch_side(params.box_size, w, h)
     tracks: list[RawTrack] = []
-    if max(w, h) < 12:  # DIS flow needs 12 px: no moving points to seed a patch
+    if not dis_fits(w, h, "fast"):  # no flow, no moving points to seed a patch
+        from vcl.console import log
+        from vcl.motion import too_small_for_flow
+
+        source = (reader.info.width, reader.info.height)
+        log.warning(too_small_for_flow(video_path, source, (w, h), "no kcf tracks"))
         return tracks
     prev = prev_grey = prev_features = None
     prev_index = -1
