@@ -133,7 +133,7 @@ def test_motion_skips_videos_too_small_for_flow_with_a_warning(tmp_path: Path, i
     run = invoke("proposals", tmp_path / "videos.jsonl", "--method", "motion", "-o", out)
     assert run.exit_code == 0, run.stderr
     warnings = [x for x in run.stderr.splitlines() if x.startswith("warning: ")]
-    assert len(warnings) == 3, warnings
+    assert len(warnings) == 3, warnings  # no "got no proposal" line: these are explained
     sizes = ("1x1 px", "2x2 px", "3000x17 px (600x3 ")
     for path, size in zip(videos.values(), sizes, strict=True):
         (line,) = [x for x in warnings if str(path) in x]
@@ -145,6 +145,21 @@ def test_motion_skips_videos_too_small_for_flow_with_a_warning(tmp_path: Path, i
         info = store.attrs["videos"][vid]
         assert info["frame_end"] == info["sampled"] == 6 and info["too_small_for_flow"]
     assert not Path(f"{out}.partial").exists()
+
+
+def test_videos_without_any_proposal_are_counted_in_a_warning(tmp_path: Path, invoke) -> None:
+    """A video whose every frame gave no box (here a flat one) was written silently: the
+    first sign was vcl track finding no track. Videos with boxes are not named."""
+    write_frame_folder(tmp_path / "flat", [np.full((23, 37, 3), 128, np.uint8)] * 3)
+    write_frame_folder(tmp_path / "planted", planted_frames(2))
+    run = invoke("proposals", tmp_path / "flat", tmp_path / "planted", "--min-area", "1000",
+                 "-o", tmp_path / "p.zarr")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    warnings = [x for x in run.stderr.splitlines() if x.startswith("warning: ")]
+    assert warnings == [
+        "warning: 1 of 2 videos got no proposal on any frame: 'flat' (no box found, or "
+        "every box was under --min-area 1000)"
+    ]
 
 
 def test_postprocess_clips_filters_ranks_nms_and_scales() -> None:

@@ -312,6 +312,7 @@ def run(
     row_bytes = 24  # frame int32, box 4 float32, score float32 (COLUMNS)
     check_free_space(output, frames / stride * max_boxes * row_bytes, "the proposals")
     failures: list[dict[str, str]] = []
+    empty: list[str] = []  # videos of this run with no box on any frame
     ids = [r.id for r in records]
     with StoreWriter(output, SCHEMA, config.params(), seed, overwrite, groups=ids) as writer:
         writer.define_columns(COLUMNS)
@@ -335,10 +336,13 @@ def run(
                 failures.append({"video_id": video_id, "error": error or ""})
                 continue
             known[video_id] = result.info
+            if len(result.frame) == 0 and not _explained(result.info):
+                empty.append(video_id)
             writer.set_attrs(videos=known)  # before the rows: a rerun redoes it if lost
             writer.append_group(video_id, frame=result.frame, box=result.box, score=result.score)
         writer.set_attrs(failed=[f["video_id"] for f in failures])
     _warn_rejected(known, config)
+    _warn_empty(empty, len(todo) - len(failures), config)
     done = len(records) - len(failures)
     log.info("wrote %s (%d video%s)", output, done, "" if done == 1 else "s")
     if failures:
@@ -466,6 +470,30 @@ def _warn_rejected(videos: dict[str, dict], config: Any) -> None:
             "--min-moving 0 --max-moving 1 turns it off)",
             rejected, sampled, motion.min_moving, motion.max_moving,
         )  # fmt: skip
+
+
+def _explained(info: dict) -> bool:
+    """Whether another warning already tells why a video got no box: its frames are too
+    small for flow (named as they come), or the motion frame test rejected every one
+    (`_warn_rejected`)."""
+    rejected = info.get("rejected", 0)
+    return bool(info.get("too_small_for_flow")) or (rejected > 0 and rejected == info["sampled"])
+
+
+def _warn_empty(empty: list[str], processed: int, config: Any) -> None:
+    """One line counting the videos of this run that got no box on any frame: their
+    group is written (empty), and nothing else says so before `vcl track` finds no track."""
+    if not empty:
+        return
+    from vcl.console import log
+    from vcl.errors import first_ids
+
+    why = "nothing moved against the camera" if config.method == "motion" else "no box found"
+    log.warning(
+        "%d of %d videos got no proposal on any frame: %s (%s, or every box was under "
+        "--min-area %g)",
+        len(empty), processed, first_ids(empty), why, config.min_area,
+    )  # fmt: skip
 
 
 EXAMPLES = [
