@@ -405,6 +405,11 @@ def test_eval_by_hand(invoke, tmp_path: Path) -> None:
         invoke("proposals", "eval", store, "--gt", gt, "--min-visible", "0.5").stdout
     )
     assert visible["gt_boxes"] == 2
+    # --gt - reads stdin (was "no such ground-truth file"), once, and names it
+    piped = invoke("proposals", "eval", store, "--gt", "-", "--top", "1,2", input=gt.read_text())
+    assert piped.exit_code == 0, piped.stderr
+    assert json.loads(piped.stdout) == {**report, "gt": "-"}
+    assert json.loads(piped.stdout)["gt"] == "-" and report["gt"] == str(gt)
 
 
 def test_eval_without_a_shared_video_is_an_error(invoke, tmp_path: Path) -> None:

@@ -418,12 +418,16 @@ def evaluate(
     thresholds = parse_number_list(iou, "--iou", float, 1e-9, 1.0, example="0.5,0.7")
     if kind not in KINDS:
         raise UsageError(f"must be one of {', '.join(KINDS)}", "--kind")
-    if not gt.exists():
+    if str(gt) != "-" and not gt.exists():  # "-": stdin
         raise MissingInputError("no such ground-truth file", gt)
+    from vcl.proposals.evaluate import load_ground_truth
+
+    truth = load_ground_truth(gt, kind, min_visible)  # once: stdin reads once
     store_input = store[0] if len(store) == 1 else store
-    report = run_eval(store_input, gt, tops, thresholds, kind, min_visible, skip_empty)
+    report = run_eval(store_input, truth, tops, thresholds, kind, min_visible, skip_empty)
+    report["gt"] = str(gt)
     if report["videos"] == 0:  # recall of nothing: all null, which read as a result
-        _no_shared_video(store, gt, kind, min_visible)
+        _no_shared_video(store, gt, sorted(truth), kind, min_visible)
     if report["videos_missing"]:
         from vcl.console import log
 
@@ -434,13 +438,14 @@ def evaluate(
     typer.echo(report_json(report, indent=2))
 
 
-def _no_shared_video(store: list[Path], gt: Path, kind: str, min_visible: float) -> None:
-    """Raise the error for proposals and ground truth without a video in common."""
+def _no_shared_video(
+    store: list[Path], gt: Path, truth: list[str], kind: str, min_visible: float
+) -> None:
+    """Raise the error for proposals and ground truth (``truth``: its video ids)
+    without a video in common."""
     from vcl.errors import DataError, first_ids
     from vcl.io.union import open_stores
-    from vcl.proposals.evaluate import load_ground_truth
 
-    truth = sorted(load_ground_truth(gt, kind, min_visible))
     if not truth:
         raise DataError(
             f"holds no ground-truth box to score (--kind {kind}, --min-visible {min_visible:g})",

@@ -74,7 +74,7 @@ def best_overlaps(gt: np.ndarray, proposals: np.ndarray, tops: Sequence[int]) ->
 
 def evaluate(
     store_path: str | Path | Sequence[str | Path],
-    gt_path: str | Path,
+    gt_path: str | Path | dict[str, dict[int, np.ndarray]],
     tops: Sequence[int] = (10, 100, 300),
     thresholds: Sequence[float] = (0.5, 0.7),
     kind: str = "any",
@@ -84,12 +84,14 @@ def evaluate(
     """Recall@k at each IoU threshold and ABO@k of a proposals store, as a JSON-able dict.
 
     ``store_path`` may list several stores (the shards of one run): read as their merge.
+    ``gt_path``: a tracks file, or what ``load_ground_truth`` read from one (stdin is
+    read once).
     """
     from vcl.io.union import input_label, open_stores
 
     paths = list(store_path) if isinstance(store_path, (list, tuple)) else [store_path]
     store = open_stores(paths, kind="proposals", version=1)
-    gt = load_ground_truth(gt_path, kind, min_visible)
+    gt = gt_path if isinstance(gt_path, dict) else load_ground_truth(gt_path, kind, min_visible)
     stride = int(store.attrs.get("params", {}).get("stride", 1))
     info = store.attrs.get("videos", {})
     best: list[np.ndarray] = []
@@ -123,7 +125,7 @@ def evaluate(
 
     return {
         "store": input_label(paths),
-        "gt": str(gt_path),
+        "gt": None if isinstance(gt_path, dict) else str(gt_path),  # the caller names it
         "method": store.attrs.get("params", {}).get("method"),
         "videos": len(set(store.group_ids) & set(gt)),
         "videos_missing": len(missing),
