@@ -18,6 +18,7 @@ from typing import Any
 class ExitCode(IntEnum):
     OK = 0
     USAGE = 2  # wrong flags or arguments
+    SKIPPED = 3  # --keep-going: some inputs failed and were left out; the output holds the rest
     DATA = 65  # input exists but is malformed: bad line, wrong schema, corrupt video
     NO_INPUT = 66  # input file or folder does not exist
     UNAVAILABLE = 69  # asked-for device (cuda:N, mps) is absent
@@ -29,6 +30,9 @@ class ExitCode(IntEnum):
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success",
     ExitCode.USAGE: "usage error: unknown option, bad value, conflicting flags",
+    ExitCode.SKIPPED: "some inputs failed and were skipped (--keep-going, or unreadable query "
+    "files of vcl retrieve query); the output holds the rest, and the failures are listed on "
+    "stderr",
     ExitCode.DATA: "bad input data: malformed line, unknown schema version, corrupt video",
     ExitCode.NO_INPUT: "an input file or folder does not exist",
     ExitCode.UNAVAILABLE: "the requested device is not available",

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from vcl.cli.common import Overwrite, Shard, Workers, vcl_command
+from vcl.errors import ExitCode
 
 
 @vcl_command
@@ -172,7 +173,7 @@ def run(
             sys.stderr.write(json.dumps(failure) + "\n")
         n = sum(len(f["tracks"]) for f in failures)
         log.error("%d tracks of %d videos skipped (listed above)", n, len(failures))
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.SKIPPED)
 
 
 EXAMPLES = [

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vcl.cli.common import Overwrite, Seed, Shard, Videos, Workers, command_group, vcl_command
+from vcl.errors import ExitCode
 
 if TYPE_CHECKING:
     from vcl.idt.pipeline import VideoJob, VideoResult
@@ -378,7 +379,7 @@ def run(
         for failure in failures:
             sys.stderr.write(json.dumps(failure) + "\n")
         log.error("%d of %d videos failed (listed above)", len(failures), len(jobs))
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.SKIPPED)
 
 
 def _video_info(result: VideoResult) -> dict:

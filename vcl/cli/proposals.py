@@ -19,6 +19,7 @@ from vcl.cli.common import (
     report_json,
     vcl_command,
 )
+from vcl.errors import ExitCode
 
 HELP = """Class-agnostic object proposals for every (sampled) frame.
 
@@ -349,7 +350,7 @@ def run(
         for failure in failures:
             sys.stderr.write(json.dumps(failure) + "\n")
         log.error("%d of %d videos failed (listed above)", len(failures), len(records))
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.SKIPPED)
 
 
 @app.command("eval")

@@ -19,6 +19,7 @@ from vcl.cli.common import (
     parse_number_list,
     vcl_command,
 )
+from vcl.errors import ExitCode
 
 app = command_group(
     "Nearest-neighbour retrieval with faiss, and R@k.\n\n"
@@ -629,7 +630,7 @@ def query(
     if skipped:
         log.warning("%d of %d query files were unreadable and skipped", len(skipped), n_media)
         if not keep_going:
-            raise typer.Exit(3)
+            raise typer.Exit(ExitCode.SKIPPED)
 
 
 QUERY_BLOCK = 8192  # queries searched and written at a time (a multiple of faiss's 4096)
