@@ -991,3 +991,25 @@ def test_a_video_too_small_for_flow_is_tracked_without_flow(tmp_path: Path, invo
         else:
             assert warnings == []
     assert out["--flow"] == out["--no-flow"] and len(out["--flow"]) == 1
+
+
+def test_a_failed_run_to_stdout_writes_no_track(tmp_path: Path, invoke) -> None:
+    """`vcl track -o -` failing on its second video: stdout gets nothing, as with
+    `vcl videos`. Before, the first video's tracks were already in the pipe and
+    `vcl crops -` made a complete-looking store of them. --keep-going, which finishes
+    the run (exit 3), writes the tracks of the videos that worked."""
+    video = planted_video(tmp_path / "planted", n=12)
+    manifest = manifest_of(tmp_path / "videos.jsonl", {"a": video, "b": video})
+    rows = (np.arange(12, dtype=np.int32), np.tile([10.0, 10, 30, 30], (12, 1)), np.ones(12))
+    late = (rows[0] + 20, *rows[1:])  # frames 20-31 of a 12-frame video
+    store = write_proposals(tmp_path / "p.zarr", {"a": rows, "b": late})
+    args = ("track", store, "--videos", manifest, "--min-len", "2", "-o", "-")
+    failed = invoke(*args)
+    assert failed.exit_code == ExitCode.DATA and "ends before" in failed.stderr
+    assert failed.stdout == ""
+    skipped = invoke(*args, "--keep-going")
+    assert skipped.exit_code == 3
+    assert {t["video_id"] for t in jsonl(skipped.stdout)} == {"a"}
+    fine = write_proposals(tmp_path / "fine.zarr", {"a": rows, "b": rows})
+    both = invoke("track", fine, "--videos", manifest, "--min-len", "2", "-o", "-")
+    assert both.exit_code == 0 and [t["video_id"] for t in jsonl(both.stdout)] == ["a", "b"]

@@ -182,7 +182,9 @@ def run(
     split), the --top best per video by mean objectness. kcf (Wang & Gupta): the box
     holding most moving points (camera motion removed), tracked by KCF for --length
     frames; first and last boxes are a (query, tracked) pair. gt: import ground truth.
-    Output is written per video: a rerun resumes from NAME.partial.
+    Output is written per video: a rerun resumes from NAME.partial. With -o - the tracks
+    reach stdout only once every video is done (as vcl videos writes): a run that fails
+    writes none, so the next stage of a pipe is not handed part of them as the whole.
     """
     from vcl.cli.common import parse_shard_option
     from vcl.console import log, track

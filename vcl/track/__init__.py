@@ -138,7 +138,7 @@ def process_video(task: VideoTask) -> VideoResult:
 
 
 class TrackWriter:
-    """Tracks JSONL written video by video, resumably (or streamed to stdout for ``-``).
+    """Tracks JSONL written video by video, resumably (or to stdout for ``-``).
 
     ``NAME.partial`` holds the tracks of finished videos and ``NAME.partial.done`` lists
     them (its first line holds the parameters). A video's tracks are flushed before its
@@ -147,6 +147,13 @@ class TrackWriter:
     partial file to NAME; a rerun with other parameters is refused, and so is one whose
     ``groups`` (the video ids of its input) lack a finished video, as for stores
     (`vcl.io.store.check_resumable`; --overwrite starts over).
+
+    For ``-`` the lines are held in memory and written to stdout by ``finish`` only, as
+    `vcl videos` writes its manifest: a run that fails on its second video leaves
+    nothing on stdout, where the first video's tracks would have reached the next stage
+    of a pipe (``vcl crops -``), which cannot tell a cut stream from a complete one and
+    made a complete-looking store of them. Such a run has no resume (there is no
+    file to resume from) and its tracks are a few hundred bytes each.
     """
 
     def __init__(
@@ -159,10 +166,8 @@ class TrackWriter:
         self.to_stdout = str(path) == "-"
         self.done: set[str] = set()
         self.count = 0
+        self._held: list[str] = []  # stdout's lines, until `finish`
         if self.to_stdout:
-            import sys
-
-            self._stream = sys.stdout
             return
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
@@ -219,24 +224,34 @@ class TrackWriter:
         return True
 
     def write_video(self, video_id: str, records: Sequence[TrackRecord]) -> None:
-        base = None if self.to_stdout else self.path.resolve().parent
-        for record in records:
-            self._stream.write(dumps(record, base) + "\n")
-        self._stream.flush()
-        self.count += len(records)
-        if not self.to_stdout:
+        if self.to_stdout:
+            self._held.extend(dumps(record, None) + "\n" for record in records)
+        else:
+            base = self.path.resolve().parent
+            for record in records:
+                self._stream.write(dumps(record, base) + "\n")
+            self._stream.flush()
             os.fsync(self._stream.fileno())
             self._done_stream.write(video_id + "\n")
             self._done_stream.flush()
+        self.count += len(records)
         self.done.add(video_id)
 
     def close(self) -> None:
+        """Close the files (a failed run: stdout's held lines are dropped unwritten)."""
+        self._held = []
         if not self.to_stdout:
             self._stream.close()
             self._done_stream.close()
 
     def finish(self) -> None:
-        """Move the complete file into place (the only way NAME appears)."""
+        """Move the complete file into place (the only way NAME appears), or write every
+        held line to stdout (the only time ``-`` gets any)."""
+        if self.to_stdout:
+            import sys
+
+            sys.stdout.write("".join(self._held))
+            sys.stdout.flush()
         self.close()
         if not self.to_stdout:
             os.replace(self.partial, self.path)
