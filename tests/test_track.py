@@ -694,9 +694,18 @@ def test_resume_skips_finished_videos(static_data: Path, invoke, tmp_path: Path)
     assert out.read_text() == fresh.read_text()
     assert not (tmp_path / "t.jsonl.partial").exists()
     other = TrackWriter(tmp_path / "u.jsonl", params)
+    other.write_video(first, [TrackRecord.from_json(json.loads(x)) for x in done])
     other.close()
     refused = invoke(*args, "-o", tmp_path / "u.jsonl", "--ttl", "5")
     assert refused.exit_code == ExitCode.CANNOT_CREATE and "different parameters" in refused.stderr
+    assert "--overwrite" in refused.stderr
+    # --overwrite starts over (it was refused too: a Makefile passing it stayed stuck)
+    redone = invoke(*args, "-o", tmp_path / "u.jsonl", "--ttl", "5", "--overwrite")
+    assert redone.exit_code == 0, redone.stderr
+    assert "discarding" in redone.stderr and not (tmp_path / "u.jsonl.partial").exists()
+    # a partial of other parameters with no video done holds nothing to keep: started over
+    TrackWriter(tmp_path / "w.jsonl", params).close()
+    assert invoke(*args, "-o", tmp_path / "w.jsonl", "--ttl", "5").exit_code == 0
     assert invoke(*args, "-o", out).exit_code == ExitCode.CANNOT_CREATE  # exists
 
 
@@ -708,14 +717,23 @@ def test_bad_inputs(static_data: Path, invoke, tmp_path: Path) -> None:
     assert r.exit_code == ExitCode.DATA and "'nope'" in r.stderr and "not in the videos" in r.stderr
     r = invoke("track", stranger, "--videos", videos, "-o", tmp_path / "a.jsonl", "--keep-going",
                "--min-len", "1")  # fmt: skip
-    assert r.exit_code == 3 and "skipping nope" in r.stderr
+    assert r.exit_code == 3 and "1 of 2 videos failed" in r.stderr
+    assert '{"video_id": "nope", "error": "not in the videos manifest"}' in r.stderr
     assert {x["video_id"] for x in jsonl((tmp_path / "a.jsonl").read_text())} == {"v0000"}
+    # a missing video fails its own shard only (every shard counted it before)
+    from vcl.parallel import shard_of
+
+    other = 1 - shard_of("nope", 2)
+    r = invoke("track", stranger, "--videos", videos, "-o", "-", "--shard", f"{other}/2",
+               "--min-len", "1")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
     late = write_proposals(tmp_path / "late.zarr", {"v0000": (f + 500, b, s), "v0001": (f, b, s)})
     r = invoke("track", late, "--videos", videos, "-o", tmp_path / "b.jsonl", "--min-len", "1")
     assert r.exit_code == ExitCode.DATA and "frame 500" in r.stderr and "v0000" in r.stderr
     r = invoke("track", late, "--videos", videos, "-o", tmp_path / "b.jsonl", "--keep-going",
                "--min-len", "1")  # fmt: skip
-    assert r.exit_code == 3 and "1 videos failed: v0000" in r.stderr
+    assert r.exit_code == 3 and "1 of 2 videos failed" in r.stderr
+    assert '{"video_id": "v0000", "error": ' in r.stderr
     assert {x["video_id"] for x in jsonl((tmp_path / "b.jsonl").read_text())} == {"v0001"}
     empty = write_proposals(tmp_path / "empty.zarr", {})
     r = invoke("track", empty, "--videos", videos, "-o", tmp_path / "c.jsonl")
@@ -761,7 +779,9 @@ def test_a_video_of_another_size_than_its_proposals_is_refused(tmp_path: Path, i
     assert "'v0000'" in line and "131x101" in line and "97x75" in line, line
     assert not (tmp_path / "t.jsonl").exists()
     r = invoke(*args, "-o", tmp_path / "k.jsonl", "--keep-going")
-    assert r.exit_code == 3 and "skipping v0000" in r.stderr and "131x101" in r.stderr
+    assert (
+        r.exit_code == 3 and '{"video_id": "v0000", "error": ' in r.stderr and "131x101" in r.stderr
+    )
     assert {x["video_id"] for x in jsonl((tmp_path / "k.jsonl").read_text())} == {"v0001"}
     f, b, s = np.array([0, 1], np.int32), np.tile([1.0, 1, 9, 9], (2, 1)), np.ones(2)
     old = write_proposals(tmp_path / "old.zarr", {"v0000": (f, b, s)})  # no "videos" attrs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Annotated
 
 import typer
@@ -14,6 +16,7 @@ from vcl.cli.common import (
     report_json,
     vcl_command,
 )
+from vcl.errors import ExitCode
 
 app = command_group(
     "Link proposals into object tracks.\n\n"
@@ -230,6 +233,7 @@ def run(
         raise UsageError(str(exc)) from None
     params = params_obj.to_json()
 
+    unknown: list[str] = []  # videos of the proposals missing from the manifest
     if method == "iou":
         from vcl.io.union import open_stores
 
@@ -239,7 +243,9 @@ def run(
         if not store.group_ids:
             raise DataError("the proposals store holds no videos", ", ".join(inputs))
         manifest = {v.id: v for v in resolve_videos(videos)}
-        unknown = [g for g in store.group_ids if g not in manifest]
+        # only this shard's: another shard's missing video is that shard's failure
+        in_shard = select_shard(store.group_ids, parse_shard_option(shard), key=str)
+        unknown = [g for g in in_shard if g not in manifest]
 
         def source(vid: str) -> str:  # the input holding a video's proposals
             return str(store.store_of(vid).path) if hasattr(store, "store_of") else inputs[0]
@@ -261,26 +267,25 @@ def run(
     todo = [t for t in tasks if t.video_id not in writer.done]
     if len(todo) < len(tasks):
         log.info("resuming: %d of %d videos already done", len(tasks) - len(todo), len(tasks))
-    failures: list[str] = []
+    failures: list[dict[str, str]] = []
     if method == "iou":
         for vid in unknown:
-            log.warning("skipping %s: not in the videos manifest", vid)
-            failures.append(vid)
+            failures.append({"video_id": vid, "error": "not in the videos manifest"})
     try:
         results = parallel_map(process_video, todo, workers)
         for result in track(results, f"tracking ({method})", total=len(todo), unit="videos"):
             if result.error is not None:
                 if not keep_going:
                     raise worker_error(result.error, "or pass --keep-going to skip it")
-                log.warning("skipping %s: %s", result.video_id, result.error)
-                failures.append(result.video_id)
+                failures.append({"video_id": result.video_id, "error": str(result.error)})
                 continue
             writer.write_video(result.video_id, result.tracks)
     except BaseException:
         writer.close()
         raise
     writer.finish()
-    log.info("wrote %d tracks of %d videos", writer.count, len(tasks) - len(failures))
+    tracked = len(tasks) - (len(failures) - len(unknown))  # unknown videos are no task
+    log.info("wrote %d tracks of %d videos", writer.count, tracked)
     if method == "kcf" and writer.count == 0 and len(tasks) > len(failures):
         log.warning(
             "no kcf track: a patch starts only on frames where some points move, between "
@@ -288,9 +293,11 @@ def run(
             "it off)",
             min_moving, max_moving,
         )  # fmt: skip
-    if failures:
-        log.warning("%d videos failed: %s", len(failures), ", ".join(failures))
-        raise typer.Exit(3)
+    if failures:  # one JSON line each on stderr, as proposals, idt and crops list them
+        for failure in failures:
+            sys.stderr.write(json.dumps(failure) + "\n")
+        log.error("%d of %d videos failed (listed above)", len(failures), len(tasks) + len(unknown))
+        raise typer.Exit(ExitCode.SKIPPED)
 
 
 @app.command("eval")

@@ -13,6 +13,7 @@ Three ways to make a tracks JSONL (one ``vcl.track/1`` record a line):
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -201,10 +202,22 @@ class TrackWriter:
             tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
             os.replace(tmp, self.done_file)
         if not lines or lines[0] != header:
+            if overwrite or len(lines) <= 1:  # --overwrite, or nothing finished to keep
+                from vcl.console import log
+
+                log.log(
+                    logging.WARNING if len(lines) > 1 else logging.INFO,
+                    "discarding %s: an interrupted run with other parameters left it, with "
+                    "%d videos done",
+                    self.partial,
+                    max(len(lines) - 1, 0),
+                )
+                return False
             raise OutputError(
                 "an interrupted run with different parameters left this file",
                 self.partial,
-                "rerun with the same parameters to resume, or delete it and its .done file",
+                "rerun with the same parameters to resume, or pass --overwrite (or delete "
+                "it and its .done file) to start over",
             )
         if not check_resumable(self.partial, dict.fromkeys(lines[1:]), groups, overwrite):
             return False
