@@ -702,7 +702,9 @@ def test_resume_skips_finished_videos(static_data: Path, invoke, tmp_path: Path)
     # --overwrite starts over (it was refused too: a Makefile passing it stayed stuck)
     redone = invoke(*args, "-o", tmp_path / "u.jsonl", "--ttl", "5", "--overwrite")
     assert redone.exit_code == 0, redone.stderr
-    assert "discarding" in redone.stderr and not (tmp_path / "u.jsonl.partial").exists()
+    assert (
+        "discarded (--overwrite)" in redone.stderr and not (tmp_path / "u.jsonl.partial").exists()
+    )
     # a partial of other parameters with no video done holds nothing to keep: started over
     TrackWriter(tmp_path / "w.jsonl", params).close()
     assert invoke(*args, "-o", tmp_path / "w.jsonl", "--ttl", "5").exit_code == 0

@@ -194,6 +194,27 @@ def differing_params(a: Any, b: Any, paths: Iterable[str] = ()) -> list[str]:
     )
 
 
+def discard_other_run(partial: Path, differ: str, done: int, overwrite: bool, what: str) -> None:
+    """The one policy for a ``.partial`` made with other parameters (``differ`` says
+    which), shared by stores and JSONL writers: it is discarded (the caller deletes it)
+    when it holds nothing finished (``done`` == 0: a first run that failed at once must
+    not block the corrected rerun) or under --overwrite ("replace the output" covers an
+    unfinished one); otherwise refused, so finished work is not thrown away unasked."""
+    from vcl.console import log
+
+    if done == 0:
+        log.info("%s: discarded, made with %s and holding nothing", partial, differ)
+    elif overwrite:
+        log.warning("%s: discarded (--overwrite), made with %s", partial, differ)
+    else:
+        raise OutputError(
+            f"an interrupted run with {differ} left this {what}",
+            partial,
+            "rerun with the same parameters to resume, or pass --overwrite (or delete it) "
+            "to start over",
+        )
+
+
 def check_resumable(
     partial: Path, done: Iterable[str], groups: Iterable[str] | None, overwrite: bool
 ) -> bool:
@@ -386,23 +407,9 @@ class StoreWriter:
         n, _ = _committed(group)
         if keys:
             differ = f"different parameters (differ: {', '.join(keys)})"
-            if self.overwrite or n == 0:
-                from vcl.console import log
-
-                if n == 0:
-                    log.info(
-                        "%s: discarded, made with %s and holding nothing", self.partial, differ
-                    )
-                else:
-                    log.warning("%s: discarded (--overwrite), made with %s", self.partial, differ)
-                shutil.rmtree(self.partial)
-                return None
-            raise OutputError(
-                f"an interrupted run with {differ} left this store",
-                self.partial,
-                "rerun with the same parameters to resume, or pass --overwrite (or delete it) "
-                "to start over",
-            )
+            discard_other_run(self.partial, differ, n, self.overwrite, "store")
+            shutil.rmtree(self.partial)
+            return None
         done = [str(i) for i in group[GROUP_IDS][:n]]
         if not check_resumable(self.partial, done, groups, self.overwrite):
             shutil.rmtree(self.partial)

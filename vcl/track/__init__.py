@@ -13,7 +13,6 @@ Three ways to make a tracks JSONL (one ``vcl.track/1`` record a line):
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -192,7 +191,7 @@ class TrackWriter:
 
     def _resume(self, header: str, groups: Iterable[str] | None, overwrite: bool) -> bool:
         """Keep the finished videos' lines; False: --overwrite discards another input's."""
-        from vcl.io.store import check_resumable
+        from vcl.io.store import check_resumable, discard_other_run
 
         text = self.done_file.read_text(encoding="utf-8")
         lines = text.splitlines()
@@ -202,23 +201,9 @@ class TrackWriter:
             tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
             os.replace(tmp, self.done_file)
         if not lines or lines[0] != header:
-            if overwrite or len(lines) <= 1:  # --overwrite, or nothing finished to keep
-                from vcl.console import log
-
-                log.log(
-                    logging.WARNING if len(lines) > 1 else logging.INFO,
-                    "discarding %s: an interrupted run with other parameters left it, with "
-                    "%d videos done",
-                    self.partial,
-                    max(len(lines) - 1, 0),
-                )
-                return False
-            raise OutputError(
-                "an interrupted run with different parameters left this file",
-                self.partial,
-                "rerun with the same parameters to resume, or pass --overwrite (or delete "
-                "it and its .done file) to start over",
-            )
+            done = max(len(lines) - 1, 0)
+            discard_other_run(self.partial, "different parameters", done, overwrite, "file")
+            return False
         if not check_resumable(self.partial, dict.fromkeys(lines[1:]), groups, overwrite):
             return False
         self.done = set(lines[1:])
