@@ -589,10 +589,12 @@ def read_image(path: str | Path) -> np.ndarray | None:
 
 def list_images(folder: Path) -> list[Path]:
     """The images of a folder; hidden files (macOS ``._*`` twins) are not images."""
+    from vcl.io.video import is_hidden
+
     return sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(p.name)
     )
 
 

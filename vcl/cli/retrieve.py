@@ -325,7 +325,7 @@ def _folder_media(folder: Path) -> dict[str, Path]:
     folders left out: macOS ``._*`` twins would shadow the real files)."""
     from vcl.errors import MissingInputError
     from vcl.io.sources import VIDEO_EXTENSIONS
-    from vcl.io.video import IMAGE_EXTENSIONS
+    from vcl.io.video import IMAGE_EXTENSIONS, is_hidden
 
     if not folder.is_dir():
         raise MissingInputError("no such folder", folder)
@@ -334,7 +334,7 @@ def _folder_media(folder: Path) -> dict[str, Path]:
         f
         for f in folder.rglob("*")
         if f.suffix.lower() in kinds
-        and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+        and not any(is_hidden(part) for part in f.relative_to(folder).parts)
         and f.is_file()
     )
     return {f.stem: f for f in reversed(files)}  # the first in sorted order wins

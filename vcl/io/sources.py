@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vcl.errors import DataError, MissingInputError, UsageError
 from vcl.io.manifest import VideoRecord, is_stream, read_records, video_id_for_path
-from vcl.io.video import IMAGE_EXTENSIONS
+from vcl.io.video import IMAGE_EXTENSIONS, is_hidden
 
 # matched lower-cased (00001.MTS is a video); FFmpeg reads them all. A file of another
 # extension in a scanned folder is counted in a warning; named alone, any file is read.
@@ -71,14 +71,10 @@ def _holds_frames(names: Sequence[str]) -> bool:
     return bool(suffixes & IMAGE_EXTENSIONS) and not suffixes & VIDEO_EXTENSIONS
 
 
-def _hidden(name: str) -> bool:
-    """A name starting with '.': macOS's ``._clip.mp4`` AppleDouble twins and
-    ``.DS_Store``, ``.git``, ``.cache``... never videos of a folder scan."""
-    return name.startswith(".")
-
-
 def _is_frame_folder(folder: Path) -> bool:
-    return _holds_frames([p.name for p in folder.iterdir() if p.is_file() and not _hidden(p.name)])
+    return _holds_frames(
+        [p.name for p in folder.iterdir() if p.is_file() and not is_hidden(p.name)]
+    )
 
 
 def _find_videos(folder: Path) -> tuple[list[Path], Counter[str]]:
@@ -89,8 +85,8 @@ def _find_videos(folder: Path) -> tuple[list[Path], Counter[str]]:
     images = 0
     others: Counter[str] = Counter()
     for root, dirs, all_files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not _hidden(d))
-        files = [f for f in all_files if not _hidden(f)]
+        dirs[:] = sorted(d for d in dirs if not is_hidden(d))
+        files = [f for f in all_files if not is_hidden(f)]
         here = Path(root)
         if here != folder and _holds_frames(files):
             found.append(here)

@@ -67,6 +67,13 @@ def _natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def is_hidden(name: str) -> bool:
+    """A name starting with '.': macOS's ``._clip.mp4`` / ``._000001.jpg`` AppleDouble
+    twins (resource forks, not media), ``.DS_Store``, ``.git``, ``.cache``... never a
+    video, frame or image of a folder."""
+    return name.startswith(".")
+
+
 def list_frame_files(folder: Path) -> list[Path]:
     """The frames of a frame folder in natural order. Hidden files are not frames: a
     folder copied from a Mac onto exFAT/FAT holds a ``._000001.jpg`` AppleDouble twin
@@ -74,7 +81,7 @@ def list_frame_files(folder: Path) -> list[Path]:
     files = [
         p
         for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(p.name) and p.is_file()
     ]
     return sorted(files, key=lambda p: _natural_key(p.name))
 
