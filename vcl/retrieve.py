@@ -48,7 +48,6 @@ from vcl.errors import DataError, MissingInputError, UsageError
 INDEX_TYPES = ("flat", "ivf", "ivfpq", "hnsw")
 METRICS = ("cosine", "l2", "ip")
 META_SCHEMA = "vcl.index/1"
-MATCH_SCHEMA = "vcl.match/1"
 
 
 @dataclass(frozen=True)

@@ -657,7 +657,7 @@ def _match_lines(qids: Any, scores: Any, rows: Any, gallery_ids: Any, metric: st
 
     import numpy as np
 
-    from vcl.retrieve import MATCH_SCHEMA
+    from vcl.io.manifest import MATCH_SCHEMA
 
     dumps = json.dumps
     head = '{"schema": ' + dumps(MATCH_SCHEMA) + ', "query": '

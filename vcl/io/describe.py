@@ -23,6 +23,7 @@ from typing import Any
 
 from vcl.errors import DataError, MissingInputError
 from vcl.io.manifest import (
+    MATCH_SCHEMA,
     RECORD_TYPES,
     Record,
     is_stream,
@@ -33,9 +34,7 @@ from vcl.io.manifest import (
 from vcl.io.store import KNOWN, STORE_VERSIONS, partial_path
 from vcl.io.video import IMAGE_EXTENSIONS
 
-LINE_SCHEMAS = frozenset(
-    {"vcl.match/1"}
-)  # JSONL without a record class (vcl.retrieve.MATCH_SCHEMA)
+LINE_SCHEMAS = frozenset({MATCH_SCHEMA})  # JSONL vcl writes without a record class
 FIRST_FAILED = 5  # ids of failed videos shown by ``vcl info``
 FIRST_IDS = 5  # ids of an index shown by ``vcl info``
 # what a pretrain run directory holds besides config.json (`vcl.pretrain.loop`)

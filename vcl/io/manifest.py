@@ -27,6 +27,8 @@ from typing import Any, ClassVar, TextIO, TypeVar
 from vcl.errors import DataError, MissingInputError, OutputError, UsageError
 
 SCHEMA_PATTERN = re.compile(r"^vcl\.([a-z_][a-z0-9_-]*)/(\d+)$")  # vcl.idt-text/1 too
+# vcl retrieve query's neighbour lines: plain JSON lines, no record class reads them
+MATCH_SCHEMA = "vcl.match/1"
 
 R = TypeVar("R", bound="Record")
 
