@@ -384,3 +384,16 @@ def test_an_output_that_cannot_be_made_is_refused_before_the_work(
     )
     result = invoke(*args, "-o", "-")
     assert result.exit_code == ExitCode.USAGE and "cannot go to stdout" in result.stderr
+
+
+def test_em_iterations_are_logged_only_with_verbose(invoke, tmp_path: Path) -> None:
+    """A 256-component fit runs hundreds of EM iterations over five parts: one summary
+    line per part by default, every iteration with -v (the model keeps the history)."""
+    write_idt(tmp_path / "idt.zarr", [40, 40, 40])
+    for flag, want_iterations in (([], False), (["-v"], True)):
+        out = tmp_path / f"model{len(flag)}.zarr"
+        run = invoke("fisher", "fit", tmp_path / "idt.zarr", "-o", out, *FAST, *flag)
+        assert run.exit_code == 0, run.stderr
+        assert ("iter 0: mean log-likelihood" in run.stderr) is want_iterations, run.stderr
+        for part in DIMS:
+            assert f"{part}: " in run.stderr and "after" in run.stderr

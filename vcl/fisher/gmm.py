@@ -355,7 +355,7 @@ class DiagonalGMM:
         for it in range(self.n_iter + 1):
             stats = self._statistics(x, params)
             history.append(float(stats[0]) / n)
-            log.info(
+            log.debug(  # per iteration: -v; the model keeps the history
                 "gmm%s run %d/%d iter %d: mean log-likelihood %.6f",
                 f" {self.name}" if self.name else "",
                 run + 1,
