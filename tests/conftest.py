@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vcl.cli.app import app
+from vcl.parallel import available_cpus
 
 
 def moving_square_frames(
@@ -92,6 +93,17 @@ def jsonl(text: str) -> list[dict]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: minutes of CPU; runs only with VCL_SLOW_TESTS=1")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # the cores are shared out between the test processes: no oversubscription
+        import torch
+
+        torch.set_num_threads(max(1, available_cpus() // workers))
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one test process per core this job may use, at most 4 (each holds
+    torch and its own copy of the module fixtures)."""
+    return min(available_cpus(), 4)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -124,6 +124,33 @@ def test_slic_toy(tmp_path: Path) -> None:
     assert len(commands) == 2 and "merge" in commands[0] and "retrieve eval" in commands[1]
 
 
+def test_tracking_triplets_real_commands_carry_the_papers_settings(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.jsonl"
+    probe.write_text("")
+    text = _dry("tracking-triplets", "DATA=/data/youtube", f"OUT={tmp_path / 'o'}",
+                f"PROBE={probe}", f"VOC={probe}", "GPUS=4", "SHARDS=3")  # fmt: skip
+    for expected in ("--method kcf", "--length 30 --box-size 227", "--shard 2/3", "merge",
+                     "--pairs --size 227", "torchrun --nproc_per_node 4 -m vcl pretrain",
+                     "--method triplet", "--margin 0.5 --hard-k 4", "--random-neg-epochs 10",
+                     "--weight-decay 5e-4", "probe svm", "random:alexnet"):  # fmt: skip
+        assert expected in text, expected
+    assert not (tmp_path / "o").exists()
+
+
+def test_moving_clusters_real_commands_carry_the_settings(tmp_path: Path) -> None:
+    gt = tmp_path / "gt.jsonl"
+    gt.write_text("")
+    text = _dry("moving-clusters", "DATA=/data/videos", f"GT={gt}", f"OUT={tmp_path / 'o'}",
+                "SHARDS=3")  # fmt: skip
+    for expected in ("--method motion", "--shard 2/3", "--ttl 3 --min-len 10",
+                     "--per-track 10 --size 224", "--method moving-clusters", "--k 10",
+                     "--l2-weight 0.01 --balance-weight 1 --disc-weight 1",
+                     "cluster eval"):  # fmt: skip
+        assert expected in text, expected
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow  # a minute of CPU: VCL_SLOW_TESTS=1 runs it
 def test_tracking_triplets_toy(tmp_path: Path) -> None:
     out = tmp_path / "toy"
     _toy("tracking-triplets", out)

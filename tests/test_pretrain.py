@@ -40,18 +40,23 @@ def crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not m.startswith("video-") and m not in ("slic", "triplet", "moving-clusters")
     ],  # video, triplet (pairs), moving-clusters (+ videos): their own test files
 )
-def test_each_method_writes_a_valid_run_directory(crops: Path, method: str) -> None:
+def test_each_method_writes_a_valid_run_directory(crops: Path, method: str, monkeypatch) -> None:
+    import shlex
+    import sys
+
     from vcl.backbones import build_backbone, load_backbone
     from vcl.io.store import Store
 
     run = crops.parent / f"run-{method}"
+    typed = ["vcl", "pretrain", str(crops), "--method", method]  # the command as a shell ran it
+    monkeypatch.setattr(sys, "argv", typed)
     r = invoke("pretrain", crops, "--method", method, "--epochs", 2, "-o", run, *TINY)
     assert r.exit_code == 0, r.output
     config = json.loads((run / "config.json").read_text())
     assert config["method"] == method and config["arch"] == "resnet18"
     assert config["k"] == 3 and config["seed"] == 0 and config["lr"] == 0.015
     assert config["memory_momentum"] == 0.5 and config["centroid_interval"] == 10
-    assert "vcl_version" in config and config["command"].startswith("vcl ")
+    assert "vcl_version" in config and config["command"] == shlex.join(typed)
     n = Store(crops, kind="crops").n_rows
     assert config["samples"] == n
 
@@ -224,29 +229,40 @@ def test_bad_options(crops: Path, tmp_path: Path) -> None:
     assert r.exit_code == ExitCode.NO_INPUT
 
 
-def test_two_processes_under_torchrun(crops: Path) -> None:
-    """The DDP path on the CPU (gloo): two ranks split each batch, all-gather the memory
-    updates and agree; rank 0 writes a valid run directory; resume is exact there too."""
+def _torchrun(crops: Path, *args: object) -> None:
+    """``torchrun --nproc_per_node 2 -m vcl pretrain CROPS --method odct ...`` (gloo, CPU)."""
     import os
     import subprocess
     import sys
 
-    def launch(*args: object) -> None:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", str(29500 + os.getpid() % 1000), "-m", "vcl", "pretrain",
-               str(crops), "--method", "odct", *TINY, *map(str, args)]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(29500 + os.getpid() % 1000), "-m", "vcl", "pretrain",
+           str(crops), "--method", "odct", *TINY, *map(str, args)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
 
-    full, part = crops.parent / "ddp-full", crops.parent / "ddp-part"
-    launch("--epochs", 2, "-o", full)
-    launch("--epochs", 1, "-o", part)
-    launch("--epochs", 2, "--resume", part)
+
+def test_two_processes_under_torchrun(crops: Path) -> None:
+    """The DDP path on the CPU (gloo): two ranks split each batch, all-gather the memory
+    updates and agree; rank 0 writes a valid run directory."""
+    full = crops.parent / "ddp-full"
+    _torchrun(crops, "--epochs", 2, "-o", full)
     config = json.loads((full / "config.json").read_text())
     assert config["world_size"] == 2
-    assert [without_timing(m) for m in metrics(part)] == [without_timing(m) for m in metrics(full)]
+    assert [m["epoch"] for m in metrics(full)] == [0, 1, 2]
     state = torch.load(full / "checkpoint.pt", weights_only=True)
     assert state["method_state"]["memory"]["labels"].shape == (config["samples"],)
+
+
+@pytest.mark.slow  # three torchrun launches of three processes each: VCL_SLOW_TESTS=1 runs it
+def test_resume_under_torchrun_is_exact(crops: Path) -> None:
+    """A DDP run stopped after epoch 1 and resumed under torchrun reaches the metrics of
+    the uninterrupted DDP run (sampler, memory and cluster state of both ranks)."""
+    full, part = crops.parent / "ddp-full-2", crops.parent / "ddp-part"
+    _torchrun(crops, "--epochs", 2, "-o", full)
+    _torchrun(crops, "--epochs", 1, "-o", part)
+    _torchrun(crops, "--epochs", 2, "--resume", part)
+    assert [without_timing(m) for m in metrics(part)] == [without_timing(m) for m in metrics(full)]
 
 
 def test_resume_on_an_input_of_another_size_is_refused(tmp_path: Path) -> None:
