@@ -100,6 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(max(1, available_cpus() // workers))
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: one test process per core this job may use, at most 4 (each holds
     torch and its own copy of the module fixtures)."""
