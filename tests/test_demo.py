@@ -15,6 +15,11 @@ def _last_metrics(run: Path) -> dict:
     return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
 
 
+# Two CPU-minutes of subprocesses: the slow tier (VCL_SLOW_TESTS=1). The README's first
+# command, which CI runs, is the whole demo and fails on any failed step.
+whole_demo = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory):
     """One small demo (4 videos of 24 frames, 1 epoch), run through the CLI."""
@@ -29,6 +34,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory):
     return out, json.loads(result.stdout), result.stderr, args
 
 
+@whole_demo
 def test_demo_runs_every_stage_and_prints_the_commands(demo) -> None:
     out, rows, stderr, _ = demo
     stages = [r["stage"] for r in rows]
@@ -45,6 +51,7 @@ def test_demo_runs_every_stage_and_prints_the_commands(demo) -> None:
     assert json.loads((out / "summary.json").read_text()) == rows
 
 
+@whole_demo
 def test_summary_numbers_are_the_output_files_numbers(demo) -> None:
     out, rows, stderr, _ = demo
     by = {r["stage"]: r["metrics"] for r in rows}
@@ -73,6 +80,7 @@ def test_summary_numbers_are_the_output_files_numbers(demo) -> None:
     assert by["synth"]["videos"] == 4
 
 
+@whole_demo
 def test_rerun_skips_finished_steps_and_reprints_the_same_numbers(demo) -> None:
     from typer.testing import CliRunner
 
@@ -87,6 +95,7 @@ def test_rerun_skips_finished_steps_and_reprints_the_same_numbers(demo) -> None:
     assert "done before" in result.stderr
 
 
+@whole_demo
 def test_demo_refuses_a_folder_made_with_other_sizes(demo, invoke) -> None:
     out, *_ = demo
     result = invoke("demo", out, "--videos", "5", "--frames", "24", "--epochs", "1")

@@ -445,6 +445,7 @@ def test_index_left_without_its_metadata_is_rebuilt(reference, tmp_path, invoke)
     assert result.exit_code == ExitCode.CANNOT_CREATE and other.read_text() == "not an index"
 
 
+@pytest.mark.slow  # three cold starts of pretrain; in-process resume: tests/test_pretrain.py
 def test_pretrain_killed_mid_run_resumes_to_the_same_metrics(reference, tmp_path):
     """SIGKILL `vcl pretrain` once its epoch-1 checkpoint exists; `--resume` must reach
     the uninterrupted run's metrics, labels and weights (CPU, one process)."""
