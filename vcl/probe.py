@@ -13,6 +13,11 @@
   interpolation (``mAP_11point``) and the exact area (``mAP_exact``, scikit-learn's
   ``average_precision_score``). liblinear's coordinate order is drawn from ``seed``, so
   runs repeat (unconverged fits at large C depend on it). Multi-label targets: ``a|b``.
+  Per-id ignored classes (VOC07's "difficult" images, ``0`` in ImageSets/Main: every
+  instance of the class in them is difficult): for class c, the rows that ignore c are
+  left out of c's SVM training, cross-validation and test APs, and nothing else, as in
+  Goyal et al.'s benchmark code (an ignored class is a third target value beside
+  present and absent).
 - ``fewshot`` (Tokmakov et al. Table 2): n samples per class drawn (seeded, class
   balanced) from train; an L2-regularised multinomial logistic regression (L-BFGS,
   full batch: with 20 samples SGD epochs would be single steps) on L2-normalised
@@ -27,7 +32,7 @@ Labels always travel with ids (``join_labels``), never by row order.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +60,8 @@ class ProbeData:
     x_test: np.ndarray  # (M, D) float32
     y_test: np.ndarray  # (M,) str
     inputs: dict[str, Any] = field(default_factory=dict)
+    ignore_train: np.ndarray | None = None  # (N,) str: classes to ignore, "a|b"; "" none
+    ignore_test: np.ndarray | None = None  # (M,) str
 
 
 def read_labels_file(path: str | Path, *fields: str) -> dict[str, dict[str, str]]:
@@ -77,10 +84,19 @@ def read_labels_file(path: str | Path, *fields: str) -> dict[str, dict[str, str]
     return out
 
 
-def join_labels(ids: np.ndarray, labels: dict[str, str], what: str, source: str) -> np.ndarray:
-    """Labels of ``ids`` by id; every id must have one (count + first few otherwise)."""
+def join_labels(
+    ids: np.ndarray,
+    labels: dict[str, str],
+    what: str,
+    source: str,
+    unlabelled_ok: Container[str] = (),
+) -> np.ndarray:
+    """Labels of ``ids`` by id; every id must have one (count + first few otherwise),
+    but for the ids of ``unlabelled_ok``, which get ``""`` (no class)."""
     values = np.array([labels.get(str(i), "") for i in ids], dtype=object)
-    missing = [str(i) for i, v in zip(ids, values, strict=True) if v == ""]
+    missing = [
+        str(i) for i, v in zip(ids, values, strict=True) if v == "" and str(i) not in unlabelled_ok
+    ]
     if missing:
         first = ", ".join(repr(m) for m in missing[:3])
         raise DataError(
@@ -121,20 +137,31 @@ def load_probe_data(
     test_split: str = "test",
     train_ids: str | Path | None = None,
     test_ids: str | Path | None = None,
+    ignore_field: str | None = None,
 ) -> ProbeData:
     """Read one layer of train/test stores (or one store split by ``split_field``).
 
     ``train`` and ``test`` may each be several stores (shards), read as their merge;
     ``train_ids`` / ``test_ids`` name the rows of ``.npy`` arrays (one id per line).
+    ``ignore_field`` names a field of ``labels_file`` listing, per id, the classes the
+    svm probe leaves out for that id (``ignore_train`` / ``ignore_test``); an id that
+    lists some may have no label (every instance in the image is ignored).
     """
     from vcl.io.features import read_feature_set
 
     def name(x: Any) -> str:
         return ", ".join(map(str, x)) if isinstance(x, (list, tuple)) else str(x)
 
-    fields = ("label",) if split_field is None else ("label", split_field)
+    if ignore_field is not None and ignore_field in ("label", split_field):
+        raise UsageError(f"the ignore field {ignore_field!r} is also the label or split field")
+    fields = ["label"] + [f for f in (split_field, ignore_field) if f is not None]
     from_file = read_labels_file(labels_file, *fields) if labels_file is not None else {}
     file_labels = from_file.get("label", {})
+    ignored = from_file.get(ignore_field, {}) if ignore_field is not None else {}
+
+    def ignore_of(ids: np.ndarray) -> np.ndarray:
+        return np.array([ignored.get(str(i), "") for i in ids], dtype=object).astype(str)
+
     tr = read_feature_set(train, ids_file=train_ids, layer=layer)
     layer_name = str((tr.attrs or {}).get("layer", ""))
     if test is None:
@@ -151,10 +178,16 @@ def load_probe_data(
             )
         labels = {**_store_labels(tr), **file_labels}
         y = join_labels(
-            tr.ids[tr_mask | te_mask], labels, "train/test", str(labels_file or name(train))
+            tr.ids[tr_mask | te_mask],
+            labels,
+            "train/test",
+            str(labels_file or name(train)),
+            ignored,
         )
         keep = np.flatnonzero(tr_mask | te_mask)
         is_train = tr_mask[keep]
+        ignore = ignore_of(tr.ids[keep])
+        check_ignored(tr.ids[keep], y, ignore, str(labels_file))
         check_rows(tr.features[keep[is_train]], tr.ids[keep[is_train]], "train", name(train))
         check_rows(tr.features[keep[~is_train]], tr.ids[keep[~is_train]], "test", name(train))
         return ProbeData(
@@ -168,6 +201,8 @@ def load_probe_data(
                 "test": f"{name(train)} ({split_field})",
                 "labels": str(labels_file),
             },
+            ignore[is_train],
+            ignore[~is_train],
         )
     te = read_feature_set(test, ids_file=test_ids, layer=layer)
     test_layer = str((te.attrs or {}).get("layer", ""))
@@ -186,11 +221,22 @@ def load_probe_data(
     check_rows(te.features, te.ids, "test", name(test))
     _check_shared_ids(tr, te, name(train), name(test))
     y_tr = join_labels(
-        tr.ids, {**_store_labels(tr), **file_labels}, "train", str(labels_file or name(train))
+        tr.ids,
+        {**_store_labels(tr), **file_labels},
+        "train",
+        str(labels_file or name(train)),
+        ignored,
     )
     y_te = join_labels(
-        te.ids, {**_store_labels(te), **file_labels}, "test", str(labels_file or name(test))
+        te.ids,
+        {**_store_labels(te), **file_labels},
+        "test",
+        str(labels_file or name(test)),
+        ignored,
     )
+    ignore_tr, ignore_te = ignore_of(tr.ids), ignore_of(te.ids)
+    check_ignored(tr.ids, y_tr, ignore_tr, str(labels_file))
+    check_ignored(te.ids, y_te, ignore_te, str(labels_file))
     return ProbeData(
         layer_name,
         tr.features,
@@ -202,7 +248,24 @@ def load_probe_data(
             "test": name(test),
             "labels": None if labels_file is None else str(labels_file),
         },
+        ignore_tr,
+        ignore_te,
     )
+
+
+def check_ignored(ids: np.ndarray, y: np.ndarray, ignore: np.ndarray, source: str) -> None:
+    """Refuse an id whose ignored classes include one of its labels: present and
+    ignored at once is ambiguous (a VOC07 class file gives each image one of 1, 0, -1)."""
+    for i, labels, skip in zip(ids, y, ignore, strict=True):
+        if skip == "":
+            continue
+        both = set(skip.split(LABEL_SEPARATOR)) & set(str(labels).split(LABEL_SEPARATOR))
+        if both - {""}:
+            raise DataError(
+                f"id {str(i)!r} has {first_ids(sorted(both - {''}))} both as a label and ignored",
+                source,
+                "a class is present in an image or ignored there, not both",
+            )
 
 
 def _check_shared_ids(tr: Any, te: Any, train_name: str, test_name: str) -> None:
@@ -441,13 +504,17 @@ def multilabel_targets(
     y_train: np.ndarray, y_test: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(N, C) and (M, C) boolean matrices over the classes seen in train."""
-    split = [[set(str(v).split(LABEL_SEPARATOR)) for v in y] for y in (y_train, y_test)]
-    classes = sorted(set().union(*split[0]) - {""})
-    mats = [
-        np.array([[c in s for c in classes] for s in rows], bool).reshape(len(rows), len(classes))
-        for rows in split
-    ]
-    return mats[0], mats[1], classes
+    classes = sorted(set().union(*(str(v).split(LABEL_SEPARATOR) for v in y_train)) - {""})
+    return class_matrix(y_train, classes), class_matrix(y_test, classes), classes
+
+
+def class_matrix(values: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """(N, C) bool: row i holds class c when c is one of the ``a|b`` names of values[i]
+    (names outside ``classes`` are dropped; ``""`` holds none)."""
+    rows = [set(str(v).split(LABEL_SEPARATOR)) for v in values]
+    return np.array([[c in s for c in classes] for s in rows], bool).reshape(
+        len(rows), len(classes)
+    )
 
 
 def _svm(cost: float, max_iter: int, seed: int) -> Any:
@@ -466,16 +533,33 @@ def _svm(cost: float, max_iter: int, seed: int) -> Any:
     )
 
 
-def _svm_class(
-    args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sequence[float], int, int, int],
-) -> dict[str, Any]:
-    """One class: cost by 3-fold CV on AP, refit, test APs."""
+SvmTask = tuple[
+    np.ndarray,  # x_train (N, D), L2-normalised
+    np.ndarray,  # targets (N,) bool
+    np.ndarray,  # x_test (M, D)
+    np.ndarray,  # targets (M,) bool
+    Sequence[float],  # costs
+    int,  # folds
+    int,  # max_iter
+    int,  # seed
+    np.ndarray | None,  # (N,) bool: train rows kept for this class (None: all)
+    np.ndarray | None,  # (M,) bool: test rows kept
+]
+
+
+def _svm_class(args: SvmTask) -> dict[str, Any]:
+    """One class: cost by 3-fold CV on AP, refit, test APs; the rows that ignore the
+    class are dropped first (from training and CV, and from the test APs)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold
 
-    x_tr, t_tr, x_te, t_te, costs, folds, max_iter, seed = args
+    x_tr, t_tr, x_te, t_te, costs, folds, max_iter, seed, keep_tr, keep_te = args
+    if keep_tr is not None:
+        x_tr, t_tr = x_tr[keep_tr], t_tr[keep_tr]
+    if keep_te is not None:
+        x_te, t_te = x_te[keep_te], t_te[keep_te]
     y = t_tr.astype(int)
     cv_ap = []
     with warnings.catch_warnings():
@@ -514,27 +598,52 @@ def svm_probe(
     max_iter: int = 2000,
     workers: int = 1,
     seed: int = 0,
+    ignore_train: np.ndarray | None = None,
+    ignore_test: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Goyal et al.'s VOC07 SVM protocol; labels ``a|b`` for several classes."""
+    """Goyal et al.'s VOC07 SVM protocol; labels ``a|b`` for several classes.
+
+    ``ignore_train`` (N,) / ``ignore_test`` (M,): per row, the ``a|b`` classes that
+    row is left out for (VOC07's difficult images); ``""`` or None: none.
+    """
     from vcl.parallel import parallel_map
 
     t_tr, t_te, classes = multilabel_targets(y_train, y_test)
     if len(classes) < 1 or len(y_train) < 2:
         raise DataError("the svm probe needs at least one class and two training samples")
-    everywhere = [c for c, on in zip(classes, t_tr.all(axis=0), strict=True) if on]
+    none_tr, none_te = np.full(len(y_train), ""), np.full(len(y_test), "")
+    i_tr = class_matrix(none_tr if ignore_train is None else ignore_train, classes)  # (N, C)
+    i_te = class_matrix(none_te if ignore_test is None else ignore_test, classes)  # (M, C)
+    # a class on every training row it does not ignore has no negatives
+    everywhere = [c for c, on in zip(classes, (t_tr | i_tr).all(axis=0), strict=True) if on]
     if everywhere:
         raise DataError(
             f"{'classes' if len(everywhere) > 1 else 'class'} {first_ids(everywhere)} on "
-            "every training sample: a one-vs-rest SVM needs negatives",
+            "every training sample (but those that ignore it): a one-vs-rest SVM needs "
+            "negatives",
             None,
             "train on samples of two classes or more",
         )
     x_tr, x_te = l2_normalise(x_train), l2_normalise(x_test)
     tasks = [
-        (x_tr, t_tr[:, c], x_te, t_te[:, c], tuple(costs), folds, max_iter, seed)
+        (
+            x_tr,
+            t_tr[:, c],
+            x_te,
+            t_te[:, c],
+            tuple(costs),
+            folds,
+            max_iter,
+            seed,
+            ~i_tr[:, c] if i_tr[:, c].any() else None,
+            ~i_te[:, c] if i_te[:, c].any() else None,
+        )
         for c in range(len(classes))
     ]
     per_class = dict(zip(classes, parallel_map(_svm_class, tasks, workers), strict=True))
+    for c, r in enumerate(per_class.values()):
+        r["ignored_train"] = int(i_tr[:, c].sum())
+        r["ignored_test"] = int(i_te[:, c].sum())
     aps = np.array([r["ap"] for r in per_class.values()])
     eleven = np.array([r["ap_11point"] for r in per_class.values()])
     exact = np.array([r["ap_exact"] for r in per_class.values()])
@@ -567,6 +676,9 @@ def svm_probe(
         "mAP_11point": float(np.nanmean(eleven)) if np.isfinite(eleven).any() else None,
         "mAP_exact": float(np.nanmean(exact)) if np.isfinite(exact).any() else None,
         "ap_headline": "interpolated_all_points",
+        # (row, class) pairs left out, summed over classes (per class in per_class)
+        "ignored_train": int(i_tr.sum()),
+        "ignored_test": int(i_te.sum()),
         "per_class": {
             c: {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
             for c, r in per_class.items()

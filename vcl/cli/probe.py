@@ -88,6 +88,9 @@ TestIds = Annotated[
         help="For a test .npy array: one id per line, in row order (else ids are row numbers).",
     ),
 ]
+# VOC07's ImageSets/Main mark an image 0 for a class whose instances there are all
+# difficult; vcl images --voc writes those classes under this field
+DEFAULT_IGNORE_FIELD = "difficult"
 Jsonl = Annotated[
     bool, typer.Option("--jsonl", help="One JSON line per layer instead of one JSON report.")
 ]
@@ -142,6 +145,7 @@ def _probe(
     test_split: str,
     jsonl: bool,
     ids: tuple[Path | None, Path | None] = (None, None),
+    ignore_field: str | None = None,
 ) -> None:
     from vcl.console import log
     from vcl.errors import naming
@@ -153,7 +157,16 @@ def _probe(
     te = None if not test else test[0] if len(test) == 1 else test
     for name in _layers_of(train[0], layer):
         data = load_probe_data(
-            tr, te, name, labels, split_field, train_split, test_split, ids[0], ids[1]
+            tr,
+            te,
+            name,
+            labels,
+            split_field,
+            train_split,
+            test_split,
+            ids[0],
+            ids[1],
+            ignore_field,
         )
         log.info(
             "%s probe of layer %s: %d train, %d test samples, %d dims",
@@ -276,6 +289,19 @@ def svm(
     max_iter: Annotated[
         int, typer.Option("--max-iter", min=1, help="LinearSVC iteration limit.")
     ] = 2000,
+    ignore_field: Annotated[
+        str,
+        typer.Option(
+            "--ignore-field",
+            metavar="FIELD",
+            help="Field of --labels listing, per id, classes that id is left out for: out "
+            "of that class's SVM training, cross-validation and test APs (a list or 'a|b'; "
+            "an id with some may have no label). On by default because it is Goyal et "
+            "al.'s VOC07 protocol, whose 'difficult' images (as vcl images --voc writes "
+            "them) are neither positives nor negatives, and labels without the field are "
+            "probed as before; '' turns it off.",
+        ),
+    ] = DEFAULT_IGNORE_FIELD,
     jsonl: Jsonl = False,
     workers: Annotated[
         int,
@@ -292,15 +318,30 @@ def svm(
     or none, for a class with fewer training positives or negatives: recorded as
     cv_folds, with a warning). mAP (the headline) is the all-point interpolated AP of
     Goyal et al.'s code; mAP_11point is the VOC07 devkit's 11-point AP, mAP_exact the
-    exact area; per-class APs and chosen costs are in per_class. --seed fixes
-    liblinear's order (unconverged fits depend on it); --workers runs classes in
-    parallel.
+    exact area; per-class APs and chosen costs are in per_class. Rows that ignore a
+    class (--ignore-field, VOC07's difficult images) are left out of that class only;
+    ignored_train / ignored_test count the (id, class) pairs left out, in all and per
+    class. --seed fixes liblinear's order (unconverged fits depend on it); --workers
+    runs classes in parallel.
     """
+    from vcl.console import log
+    from vcl.errors import UsageError
     from vcl.probe import svm_probe
 
     grid = tuple(parse_number_list(costs, "--costs", float, 1e-12, example="0.01,0.1,1"))
+    field = ignore_field or None
+    # the default finds nothing in labels without VOC's field: that is no news; a field
+    # asked for by name and found on no id is a typo or the wrong file
+    asked = field not in (None, DEFAULT_IGNORE_FIELD)
+    if asked and labels is None:
+        raise UsageError(f"--ignore-field {field} is read from --labels FILE; none was given")
+    warned = []
 
     def fn(data: Any) -> dict[str, Any]:
+        none = not (data.ignore_train != "").any() and not (data.ignore_test != "").any()
+        if asked and none and not warned:
+            log.warning("no id of %s has a %r field: no class is ignored", labels, field)
+            warned.append(True)
         return svm_probe(
             data.x_train,
             data.y_train,
@@ -311,6 +352,8 @@ def svm(
             max_iter,
             workers,
             seed,
+            data.ignore_train,
+            data.ignore_test,
         )
 
     _probe(
@@ -321,6 +364,7 @@ def svm(
             "folds": folds,
             "max_iter": max_iter,
             "positive_weight": 2.0,
+            "ignore_field": field,
             "seed": seed,
         },
         ["mAP", "mAP_11point", "mAP_exact"],
@@ -333,6 +377,7 @@ def svm(
         test_split,
         jsonl,
         (train_ids, test_ids),
+        field,
     )
 
 
