@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vcl.cli.common import Overwrite, Shard, Videos, Workers, parse_shard_option, vcl_command
+
+if TYPE_CHECKING:
+    from vcl.io.datasets import Entries
+    from vcl.io.manifest import VideoRecord
 
 
 def _probe_or_error(record, count):
@@ -21,6 +26,62 @@ def _probe_or_error(record, count):
     if count and probed.extra.get("frames") == 0:  # e.g. a header that declares frames
         return DataError("no frame could be decoded; the file is empty or corrupt", record.path)
     return probed
+
+
+def _read_lists(
+    ucf101: Path | None, hmdb51: Path | None, kinetics: list[Path]
+) -> tuple[Entries, str, bool] | None:
+    """The entries of the one data set named, with where they came from, or None."""
+    from vcl.errors import UsageError
+    from vcl.io.datasets import read_hmdb51, read_kinetics, read_ucf101
+
+    named = [
+        o for o, v in (("--ucf101", ucf101), ("--hmdb51", hmdb51), ("--kinetics", kinetics)) if v
+    ]
+    if len(named) > 1:
+        raise UsageError(
+            f"{named[0]} and {named[1]} label the same videos twice; give one data set"
+        )
+    if ucf101 is not None:
+        return read_ucf101(ucf101), str(ucf101), False
+    if hmdb51 is not None:
+        return read_hmdb51(hmdb51), str(hmdb51), False
+    if kinetics:
+        return read_kinetics(kinetics), ", ".join(map(str, kinetics)), True
+    return None
+
+
+def _label(
+    records: list[VideoRecord], entries: Entries, source: str, kinetics: bool
+) -> list[VideoRecord]:
+    """The records with their list entries' fields, and warnings for what did not meet."""
+    from vcl.console import log
+    from vcl.errors import first_ids
+    from vcl.io.datasets import match_videos, video_key, with_fields
+
+    match = match_videos([r.path for r in records], entries, kinetics)
+    replaced = {name for fields in entries.values() for name in fields}
+    if match.unlisted:
+        log.warning(
+            "%d of %d videos are in no list of %s (%s); they get no %s",
+            len(match.unlisted),
+            len(records),
+            source,
+            first_ids([video_key(p) for p in match.unlisted]),
+            "/".join(sorted(replaced)),
+        )
+    if match.missing:
+        log.warning(
+            "%d of %d list entries of %s have no video (%s)",
+            len(match.missing),
+            len(entries),
+            source,
+            first_ids(match.missing),
+        )
+    log.info("%d videos labelled from %s", len(records) - len(match.unlisted), source)
+    return [
+        with_fields(r, fields, replaced) for r, fields in zip(records, match.fields, strict=True)
+    ]
 
 
 @vcl_command
@@ -41,6 +102,33 @@ def run(
             "--skip-bad", help="Leave out unreadable videos with a warning instead of failing."
         ),
     ] = False,
+    ucf101: Annotated[
+        Path | None,
+        typer.Option(
+            "--ucf101",
+            metavar="DIR",
+            help="UCF101's ucfTrainTestlist folder: give each video label and split1-3 "
+            "(train/test).",
+        ),
+    ] = None,
+    hmdb51: Annotated[
+        Path | None,
+        typer.Option(
+            "--hmdb51",
+            metavar="DIR",
+            help="HMDB51's testTrainMulti_7030_splits folder: give each video label and "
+            "split1-3 (train/test, or unused where the list says 0).",
+        ),
+    ] = None,
+    kinetics: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--kinetics",
+            metavar="CSV",
+            help="A Kinetics annotation CSV (repeatable: train.csv, validate.csv, test.csv): "
+            "give each video label and split (train/val/test).",
+        ),
+    ] = None,
     shard: Shard = None,
     workers: Workers = 1,
     overwrite: Overwrite = False,
@@ -51,6 +139,13 @@ def run(
     and Makefiles can work from one manifest. Ids of plain paths are their path
     below the common folder, without extension (kept where two files differ only by
     it: x.mp4 and x.avi).
+
+    --ucf101, --hmdb51 or --kinetics label the videos from a data set's official split
+    lists, matching each list entry to the video of the same file or folder name
+    without extension (Kinetics: <youtube_id>_<start>_<end> or <youtube_id>). The
+    imported label and split fields replace those of a manifest given as input (the
+    videos in no list lose them; other fields are kept). Videos in no list, and list
+    entries with no video, are counted in a warning.
     """
     from vcl.console import log, track
     from vcl.errors import VclError
@@ -58,7 +153,11 @@ def run(
     from vcl.io.sources import resolve_videos
     from vcl.parallel import parallel_map, select_shard
 
-    records = select_shard(resolve_videos(inputs), parse_shard_option(shard), lambda r: r.id)
+    lists = _read_lists(ucf101, hmdb51, kinetics or [])  # before any video: a bad list fails fast
+    records = resolve_videos(inputs)
+    if lists is not None:
+        records = _label(records, *lists)
+    records = select_shard(records, parse_shard_option(shard), lambda r: r.id)
     probe = functools.partial(_probe_or_error, count=count)
     bad = 0
     good = []
@@ -84,4 +183,16 @@ EXAMPLES = [
         "vcl videos ~/datasets/ucf101/ --count --workers 0 -o ucf101.jsonl",
     ),
     ("The second of four shards of a manifest, on stdout:", "vcl videos videos.jsonl --shard 1/4"),
+    (
+        "UCF101 with its classes and three official splits (split1, split2, split3):",
+        "vcl videos UCF-101/ --ucf101 ucfTrainTestlist/ --workers 0 -o ucf101.jsonl",
+    ),
+    (
+        "HMDB51 the same way (split fields train, test or unused):",
+        "vcl videos hmdb51/ --hmdb51 testTrainMulti_7030_splits/ --workers 0 -o hmdb51.jsonl",
+    ),
+    (
+        "Kinetics-400 training and validation videos with label and split (train/val):",
+        "vcl videos kinetics400/ --kinetics train.csv --kinetics validate.csv -o k400.jsonl",
+    ),
 ]
