@@ -80,6 +80,7 @@ app = typer.Typer(
 COMMAND_MODULES: list[tuple[str, str]] = [
     ("synth", "synth"),
     ("videos", "videos"),
+    ("images", "images"),
     ("info", "info"),
     ("demo", "demo"),
     ("proposals", "proposals"),
