@@ -53,6 +53,7 @@ def test_odct_makefile_needs_data_and_prints_the_paper_pipeline(tmp_path: Path) 
         "--k 1000 ",
         "--method odc-trackinit",
         "probe svm",
+        "--ignore-field difficult",
         "--layers stage1,stage2,stage3,stage4,stage5",
     ):
         assert expected in text, expected
