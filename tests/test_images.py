@@ -68,6 +68,8 @@ def test_voc_manifest_holds_the_class_files_labels(tmp_path: Path, invoke) -> No
     ]
     assert "1 images are in no trainval or test class file" in r.stderr and "'000099'" in r.stderr
     assert "5 images listed (2 test, 3 train); 4 with difficult classes, 2 with no " in r.stderr
+    again = invoke("images", "--voc", voc, "-o", out)  # refused before any reading
+    assert again.exit_code == ExitCode.CANNOT_CREATE and "warning" not in again.stderr
 
 
 def test_voc_manifest_reads_as_vcl_embed_reads_images(tmp_path: Path, invoke) -> None:

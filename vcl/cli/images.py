@@ -55,9 +55,9 @@ def run(
         raise UsageError("give image files and folders, or --voc DIR, not both")
     if voc is None and not inputs:
         raise UsageError("no images", None, "give image files or folders, or --voc DIR")
-    records = read_voc(voc) if voc is not None else list_image_records(inputs or [])
-    with RecordWriter(output, overwrite=overwrite) as writer:
-        writer.write_all(records)
+    with RecordWriter(output, overwrite=overwrite) as writer:  # an output in the way: first
+        records = read_voc(voc) if voc is not None else list_image_records(inputs or [])
+        writer.write_all(records)  # all read: no half manifest on stdout or in a .partial
     if voc is None:
         log.info("%d images listed", writer.count)
         return
