@@ -160,7 +160,7 @@ def test_image_folders_and_retrieve_media_skip_hidden_files(tmp_path) -> None:
     import numpy as np
 
     from vcl.cli.retrieve import _folder_media
-    from vcl.embedding import list_images
+    from vcl.io.video import list_images
 
     image = np.zeros((8, 8, 3), np.uint8)
     for name in ("a.jpg", "b.png"):

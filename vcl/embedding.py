@@ -51,10 +51,10 @@ import numpy as np
 from vcl.console import log
 from vcl.errors import DataError, MissingInputError, UsageError
 from vcl.io.features import FeatureSet
+from vcl.io.video import IMAGE_EXTENSIONS, list_images
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 KINETICS_MEAN, KINETICS_STD = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 POOLS = ("goyal", "avg")
 # Goyal et al. 2019 pooling of image-ResNet stages: stage -> (grid, kernel, stride, padding)
 GOYAL_POOL: dict[str, tuple[int, int, int, int]] = {
@@ -585,17 +585,6 @@ def read_image(path: str | Path) -> np.ndarray | None:
 
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """The images of a folder; hidden files (macOS ``._*`` twins) are not images."""
-    from vcl.io.video import is_hidden
-
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(p.name)
-    )
 
 
 def _expand(paths: Sequence[str | Path]) -> list[tuple[str, Path, str]]:

@@ -33,8 +33,8 @@ def read_ahead(read: Callable[[str], T], keys: Sequence[str]) -> Iterator[T]:
 def _input_kind(path: Path) -> str:
     """crops | images | image-folder | videos (an images manifest must be a file: its kind
     is read from its first line, which a pipe would lose)."""
-    from vcl.embedding import IMAGE_EXTENSIONS
     from vcl.errors import MissingInputError
+    from vcl.io.video import IMAGE_EXTENSIONS
 
     if str(path) != "-" and not path.exists():
         raise MissingInputError("no such crops store, manifest, folder or video", path)
@@ -241,7 +241,7 @@ def run(
             items = [(r.id, r.path) for r in records]
             labels_of = {r.id: r.label for r in records if r.label}
         else:
-            from vcl.embedding import list_images
+            from vcl.io.video import list_images
 
             items = [(p.stem, str(p)) for folder in inputs for p in list_images(folder)]
             if len({i for i, _ in items}) != len(items):

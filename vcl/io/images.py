@@ -37,7 +37,7 @@ SEPARATOR = "|"
 
 def list_image_records(paths: Sequence[str | Path]) -> list[ImageRecord]:
     """One record per image file, or per jpg/png file of a folder; ids must be unique."""
-    from vcl.embedding import IMAGE_EXTENSIONS, list_images
+    from vcl.io.video import IMAGE_EXTENSIONS, list_images
 
     records: list[ImageRecord] = []
     first: dict[str, Path] = {}
@@ -51,7 +51,7 @@ def list_image_records(paths: Sequence[str | Path]) -> list[ImageRecord]:
         elif p.suffix.lower() in IMAGE_EXTENSIONS:
             found = [p]
         else:
-            raise UsageError("is not an image file (jpg, png, bmp, webp) or a folder", p)
+            raise UsageError("is not an image file (jpg, png, bmp, tif, webp) or a folder", p)
         for f in found:
             if f.stem in first:
                 raise DataError(f"id {f.stem!r} is also the id of {first[f.stem]}", f)
@@ -114,7 +114,7 @@ def read_voc(folder: str | Path) -> list[ImageRecord]:
     JPEGImages (else DataError naming a file); images of JPEGImages that no class file
     lists are left out with a warning.
     """
-    from vcl.embedding import list_images
+    from vcl.io.video import list_images
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -74,6 +74,15 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+def list_images(folder: Path) -> list[Path]:
+    """The images of a folder; hidden files (macOS ``._*`` twins) are not images."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(p.name)
+    )
+
+
 def list_frame_files(folder: Path) -> list[Path]:
     """The frames of a frame folder in natural order. Hidden files are not frames: a
     folder copied from a Mac onto exFAT/FAT holds a ``._000001.jpg`` AppleDouble twin
