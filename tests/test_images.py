@@ -104,7 +104,7 @@ def test_voc_manifest_feeds_the_svm_probe_difficult_images(tmp_path: Path, invok
     assert r.exit_code == 0, r.stderr
     m = json.loads(r.stdout)["layers"][0]["metrics"]
     # train 000005 dog|person, 000007 cat (person difficult), 000009 (cat difficult)
-    per = {c: (v["ignored_train"], v["ignored_test"]) for c, v in m["per_class"].items()}
+    per = {c: (v["ignored_train_negatives"], v["ignored_test"]) for c, v in m["per_class"].items()}
     assert per == {"cat": (1, 0), "dog": (0, 2), "person": (1, 0)}
     assert m["per_class"]["dog"]["ap"] is None  # test dog rows all difficult: no positive
 

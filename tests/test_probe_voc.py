@@ -46,8 +46,8 @@ def test_a_difficult_test_row_is_left_out_of_that_class_ap_only() -> None:
     # b keeps the row (ranked 80 50 40 10 2: + - + - +): precision 1, 2/3, 3/5
     assert b["ap"] == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
     assert b == {**counted["per_class"]["b"], "ignored_test": 0}
-    assert (a["ignored_train"], a["ignored_test"], b["ignored_test"]) == (0, 1, 0)
-    assert (kept["ignored_train"], kept["ignored_test"]) == (0, 1)
+    assert (a["ignored_train_negatives"], a["ignored_test"], b["ignored_test"]) == (0, 1, 0)
+    assert (kept["ignored_train_negatives"], kept["ignored_test"]) == (0, 1)
     assert kept["mAP"] == pytest.approx((a["ap"] + b["ap"]) / 2)
     assert kept["mAP_11point"] == pytest.approx((a["ap_11point"] + b["ap_11point"]) / 2)
 
@@ -95,28 +95,34 @@ def _multilabel(seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def test_ignored_training_rows_are_as_if_absent_for_their_class() -> None:
+def test_ignored_training_rows_are_negatives_and_ignored_test_rows_left_out() -> None:
+    """Goyal et al.'s code: train_svm_kfold.py trains a VOC07 "ignore" row as a negative
+    of its class; test_svm.py leaves it out of that class's AP."""
     d = _multilabel(3)
     out = svm_probe(
         d["x_tr"], d["y_tr"], d["x_te"], d["y_te"], ignore_train=d["i_tr"], ignore_test=d["i_te"]
     )
     plain = svm_probe(d["x_tr"], d["y_tr"], d["x_te"], d["y_te"])
-    # class a: the probe run on the rows that do not ignore a
-    drop_tr = np.array(["a" in s.split("|") for s in d["i_tr"]])
+    # class a: every training row (the decoys as negatives), the test rows not ignoring a
     drop_te = np.array(["a" in s.split("|") for s in d["i_te"]])
-    alone = svm_probe(
-        d["x_tr"][~drop_tr], d["y_tr"][~drop_tr], d["x_te"][~drop_te], d["y_te"][~drop_te]
-    )
+    alone = svm_probe(d["x_tr"], d["y_tr"], d["x_te"][~drop_te], d["y_te"][~drop_te])
     strip = lambda r: {k: v for k, v in r.items() if not k.startswith("ignored")}  # noqa: E731
     assert strip(out["per_class"]["a"]) == strip(alone["per_class"]["a"])
-    assert out["per_class"]["a"]["ignored_train"] == drop_tr.sum() == 9
+    # training is untouched by the ignore lists: the same costs by the same CV
+    for c in ("a", "b", "c"):
+        assert out["per_class"][c]["cv_ap"] == plain["per_class"][c]["cv_ap"]
+        assert out["per_class"][c]["cost"] == plain["per_class"][c]["cost"]
+    # the two ignored test rows changed a's AP
+    assert out["per_class"]["a"]["ap_exact"] != plain["per_class"]["a"]["ap_exact"]
+    drop_tr = np.array(["a" in s.split("|") for s in d["i_tr"]])
+    assert out["per_class"]["a"]["ignored_train_negatives"] == drop_tr.sum() == 9
     assert out["per_class"]["a"]["ignored_test"] == 2
-    # the decoys moved a's cross-validation when counted as negatives
-    assert out["per_class"]["a"]["cv_ap"] != plain["per_class"]["a"]["cv_ap"]
-    # b is what it is without any ignoring; c ignores rows 3 and 7 (if kept) only
+    # b is what it is without any ignoring
     assert strip(out["per_class"]["b"]) == strip(plain["per_class"]["b"])
-    assert out["per_class"]["b"]["ignored_train"] == 0
-    assert out["ignored_train"] == sum(r["ignored_train"] for r in out["per_class"].values())
+    assert out["per_class"]["b"]["ignored_train_negatives"] == 0
+    assert out["ignored_train_negatives"] == sum(
+        r["ignored_train_negatives"] for r in out["per_class"].values()
+    )
 
 
 # ---------------------------------------------------------------- CLI
@@ -167,7 +173,7 @@ def test_cli_ignores_the_difficult_field_by_default(tmp_path: Path, invoke) -> N
     assert (layer["train_samples"], layer["test_samples"]) == (13, 5)
     m = layer["metrics"]
     assert m["per_class"]["a"]["ap"] == pytest.approx((1 + 2 / 3) / 2)
-    assert (m["ignored_train"], m["ignored_test"]) == (0, 1)  # c is no training class
+    assert (m["ignored_train_negatives"], m["ignored_test"]) == (0, 1)  # c is no training class
     # the field off: the label-less image is unlabelled, as it was before the field
     off = _svm(invoke, labels, "--ignore-field", "")
     assert off.exit_code == ExitCode.DATA

@@ -15,9 +15,10 @@
   runs repeat (unconverged fits at large C depend on it). Multi-label targets: ``a|b``.
   Per-id ignored classes (VOC07's "difficult" images, ``0`` in ImageSets/Main: every
   instance of the class in them is difficult): for class c, the rows that ignore c are
-  left out of c's SVM training, cross-validation and test APs, and nothing else, as in
-  Goyal et al.'s benchmark code (an ignored class is a third target value beside
-  present and absent).
+  left out of c's test APs, as VOC's devkit and Goyal et al.'s ``test_svm.py`` do, and
+  are negatives of c in its training and cross-validation, as their
+  ``train_svm_kfold.py`` trains them (its targets keep "ignore" as a third value, and
+  training turns every value but "present" into −1).
 - ``fewshot`` (Tokmakov et al. Table 2): n samples per class drawn (seeded, class
   balanced) from train; an L2-regularised multinomial logistic regression (L-BFGS,
   full batch: with 20 samples SGD epochs would be single steps) on L2-normalised
@@ -542,22 +543,19 @@ SvmTask = tuple[
     int,  # folds
     int,  # max_iter
     int,  # seed
-    np.ndarray | None,  # (N,) bool: train rows kept for this class (None: all)
-    np.ndarray | None,  # (M,) bool: test rows kept
+    np.ndarray | None,  # (M,) bool: test rows kept for this class (None: all)
 ]
 
 
 def _svm_class(args: SvmTask) -> dict[str, Any]:
-    """One class: cost by 3-fold CV on AP, refit, test APs; the rows that ignore the
-    class are dropped first (from training and CV, and from the test APs)."""
+    """One class: cost by 3-fold CV on AP, refit, test APs; the test rows that ignore
+    the class are left out of its APs (in training they are negatives)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold
 
-    x_tr, t_tr, x_te, t_te, costs, folds, max_iter, seed, keep_tr, keep_te = args
-    if keep_tr is not None:
-        x_tr, t_tr = x_tr[keep_tr], t_tr[keep_tr]
+    x_tr, t_tr, x_te, t_te, costs, folds, max_iter, seed, keep_te = args
     if keep_te is not None:
         x_te, t_te = x_te[keep_te], t_te[keep_te]
     y = t_tr.astype(int)
@@ -605,7 +603,8 @@ def svm_probe(
     """Goyal et al.'s VOC07 SVM protocol; labels ``a|b`` for several classes.
 
     ``ignore_train`` (N,) / ``ignore_test`` (M,): per row, the ``a|b`` classes that
-    row is left out for (VOC07's difficult images); ``""`` or None: none.
+    row is difficult for (VOC07); ``""`` or None: none. A test row is left out of the
+    APs of its ignored classes; a training row stays a negative of them (counted only).
     """
     from vcl.parallel import parallel_map
 
@@ -615,13 +614,11 @@ def svm_probe(
     none_tr, none_te = np.full(len(y_train), ""), np.full(len(y_test), "")
     i_tr = class_matrix(none_tr if ignore_train is None else ignore_train, classes)  # (N, C)
     i_te = class_matrix(none_te if ignore_test is None else ignore_test, classes)  # (M, C)
-    # a class on every training row it does not ignore has no negatives
-    everywhere = [c for c, on in zip(classes, (t_tr | i_tr).all(axis=0), strict=True) if on]
+    everywhere = [c for c, on in zip(classes, t_tr.all(axis=0), strict=True) if on]
     if everywhere:
         raise DataError(
             f"{'classes' if len(everywhere) > 1 else 'class'} {first_ids(everywhere)} on "
-            "every training sample (but those that ignore it): a one-vs-rest SVM needs "
-            "negatives",
+            "every training sample: a one-vs-rest SVM needs negatives",
             None,
             "train on samples of two classes or more",
         )
@@ -636,14 +633,13 @@ def svm_probe(
             folds,
             max_iter,
             seed,
-            ~i_tr[:, c] if i_tr[:, c].any() else None,
             ~i_te[:, c] if i_te[:, c].any() else None,
         )
         for c in range(len(classes))
     ]
     per_class = dict(zip(classes, parallel_map(_svm_class, tasks, workers), strict=True))
     for c, r in enumerate(per_class.values()):
-        r["ignored_train"] = int(i_tr[:, c].sum())
+        r["ignored_train_negatives"] = int(i_tr[:, c].sum())
         r["ignored_test"] = int(i_te[:, c].sum())
     aps = np.array([r["ap"] for r in per_class.values()])
     eleven = np.array([r["ap_11point"] for r in per_class.values()])
@@ -677,8 +673,9 @@ def svm_probe(
         "mAP_11point": float(np.nanmean(eleven)) if np.isfinite(eleven).any() else None,
         "mAP_exact": float(np.nanmean(exact)) if np.isfinite(exact).any() else None,
         "ap_headline": "interpolated_all_points",
-        # (row, class) pairs left out, summed over classes (per class in per_class)
-        "ignored_train": int(i_tr.sum()),
+        # (row, class) pairs: trained as negatives / left out of the test APs, summed
+        # over classes (per class in per_class)
+        "ignored_train_negatives": int(i_tr.sum()),
         "ignored_test": int(i_te.sum()),
         "per_class": {
             c: {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}

@@ -294,12 +294,12 @@ def svm(
         typer.Option(
             "--ignore-field",
             metavar="FIELD",
-            help="Field of --labels listing, per id, classes that id is left out for: out "
-            "of that class's SVM training, cross-validation and test APs (a list or 'a|b'; "
-            "an id with some may have no label). On by default because it is Goyal et "
-            "al.'s VOC07 protocol, whose 'difficult' images (as vcl images --voc writes "
-            "them) are neither positives nor negatives, and labels without the field are "
-            "probed as before; '' turns it off.",
+            help="Field of --labels listing, per id, classes that id is difficult for "
+            "(a list or 'a|b'; an id with some may have no label): left out of those "
+            "classes' test APs, and negatives in their training, as Goyal et al.'s VOC07 "
+            "code treats 'difficult' images (vcl images --voc writes them). On by default "
+            "because that is the protocol; labels without the field are probed as before; "
+            "'' turns it off.",
         ),
     ] = DEFAULT_IGNORE_FIELD,
     jsonl: Jsonl = False,
@@ -318,9 +318,10 @@ def svm(
     or none, for a class with fewer training positives or negatives: recorded as
     cv_folds, with a warning). mAP (the headline) is the all-point interpolated AP of
     Goyal et al.'s code; mAP_11point is the VOC07 devkit's 11-point AP, mAP_exact the
-    exact area; per-class APs and chosen costs are in per_class. Rows that ignore a
-    class (--ignore-field, VOC07's difficult images) are left out of that class only;
-    ignored_train / ignored_test count the (id, class) pairs left out, in all and per
+    exact area; per-class APs and chosen costs are in per_class. Test rows that ignore
+    a class (--ignore-field, VOC07's difficult images) are left out of that class's APs
+    only, and training rows that ignore it are its negatives, as in Goyal et al.'s code;
+    ignored_test / ignored_train_negatives count those (id, class) pairs, in all and per
     class. --seed fixes liblinear's order (unconverged fits depend on it); --workers
     runs classes in parallel.
     """
