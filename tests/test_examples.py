@@ -54,6 +54,7 @@ def test_odct_makefile_needs_data_and_prints_the_paper_pipeline(tmp_path: Path) 
         "--method odc-trackinit",
         "probe svm",
         "--ignore-field difficult",
+        "--costs goyal",
         "--layers stage1,stage2,stage3,stage4,stage5",
     ):
         assert expected in text, expected

@@ -134,7 +134,7 @@ def test_tracking_triplets_real_commands_carry_the_papers_settings(tmp_path: Pat
     expected = ("--method kcf", "--length 30 --box-size 227", "--shard 2/3", "merge",
                 "--pairs --size 227", "torchrun --nproc_per_node 4 -m vcl pretrain",
                 "--method triplet", "--margin 0.5 --hard-k 4", "--random-neg-epochs 10",
-                "--weight-decay 5e-4", "probe svm", "--ignore-field difficult",
+                "--weight-decay 5e-4", "probe svm", "--ignore-field difficult", "--costs goyal",
                 "random:alexnet")  # fmt: skip
     _assert_dry_run_carries("tracking-triplets", tmp_path / "o", expected, "DATA=/data/youtube",
                             f"PROBE={probe}", f"VOC={probe}", "GPUS=4", "SHARDS=3")  # fmt: skip

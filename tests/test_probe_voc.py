@@ -210,3 +210,24 @@ def test_cli_ignore_field_mistakes(tmp_path: Path, invoke) -> None:
     r = _svm(invoke, both)
     assert r.exit_code == ExitCode.DATA
     assert "'b' both as a label and ignored" in r.stderr and "labelled-both.jsonl" in r.stderr
+
+
+def test_cli_costs_goyal_is_their_voc07_grid_in_their_order(tmp_path: Path, invoke) -> None:
+    """Goyal et al.'s scripts pass 1e-7 ... 100 and parse_cost_list appends 0.5^4 ...
+    0.5^19: 26 costs, cross-validated in that order (ties go to the first)."""
+    labels = _voc_like(tmp_path)
+    store = tmp_path / "all.zarr"
+    r = invoke(
+        "probe", "svm", "--train", store, "--split-field", "split", "--labels", labels,
+        "--costs", "goyal",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    expected = [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0]
+    expected += [1 / 16, 1 / 32, 1 / 64, 1 / 128, 1 / 256, 1 / 512, 1 / 1024, 1 / 2048]
+    expected += [2.0**-12, 2.0**-13, 2.0**-14, 2.0**-15, 2.0**-16, 2.0**-17, 2.0**-18, 2.0**-19]
+    assert report["parameters"]["costs"] == pytest.approx(expected, rel=0, abs=0)
+    for r in report["layers"][0]["metrics"]["per_class"].values():
+        assert len(r["cv_ap"]) == 26
+        valid = [-1.0 if v is None else v for v in r["cv_ap"]]
+        assert r["cost"] == expected[valid.index(max(valid))]

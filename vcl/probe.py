@@ -45,6 +45,21 @@ from vcl.errors import DataError, MissingInputError, UsageError, first_ids
 from vcl.io.manifest import iter_json_lines
 
 DEFAULT_COSTS = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+# Goyal et al.'s VOC07 grid: their scripts' --costs_list, to which their parse_cost_list
+# appends 0.5^4 ... 0.5^19; kept in their order, since ties go to the first best cost
+GOYAL_COSTS = (
+    1e-7,
+    1e-6,
+    1e-5,
+    1e-4,
+    1e-3,
+    1e-2,
+    0.1,
+    1.0,
+    10.0,
+    100.0,
+    *(0.5**k for k in range(4, 20)),
+)
 LABEL_SEPARATOR = "|"
 
 
@@ -573,7 +588,7 @@ def _svm_class(args: SvmTask) -> dict[str, Any]:
                 aps.append(exact_ap(clf.decision_function(x_tr[b]), y[b].astype(bool)))
             cv_ap.append(float(np.mean(aps)))
         valid = np.nan_to_num(np.array(cv_ap), nan=-1.0)
-        best = int(np.argmax(valid))  # ties: the smallest cost
+        best = int(np.argmax(valid))  # ties: the first in the grid's order
         clf = _svm(costs[best], max_iter, seed).fit(x_tr, y)
     # every test row may ignore the class (VOC07: all its test instances difficult)
     scores = clf.decision_function(x_te) if len(x_te) else np.zeros(0)

@@ -283,7 +283,14 @@ def svm(
     train_ids: TrainIds = None,
     test_ids: TestIds = None,
     costs: Annotated[
-        str, typer.Option("--costs", help="Comma-separated cost grid C for cross-validation.")
+        str,
+        typer.Option(
+            "--costs",
+            help="Comma-separated cost grid C for cross-validation (ties go to the first "
+            "best), or 'goyal': the 26 costs of Goyal et al.'s VOC07 scripts (1e-7 ... 100, "
+            "then 0.5^4 ... 0.5^19), for reproducing their tables; the default is 7 of "
+            "them, about 4x faster.",
+        ),
     ] = "0.0001,0.001,0.01,0.1,1,10,100",
     folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds.")] = 3,
     max_iter: Annotated[
@@ -327,9 +334,13 @@ def svm(
     """
     from vcl.console import log
     from vcl.errors import UsageError
-    from vcl.probe import svm_probe
+    from vcl.probe import GOYAL_COSTS, svm_probe
 
-    grid = tuple(parse_number_list(costs, "--costs", float, 1e-12, example="0.01,0.1,1"))
+    grid = (
+        GOYAL_COSTS
+        if costs.strip().lower() == "goyal"
+        else tuple(parse_number_list(costs, "--costs", float, 1e-12, example="0.01,0.1,1"))
+    )
     field = ignore_field or None
     # the default finds nothing in labels without VOC's field: that is no news; a field
     # asked for by name and found on no id is a typo or the wrong file
