@@ -198,3 +198,126 @@ def test_files_and_folders(tmp_path: Path, invoke) -> None:
     r = invoke("images", tmp_path / "im", "--voc", tmp_path)
     assert r.exit_code == ExitCode.USAGE and "not both" in r.stderr
     assert invoke("images").exit_code == ExitCode.USAGE
+
+
+def class_tree(root: Path) -> Path:
+    """root/train in ImageNet's layout, with what real copies also hold: mixed-case
+    extensions, a macOS ``._`` twin, a hidden folder, a text file, images outside any
+    class folder, an empty class folder, and one file name ('a') in two classes."""
+    train = root / "train"
+    for k, name in enumerate(["n02/c.Jpg", "n02/a.jpg", "n01/b.JPEG", "n01/a.png", ".cache/d.jpg"]):
+        write_jpeg(train / name, k)
+    for name in ["stray.jpg", "stray2.PNG"]:
+        write_jpeg(train / name, 9)
+    (train / "n01" / "._b.JPEG").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (train / "n01" / "notes.txt").write_text("x")
+    (train / "empty").mkdir()
+    return train
+
+
+def test_class_folders_give_label_id_and_split(tmp_path: Path, invoke) -> None:
+    train = class_tree(tmp_path)
+    out = tmp_path / "in-train.jsonl"
+    r = invoke("images", train, "--class-folders", "--split", "train", "-o", out)
+    assert r.exit_code == 0, r.stderr
+    assert jsonl(out.read_text()) == [
+        {"schema": "vcl.image/1", "id": i, "path": f"train/{p}", "label": i[:3], "split": "train"}
+        for i, p in [("n01/a", "n01/a.png"), ("n01/b", "n01/b.JPEG"), ("n02/a", "n02/a.jpg"),
+                     ("n02/c", "n02/c.Jpg")]
+    ]  # fmt: skip
+    assert r.stderr.splitlines() == [
+        f"warning: {train}: 2 images are in no class subfolder, left out (first: "
+        "'stray.jpg', 'stray2.PNG')",
+        f"warning: {train}: 1 class subfolders hold no images (first: 'empty')",
+        "4 images of 2 classes listed (split train)",
+    ]
+    r = invoke("images", train, "--class-folders")  # no --split: no split field
+    assert [(x["id"], x["label"], "split" in x) for x in jsonl(r.stdout)] == [
+        ("n01/a", "n01", False), ("n01/b", "n01", False), ("n02/a", "n02", False),
+        ("n02/c", "n02", False),
+    ]  # fmt: skip
+    r = invoke("images", train / "n01", train / "stray.jpg", "--split", "test")  # plain images
+    assert r.exit_code == 0, r.stderr
+    assert [(x["id"], x["split"], "label" in x) for x in jsonl(r.stdout)] == [
+        ("a", "test", False),
+        ("b", "test", False),
+        ("stray", "test", False),
+    ]
+
+
+def test_class_folders_refusals(tmp_path: Path, invoke) -> None:
+    train = class_tree(tmp_path)
+    out = tmp_path / "m.jsonl"
+    r = invoke("images", train / "n01", "--class-folders", "-o", out)  # a plain image folder
+    assert r.exit_code == ExitCode.DATA
+    assert r.stderr == (
+        f"error: {train / 'n01'}: no class subfolders (--class-folders expects "
+        "FOLDER/<class>/<image>)\n"
+    )
+    r = invoke("images", train / "stray.jpg", "--class-folders", "-o", out)
+    assert r.exit_code == ExitCode.USAGE and "is not a folder" in r.stderr
+    r = invoke("images", tmp_path / "nowhere", "--class-folders", "-o", out)
+    assert r.exit_code == ExitCode.NO_INPUT
+    (tmp_path / "e" / "x").mkdir(parents=True)
+    (tmp_path / "e" / "y").mkdir()
+    r = invoke("images", tmp_path / "e", "--class-folders", "-o", out)  # only empty classes
+    assert r.exit_code == ExitCode.DATA and "class subfolders hold no jpg/png images" in r.stderr
+    voc = fake_voc(tmp_path / "v")
+    for flag in (["--class-folders"], ["--split", "test"]):
+        r = invoke("images", "--voc", voc, *flag, "-o", out)
+        assert r.exit_code == ExitCode.USAGE
+        assert (
+            r.stderr
+            == f"error: {flag[0]} does not go with --voc, which sets VOC's labels and splits\n"
+        )
+    r = invoke("images", train / "n01", "--split", " ", "-o", out)
+    assert r.exit_code == ExitCode.USAGE and "--split needs a name" in r.stderr
+    write_jpeg(train / "n01" / "a.jpg", 7)  # a.png's id
+    r = invoke("images", train, "--class-folders", "-o", out)
+    assert r.exit_code == ExitCode.DATA and "id 'n01/a' is also the id of" in r.stderr
+    (train / "n01" / "a.jpg").unlink()
+    write_jpeg(train / "cat|dog" / "x.jpg", 8)  # would read as two labels
+    r = invoke("images", train, "--class-folders", "-o", out)
+    assert r.exit_code == ExitCode.DATA and "vcl's label separator" in r.stderr
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_class_folder_manifests_feed_embed_and_the_probe_by_id(tmp_path: Path, invoke) -> None:
+    """ImageNet's recipe: train and val manifests, concatenated (val first: rows are
+    joined by id, not order), embedded and probed with --split-field split."""
+    from vcl.io.features import read_feature_set
+
+    train = class_tree(tmp_path)
+    for k, name in enumerate(["n01/v1.jpeg", "n02/v2.bmp", "n02/a.png"]):
+        write_jpeg(tmp_path / "val" / name, 20 + k)
+    for folder, split in ((train, "train"), (tmp_path / "val", "test")):
+        out = tmp_path / f"{split}.jsonl"
+        r = invoke("images", folder, "--class-folders", "--split", split, "-o", out)
+        assert r.exit_code == 0, r.stderr
+    # 'n02/a' is in both: concatenated, the readers refuse the duplicate
+    both = tmp_path / "both.jsonl"
+    both.write_text((tmp_path / "test.jsonl").read_text() + (tmp_path / "train.jsonl").read_text())
+    r = invoke("embed", "random:resnet18", both, "-o", tmp_path / "no.zarr", "--size", "32")
+    assert r.exit_code == ExitCode.DATA and "duplicate id 'n02/a'" in r.stderr
+    (tmp_path / "val" / "n02" / "a.png").unlink()
+    r = invoke("images", tmp_path / "val", "--class-folders", "--split", "test")
+    assert r.exit_code == 0, r.stderr
+    labels = tmp_path / "in.jsonl"
+    labels.write_text(r.stdout + (tmp_path / "train.jsonl").read_text())
+    ids = ["n01/v1", "n02/v2", "n01/a", "n01/b", "n02/a", "n02/c"]
+    assert [x["id"] for x in jsonl(labels.read_text())] == ids
+    store = tmp_path / "s.zarr"
+    r = invoke(
+        "embed", "random:resnet18", labels, "-o", store, "--size", "32", "--layers", "pool",
+        "--device", "cpu",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    fs = read_feature_set(store)
+    assert fs.ids.tolist() == ids and fs.labels.tolist() == [i[:3] for i in ids]
+    r = invoke(
+        "probe", "knn", "--train", store, "--split-field", "split", "--labels", labels, "--k", "1"
+    )
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)["layers"][0]
+    assert (report["train_samples"], report["test_samples"]) == (4, 2)
+    assert report["metrics"]["classes"] == 2

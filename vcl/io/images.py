@@ -3,6 +3,12 @@
 ``list_image_records`` names plain files and folders as ``vcl embed`` names them: a
 folder's jpg/png files (not its subfolders), ids the names without extension.
 
+``list_class_folders`` reads the class-folder layout of ImageNet's ``train/`` (and of
+its ``val/`` once sorted into class folders), torchvision's ``ImageFolder`` convention:
+``FOLDER/<class>/<image>``, label the class folder's name, id ``<class>/<name without
+extension>`` (the image's path below FOLDER: names need only be unique within a class,
+as they are not in every data set).
+
 ``read_voc`` reads a PASCAL VOC year folder (``VOCdevkit/VOC2007``): the images of
 ``JPEGImages`` and, from ``ImageSets/Main/<class>_<set>.txt``, each image's target for
 each class, one ``<image id> <target>`` line (one or more spaces) per image:
@@ -57,6 +63,63 @@ def list_image_records(paths: Sequence[str | Path]) -> list[ImageRecord]:
                 raise DataError(f"id {f.stem!r} is also the id of {first[f.stem]}", f)
             first[f.stem] = f
             records.append(ImageRecord(id=f.stem, path=str(f.resolve())))
+    return records
+
+
+def list_class_folders(folders: Sequence[str | Path]) -> list[ImageRecord]:
+    """One record per image of each folder's class subfolders: label the subfolder's
+    name, id ``<class>/<stem>``; by folder, then class, then file name.
+
+    Images directly in a folder (in no class) are left out with a warning, as are
+    hidden subfolders; an empty class subfolder is a warning, a folder with no class
+    subfolder a DataError (it is likely a plain image folder). Images of deeper
+    subfolders are not listed (ImageNet's class folders hold none).
+    """
+    from vcl.io.video import is_hidden, list_images
+
+    records: list[ImageRecord] = []
+    first: dict[str, Path] = {}
+    for folder in map(Path, folders):
+        if not folder.exists():
+            raise MissingInputError("no such folder", folder)
+        if not folder.is_dir():
+            raise UsageError("is not a folder (--class-folders takes folders of classes)", folder)
+        classes = sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
+        if not classes:
+            raise DataError(
+                "no class subfolders (--class-folders expects FOLDER/<class>/<image>)", folder
+            )
+        stray = list_images(folder)
+        if stray:
+            log.warning(
+                "%s: %d images are in no class subfolder, left out (first: %s)",
+                folder,
+                len(stray),
+                first_ids([p.name for p in stray]),
+            )
+        empty = []
+        for cls in classes:
+            if SEPARATOR in cls.name:  # would read as several labels (ImageRecord's 'a|b')
+                raise DataError(f"a class name holds {SEPARATOR!r}, vcl's label separator", cls)
+            found = list_images(cls)
+            if not found:
+                empty.append(cls.name)
+            where = cls.resolve()  # once a class, not once an image (ImageNet: 1.28M)
+            for f in found:
+                image = f"{cls.name}/{f.stem}"
+                if image in first:
+                    raise DataError(f"id {image!r} is also the id of {first[image]}", f)
+                first[image] = f
+                records.append(ImageRecord(id=image, path=str(where / f.name), label=cls.name))
+        if len(empty) == len(classes):
+            raise DataError("its class subfolders hold no jpg/png images", folder)
+        if empty:
+            log.warning(
+                "%s: %d class subfolders hold no images (first: %s)",
+                folder,
+                len(empty),
+                first_ids(empty),
+            )
     return records
 
 
