@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from vcl.console import log
-from vcl.errors import DataError, MissingInputError, UsageError
+from vcl.errors import DataError, MissingInputError, UsageError, first_ids
 
 INDEX_TYPES = ("flat", "ivf", "ivfpq", "hnsw")
 METRICS = ("cosine", "l2", "ip")
@@ -525,6 +525,62 @@ def check_queries(gallery: Gallery, dim: int, metric: str | None, what: str | Pa
             gallery.path,
             f"drop --metric or rebuild the index with --metric {metric}",
         )
+
+
+def gallery_rows(gallery: Gallery, item_ids: Sequence[str]) -> np.ndarray:
+    """(len(item_ids),) int64 index rows of the gallery items ``item_ids``; a DataError
+    naming the index and the first id it does not hold."""
+    pos = {str(g): i for i, g in enumerate(gallery.ids)}
+    missing = [str(i) for i in item_ids if str(i) not in pos]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(
+            f"no gallery item {missing[0]!r}{more} (ids look like {first_ids(gallery.ids)})",
+            gallery.path,
+        )
+    return np.array([pos[str(i)] for i in item_ids], dtype=np.int64)
+
+
+def item_vectors(gallery: Gallery, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), D) float32 query vectors of gallery rows, read back from the index.
+
+    They are in the space the index searches (L2-normalised for cosine: ``prepare`` ran
+    before the rows were added), so they are searched as they come. Exact for flat,
+    hnsw (flat storage) and ivf (IVF-Flat, through a direct map from row to inverted
+    list, built here: a read index has none); for ivfpq they are the decoded PQ codes,
+    centroid + quantised residual, not the features indexed, and are L2-normalised
+    again for cosine as any query is.
+
+    A GPU index is copied to the CPU first (faiss's GPU indexes cannot all reconstruct);
+    through a pre-transform faiss maps the rows back to the input space, which search
+    maps forward again.
+    """
+    import faiss
+
+    index = _on_cpu(gallery.index)
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:  # not an IVF index
+        ivf = None
+    if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+        ivf.make_direct_map()
+    try:
+        x = index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))
+    except RuntimeError as exc:
+        raise DataError(
+            f"cannot read rows back from a faiss {type(index).__name__} "
+            f"({str(exc).splitlines()[0]})",
+            gallery.path,
+            "query with the gallery's features store instead",
+        ) from None
+    x = np.asarray(x, dtype=np.float32).reshape(len(rows), -1)
+    if gallery.meta.get("index_type") == "ivfpq":
+        log.info(
+            "ivfpq: rows read back from the index are their decoded PQ codes, approximations "
+            "of the features indexed (a features store gives exact queries)"
+        )
+        x = prepare(x, gallery.metric)
+    return x
 
 
 # ---------------------------------------------------------------------------

@@ -373,7 +373,9 @@ def _embed_queries(
 
     for p in inputs:
         if not p.exists():
-            raise MissingInputError("no such query file, folder or features store", p)
+            named = str(p) in set(gallery.ids.tolist())
+            hint = f"use --id {p} to query a gallery item" if named else None
+            raise MissingInputError("no such query file, folder or features store", p, hint)
     source = gallery.meta.get("source") or {}
     made_with = (source.get("provenance") or {}).get("params") or {}
     if model is None and gallery.model is not None:
@@ -438,14 +440,26 @@ def query(
         ),
     ],
     queries: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
-            metavar="QUERY...",
+            metavar="QUERY",
             help="Features stores or .npy files, or image / video files and folders "
-            "(embedded with --model).",
+            "(embedded with --model); none with --id.",
             show_default=False,
         ),
-    ],
+    ] = None,
+    item_ids: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--id",
+            metavar="ID",
+            help="Query with the gallery's own item ID (repeatable; instead of QUERY): its "
+            "vector is read back from the index, exact for flat, hnsw and ivf, an "
+            "approximation (its decoded PQ code) for ivfpq; no features store or model "
+            "needed.",
+            show_default=False,
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per query.")] = 10,
     model: Annotated[
         str | None,
@@ -532,24 +546,41 @@ def query(
     as they are searched. A table goes to stderr when stdout is a terminal. Unreadable
     images are skipped with a warning and counted; the exit status is then 3 unless
     --keep-going.
+
+    With --id ID (repeatable) the queries are gallery items themselves, found by id in
+    INDEX.json and their vectors read back from the index: "what is nearest to item
+    X?" needs no features store or model, and --exclude-self leaves X itself out. The
+    vectors are the indexed ones for flat, hnsw and ivf indexes, so the answer is the
+    one the item's row in the features store gives; an ivfpq index holds only PQ codes,
+    so its items are queried with their decoded approximations (a note says so).
     """
     import numpy as np
 
     from vcl.console import log
     from vcl.device import faiss_device
+    from vcl.errors import UsageError
     from vcl.retrieve import (
         check_queries,
         exclude_rows,
+        gallery_rows,
+        item_vectors,
         prepare,
         read_index,
         search,
         set_search_params,
     )
 
+    if item_ids and queries:
+        raise UsageError(
+            "--id and QUERY both given", None, "query by gallery id or by file, not both"
+        )
+    if not item_ids and not queries:
+        raise UsageError("no queries", None, "give QUERY... or --id ID")
     gpu = faiss_device(device)
     gallery = read_index(index_path, gpu)
     if metric is not None:
         check_queries(gallery, gallery.dimension, metric, index_path)
+    item_rows = gallery_rows(gallery, item_ids) if item_ids else None
     thumbnails = None
     if montage is not None:  # check the montage's inputs before the work
         from vcl.io.store import make_parent, refuse_stdout
@@ -563,6 +594,7 @@ def query(
         thumbnails = Thumbnails(crops, found)
     sets: list[Any] = []
     skipped: list[str] = []
+    queries = queries or []
     feature_inputs = [q for q in queries if _is_features(q)]
     media_inputs = [q for q in queries if not _is_features(q)]
     gallery_made = _gallery_made_with(gallery.meta)
@@ -589,7 +621,13 @@ def query(
             index_path,
             gallery.model,
         )
-    qids, qx = _concat(sets)
+    if item_rows is not None:
+        qids = np.array(item_ids, dtype=str)
+        qx = item_vectors(gallery, item_rows)
+    else:
+        qids, qx = _concat(sets)
+    # item vectors are in the index's space already (see item_vectors): searched as read
+    ready = item_rows is not None
     set_search_params(gallery.index, gallery.meta, {"nprobe": nprobe, "ef_search": ef_search})
     extra = 1 if exclude_self else 0
     pos = {g: i for i, g in enumerate(gallery.ids)} if exclude_self else {}
@@ -600,7 +638,8 @@ def query(
     shown = max_rows if montage is not None else 0
     for start, stop in _blocks(len(qids)):
         # a block at a time, its lines written before the next is searched
-        scores, rows = search(gallery.index, prepare(qx[start:stop], gallery.metric), k + extra)
+        block = qx[start:stop] if ready else prepare(qx[start:stop], gallery.metric)
+        scores, rows = search(gallery.index, block, k + extra)
         if exclude_self:
             self_rows = np.array([pos.get(q, -1) for q in qids[start:stop]], dtype=np.int64)
             scores, rows = exclude_rows(scores, rows, self_rows, k)
