@@ -1029,6 +1029,11 @@ EXAMPLES = [
         "vcl retrieve query gallery.index test_features.zarr -k 10 > matches.jsonl",
     ),
     (
+        "What is nearest to one gallery item (its vector read back from the index), itself "
+        "left out:",
+        "vcl retrieve query gallery.index --id v_ApplyEyeMakeup_g01_c01 -k 5 --exclude-self",
+    ),
+    (
         "One-off query with an image file, embedded by a trained run, with a montage:",
         "vcl retrieve query gallery.index photo.jpg --model run/ -k 8 --montage out.png "
         "--crops crops.zarr",
