@@ -299,6 +299,21 @@ def test_class_folder_manifests_feed_embed_and_the_probe_by_id(tmp_path: Path, i
     both.write_text((tmp_path / "test.jsonl").read_text() + (tmp_path / "train.jsonl").read_text())
     r = invoke("embed", "random:resnet18", both, "-o", tmp_path / "no.zarr", "--size", "32")
     assert r.exit_code == ExitCode.DATA and "duplicate id 'n02/a'" in r.stderr
+    from tests.test_probe_cli import write_store
+
+    # embedded apart (two stores, one id each): the probe's labels reader refuses it too
+    ids = list(dict.fromkeys(x["id"] for x in jsonl(both.read_text())))
+    feats = np.random.default_rng(0).normal(size=(len(ids), 4)).astype(np.float32)
+    write_store(tmp_path / "apart.zarr", ids, {"pool": feats})
+    r = invoke(
+        "probe", "knn", "--train", tmp_path / "apart.zarr", "--split-field", "split",
+        "--labels", both, "--k", "1",
+    )  # fmt: skip
+    assert r.exit_code == ExitCode.DATA
+    assert (
+        r.stderr
+        == f"error: {both}: line 6: duplicate id 'n02/a' (first on line 2); ids must be unique\n"
+    )
     (tmp_path / "val" / "n02" / "a.png").unlink()
     r = invoke("images", tmp_path / "val", "--class-folders", "--split", "test")
     assert r.exit_code == 0, r.stderr

@@ -82,14 +82,25 @@ class ProbeData:
 
 def read_labels_file(path: str | Path, *fields: str) -> dict[str, dict[str, str]]:
     """``{field: {id: value}}`` from any JSONL with ``id`` and the fields (a line without
-    a field is skipped for it); read once, so ``-`` (stdin) serves every field."""
+    a field is skipped for it); read once, so ``-`` (stdin) serves every field. An id on
+    two lines is an error: which line's label or split would hold is a guess (a train and
+    a test manifest concatenated that share an id)."""
     path = Path(path)
     if str(path) != "-" and not path.exists():  # "-": stdin
         raise MissingInputError("no such labels file", path)
     out: dict[str, dict[str, str]] = {name: {} for name in fields}
+    seen: dict[str, int] = {}
     for lineno, obj in iter_json_lines(path):
         if "id" not in obj:
             raise DataError(f"line {lineno}: a JSON object with an 'id' is needed", path)
+        item = str(obj["id"])
+        if item in seen:
+            raise DataError(
+                f"line {lineno}: duplicate id {item!r} (first on line {seen[item]})",
+                path,
+                "ids must be unique",
+            )
+        seen[item] = lineno
         for name in fields:
             value = obj.get(name)
             if value is None or value == "":
