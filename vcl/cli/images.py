@@ -57,18 +57,18 @@ def run(
     ] = "-",
     overwrite: Overwrite = False,
 ) -> None:
-    """List images into a manifest; --class-folders or --voc add labels, --split splits.
+    """List images into a manifest, with labels and splits.
 
     One vcl.image/1 line per image (id, path) for vcl embed. With --class-folders, each
     folder holds a subfolder per class (FOLDER/<class>/<image>, as ImageNet's train/ and
     its val/ sorted into class folders): each image's label is its subfolder's name and
     its id <class>/<name> (file names need only be unique within a class). --split NAME
     marks every line; a train and a test manifest concatenated are one --labels file
-    for vcl probe --split-field split. With --voc, each line
-    also gets its present classes (label, 'a|b'), its difficult ones (difficult: the
-    classes vcl probe svm leaves out for that image, Goyal et al.'s VOC07 protocol)
-    and its split; images of JPEGImages that no class file lists are left out with a
-    warning. The manifest is written only once every class file has been read.
+    for vcl probe --split-field split. With --voc, each line also gets its present
+    classes (label, 'a|b'), its difficult ones (difficult: vcl probe svm leaves the
+    image out of those classes' test APs, Goyal et al.'s VOC07 protocol) and its split;
+    images of JPEGImages that no class file lists are left out with a warning. The
+    manifest is written only once every class file has been read.
     """
     from collections import Counter
     from dataclasses import replace
