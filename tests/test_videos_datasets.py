@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import jsonl, moving_square_frames
+from tests.test_cli import one_error_line
 from vcl.errors import DataError, ExitCode, MissingInputError
 from vcl.io.datasets import (
     kinetics_key,
@@ -56,14 +57,6 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode())
     return path
-
-
-def one_error_line(stderr: str) -> str:
-    lines = [x for x in stderr.splitlines() if x.strip()]
-    errors = [x for x in lines if x.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], stderr
-    assert "Traceback" not in stderr
-    return errors[0]
 
 
 def by_name(stdout: str) -> dict[str, dict]:
