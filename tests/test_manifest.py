@@ -159,6 +159,49 @@ def test_design_style_video_lines_are_read(tmp_path: Path, invoke) -> None:
         read_records(same_name, VideoRecord)
 
 
+def test_path_only_lines_sharing_a_name_keep_their_extension(
+    tmp_path: Path, invoke, caplog
+) -> None:
+    """Path-only lines x.mp4 and x.avi both took id 'x' (line 2: duplicate id), where
+    `vcl videos x.mp4 x.avi` gives x.mp4 and x.avi. They now keep the extension, with
+    the same warning, in the videos reader and in read_id_fields (the labels join) alike;
+    other lines keep their ids, and one path on two lines is still a duplicate."""
+    import logging
+
+    from tests.corpus import good_video
+    from vcl.io.labels import read_id_field
+
+    for name in ("x.mp4", "x.avi", "y.mp4"):
+        good_video(tmp_path / name)
+    lines = [
+        '{"path": "x.mp4", "label": "a"}',
+        '{"path": "x.avi", "label": "b"}',
+        '{"path": "y.mp4", "label": "c"}',
+        '{"id": "x", "path": "y.mp4", "label": "d"}',
+    ]
+    path = _write_lines(tmp_path / "m.jsonl", lines)
+    with caplog.at_level(logging.WARNING, logger="vcl"):
+        records = read_records(path, VideoRecord)
+    assert [r.id for r in records] == ["x.mp4", "x.avi", "y", "x"]
+    assert caplog.text.count("ids keep the extension where two videos would share one") == 1
+    assert "x.mp4, x.avi" in caplog.text
+    ids, labels = read_id_field(path, "label")
+    assert list(ids) == ["x.mp4", "x.avi", "y", "x"] and list(labels) == ["a", "b", "c", "d"]
+    listed = invoke("videos", path, "-q")
+    assert listed.exit_code == 0, listed.stderr
+    assert [json.loads(x)["id"] for x in listed.stdout.splitlines()] == list(ids)
+    piped = "".join(f'{{"path": "{tmp_path / n}"}}\n' for n in ("x.mp4", "x.avi"))
+    listed = invoke("videos", "-", "-q", input=piped)  # stdin: read whole, then named
+    assert listed.exit_code == 0, listed.stderr
+    assert [json.loads(x)["id"] for x in listed.stdout.splitlines()] == ["x.mp4", "x.avi"]
+
+    twice = _write_lines(tmp_path / "twice.jsonl", [lines[0], lines[1], lines[0]])
+    with pytest.raises(DataError, match=r"line 3: duplicate id 'x' \(first on line 1\)"):
+        read_records(twice, VideoRecord)
+    with pytest.raises(DataError, match="duplicate id 'x'"):
+        read_id_field(twice, "label")
+
+
 def test_missing_file_and_folder(tmp_path: Path) -> None:
     with pytest.raises(MissingInputError):
         read_records(tmp_path / "nope.jsonl", VideoRecord)

@@ -34,7 +34,7 @@ def read_id_fields(
     duplicate ids, within one source or across two, are an error (they would make a
     join ambiguous).
     """
-    from vcl.io.manifest import is_stream, iter_json_lines, video_line_id
+    from vcl.io.manifest import is_stream, iter_json_lines, path_line_ids
 
     if not isinstance(path, (str, Path)):
         paths = list(path)
@@ -62,8 +62,10 @@ def read_id_fields(
         id_list: list[str] = []
         values: dict[str, list[str]] = {name: [] for name in names}
         base = Path.cwd() if is_stream(path) else Path(path).resolve().parent
-        for lineno, obj in iter_json_lines(path):
-            item = obj["id"] if "id" in obj else video_line_id(obj, base)  # a videos manifest
+        lines = list(iter_json_lines(path))
+        by_path = path_line_ids([obj for _, obj in lines], base)  # as the videos reader
+        for (lineno, obj), derived in zip(lines, by_path, strict=True):
+            item = obj.get("id", obj.get("video_id", derived))  # a videos manifest's id
             if item is None:
                 raise DataError(f"line {lineno}: needs an object with an 'id'", label)
             id_list.append(str(item))

@@ -5,7 +5,7 @@ Readers validate every line and name the line number of a bad one; a record whos
 schema names a newer major version than this vcl knows is refused (exit 65), since
 its meaning may have changed. A line without ``schema`` is read as the kind the
 caller expects, so hand-written files (``{"id": ..., "label": ...}``) work; a video
-line may name its id ``video_id`` or leave it out (see ``video_line_id``). Fields a
+line may name its id ``video_id`` or leave it out (see ``path_line_ids``). Fields a
 record class does not know are kept in ``extra`` and written back unchanged.
 
 Paths inside a manifest are relative to the manifest's folder unless absolute; they
@@ -19,6 +19,7 @@ import math
 import os
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -271,11 +272,56 @@ def video_id_for_path(path: str | Path) -> str:
     return p.name if p.is_dir() else p.stem
 
 
-def video_line_id(obj: dict[str, Any], base: Path) -> Any:
+def keep_extensions(ids: list[str], names: list[str]) -> list[str]:
+    """``ids`` with ``names[i]`` (the id with its extension) where two ids would be one
+    but for it (``x.mp4`` beside ``x.avi``, or beside a frame folder ``x``), and a
+    warning listing them: the rule of ``vcl videos`` for plain paths and path-only
+    manifest lines alike. A name given twice is one video twice, left to the caller's
+    duplicate-id error."""
+    shared, repeated = Counter(ids), Counter(names)
+    out, kept = list(ids), []
+    for i, (vid, name) in enumerate(zip(ids, names, strict=True)):
+        if shared[vid] > 1 and name != vid and repeated[name] == 1:
+            out[i] = name
+            kept.append(name)
+    if kept:
+        from vcl.console import log
+
+        log.warning(
+            "ids keep the extension where two videos would share one without it: %s",
+            ", ".join(kept[:6]) + (f", {len(kept) - 6} more" if len(kept) > 6 else ""),
+        )
+    return out
+
+
+def path_line_ids(objs: list[dict[str, Any]], base: Path) -> list[str | None]:
+    """The id of each line of one videos manifest that gives only a ``path`` (no ``id``,
+    no ``video_id``), ``None`` for the others: the path's name without extension, or a
+    frame folder's name, kept with its extension where two path-only lines would
+    otherwise share it (``keep_extensions``). The one place path-only ids are given,
+    so every reader of a videos manifest (records, labels joined by id) agrees; it
+    needs all lines, so a videos manifest is read whole before its first record."""
+    where = [
+        i
+        for i, obj in enumerate(objs)
+        if "id" not in obj
+        and "video_id" not in obj
+        and isinstance(obj.get("path"), str)
+        and obj["path"]
+    ]
+    paths = [base / objs[i]["path"] for i in where]
+    ids = keep_extensions([video_id_for_path(p) for p in paths], [p.name for p in paths])
+    out: list[str | None] = [None] * len(objs)
+    for i, vid in zip(where, ids, strict=True):
+        out[i] = vid
+    return out
+
+
+def video_line_id(obj: dict[str, Any], derived: str | None = None) -> Any:
     """The id of a videos-manifest line: ``id``, or ``video_id`` (the name DESIGN.md's
-    contract uses), or, for a line with only a ``path``, the id ``vcl videos`` gives
-    that path; ``None`` when the line has none of them. ValueError when ``id`` and
-    ``video_id`` disagree."""
+    contract uses), or, for a line with only a ``path``, ``derived``: its entry in
+    ``path_line_ids`` (the id ``vcl videos`` gives that path). ValueError when ``id``
+    and ``video_id`` disagree."""
     if "id" in obj and "video_id" in obj and obj["id"] != obj["video_id"]:
         raise ValueError(
             f"'id' {obj['id']!r} and 'video_id' {obj['video_id']!r} differ; keep one of them"
@@ -284,10 +330,7 @@ def video_line_id(obj: dict[str, Any], base: Path) -> Any:
         return obj["id"]
     if "video_id" in obj:
         return obj["video_id"]
-    path = obj.get("path")
-    if isinstance(path, str) and path:
-        return video_id_for_path(base / path)
-    return None
+    return derived
 
 
 def iter_records(path: str | Path, cls: type[R], base: Path | None = None) -> Iterator[R]:
@@ -295,21 +338,27 @@ def iter_records(path: str | Path, cls: type[R], base: Path | None = None) -> It
 
     Relative paths are resolved against ``base`` (default: the file's folder, or the
     working directory for stdin). Duplicate ids are an error. A video line may name
-    its id ``video_id`` or give only a ``path`` (see ``video_line_id``); it is
-    written back as ``id``.
+    its id ``video_id`` or give only a ``path`` (see ``path_line_ids``); it is
+    written back as ``id``. A videos manifest is read whole before its first record
+    is yielded (a path-only line's id depends on the other lines); other kinds stream.
     """
     name = "-" if str(path) == "-" else str(path)
     if base is None:
         base = Path.cwd() if is_stream(path) else Path(path).resolve().parent
     seen: dict[str, int] = {}
-    for lineno, obj in iter_json_lines(path):
+    lines: Iterable[tuple[int, dict[str, Any]]] = iter_json_lines(path)
+    by_path: list[str | None] = []
+    if cls is VideoRecord:
+        lines = list(lines)
+        by_path = path_line_ids([obj for _, obj in lines], base)
+    for i, (lineno, obj) in enumerate(lines):
         derived = False
         try:
             if "schema" in obj:
                 check_schema(obj["schema"], cls)
             if cls is VideoRecord:
                 derived = "id" not in obj and "video_id" not in obj
-                vid = video_line_id(obj, base)
+                vid = video_line_id(obj, by_path[i])
                 obj = {k: v for k, v in obj.items() if k != "video_id"}
                 if vid is not None:
                     obj["id"] = vid

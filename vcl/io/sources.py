@@ -19,7 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vcl.errors import DataError, MissingInputError, UsageError
-from vcl.io.manifest import VideoRecord, is_stream, read_records, video_id_for_path
+from vcl.io.manifest import (
+    VideoRecord,
+    is_stream,
+    keep_extensions,
+    read_records,
+    video_id_for_path,
+)
 from vcl.io.video import IMAGE_EXTENSIONS, is_hidden
 
 # matched lower-cased (00001.MTS is a video); FFmpeg reads them all. A file of another
@@ -148,21 +154,7 @@ def _ids_for(paths: list[Path]) -> list[str]:
         Path(n).with_suffix("").as_posix() if p.is_file() else n
         for n, p in zip(named, absolute, strict=True)
     ]
-    shared, repeated = Counter(ids), Counter(named)
-    kept = []
-    for i, (vid, name) in enumerate(zip(ids, named, strict=True)):
-        # a path named twice is one video twice: left to the duplicate-id error
-        if shared[vid] > 1 and name != vid and repeated[name] == 1:
-            ids[i] = name
-            kept.append(name)
-    if kept:
-        from vcl.console import log
-
-        log.warning(
-            "ids keep the extension where two videos would share one without it: %s",
-            ", ".join(kept[:6]) + (f", {len(kept) - 6} more" if len(kept) > 6 else ""),
-        )
-    return ids
+    return keep_extensions(ids, named)
 
 
 def resolve_videos(inputs: Sequence[str]) -> list[VideoRecord]:
