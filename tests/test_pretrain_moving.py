@@ -16,6 +16,7 @@ from vcl.cluster_metrics import nmi
 from vcl.errors import ExitCode
 from vcl.pretrain.moving import (
     SEEDING_POINTS,
+    assigned_kappa_loss,
     balance_loss,
     boxes_at,
     calibrate_batchnorm,
@@ -217,6 +218,28 @@ def test_kappa_loss_by_hand_and_when_an_embedding_moves_to_its_unit() -> None:
     parts = clustering_losses(z, units, 0.1)
     assert parts["l2"].item() == pytest.approx((4 + 2) / 2)
     assert torch.allclose(parts["q"].sum(1), torch.ones(2))
+
+
+def test_assigned_kappa_pulls_each_view_to_its_crop_s_unit_by_hand() -> None:
+    """A view nearer unit 1 whose crop was assigned unit 0 is pulled to unit 0: L_κ is its
+    distance to unit 0, and moving it towards unit 0 lowers L_κ (towards unit 1 raises it)."""
+    units = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    z = torch.tensor([[2.0, 0.0], [0.2, 1.0]], requires_grad=True)  # view 2 nearer unit 1
+    assigned = torch.tensor([0, 0])
+    parts = clustering_losses(z, units, 0.5, assigned)
+    cos = 0.2 / np.hypot(0.2, 1.0)
+    assert parts["kappa"].item() == pytest.approx((0 + 2 - 2 * cos) / 2, rel=1e-6)
+    assert assigned_kappa_loss(squared_distances(z, units), assigned).item() == pytest.approx(
+        parts["kappa"].item()
+    )
+    (grad,) = torch.autograd.grad(parts["kappa"], [z])
+    assert grad[1, 0] < 0 < grad[1, 1]  # descent moves view 2 towards unit 0, off unit 1
+    soft = clustering_losses(z, units, 0.5)["kappa"].item()  # soft: pulled to unit 1 mostly
+    assert soft < parts["kappa"].item()
+    with torch.no_grad():
+        towards = clustering_losses(torch.tensor([[2.0, 0.0], [0.6, 1.0]]), units, 0.5, assigned)
+        away = clustering_losses(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), units, 0.5, assigned)
+    assert towards["kappa"] < parts["kappa"] < away["kappa"]
 
 
 def test_soft_kappa_moves_a_unit_that_the_hard_min_leaves_dead() -> None:
@@ -504,3 +527,36 @@ def test_kmeans_runs_on_the_faiss_gpu_of_the_training_device(data, monkeypatch, 
     assert r.exit_code == 0, r.output
     restarts = moving.MovingOptions().refine_restarts
     assert gpus == [5] * (2 + restarts) and set(devices) == {torch.device("cpu")}
+
+
+def test_training_pulls_views_to_the_assigned_units_unless_soft(data, monkeypatch) -> None:
+    """With the default kappa target every object crop of a batch is pulled to the unit
+    of its crop's current assignment (the run's labels), with ``soft`` to none."""
+    import vcl.pretrain.moving as moving
+
+    crops, videos, _ = data
+    seen: list[np.ndarray] = []
+    original = moving.assigned_kappa_loss
+
+    def spy(d: torch.Tensor, assigned: torch.Tensor) -> torch.Tensor:
+        seen.append(assigned.cpu().numpy())
+        return original(d, assigned)
+
+    monkeypatch.setattr(moving, "assigned_kappa_loss", spy)
+    for target, calls in (("soft", 0), ("assigned", None)):
+        seen.clear()
+        run = crops.parent / f"run-{target}"
+        r = invoke("pretrain", crops, "--videos", videos, "--epochs", 1, "-o", run,
+                   "--kappa-target", target, "--overwrite", *TINY)  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert json.loads((run / "config.json").read_text())["kappa_target"] == target
+        if calls == 0:
+            assert not seen
+            continue
+        initial = np.load(run / "labels_epoch_0.npy")  # the assignment epoch 1 trains on
+        # an epoch visits every object crop once: the targets are the crops' assignments
+        pulled = np.concatenate(seen)
+        assert np.array_equal(np.bincount(pulled, minlength=3), np.bincount(initial, minlength=3))
+    r = invoke("pretrain", crops, "--videos", videos, "-o", crops.parent / "bad",
+               "--kappa-target", "hard", *TINY)  # fmt: skip
+    assert r.exit_code == ExitCode.USAGE and "--kappa-target" in r.stderr

@@ -302,6 +302,15 @@ def run(
             "the old units (0: Lloyd from the learned units only).",
         ),
     ] = 4,
+    kappa_target: Annotated[
+        str,
+        typer.Option(
+            "--kappa-target",
+            help="moving-clusters: the unit L_κ pulls each object crop to: 'assigned', the "
+            "unit its clean crop was assigned after the last epoch (every augmented view of "
+            "a crop to the same unit), or 'soft', the batch's soft assignment of the view.",
+        ),
+    ] = "assigned",
     cluster_dim: Annotated[
         int,
         typer.Option(
