@@ -1031,7 +1031,8 @@ EXAMPLES = [
     (
         "What is nearest to one gallery item (its vector read back from the index), itself "
         "left out:",
-        "vcl retrieve query gallery.index --id v_ApplyEyeMakeup_g01_c01 -k 5 --exclude-self",
+        "vcl retrieve query gallery.index --id ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01 -k 5 "
+        "--exclude-self",
     ),
     (
         "One-off query with an image file, embedded by a trained run, with a montage:",
