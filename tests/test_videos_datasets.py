@@ -209,8 +209,9 @@ def test_ucf101_missing_and_empty_lists(invoke, tmp_path: Path, clip: Path) -> N
 
 
 def test_manifest_input_keeps_its_fields_but_label_and_splits(invoke, ucf) -> None:
-    """A manifest's own label / split fields give way to the lists' (the unlisted video
-    loses them too: no mix of old and new); its other fields stay."""
+    """A manifest's own label and split fields (split, splitK) give way to the lists'
+    (the unlisted video loses them too, and so do splits the lists do not define: no mix
+    of old and new); its other fields stay."""
     videos, lists = ucf
     manifest = videos.parent / "old.jsonl"
     lines = [
@@ -226,13 +227,23 @@ def test_manifest_input_keeps_its_fields_but_label_and_splits(invoke, ucf) -> No
     assert got == {
         "v_ApplyEyeMakeup_g08_c01": {
             **UCF_EXPECTED["v_ApplyEyeMakeup_g08_c01"],
-            "split3": "train",  # no split 3 in these lists: not theirs to replace
-            "split": "x",
             "note": 1,
         },
         "v_Extra_g01_c01": {"note": 2},
     }
     assert [r["id"] for r in jsonl(result.stdout)] == ["a", "b"]
+
+
+def test_lists_that_match_no_video_are_an_error(invoke, ucf, tmp_path: Path) -> None:
+    """The wrong data set's lists would strip every label and split: refused, unwritten."""
+    videos, _ = ucf
+    lists = write(tmp_path / "hmdb/brush_hair_test_split1.txt", "April_09_x.avi 1\n").parent
+    out = tmp_path / "out.jsonl"
+    result = invoke("videos", videos, "--hmdb51", lists, "-o", out)
+    assert result.exit_code == ExitCode.DATA, result.stderr
+    line = one_error_line(result.stderr)
+    assert line.startswith(f"error: {lists}: no video of the ") and "in its lists" in line
+    assert not out.exists()
 
 
 # --- HMDB51 ---------------------------------------------------------------------------
@@ -361,6 +372,7 @@ K_TRAIN = (
 )
 K_VALIDATE = "label,youtube_id,time_start,time_end\n air drumming ,--0a1b2c3d4,0,10\n"
 K_TEST = "youtube_id,time_start,time_end,split\nx_-_x_-_x_-,5,15,test\n"
+K_VALIDATE_COLUMN = "label,youtube_id,time_start,time_end,split\nyoga,yyyyyyyyyyy,3,13,validate\n"
 K_EXPECTED = {
     "-3B32lodo2M_000059": {"label": "abseiling", "split": "train"},
     "a_b-c_d-e_f_000010": {"label": "tying knot (not on a tie)", "split": "train"},
@@ -380,6 +392,8 @@ def kinetics_csvs(root: Path) -> list[Path]:
 
 def test_read_kinetics_labels_and_splits(tmp_path: Path) -> None:
     assert read_kinetics(kinetics_csvs(tmp_path)) == K_EXPECTED
+    column = write(tmp_path / "k700/kinetics_700_val.csv", K_VALIDATE_COLUMN)
+    assert read_kinetics([column]) == {"yyyyyyyyyyy_000003": {"label": "yoga", "split": "val"}}
     assert kinetics_key("x_-_x_-_x_-", 5) == "x_-_x_-_x_-_000005"
 
 

@@ -55,12 +55,24 @@ def _label(
     records: list[VideoRecord], entries: Entries, source: str, kinetics: bool
 ) -> list[VideoRecord]:
     """The records with their list entries' fields, and warnings for what did not meet."""
+    import re
+
     from vcl.console import log
-    from vcl.errors import first_ids
+    from vcl.errors import DataError, first_ids
     from vcl.io.datasets import match_videos, video_key, with_fields
 
     match = match_videos([r.path for r in records], entries, kinetics)
-    replaced = {name for fields in entries.values() for name in fields}
+    if records and len(match.unlisted) == len(records):
+        raise DataError(
+            f"no video of the {len(records)} given is in its lists (videos: "
+            f"{first_ids([video_key(p) for p in match.unlisted])}; lists: "
+            f"{first_ids(list(entries))})",
+            source,
+            "give the lists of these videos' data set",
+        )
+    # the input's label and every split field go: none may outlive the lists given
+    replaced = {name for fields in entries.values() for name in fields} | {"label", "split"}
+    replaced |= {k for r in records for k in r.extra if re.fullmatch(r"split\d+", k)}
     if match.unlisted:
         log.warning(
             "%d of %d videos are in no list of %s (%s); they get no %s",

@@ -271,7 +271,7 @@ def read_kinetics(paths: Sequence[str | Path]) -> Entries:
                     f"time_end, got {line!r}",
                     path,
                 )
-            split = file_split or row["split"]
+            split = file_split or _KINETICS_SPLITS.get(row["split"].lower(), row["split"])
             if not split:
                 raise DataError(f"line {number}: expected a value in the split column", path)
             values = {"split": split}
@@ -351,8 +351,8 @@ def with_fields(
     record: VideoRecord, fields: dict[str, str] | None, replaced: set[str]
 ) -> VideoRecord:
     """``record`` with the imported ``fields``; the other ``replaced`` fields (those the
-    import sets on some video) are dropped, so a video's label and splits all come from
-    the lists given, none from an older manifest."""
+    import sets on some video, and the input's label and split fields) are dropped, so a
+    video's label and splits all come from the lists given, none from an older manifest."""
     from dataclasses import replace
 
     fields = fields or {}
