@@ -231,3 +231,23 @@ def test_cli_costs_goyal_is_their_voc07_grid_in_their_order(tmp_path: Path, invo
         assert len(r["cv_ap"]) == 26
         valid = [-1.0 if v is None else v for v in r["cv_ap"]]
         assert r["cost"] == expected[valid.index(max(valid))]
+
+
+def test_cli_without_labels_file_applies_and_reports_no_ignore_field(
+    tmp_path: Path, invoke
+) -> None:
+    """Stores carry labels, never difficult classes: without --labels the report says no
+    field was applied, and multi-label (VOC-like) targets get a warning."""
+    train, test = tmp_path / "tr.zarr", tmp_path / "te.zarr"
+    multi = [y if k % 3 else f"{y}|c" for k, y in enumerate(TRAIN_Y)]
+    write_store(train, [f"t{k}" for k in range(12)], {"arc": _on_arc(TRAIN_DEG)}, multi)
+    write_store(test, [f"s{k}" for k in range(5)], {"arc": _on_arc(TEST_DEG)}, TEST_Y)
+    r = invoke("probe", "svm", "--train", train, "--test", test, "--costs", "1")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["parameters"]["ignore_field"] is None
+    assert "multi-label targets without --labels: no 'difficult' classes are read" in r.stderr
+    single = tmp_path / "single.zarr"
+    write_store(single, [f"t{k}" for k in range(12)], {"arc": _on_arc(TRAIN_DEG)}, TRAIN_Y)
+    r = invoke("probe", "svm", "--train", single, "--test", test, "--costs", "1")
+    assert r.exit_code == 0 and "warning" not in r.stderr
+    assert json.loads(r.stdout)["parameters"]["ignore_field"] is None

@@ -347,12 +347,22 @@ def svm(
     asked = field not in (None, DEFAULT_IGNORE_FIELD)
     if asked and labels is None:
         raise UsageError(f"--ignore-field {field} is read from --labels FILE; none was given")
+    unread = field if labels is None else None  # stores carry labels, never difficult ones
+    field = None if labels is None else field  # the report says what was applied
     warned = []
 
     def fn(data: Any) -> dict[str, Any]:
         none = not (data.ignore_train != "").any() and not (data.ignore_test != "").any()
         if asked and none and not warned:
             log.warning("no id of %s has a %r field: no class is ignored", labels, field)
+            warned.append(True)
+        multi = any("|" in str(y) for y in (*data.y_train, *data.y_test))
+        if unread and multi and not warned:  # multi-label, as VOC07: its difficult unread
+            log.warning(
+                "multi-label targets without --labels: no %r classes are read, so none is "
+                "left out of the test APs (give --labels FILE, e.g. vcl images --voc's)",
+                unread,
+            )
             warned.append(True)
         return svm_probe(
             data.x_train,
