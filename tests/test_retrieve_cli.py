@@ -239,6 +239,44 @@ def test_montage_from_crops_store(invoke, tmp_path, gallery) -> None:
     assert image.shape[0] == 3 * (112 + 30) + 2 * 6 and image.shape[1] == 6 * 112 + 12
 
 
+def test_montage_media_matches_ids_with_a_folder_part(invoke, tmp_path) -> None:
+    """--media keyed files by stem only: ``<class>/<name>`` ids (vcl videos, vcl images
+    --class-folders) matched nothing and every cell was a placeholder. A stem two
+    subfolders share must name neither file."""
+    import cv2
+
+    colours = {"a/x": (0, 0, 255), "a/y": (0, 255, 0), "b/x": (255, 0, 0), "b/z": (0, 255, 255)}
+    root = tmp_path / "media"
+    for item, bgr in colours.items():
+        (root / item).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / f"{item}.png"), np.full((16, 16, 3), bgr, np.uint8))
+    ids = [*colours, "x", "z"]  # plain ids: "x" is ambiguous, "z" only in b/
+    x = np.array([[1, 0], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [0.5, 0.5]])
+    out = tmp_path / "g.index"
+    assert invoke("retrieve", "index", store(tmp_path / "g.zarr", x, ids), "-o", out).exit_code == 0
+    png = tmp_path / "m.png"
+    result = invoke(
+        "retrieve", "query", out, "--id", "a/x", "-k", "6", "--montage", png, "--media", root
+    )
+    assert result.exit_code == 0, result.output
+    neighbours = [line["neighbour"] for line in jsonl(result.stdout)]
+    assert sorted(neighbours) == sorted(ids)
+    image = cv2.imread(str(png))
+    centre = 112 // 2
+
+    def cell(col: int) -> tuple[int, ...]:
+        return tuple(int(v) for v in image[centre, col + centre])
+
+    assert cell(0) == colours["a/x"]  # the query
+    expected = {**colours, "z": colours["b/z"]}
+    for r, gid in enumerate(neighbours):
+        got = cell(112 + 12 + r * 112)
+        if gid == "x":  # a/x or b/x: neither is drawn, a placeholder instead
+            assert got not in colours.values(), got
+        else:
+            assert got == expected[gid], gid
+
+
 def test_thumbnails_find_crops_by_embed_ids(tmp_path) -> None:
     from vcl.io.store import StoreWriter
     from vcl.retrieve import Thumbnails

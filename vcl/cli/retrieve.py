@@ -321,8 +321,13 @@ def _media_thumbnails(inputs: list[Path]) -> dict[str, Path]:
 
 
 def _folder_media(folder: Path) -> dict[str, Path]:
-    """id (file stem) → image or video file, anywhere under ``folder`` (hidden files and
-    folders left out: macOS ``._*`` twins would shadow the real files)."""
+    """id → image or video file, anywhere under ``folder`` (hidden files and folders left
+    out: macOS ``._*`` twins would shadow the real files).
+
+    Each file is keyed by its path below ``folder`` without the extension (posix
+    separators: the ``<subfolder>/<name>`` ids of ``vcl videos`` and ``vcl images
+    --class-folders``) and by its stem (plain ids), the stem only where no other file in
+    another folder shares it: an ambiguous stem names no file rather than a wrong one."""
     from vcl.errors import MissingInputError
     from vcl.io.sources import VIDEO_EXTENSIONS
     from vcl.io.video import IMAGE_EXTENSIONS, is_hidden
@@ -337,7 +342,14 @@ def _folder_media(folder: Path) -> dict[str, Path]:
         and not any(is_hidden(part) for part in f.relative_to(folder).parts)
         and f.is_file()
     )
-    return {f.stem: f for f in reversed(files)}  # the first in sorted order wins
+    by_path: dict[str, Path] = {}
+    for f in reversed(files):  # the first in sorted order wins (x.jpg over x.png)
+        by_path[f.relative_to(folder).with_suffix("").as_posix()] = f
+    folders: dict[str, set[Path]] = {}
+    for f in by_path.values():
+        folders.setdefault(f.stem, set()).add(f.parent)
+    by_stem = {f.stem: f for f in by_path.values() if len(folders[f.stem]) == 1}
+    return {**by_stem, **by_path}
 
 
 def _refuse_store_model(model: str) -> None:
