@@ -130,6 +130,8 @@ a bad epoch is the units' fault or the representation's.
   and 1/(τσ_i) ≈ 10.
 - triplet, lr 0.015, hard negatives after epoch 3: kNN accuracy 0.975 trained vs 0.963
   random init (loss 0.495 ≈ M, 100 % violating triplets: 36 SGD steps are far too few).
+  Again 2026-11-24 (6 epochs, hard negatives after epoch 3, seeds 0 / 1): 0.988 / 0.996
+  trained vs 0.963 / 0.979 random init (loss 0.494 / 0.489, still 100 % violating).
 """
 
 from __future__ import annotations
