@@ -55,8 +55,6 @@ def _label(
     records: list[VideoRecord], entries: Entries, source: str, kinetics: bool
 ) -> list[VideoRecord]:
     """The records with their list entries' fields, and warnings for what did not meet."""
-    import re
-
     from vcl.console import log
     from vcl.errors import DataError, first_ids
     from vcl.io.datasets import match_videos, video_key, with_fields
@@ -70,9 +68,6 @@ def _label(
             source,
             "give the lists of these videos' data set",
         )
-    # the input's label and every split field go: none may outlive the lists given
-    replaced = {name for fields in entries.values() for name in fields} | {"label", "split"}
-    replaced |= {k for r in records for k in r.extra if re.fullmatch(r"split\d+", k)}
     if match.unlisted:
         log.warning(
             "%d of %d videos are in no list of %s (%s); they get no %s",
@@ -80,7 +75,7 @@ def _label(
             len(records),
             source,
             first_ids([video_key(p) for p in match.unlisted]),
-            "/".join(sorted(replaced)),
+            "/".join(sorted({name for fields in entries.values() for name in fields})),
         )
     if match.missing:
         log.warning(
@@ -91,9 +86,7 @@ def _label(
             first_ids(match.missing),
         )
     log.info("%d videos labelled from %s", len(records) - len(match.unlisted), source)
-    return [
-        with_fields(r, fields, replaced) for r, fields in zip(records, match.fields, strict=True)
-    ]
+    return [with_fields(r, fields) for r, fields in zip(records, match.fields, strict=True)]
 
 
 @vcl_command

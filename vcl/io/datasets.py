@@ -347,20 +347,18 @@ def match_videos(paths: Sequence[str], entries: Entries, kinetics: bool = False)
     return Match(found, unlisted, missing)
 
 
-def with_fields(
-    record: VideoRecord, fields: dict[str, str] | None, replaced: set[str]
-) -> VideoRecord:
-    """``record`` with the imported ``fields``; the other ``replaced`` fields (those the
-    import sets on some video, and the input's label and split fields) are dropped, so a
-    video's label and splits all come from the lists given, none from an older manifest."""
+def is_list_field(name: str) -> bool:
+    """Whether a manifest field is one the lists set: ``label``, ``split`` or ``splitK``."""
+    return name in ("label", "split") or re.fullmatch(r"split\d+", name) is not None
+
+
+def with_fields(record: VideoRecord, fields: dict[str, str] | None) -> VideoRecord:
+    """``record`` with the imported ``fields`` (None: the video is in no list); its own
+    label and split fields (`is_list_field`) are dropped first, so a video's label and
+    splits all come from the lists given, none from an older manifest."""
     from dataclasses import replace
 
     fields = fields or {}
-    extra = {k: v for k, v in record.extra.items() if k not in replaced}
+    extra = {k: v for k, v in record.extra.items() if not is_list_field(k)}
     extra.update({k: v for k, v in fields.items() if k not in ("label", "split")})
-    return replace(
-        record,
-        label=fields.get("label") if "label" in replaced else record.label,
-        split=fields.get("split") if "split" in replaced else record.split,
-        extra=extra,
-    )
+    return replace(record, label=fields.get("label"), split=fields.get("split"), extra=extra)
