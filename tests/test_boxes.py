@@ -25,6 +25,18 @@ def test_area_and_iou_by_hand() -> None:
     assert B.iou(np.array([[1, 1, 1, 1]]), np.array([[1, 1, 1, 1]])).tolist() == [[0]]
 
 
+def test_overlap_of_smaller_by_hand() -> None:
+    big = np.array([[0.0, 0, 10, 10]])
+    inside = np.array([[2.0, 2, 6, 6]])  # 16 px², all of it in big: IoU 0.16, overlap 1
+    half = np.array([[5.0, 0, 15, 10]])  # 50 of its 100 px² in big
+    apart = np.array([[20.0, 20, 30, 30]])
+    flat = np.array([[3.0, 3, 3, 8]])  # no area
+    got = B.overlap_of_smaller(np.concatenate([inside, half, apart, flat]), big)
+    np.testing.assert_allclose(got[:, 0], [1.0, 0.5, 0.0, 0.0])
+    np.testing.assert_allclose(B.overlap_of_smaller(big, inside), [[1.0]])  # symmetric
+    assert B.iou(inside, big)[0, 0] == pytest.approx(0.16)
+
+
 def test_iou_matches_torchvision() -> None:
     torch = pytest.importorskip("torch")
     ops = pytest.importorskip("torchvision.ops")

@@ -385,6 +385,48 @@ def test_births_one_track_per_object() -> None:
     assert tracks(0.5) == [(7, 0.3), (10, 0.4), (10, 0.6)]
 
 
+def test_births_refuse_a_part_or_a_holder_of_a_matched_box() -> None:
+    # An object moving 2 px a frame has a tight box T (score 0.6) from frame 0; from
+    # frame 3 it also gets a part P of it (its left 8 of 20 px: IoU 0.4 with T) and a box
+    # H holding T and 24 px beside it (IoU 400 / 880 = 0.45): --birth 0.5 refuses
+    # neither. A neighbour N overlaps T by a quarter of its area, a far object F by
+    # nothing. With birth alone P and H start tracks that follow the object as
+    # duplicates; with nest 0.7 neither does, and N and F still do.
+    frames, scores = [], []
+    for t in range(10):
+        x = 2.0 * t
+        tight, part, holder = [x, 0, x + 20, 20], [x, 0, x + 8, 20], [x, 0, x + 44, 20]
+        neighbour = [x + 15, 0, x + 35, 20]  # 5 × 20 of its 400 px² in T: 0.25
+        far = [100.0 + t, 50, 120 + t, 70]
+        boxes, s = [tight, neighbour, far], [0.6, 0.3, 0.4]
+        if t >= 3:
+            boxes += [part, holder]
+            s += [0.5, 0.45]
+        frames.append(np.array(boxes))
+        scores.append(np.array(s))
+
+    def tracks(nest: float) -> list[tuple[int, float]]:
+        tracker = IouTracker(0.35, 3, 0, birth=0.5, nest=nest)
+        for t, boxes in enumerate(frames):
+            tracker.step(t, boxes, scores[t])
+        return sorted((len(r), round(r.score, 2)) for r in tracker.finish())
+
+    assert tracks(0.0) == [(7, 0.45), (7, 0.5), (10, 0.3), (10, 0.4), (10, 0.6)]
+    assert tracks(0.7) == [(10, 0.3), (10, 0.4), (10, 0.6)]
+
+
+def test_constant_velocity_prediction_moves_the_centre_only() -> None:
+    # The matched box moves 3 px right while its proposal shrinks from 20 to 12 px wide
+    # (a part of the object): the prediction moves by the centre's motion and keeps the
+    # box's size, instead of extrapolating the shrinking into a 4-px box.
+    tracker = IouTracker(0.35, 3, 0)
+    tracker.step(0, np.array([[10.0, 10, 30, 30]]), np.ones(1))
+    tracker.step(1, np.array([[13.0, 14, 25, 26]]), np.ones(1))  # centre (20,20) -> (19,20)
+    np.testing.assert_allclose(tracker.velocity, [[-1.0, 0.0, -1.0, 0.0]])
+    predicted = tracker.anchor + tracker.velocity * (tracker.misses[:, None] + 1)
+    np.testing.assert_allclose(predicted, [[12.0, 14, 24, 26]])
+
+
 # ------------------------------------------------------------------------ planted rules
 
 

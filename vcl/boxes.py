@@ -133,3 +133,17 @@ def iou_fast(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     np.maximum(union, np.float32(1e-12), out=union)  # empty union: inter is 0 there too
     inter /= union
     return inter
+
+
+def overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller box's area (N×M) of boxes a (N×4) and b (M×4) xyxy:
+    1 when one holds the other, whatever their sizes (IoU is small for a part of a box).
+    0 where the smaller box has no area."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    smaller = np.minimum(area(a)[:, None], area(b)[None, :])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(smaller > 0, inter / smaller, 0.0)

@@ -134,6 +134,17 @@ def run(
             "proposal starts one (ODCT).",
         ),
     ] = 0.5,
+    birth_nest: Annotated[
+        float,
+        typer.Option(
+            "--birth-nest",
+            min=0.0,
+            max=1.0,
+            help="iou: nor does one whose intersection with a matched proposal exceeds this "
+            "share of the smaller box's area (a part of a tracked object, or a box holding "
+            "it). 0: off (ODCT).",
+        ),
+    ] = 0.7,
     length: Annotated[
         int, typer.Option("--length", min=1, help="kcf: frames each patch is tracked.")
     ] = 30,
@@ -179,7 +190,8 @@ def run(
     flow inside it (checked against the track's own motion by box content unless
     --no-verify), then matched greedily to the next frame's proposals by IoU > θ (new
     tracks after established ones until --confirm matches; an unmatched proposal starts
-    a track unless it overlaps a matched one by IoU > --birth);
+    a track unless it overlaps a matched one by IoU > --birth or nests with one,
+    --birth-nest);
     tracks live TTL frames unmatched (a frame proposed on without a box is one);
     tracks with l..L boxes are kept (--long drop or
     split), the --top best per video by mean objectness. kcf (Wang & Gupta): the box
@@ -222,7 +234,7 @@ def run(
 
         params_obj = IouParams(iou, ttl, min_len, max_len, long, top, interpolate, flow,
                                flow_side, dis_preset, registration, verify, confirm,
-                               birth)  # fmt: skip
+                               birth, birth_nest)  # fmt: skip
     else:
         from vcl.track.kcf import KcfParams
 
@@ -378,7 +390,7 @@ EXAMPLES = [
     (
         "ODCT's tracker exactly as published (no motion check, no tentative tracks):",
         "vcl track run p.zarr --videos videos.jsonl --no-verify --confirm 0 --birth 0 "
-        "-o tracks.jsonl",
+        "--birth-nest 0 -o tracks.jsonl",
     ),
     (
         "Wang & Gupta patch pairs tracked by KCF for 30 frames:",
