@@ -294,3 +294,21 @@ def test_join_labels_by_id_and_missing() -> None:
     ]
     with pytest.raises(DataError, match="2 of 3 train ids have no label \\(first: 'b', 'c'\\)"):
         join_labels(ids, {"a": "x"}, "train", "f")
+
+
+def test_class_matrix_agrees_with_a_row_by_row_reading() -> None:
+    # every row read on its own: names split on "|", unknown names and "" hold nothing
+    from vcl.probe import class_matrix
+
+    gen = np.random.default_rng(0)
+    classes = ["cat", "dog", "person", "tv"]
+    pool = [*classes, "unknown", ""]
+    values = np.array(
+        ["|".join(gen.choice(pool, gen.integers(0, 4))) for _ in range(500)], dtype=object
+    )
+    expected = np.array([[c in set(v.split("|")) for c in classes] for v in values], bool)
+    got = class_matrix(values, classes)
+    assert got.dtype == bool and got.shape == (500, 4)
+    np.testing.assert_array_equal(got, expected)
+    assert class_matrix(np.array([], dtype=object), classes).shape == (0, 4)
+    np.testing.assert_array_equal(class_matrix(np.array(["tv|cat"]), classes), [[1, 0, 0, 1]])

@@ -537,11 +537,19 @@ def multilabel_targets(
 
 def class_matrix(values: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     """(N, C) bool: row i holds class c when c is one of the ``a|b`` names of values[i]
-    (names outside ``classes`` are dropped; ``""`` holds none)."""
-    rows = [set(str(v).split(LABEL_SEPARATOR)) for v in values]
-    return np.array([[c in s for c in classes] for s in rows], bool).reshape(
-        len(rows), len(classes)
-    )
+    (names outside ``classes`` are dropped; ``""`` holds none).
+
+    Each distinct value is split once (a data set has few label combinations), then
+    rows take their value's row of that table.
+    """
+    values = np.asarray(values, dtype=object).astype(str).reshape(-1)
+    distinct, inverse = np.unique(values, return_inverse=True)
+    column = {c: j for j, c in enumerate(classes)}
+    table = np.zeros((len(distinct), len(classes)), bool)
+    for k, value in enumerate(distinct):
+        hits = [column[n] for n in value.split(LABEL_SEPARATOR) if n in column]
+        table[k, hits] = True
+    return table[inverse.reshape(-1)]
 
 
 def _svm(cost: float, max_iter: int, seed: int) -> Any:
