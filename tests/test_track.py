@@ -510,18 +510,20 @@ def test_quality_on_jittered_gt_boxes(static_data: Path, invoke) -> None:
 
 
 def test_odct_as_published_options_reach_the_tracker(static_data: Path, invoke) -> None:
-    """--no-verify --confirm 0 --birth 0 (ODCT's tracker as published) and
+    """--no-verify --confirm 0 --birth 0 --birth-nest 0 (ODCT's tracker as published) and
     --registration are recorded in every track's params; a bad --registration is a
     usage error."""
     out = static_data / "plain.jsonl"
     result = invoke("track", static_data / "p.zarr", "--videos", static_data / "videos.jsonl",
                     "-o", out, "--min-len", "25", "--no-verify", "--confirm", "0",
-                    "--birth", "0", "--registration", "fb", "--overwrite")  # fmt: skip
+                    "--birth", "0", "--birth-nest", "0", "--registration", "fb",
+                    "--overwrite")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     records = jsonl(out.read_text())
     assert records
     assert all(
         (r["params"]["verify"], r["params"]["confirm"], r["params"]["birth"]) == (False, 0, 0.0)
+        and r["params"]["nest"] == 0.0
         and r["params"]["registration"] == "fb"
         for r in records
     )
