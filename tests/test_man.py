@@ -55,3 +55,11 @@ def test_generator_takes_no_option_for_a_folder(tmp_path, monkeypatch, capsys, a
     assert "usage:" in capsys.readouterr().err and not list(tmp_path.iterdir())
     main([str(tmp_path / "out")])
     assert (tmp_path / "out" / "vcl.1").exists()
+
+
+def test_synopsis_brackets_optional_arguments_and_dots_once() -> None:
+    # vcl demo's OUT_DIR has a default; vcl track's INPUT is required and repeatable
+    pages = render_pages()
+    assert "\\fBvcl demo\\fR [\\fIOPTIONS\\fR] [\\fIOUT_DIR\\fR]\n" in pages["vcl-demo.1"]
+    assert "\\fBvcl track\\fR [\\fIOPTIONS\\fR] \\fIINPUT\\fR...\n" in pages["vcl-track.1"]
+    assert "......" not in "".join(pages.values())

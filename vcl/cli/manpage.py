@@ -67,15 +67,20 @@ def _header(name: str, summary: str) -> str:
     )
 
 
+def _synopsis_argument(param: Any) -> str:
+    """``NAME``, ``NAME...`` when it takes several, in brackets when it may be left out
+    (click's metavar may carry the dots already)."""
+    name = (param.metavar or param.name.upper()).removesuffix("...")
+    text = f"\\fI{_esc(name)}\\fR" + ("..." if param.nargs == -1 else "")
+    return text if param.required else f"[{text}]"
+
+
 def command_page(name: str, command: Any, examples: list[tuple[str, str]]) -> str:
     """The page of ``vcl NAME`` (NAME may be ``group sub``)."""
     summary = (command.help or "").partition("\n")[0]
     arguments = [p for p in command.params if not hasattr(p, "is_flag")]
     options = [p for p in command.params if hasattr(p, "is_flag") and not p.hidden]
-    synopsis = " ".join(
-        f"\\fI{_esc(p.metavar or p.name.upper())}\\fR" + ("..." if p.nargs == -1 else "")
-        for p in arguments
-    )
+    synopsis = " ".join(_synopsis_argument(p) for p in arguments)
     parts = [
         _header(f"vcl-{name.replace(' ', '-')}", summary.strip().rstrip(".")),
         f".SH SYNOPSIS\n\\fBvcl {name}\\fR [\\fIOPTIONS\\fR] {synopsis}",
