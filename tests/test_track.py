@@ -416,9 +416,9 @@ def test_births_refuse_a_part_or_a_holder_of_a_matched_box() -> None:
 
 
 def test_constant_velocity_prediction_moves_the_centre_only() -> None:
-    # The matched box moves 3 px right while its proposal shrinks from 20 to 12 px wide
-    # (a part of the object): the prediction moves by the centre's motion and keeps the
-    # box's size, instead of extrapolating the shrinking into a 4-px box.
+    # The matched proposal shrinks from 20 to 12 px wide (a part of the object), its left
+    # edge 3 px right, its centre 1 px left: the prediction moves by the centre's motion
+    # and keeps the box's size, instead of extrapolating the shrinking into a 4-px box.
     tracker = IouTracker(0.35, 3, 0)
     tracker.step(0, np.array([[10.0, 10, 30, 30]]), np.ones(1))
     tracker.step(1, np.array([[13.0, 14, 25, 26]]), np.ones(1))  # centre (20,20) -> (19,20)

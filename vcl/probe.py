@@ -542,8 +542,8 @@ def class_matrix(values: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     Each distinct value is split once (a data set has few label combinations), then
     rows take their value's row of that table.
     """
-    values = np.asarray(values, dtype=object).astype(str).reshape(-1)
-    distinct, inverse = np.unique(values, return_inverse=True)
+    text = np.array([str(v) for v in values], dtype=object)  # as str() reads each
+    distinct, inverse = np.unique(text, return_inverse=True)
     column = {c: j for j, c in enumerate(classes)}
     table = np.zeros((len(distinct), len(classes)), bool)
     for k, value in enumerate(distinct):

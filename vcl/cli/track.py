@@ -130,8 +130,8 @@ def run(
             min=0.0,
             max=1.0,
             help="iou: an unmatched proposal overlapping a matched (or better unmatched) one "
-            "by IoU above this starts no track: one new track per object. 0: every unmatched "
-            "proposal starts one (ODCT).",
+            "by IoU above this starts no track: one new track per object. 0 (with "
+            "--birth-nest 0): every unmatched proposal starts one (ODCT).",
         ),
     ] = 0.5,
     birth_nest: Annotated[

@@ -53,7 +53,8 @@ too, take its best box from each other in turn, and each end up shorter than the
 length filter. With ``birth`` (0.5) an unmatched proposal starts a track only if it
 overlaps no matched proposal, and no better-scored unmatched one, by IoU > birth (NMS
 at birth): one new track per object. Measured on synth with motion proposals
-(benchmarks/quality_track.py) it raises coverage from 0.59 to 0.66; with
+(benchmarks/quality_track.py) it raised coverage from 0.59 to 0.66 (0.62 to 0.67 with
+today's velocity); with
 jittered ground-truth boxes it changes nothing. ``birth=0`` starts a track from every
 unmatched proposal, as published. IoU misses the loosest duplicates: a part of a
 tracked object, or a box holding it and its neighbour, overlaps its tight box by IoU
