@@ -114,7 +114,7 @@ def fit(
     (Tokmakov et al.: 3,500 × 500), drops rows with NaN or infinite values, fits PCA
     keeping --pca-variance of the variance, then a K-component diagonal GMM by EM in
     torch (k-means init by faiss, --inits runs, best log-likelihood kept; the
-    log-likelihood of every iteration is printed and stored). Also draws the seeded
+    log-likelihood of every iteration is stored, and printed with -v). Also draws the seeded
     count-sketch hashes and signs that `vcl fisher encode` uses.
     """
     from vcl.console import log
