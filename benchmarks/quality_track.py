@@ -51,7 +51,12 @@ flow's shift (jittered 0.936 -> 0.874); Hungarian instead of greedy matching (mo
 0.713 / 0.845); gating with the median of the last 5 matched sizes (0.708 / 0.880);
 keeping the track's own box when its match is 1.5× larger (0.681 / 0.898); watershed
 splits of touching change regions as extra proposals (no tight proposal in 5.3 % of
-frames instead of 6.2 %; tracks 0.710 / 0.862).
+frames instead of 6.2 %; tracks 0.710 / 0.862). A lead, not kept: EdgeBoxes' windows
+(on the frame enlarged to 600 px) added to the motion candidates and scored like them
+(energy × fill) leave 0.2 % of those frames without a fitting box and lift the tight
+bound to 1.0 (seed 0), but come 160 a frame, and the tracker drowns (coverage 0.62,
+purity 0.37; NMS 0.3–0.7 or the best 10 a frame do not save it): a score that ranks
+the window fitting an object above its near copies is what is missing.
 
 Earlier (2026-11-23), before those two changes:
 static, jittered GT: final 0.937 / 0.920, 1.000; before 0.833 / 0.771, 0.992;
