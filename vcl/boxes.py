@@ -27,15 +27,21 @@ def area(boxes: np.ndarray) -> np.ndarray:
     return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 
+def intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection areas (N×M) of boxes ``a`` (N×4) and ``b`` (M×4), xyxy."""
+    a, b = as_boxes(a), as_boxes(b)
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    return np.prod(np.clip(hi - lo, 0, None), axis=2)
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise intersection over union (N×M) of boxes ``a`` (N×4) and ``b`` (M×4).
 
     IoU = |a ∩ b| / (|a| + |b| - |a ∩ b|), by broadcasting; 0 where the union is empty.
     """
     a, b = as_boxes(a), as_boxes(b)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    inter = intersection(a, b)
     union = area(a)[:, None] + area(b)[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
@@ -139,11 +145,7 @@ def overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over the smaller box's area (N×M) of boxes a (N×4) and b (M×4) xyxy:
     1 when one holds the other, whatever their sizes (IoU is small for a part of a box).
     0 where the smaller box has no area."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    a, b = as_boxes(a), as_boxes(b)
+    inter = intersection(a, b)
     smaller = np.minimum(area(a)[:, None], area(b)[None, :])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(smaller > 0, inter / smaller, 0.0)
+    return np.divide(inter, smaller, out=np.zeros_like(inter), where=smaller > 0)

@@ -30,14 +30,13 @@ constant-velocity predictions (its last matched box moved by the last matched mo
 times the steps since — SORT's prediction, which also carries a track through a miss —
 and its box moved by the last registration's motion) and with no motion; the candidate
 whose content in the next frame best matches the track's *template* (its box's content
-when it last matched, 12×12 resampled patches) by NCC is the registration. The
-constant-velocity prediction moves the last matched box by its *centre's* motion: a
-proposal's size jitters (a tight box, then a part), and extrapolating that jitter
-shrank or swelled the prediction off its object (coverage 0.663 -> 0.667 with motion
-proposals, and with ``nest`` 0.674 -> 0.706) — the
+when it last matched, 12×12 resampled patches) by NCC is the registration — the
 appearance check Median-Flow applies to its points, applied to whole boxes, and the
 template of template trackers, so an occluder passing over the box does not pull it
-along. No threshold is involved.
+along. No threshold is involved. The constant-velocity prediction moves the last
+matched box by its *centre's* motion: a proposal's size jitters (a tight box, then a
+part), and extrapolating that jitter shrank or swelled the prediction off its object
+(coverage 0.663 -> 0.667 with motion proposals, and with ``nest`` 0.674 -> 0.706).
 
 New tracks are **tentative** until they have matched ``confirm`` boxes (3, as SORT's
 ``min_hits`` and DeepSORT's ``n_init``): established tracks are matched first, then
