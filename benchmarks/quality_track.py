@@ -116,10 +116,11 @@ EDGEBOXES = os.environ.get("VCL_QT_EDGEBOXES", "1") == "1"
 MOTION = os.environ.get("VCL_QT_MOTION", "1") == "1"
 VARIANTS = {  # name: IouParams fields
     "final": {},  # the defaults: median flow + verified prediction + tentative tracks + births
-    "before": {"verify": False, "confirm": 0, "birth": 0, "nest": 0},  # ODCT as published
+    "before": {"verify": False, "confirm": 0, "birth": 0, "nest": 0, "group": 0},  # ODCT
     "birth0": {"birth": 0, "nest": 0},  # the defaults but every unmatched proposal starts one
-    "nest0": {"nest": 0},  # the defaults but births refused by IoU only (last session's)
-    "fb": {"registration": "fb", "verify": False, "confirm": 0, "nest": 0},  # Median-Flow alone
+    "nest0": {"nest": 0},  # the defaults but births refused by IoU only
+    "group0": {"group": 0},  # the defaults but no groups (last session's)
+    "fb": {"registration": "fb", "verify": False, "confirm": 0, "nest": 0, "group": 0},
     "fb+verify": {"registration": "fb", "verify": True, "confirm": 0},
     "fb+verify+confirm": {"registration": "fb"},  # the defaults with Median-Flow
     "verify": {"confirm": 0},  # verified registration alone
@@ -131,7 +132,7 @@ RUNS = {  # (camera, source): the variants measured
     ("static", "jittered"): list(VARIANTS),
     ("pan", "jittered"): ["final", "before", "none", "none-before"],
     ("static", "edgeboxes"): ["final", "before", "none"],
-    ("static", "motion"): ["final", "before", "birth0", "nest0", "none"],
+    ("static", "motion"): ["final", "before", "birth0", "nest0", "group0", "none"],
 }
 ONLY = os.environ.get("VCL_QT_ONLY")  # comma-separated registrations to run
 CAMERAS = os.environ.get("VCL_QT_CAMERAS", "static,pan").split(",")

@@ -415,6 +415,91 @@ def test_births_refuse_a_part_or_a_holder_of_a_matched_box() -> None:
     assert tracks(0.7) == [(10, 0.3), (10, 0.4), (10, 0.6)]
 
 
+def test_groups_hand_computed() -> None:
+    # Established tracks: A and B side by side (apart), D a part of A (a duplicate); T a
+    # tentative track. Proposal 0 holds A and B: a group, which neither fits (IoU 0.5 and
+    # less); proposal 1 holds A and its part D only: no group; proposal 2 holds B, fits
+    # it (IoU 100 / 185 = 0.54) and holds 0.75 of A: a group B may still take, A not.
+    # Proposal 3 holds A and B but is far larger than their joint box (IoU 0.12): a
+    # window holding two objects and background, as EdgeBoxes gives, is no group.
+    tracker = IouTracker(0.35, 3, 3, group=0.7)
+    tracker.hits = np.array([5, 5, 5, 1])
+    a, b, d, t = [0.0, 0, 10, 10], [11.0, 0, 21, 10], [0.0, 0, 5, 10], [30.0, 0, 40, 10]
+    predicted = np.array([a, b, d, t])
+    proposals = np.array([[0.0, 0, 21, 10], [0.0, 0, 10.5, 10], [2.5, 0, 21, 10], [0, 0, 60, 30]])
+    banned, held, group = tracker.groups(predicted, proposals)
+    np.testing.assert_array_equal(group, [True, False, True, False])
+    np.testing.assert_array_equal(held, [True, True, True, False])
+    # A, B and D (inside it) may not take the group of A and B; A may not take 2
+    np.testing.assert_array_equal(
+        banned[:, :3],
+        [[True, False, True], [True, False, False], [True, False, False], [False] * 3],
+    )
+    assert not banned[:, 3].any()
+    rows, cols = tracker.match(predicted, proposals, banned)
+    assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == [(0, 1), (1, 2)]
+    # off, or with only one established member, there is no group
+    assert IouTracker(0.35, 3, 3).groups(predicted, proposals) is None
+    tracker.hits = np.array([5, 1, 5, 1])
+    assert tracker.groups(predicted, proposals) is None
+
+
+def side_by_side_video(folder: Path, n: int = 24, speed: float = 3.0) -> tuple[np.ndarray, ...]:
+    """Textured squares A and B (16 px, 2 px apart) moving right together on a textured
+    background. Returns their boxes (n×4 each)."""
+    import cv2
+
+    from vcl.io.video import write_frame_folder
+
+    rng = np.random.default_rng(5)
+    w, h = 160, 48
+    background = cv2.GaussianBlur(rng.uniform(60, 200, (h, w)), (0, 0), 3)
+    tex = [cv2.GaussianBlur(rng.uniform(0, 255, (16, 16)), (0, 0), 1.0) for _ in range(2)]
+    frames, a_boxes, b_boxes = [], [], []
+    for t in range(n):
+        img = background.copy()
+        x = round(6 + speed * t)
+        img[16:32, x : x + 16] = tex[0]
+        img[16:32, x + 18 : x + 34] = tex[1]
+        frames.append(np.repeat(img.astype(np.uint8)[..., None], 3, axis=-1))
+        a_boxes.append([x, 16, x + 16, 32])
+        b_boxes.append([x + 18, 16, x + 34, 32])
+    write_frame_folder(folder, frames)
+    return np.array(a_boxes, float), np.array(b_boxes, float)
+
+
+def test_tracks_follow_their_objects_through_a_group(tmp_path: Path) -> None:
+    # A and B get their own boxes, except for frames 8-15 (longer than TTL 3), where the
+    # only proposal is one box holding both, as motion proposals give two objects moving
+    # alike. With groups, both tracks follow their objects through it by registration
+    # (boxes without a score) and the group starts no track; without, one track takes
+    # the group's box and the other ends.
+    a, b = side_by_side_video(tmp_path / "pair")
+    merged = np.arange(8, 16)
+    frames, boxes = [], []
+    for t in range(len(a)):
+        if t in merged:
+            frames.append(t)
+            boxes.append([a[t, 0], a[t, 1], b[t, 2], b[t, 3]])
+        else:
+            frames += [t, t]
+            boxes += [a[t], b[t]]
+    frames, boxes = np.array(frames), np.array(boxes)
+
+    def tracks(**kw) -> list[RawTrack]:
+        params = IouParams(min_len=1, top=0, **kw)
+        return track_video(tmp_path / "pair", frames, boxes, np.ones(len(frames)), params)
+
+    got = tracks()
+    assert len(got) == 2
+    for track, truth in zip(sorted(got, key=lambda r: r.boxes[0, 0]), (a, b), strict=True):
+        np.testing.assert_array_equal(track.frames, np.arange(len(a)))
+        np.testing.assert_allclose(track.boxes, truth, atol=1.5)
+        np.testing.assert_array_equal(np.isnan(track.scores), np.isin(track.frames, merged))
+        assert track.score == 1.0
+    assert sorted(len(t) for t in tracks(group=0.0)) != [len(a), len(a)]
+
+
 def test_constant_velocity_prediction_moves_the_centre_only() -> None:
     # The matched proposal shrinks from 20 to 12 px wide (a part of the object), its left
     # edge 3 px right, its centre 1 px left: the prediction moves by the centre's motion
@@ -510,20 +595,21 @@ def test_quality_on_jittered_gt_boxes(static_data: Path, invoke) -> None:
 
 
 def test_odct_as_published_options_reach_the_tracker(static_data: Path, invoke) -> None:
-    """--no-verify --confirm 0 --birth 0 --birth-nest 0 (ODCT's tracker as published) and
+    """--no-verify --confirm 0 --birth 0 --birth-nest 0 --group 0 (ODCT's tracker as
+    published) and
     --registration are recorded in every track's params; a bad --registration is a
     usage error."""
     out = static_data / "plain.jsonl"
     result = invoke("track", static_data / "p.zarr", "--videos", static_data / "videos.jsonl",
                     "-o", out, "--min-len", "25", "--no-verify", "--confirm", "0",
-                    "--birth", "0", "--birth-nest", "0", "--registration", "fb",
+                    "--birth", "0", "--birth-nest", "0", "--group", "0", "--registration", "fb",
                     "--overwrite")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     records = jsonl(out.read_text())
     assert records
     assert all(
         (r["params"]["verify"], r["params"]["confirm"], r["params"]["birth"]) == (False, 0, 0.0)
-        and r["params"]["nest"] == 0.0
+        and r["params"]["nest"] == r["params"]["group"] == 0.0
         and r["params"]["registration"] == "fb"
         for r in records
     )

@@ -46,6 +46,15 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def iou_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU (N,) of each box of ``a`` (N×4) with the box of ``b`` (N×4) in the same row."""
+    a, b = as_boxes(a), as_boxes(b)
+    wh = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]), 0, None)
+    inter = wh[:, 0] * wh[:, 1]
+    union = area(a) + area(b) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Greedy non-maximum suppression: indices of kept boxes, highest score first.
 
@@ -115,12 +124,8 @@ def from_xywh(rects: np.ndarray) -> np.ndarray:
     return np.concatenate([r[:, :2], r[:, :2] + r[:, 2:]], axis=1)
 
 
-def iou_fast(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`iou` (N×M) in float32 with in-place operations: for per-frame hot loops (tracking).
-
-    About 9× faster than `iou` at 300×300 (fewer, smaller temporaries); agrees with it
-    to float32 precision. 0 where the union is empty.
-    """
+def intersection_fast(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`intersection` (N×M) in float32 with in-place operations (hot loops)."""
     a = np.asarray(a, np.float32).reshape(-1, 4)
     b = np.asarray(b, np.float32).reshape(-1, 4)
     ax0, ay0, ax1, ay1 = (a[:, i : i + 1] for i in range(4))  # (N, 1) each
@@ -131,10 +136,24 @@ def iou_fast(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     h = np.minimum(ay1, by1)
     h -= np.maximum(ay0, by0)
     np.maximum(h, 0, out=h)
-    inter *= h  # (N, M) intersection areas
-    area_a = np.maximum(ax1 - ax0, 0) * np.maximum(ay1 - ay0, 0)
-    area_b = np.maximum(bx1 - bx0, 0) * np.maximum(by1 - by0, 0)
-    union = area_a + area_b
+    inter *= h
+    return inter
+
+
+def area_fast(boxes: np.ndarray) -> np.ndarray:
+    """`area` (N,) in float32, as `intersection_fast` computes it."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+
+
+def iou_fast(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`iou` (N×M) in float32 with in-place operations: for per-frame hot loops (tracking).
+
+    About 9× faster than `iou` at 300×300 (fewer, smaller temporaries); agrees with it
+    to float32 precision. 0 where the union is empty.
+    """
+    inter = intersection_fast(a, b)  # (N, M)
+    union = area_fast(a)[:, None] + area_fast(b)[None, :]
     union -= inter
     np.maximum(union, np.float32(1e-12), out=union)  # empty union: inter is 0 there too
     inter /= union

@@ -131,7 +131,7 @@ def run(
             max=1.0,
             help="iou: an unmatched proposal overlapping a matched (or better unmatched) one "
             "by IoU above this starts no track: one new track per object. 0 (with "
-            "--birth-nest 0): every unmatched proposal starts one (ODCT).",
+            "--birth-nest 0 --group 0): every unmatched proposal starts one (ODCT).",
         ),
     ] = 0.5,
     birth_nest: Annotated[
@@ -143,6 +143,19 @@ def run(
             help="iou: nor does one whose intersection with a matched proposal exceeds this "
             "share of the smaller box's area (a part of a tracked object, or a box holding "
             "it). 0: off (ODCT).",
+        ),
+    ] = 0.7,
+    group: Annotated[
+        float,
+        typer.Option(
+            "--group",
+            min=0.0,
+            max=1.0,
+            help="iou: a proposal holding the boxes of two tracks apart from each other (each "
+            "inside by more than this share) is their group, as two objects moving alike "
+            "give: neither takes it unless it fits (IoU > 0.5), it starts no track, and they "
+            "follow their registration through it while their box content still matches. "
+            "0: off (ODCT).",
         ),
     ] = 0.7,
     length: Annotated[
@@ -192,7 +205,8 @@ def run(
     tracks after established ones until --confirm matches; an unmatched proposal starts
     a track unless it overlaps a matched one by IoU > --birth or nests with one,
     --birth-nest);
-    tracks live TTL frames unmatched (a frame proposed on without a box is one);
+    tracks live TTL frames unmatched (a frame proposed on without a box is one), or
+    as long as a proposal holding them and another track lasts (--group);
     tracks with l..L boxes are kept (--long drop or
     split), the --top best per video by mean objectness. kcf (Wang & Gupta): the box
     holding most moving points (camera motion removed), tracked by KCF for --length
@@ -234,7 +248,7 @@ def run(
 
         params_obj = IouParams(iou, ttl, min_len, max_len, long, top, interpolate, flow,
                                flow_side, dis_preset, registration, verify, confirm,
-                               birth, birth_nest)  # fmt: skip
+                               birth, birth_nest, group)  # fmt: skip
     else:
         from vcl.track.kcf import KcfParams
 
@@ -390,7 +404,7 @@ EXAMPLES = [
     (
         "ODCT's tracker exactly as published (no motion check, no tentative tracks):",
         "vcl track run p.zarr --videos videos.jsonl --no-verify --confirm 0 --birth 0 "
-        "--birth-nest 0 -o tracks.jsonl",
+        "--birth-nest 0 --group 0 -o tracks.jsonl",
     ),
     (
         "Wang & Gupta patch pairs tracked by KCF for 30 frames:",

@@ -19,12 +19,15 @@ def _boxes(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x, np.float32).reshape(-1, 4))
 
 
-def associate(a: np.ndarray, b: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy IoU matching of boxes a (A×4) to b (P×4), accepting IoU > θ.
+def associate(
+    a: np.ndarray, b: np.ndarray, threshold: float, banned: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy IoU matching of boxes a (A×4) to b (P×4), accepting IoU > θ, never taking
+    a pair ``banned`` (A×P bool) holds.
 
     Returns ``(rows, cols)`` int64, in the order the greedy took them (decreasing IoU).
     """
-    from vcl.track.match_kernel import candidates_above, greedy
+    from vcl.track.match_kernel import candidates_above
 
     a, b = _boxes(a), _boxes(b)
     theta = np.float32(threshold)
@@ -33,9 +36,13 @@ def associate(a: np.ndarray, b: np.ndarray, threshold: float) -> tuple[np.ndarra
 
         overlap = iou_fast(a, b)
         rows, cols = np.nonzero(overlap > theta)
-        return greedy_pairs(rows, cols, overlap[rows, cols], len(a), len(b))
-    rows, cols, values = candidates_above(a, b, theta)
-    return greedy(rows, cols, values, len(a), len(b))
+        values = overlap[rows, cols]
+    else:
+        rows, cols, values = candidates_above(a, b, theta)
+    if banned is not None:
+        keep = ~banned[rows, cols]
+        rows, cols, values = rows[keep], cols[keep], values[keep]
+    return greedy_pairs(rows, cols, values, len(a), len(b))
 
 
 def greedy_pairs(
