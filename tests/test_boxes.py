@@ -90,3 +90,17 @@ def test_clip_scale_and_area_filter() -> None:
     assert B.from_xywh(np.array([[3, 4, 5, 6]])).tolist() == [[3, 4, 8, 10]]
     with pytest.raises(ValueError):
         B.area(np.zeros((3, 5)))
+
+
+def test_row_and_fast_forms_agree_with_the_matrices() -> None:
+    rng = np.random.default_rng(4)
+    a = rng.uniform(0, 50, (40, 4))
+    a[:, 2:] += a[:, :2]
+    b = rng.uniform(0, 50, (40, 4))
+    b[:, 2:] += b[:, :2]
+    a[3] = [5, 5, 5, 9]  # no area
+    np.testing.assert_allclose(B.intersection_rows(a, b), np.diag(B.intersection(a, b)))
+    np.testing.assert_allclose(B.iou_rows(a, b), np.diag(B.iou(a, b)))
+    np.testing.assert_allclose(B.intersection_fast(a, b), B.intersection(a, b), rtol=1e-5)
+    np.testing.assert_allclose(B.area_fast(a), B.area(a), rtol=1e-6)
+    assert B.iou_rows(a[3:4], a[3:4])[0] == 0.0  # empty union

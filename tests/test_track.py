@@ -24,6 +24,7 @@ from vcl.track.iou import (
     flow_shift,
     greedy_match_reference,
     interpolate,
+    pairs_within_columns,
     select,
     track_video,
 )
@@ -442,6 +443,24 @@ def test_groups_hand_computed() -> None:
     assert IouTracker(0.35, 3, 3).groups(predicted, proposals) is None
     tracker.hits = np.array([5, 1, 5, 1])
     assert tracker.groups(predicted, proposals) is None
+
+
+def test_pairs_within_columns_are_every_ordered_pair_of_a_column() -> None:
+    rng = np.random.default_rng(2)
+    mask = rng.uniform(size=(9, 7)) < 0.4
+    mask[:, 0] = False  # an empty column
+    mask[:, 1] = False
+    mask[4, 1] = True  # a column of one: no pair
+    first, second, column = pairs_within_columns(mask)
+    want = {
+        (i, j, c)
+        for c in range(7)
+        for i in np.flatnonzero(mask[:, c])
+        for j in np.flatnonzero(mask[:, c])
+        if i != j
+    }
+    got = list(zip(first.tolist(), second.tolist(), column.tolist(), strict=True))
+    assert len(got) == len(want) and set(got) == want
 
 
 def side_by_side_video(folder: Path, n: int = 24, speed: float = 3.0) -> tuple[np.ndarray, ...]:

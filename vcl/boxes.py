@@ -46,11 +46,18 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def intersection_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection areas (N,) of each box of ``a`` (N×4) with the box of ``b`` in the
+    same row."""
+    a, b = as_boxes(a), as_boxes(b)
+    wh = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]), 0, None)
+    return wh[:, 0] * wh[:, 1]
+
+
 def iou_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU (N,) of each box of ``a`` (N×4) with the box of ``b`` (N×4) in the same row."""
     a, b = as_boxes(a), as_boxes(b)
-    wh = np.clip(np.minimum(a[:, 2:], b[:, 2:]) - np.maximum(a[:, :2], b[:, :2]), 0, None)
-    inter = wh[:, 0] * wh[:, 1]
+    inter = intersection_rows(a, b)
     union = area(a) + area(b) - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 

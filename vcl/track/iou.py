@@ -349,6 +349,20 @@ def ncc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(oka & okb, np.einsum("an,...an->...a", ua, ub), -1.0)
 
 
+def pairs_within_columns(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every ordered pair of distinct true rows of each column of ``mask`` (R×C bool):
+    ``(first, second, column)``, (K,) each, without a loop over columns."""
+    column, row = np.nonzero(mask.T)  # entries grouped by column
+    count = np.bincount(column, minlength=mask.shape[1])
+    start = np.cumsum(count) - count  # each column's first entry
+    partners = count[column]  # entries of its column, per entry
+    left = np.repeat(np.arange(len(row)), partners)  # (Σ count², ) entry indices
+    offset = np.arange(len(left)) - np.repeat(np.cumsum(partners) - partners, partners)
+    right = start[column[left]] + offset
+    distinct = left != right
+    return row[left[distinct]], row[right[distinct]], column[left[distinct]]
+
+
 def verify(
     last: np.ndarray,
     candidates: np.ndarray,
@@ -455,7 +469,7 @@ class IouTracker:
         est = np.flatnonzero(self.hits >= max(self.confirm, 1))  # tentative: no members
         if not self.group or len(est) < 2 or not len(boxes):
             return None
-        from vcl.boxes import area_fast, intersection_fast, iou_fast, iou_rows
+        from vcl.boxes import area_fast, intersection_fast, intersection_rows, iou_rows
 
         size = area_fast(predicted[est])[:, None]  # (E, 1)
         inside = intersection_fast(predicted[est], boxes) > np.float32(self.group) * size
@@ -465,30 +479,32 @@ class IouTracker:
             return None
         inside = inside[:, cols]
         rows = np.flatnonzero(inside.any(axis=1))
-        inside = inside[rows]
-        members = predicted[est[rows]]
-        smaller = np.minimum(size[rows], size[rows].T)  # (M, M)
-        apart = intersection_fast(members, members) < np.float32(GROUP_APART) * smaller
-        apart = apart.astype(np.float32)
-        m = inside.astype(np.float32)
-        pair = ((apart @ m) * m).sum(axis=0) > 0  # two members apart from each other
-        low = np.where(inside[..., None], members[:, None, :2], np.inf).min(axis=0)  # (C, 2)
-        high = np.where(inside[..., None], members[:, None, 2:], -np.inf).max(axis=0)
-        hull = np.concatenate([low, high], axis=1)  # (C, 4) the box of each one's members
-        pair &= iou_rows(hull, boxes[cols]) > GROUP_FIT  # ... which it is: their joint box
+        inside, members = inside[rows], predicted[est[rows]].astype(np.float32)
+        # the box of the tracks each holds (C, 4): its joint box? (the cheaper test first)
+        hull = np.stack(
+            [np.where(inside, members[:, k : k + 1], np.inf).min(axis=0) for k in (0, 1)]
+            + [np.where(inside, members[:, k : k + 1], -np.inf).max(axis=0) for k in (2, 3)],
+            axis=1,
+        )
+        joint = iou_rows(hull, boxes[cols]) > GROUP_FIT
+        cols, inside = cols[joint], inside[:, joint]
+        pair = np.zeros(len(cols), bool)
+        first, second, col = pairs_within_columns(inside)
+        overlap = intersection_rows(members[first], members[second])
+        smaller = np.minimum(size[rows[first], 0], size[rows[second], 0])
+        pair[col[overlap < np.float32(GROUP_APART) * smaller]] = True  # two members apart
         if not pair.any():
             return None
         cols, inside = cols[pair], inside[:, pair]
-        rows, inside = rows[inside.any(axis=1)], inside[inside.any(axis=1)]
-        tracks = est[rows]
         group = np.zeros(len(boxes), bool)
         group[cols] = True
+        i, j = np.nonzero(inside)  # (member, group) pairs
+        track, proposal = est[rows[i]], cols[j]
+        unfit = iou_rows(predicted[track], boxes[proposal]) <= GROUP_FIT
         banned = np.zeros((len(predicted), len(boxes)), bool)
-        banned[np.ix_(tracks, cols)] = inside & ~(
-            iou_fast(predicted[tracks], boxes[cols]) > GROUP_FIT
-        )
+        banned[track[unfit], proposal[unfit]] = True
         member = np.zeros(len(predicted), bool)
-        member[tracks] = True
+        member[track] = True
         return banned, member, group
 
     def match(
