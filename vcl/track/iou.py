@@ -77,13 +77,13 @@ trackers' *group* (McKenna et al., CVIU 2000; Haritaoglu et al.'s W4) keeps both
 apart from each other (each inside by more than 0.7 of its area, the two overlapping by
 less than half of the smaller) is their group when it is their joint box (IoU > 0.5
 with the box of all the tracks it holds; EdgeBoxes' windows holding two objects and
-background are not). A member may not take it unless its box
-fits it (IoU > 0.5: the big object in front of a small one), the group starts no track,
-and a member left unmatched follows its registration — the motion it shares with the
-group — with no TTL while the group lasts, as long as its box's content still matches
-its template (NCC > 0.5; below that it has lost its object, and misses as usual). Such
-boxes carry no score (NaN, as interpolated ones). Measured (motion proposals, 5 seeds ×
-20 videos): coverage 0.706 -> 0.768, purity 0.871 -> 0.879 (0.780 / 0.867 without the
+background are not). A member may not take it unless its box fits it (IoU > 0.5: the
+big object in front of a small one), the group starts no track, and a member left
+unmatched follows its registration — the motion it shares with the group — with no TTL
+while the group lasts, as long as its box's content still matches its template (NCC >
+0.5; below that it has lost its object, and misses as usual). Such boxes carry no score
+(NaN, as interpolated ones). Measured (motion proposals, 5 seeds ×
+20 videos): coverage 0.706 -> 0.768, purity 0.871 -> 0.879 (0.780 / 0.866 without the
 content check); unchanged on jittered ground truth, where no proposal holds two objects.
 
 The frames proposed on are the "steps": the tracker advances from one to the next
