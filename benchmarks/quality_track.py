@@ -26,8 +26,24 @@ proposals of 100 videos take ~15 min on 2 cores; the whole table ~25 min more).
 (`speed`). ``run()`` returns benchmark rows (mean coverage over seeds of ``final``
 against ``before`` and ``none``; frames/s against ``before`` and Median-Flow).
 
-Measured 2026-11-24 (5 seeds × 20 videos; coverage mean / min, purity mean), after
-the nested-birth rule (``nest``) and the centre-only velocity:
+Measured 2026-11-24 (later; 5 seeds × 20 videos, ``VCL_QT_EDGEBOXES=0``), after groups
+(``group``: a proposal that is the joint box of two tracks apart is taken by neither,
+and they follow their registration through it): static, motion proposals: final
+0.768 / 0.709, purity 0.879 (group0, groups off: 0.706 / 0.600, 0.871; nest0 0.740,
+0.835; birth0 0.680, 0.817; before 0.333, 0.881; no flow, hence no groups, 0.623).
+Jittered GT and pan unchanged (0.936 / 0.917, 1.000; pan 0.879, no flow 0.759): there
+no proposal holds two objects. Seeds 0-1 with EdgeBoxes: 0.129 (group0 0.109). Whole
+stage on vtest.avi, 300 drifting random boxes a frame (~90 of them groups): 71 frames/s
+against 83 with groups off and 87 at the last commit (median of 3, same process);
+with groups found by a float matmul it read 62, as OpenBLAS's threads fought the
+decoder's for the 2 cores. Tried with groups, not kept: a second-chance match of
+unmatched tracks to unmatched proposals with IoU > 0.1 whose content matches the
+template better than the prediction's (0.783 / 0.867; with NCC > 0.5 0.772 / 0.880);
+clipping a member's box to the group's (0.748 / 0.876); no content check while
+following a group (0.780 / 0.866); NCC > 0.3 / 0.7 (0.776 / 0.875, 0.748 / 0.876).
+
+Earlier 2026-11-24, after the nested-birth rule (``nest``) and the centre-only velocity
+(coverage mean / min, purity mean):
 static, jittered GT: final 0.937 / 0.917, 1.000; before 0.833 / 0.771, 0.992; no flow
 0.896 / 0.840, 0.962. Pan: final 0.879 / 0.863, 0.997; before 0.790; no flow 0.759.
 Static, motion proposals: final 0.706 / 0.600, purity 0.871 (nest0, the rule off:
