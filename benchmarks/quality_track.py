@@ -40,7 +40,13 @@ decoder's for the 2 cores. Tried with groups, not kept: a second-chance match of
 unmatched tracks to unmatched proposals with IoU > 0.1 whose content matches the
 template better than the prediction's (0.783 / 0.867; with NCC > 0.5 0.772 / 0.880);
 clipping a member's box to the group's (0.748 / 0.876); no content check while
-following a group (0.780 / 0.866); NCC > 0.3 / 0.7 (0.776 / 0.875, 0.748 / 0.876).
+following a group (0.780 / 0.866); NCC > 0.3 / 0.7 (0.776 / 0.875, 0.748 / 0.876);
+banning a proposal over 2× / 3× a track's box that holds it, as for groups (0.761 /
+0.878, 0.776 / 0.873). A lead, not built: tracking backwards in time too (the videos
+reversed) and adding the backward tracks that no longer forward track covers (≥ half of
+their frames at IoU ≥ 0.5) covers 0.816, purity 0.869 (5 seeds; all tracks of both
+directions, no top 15: 0.827 / 0.876) — objects that part after starting together are
+objects that meet, backwards, and groups keep them.
 
 Earlier 2026-11-24, after the nested-birth rule (``nest``) and the centre-only velocity
 (coverage mean / min, purity mean):
