@@ -43,8 +43,8 @@ clipping a member's box to the group's (0.748 / 0.876); no content check while
 following a group (0.780 / 0.866); NCC > 0.3 / 0.7 (0.776 / 0.875, 0.748 / 0.876);
 banning a proposal over 2× / 3× a track's box that holds it, as for groups (0.761 /
 0.878, 0.776 / 0.873). A lead, not built: tracking backwards in time too (the videos
-reversed) and adding the backward tracks that no longer forward track covers (≥ half of
-their frames at IoU ≥ 0.5) covers 0.816, purity 0.869 (5 seeds; all tracks of both
+reversed) and adding each backward track that no forward track as long covers (in ≥
+half of its frames at IoU ≥ 0.5) covers 0.816, purity 0.869 (5 seeds; all tracks of both
 directions, no top 15: 0.827 / 0.876) — objects that part after starting together are
 objects that meet, backwards, and groups keep them.
 
