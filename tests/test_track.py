@@ -517,6 +517,31 @@ def test_tracks_follow_their_objects_through_a_group(tmp_path: Path) -> None:
         np.testing.assert_array_equal(np.isnan(track.scores), np.isin(track.frames, merged))
         assert track.score == 1.0
     assert sorted(len(t) for t in tracks(group=0.0)) != [len(a), len(a)]
+    # without the content check (--no-verify) members could not follow a group: none
+    plain, off = tracks(verify=False), tracks(verify=False, group=0.0)
+    assert [t.frames.tolist() for t in plain] == [t.frames.tolist() for t in off]
+
+
+def test_only_unmatched_members_whose_content_still_matches_follow_a_group() -> None:
+    import cv2
+
+    from vcl.track.iou import box_patches
+
+    rng = np.random.default_rng(6)
+    frame = cv2.GaussianBlur(rng.uniform(0, 255, (40, 90)), (0, 0), 1.5).astype(np.float32)
+    boxes = np.array([[2.0, 2, 22, 22], [30.0, 2, 50, 22], [60.0, 2, 80, 22]])
+    tracker = IouTracker(0.35, 3, 3, group=0.7)
+    tracker.template = box_patches(frame, boxes, (1.0, 1.0))
+    changed = frame.copy()
+    changed[2:22, 60:80] = rng.uniform(0, 255, (20, 20))  # the third one's object is gone
+    held, matched = np.ones(3, bool), np.array([0])  # the first matched another proposal
+    got = tracker.coasting(held, matched, boxes, (frame, frame), (1.0, 1.0))
+    np.testing.assert_array_equal(got, [False, True, True])
+    got = tracker.coasting(held, matched, boxes, (frame, changed), (1.0, 1.0))
+    np.testing.assert_array_equal(got, [False, True, False])
+    not_held = tracker.coasting(np.array([True, False, True]), matched, boxes,
+                                (frame, frame), (1.0, 1.0))  # fmt: skip
+    np.testing.assert_array_equal(not_held, [False, False, True])
 
 
 def test_constant_velocity_prediction_moves_the_centre_only() -> None:

@@ -151,11 +151,12 @@ def run(
             "--group",
             min=0.0,
             max=1.0,
-            help="iou: a proposal holding the boxes of two tracks apart from each other (each "
-            "inside by more than this share) is their group, as two objects moving alike "
-            "give: neither takes it unless it fits (IoU > 0.5), it starts no track, and they "
-            "follow their registration through it while their box content still matches. "
-            "0: off (ODCT).",
+            help="iou: a proposal holding the boxes of two established tracks apart from each "
+            "other (each inside by more than this share) and fitting their joint box (IoU > "
+            "0.5) is their group, as two objects moving alike give: neither takes it unless "
+            "it fits one (IoU > 0.5), it starts no track, and they follow their registration "
+            "through it while their box content still matches (NCC > 0.5; needs flow and "
+            "--verify). 0: off (ODCT).",
         ),
     ] = 0.7,
     length: Annotated[
@@ -206,7 +207,8 @@ def run(
     a track unless it overlaps a matched one by IoU > --birth or nests with one,
     --birth-nest);
     tracks live TTL frames unmatched (a frame proposed on without a box is one), or
-    as long as a proposal holding them and another track lasts (--group);
+    while a proposal that is their joint box with another track lasts and their box
+    content still matches (--group);
     tracks with l..L boxes are kept (--long drop or
     split), the --top best per video by mean objectness. kcf (Wang & Gupta): the box
     holding most moving points (camera motion removed), tracked by KCF for --length
