@@ -544,6 +544,35 @@ def test_only_unmatched_members_whose_content_still_matches_follow_a_group() -> 
     np.testing.assert_array_equal(not_held, [False, False, True])
 
 
+def test_a_member_following_a_group_moves_on_with_its_velocity() -> None:
+    # A and B move right 2 px a frame over a texture moving with them (the flow says so);
+    # at frame 4 the only proposal is their joint box: both follow their registration,
+    # misses stay 0, and the constant-velocity prediction restarts from the followed box.
+    import cv2
+
+    rng = np.random.default_rng(7)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (40, 120)), (0, 0), 1.5)
+    flow = np.zeros((40, 120, 2), np.float32)
+    flow[..., 0] = 2.0
+    a, b = np.array([2.0, 2, 22, 22]), np.array([24.0, 2, 44, 22])
+    tracker = IouTracker(0.35, 3, 3, group=0.7)
+    prev = None
+    for t in range(5):
+        image = np.roll(texture, 2 * t, axis=1).astype(np.float32)
+        shift = np.array([2.0 * t, 0, 2.0 * t, 0])
+        boxes = [a + shift, b + shift] if t < 4 else [[a[0] + 8, 2, b[2] + 8, 22]]
+        tracker.step(t, np.array(boxes), np.ones(len(boxes)),
+                     None if prev is None else flow, (1.0, 1.0), None, (prev, image))  # fmt: skip
+        prev = image
+    want = np.array([a, b]) + np.array([8.0, 0, 8, 0])
+    np.testing.assert_allclose(tracker.last, want, atol=0.01)
+    np.testing.assert_allclose(tracker.anchor, want, atol=0.01)
+    np.testing.assert_allclose(tracker.velocity, [[2.0, 0, 2, 0]] * 2, atol=0.01)
+    assert tracker.misses.tolist() == [0, 0]
+    (frame, owners, boxes, scores) = tracker._log[-1]
+    assert frame == 4 and len(owners) == 2 and np.isnan(scores).all()
+
+
 def test_constant_velocity_prediction_moves_the_centre_only() -> None:
     # The matched proposal shrinks from 20 to 12 px wide (a part of the object), its left
     # edge 3 px right, its centre 1 px left: the prediction moves by the centre's motion
