@@ -536,16 +536,14 @@ class IouTracker:
         held: np.ndarray,
         rows: np.ndarray,
         predicted: np.ndarray,
-        images: tuple[np.ndarray, np.ndarray] | None,
+        images: tuple[np.ndarray, np.ndarray],
         scale: tuple[float, float],
     ) -> np.ndarray:
         """(A,) bool: the group members left unmatched whose registered box still shows
-        what they last matched (NCC with the template > COAST_NCC); without the frames
-        (no verify), none."""
+        what they last matched (NCC with the template > COAST_NCC) in ``images[1]``
+        (`step` finds groups only where it has the frames)."""
         coast = held.copy()
         coast[rows] = False
-        if images is None or images[0] is None or not coast.any():
-            return np.zeros_like(coast)
         at = np.flatnonzero(coast)
         now = box_patches(np.float32(images[1]), predicted[at], scale)
         coast[at] = ncc(self.template[at], now) > COAST_NCC
